@@ -1,0 +1,53 @@
+# StreamSpace developer commands. Everything runs from a fresh clone: the virtualenv, the local
+# control plane (built from the Go module proxy into ~/.cache/streamspace) and PostgreSQL are
+# created on demand.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STREAMSPACE := $(VENV)/bin/streamspace
+PROFILE ?= minimal
+PYTEST_ARGS ?=
+
+.PHONY: help venv test lint run cluster-up cluster-down cluster-status clean
+
+help:
+	@echo "make run            control plane, PostgreSQL, operator and facade (Ctrl-C stops all)"
+	@echo "make test           the whole test suite against a real apiserver and PostgreSQL"
+	@echo "make lint           ruff, mypy --strict, import-linter"
+	@echo "make cluster-up     local control plane only (PROFILE=minimal|full)"
+	@echo "make cluster-down   stop it"
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+run: venv
+	$(STREAMSPACE) dev run
+
+cluster-up: venv
+	$(STREAMSPACE) dev cluster up --profile $(PROFILE)
+
+cluster-down: venv
+	$(STREAMSPACE) dev cluster down
+
+cluster-status: venv
+	$(STREAMSPACE) dev cluster status
+
+clean: cluster-down
+	$(STREAMSPACE) dev postgres down
+	rm -rf .streamspace

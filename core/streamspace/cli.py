@@ -1,0 +1,185 @@
+"""The ``streamspace`` command: ``operator``, ``facade``, ``migrate``, ``dev`` and ``token``.
+
+``operator`` and ``facade`` are contributed through the ``streamspace.commands`` entry points by
+their own packages, so this core module never imports either process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+
+import psycopg
+
+from streamspace import __version__
+from streamspace.auth import apikeys
+from streamspace.config import ConfigError, load_dev_settings, load_settings
+from streamspace.db.migrate import MigrationError, migrate
+from streamspace.dev.binaries import BuildError
+from streamspace.dev.cluster import PROFILES, ClusterError, ControlPlane
+from streamspace.dev.postgres import LocalPostgres, PostgresError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class UsageError(RuntimeError):
+    """A command cannot run as asked; the message says what to do instead."""
+
+
+def database_url() -> str:
+    """``DATABASE_URL``/``DB_*``, else the local dev server started by ``streamspace dev``."""
+    settings = load_settings()
+    if settings.database.configured:
+        return settings.database.url
+    url = LocalPostgres(load_dev_settings().state_dir).url()
+    if url is None:
+        raise UsageError(
+            "no database: set DATABASE_URL (or DB_HOST and friends), "
+            "or start the local one with `streamspace dev postgres up`"
+        )
+    return url
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    applied = migrate(database_url())
+    for m in applied:
+        print(f"applied {m.version:04d}_{m.name}")
+    print("schema is up to date" if not applied else f"{len(applied)} migration(s) applied")
+    return 0
+
+
+def _control_plane() -> ControlPlane:
+    dev = load_dev_settings()
+    return ControlPlane(dev.state_dir, dev.cache_dir)
+
+
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    plane = _control_plane()
+    if args.action == "up":
+        state = plane.up(args.profile)
+        print(f"control plane ({state.profile}) ready at https://127.0.0.1:{state.api_port}")
+        print(f"kubeconfig: {plane.kubeconfig}")
+        print(f"  kubectl --kubeconfig {plane.kubeconfig} get crds")
+        print(f"timings: {json.dumps(state.timings)}")
+    elif args.action == "down":
+        stopped = plane.down()
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    else:
+        status = plane.status()
+        print(json.dumps(status, indent=2))
+        return 0 if status["running"] else 1
+    return 0
+
+
+def _cmd_postgres(args: argparse.Namespace) -> int:
+    server = LocalPostgres(load_dev_settings().state_dir)
+    if args.action == "up":
+        print(server.up())
+    elif args.action == "down":
+        print("stopped" if server.down() else "nothing was running")
+    else:
+        url = server.url()
+        print(url or "not running")
+        return 0 if url else 1
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from streamspace.dev.stack import run_stack  # noqa: PLC0415 - only `dev run` needs it
+
+    return run_stack(load_settings(), load_dev_settings(), port=args.port)
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        if args.action == "create":
+            key = apikeys.create_api_key(conn, args.user, args.role, args.name)
+            print(key)
+            print(
+                f"(an API key for {args.user} with role {args.role}; it is not shown again)",
+                file=sys.stderr,
+            )
+        elif args.action == "list":
+            for k in apikeys.list_api_keys(conn, args.user):
+                state = "revoked" if k.revoked_at else "active"
+                print(f"{k.id}\t{k.user_id}\t{k.role}\t{k.prefix}…\t{state}\t{k.name}")
+        elif not apikeys.revoke_api_key(conn, args.id):
+            raise UsageError(f"no active API key with id {args.id}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamspace", description="Browser-streamed desktops and apps on Kubernetes."
+    )
+    parser.add_argument("--version", action="version", version=f"streamspace {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_cmd_migrate)
+
+    dev = sub.add_parser("dev", help="local development stack").add_subparsers(
+        dest="dev_command", required=True, metavar="WHAT"
+    )
+    cluster = dev.add_parser("cluster", help="local control plane (etcd, kube-apiserver, ...)")
+    cluster.add_argument("action", choices=("up", "down", "status"))
+    cluster.add_argument("--profile", choices=PROFILES, default="minimal")
+    cluster.set_defaults(func=_cmd_cluster)
+    pg = dev.add_parser("postgres", help="throw-away local PostgreSQL")
+    pg.add_argument("action", choices=("up", "down", "status"))
+    pg.set_defaults(func=_cmd_postgres)
+    run = dev.add_parser("run", help="control plane, PostgreSQL, operator and facade, foreground")
+    run.add_argument("--port", type=int, default=None, help="facade port (default: PORT or 8080)")
+    run.set_defaults(func=_cmd_run)
+
+    token = sub.add_parser("token", help="API keys").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    create = token.add_parser("create", help="create an API key and print it once")
+    create.add_argument("--user", required=True)
+    create.add_argument("--role", choices=apikeys.ROLES, default="user")
+    create.add_argument("--name", default="", help="a label to recognise the key by")
+    token_list = token.add_parser("list", help="list API keys (never the keys themselves)")
+    token_list.add_argument("--user")
+    revoke = token.add_parser("revoke", help="revoke an API key by id")
+    revoke.add_argument("id", type=int)
+    for p in (create, token_list, revoke):
+        p.set_defaults(func=_cmd_token)
+
+    for ep in sorted(entry_points(group="streamspace.commands"), key=lambda e: e.name):
+        register = ep.load()
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    func: Handler = args.func
+    try:
+        return func(args)
+    except (
+        ConfigError,
+        UsageError,
+        ClusterError,
+        BuildError,
+        PostgresError,
+        MigrationError,
+        ValueError,
+        psycopg.OperationalError,
+    ) as exc:
+        print(f"streamspace: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Settings: the environment is read once, here, into a frozen object that is passed explicitly.
+
+No other module reads ``os.environ``. Every problem in the environment is collected and reported
+at once (``ConfigError``), so an operator fixing a deployment sees the whole list on first start.
+Secrets are kept out of ``repr`` so that logging a settings object never leaks them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
+
+from psycopg.conninfo import make_conninfo
+
+from streamspace.durations import parse_duration
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """The environment holds one or more invalid settings; ``problems`` lists all of them."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = field(default="", repr=False)
+    """libpq connection string or URL (``DATABASE_URL``, else built from ``DB_*``); secret."""
+
+    configured: bool = False
+    """True when the environment named a database; False means "start a throw-away one" in dev."""
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    kubeconfig: str | None = None
+    """Path of a kubeconfig (``KUBECONFIG``); None means in-cluster configuration."""
+
+    namespace: str = "streamspace"
+    """Namespace the operator watches and the facade writes to (``NAMESPACE``)."""
+
+    all_namespaces: bool = False
+    """Operator watches every namespace (``ALL_NAMESPACES=true``)."""
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    ingress_domain: str | None = None
+    """Create an Ingress ``<session>.<domain>`` per session when set (``INGRESS_DOMAIN``)."""
+
+    ingress_class: str | None = None
+    """IngressClass of those Ingresses (``INGRESS_CLASS``)."""
+
+    storage_class: str | None = None
+    """StorageClass of the per-user home PVC (``STORAGE_CLASS``); None: the cluster default."""
+
+    home_size: str = "10Gi"
+    """Size of the per-user home PVC (``HOME_SIZE``)."""
+
+    stale_after: timedelta = timedelta(seconds=60)
+    """A connection without a heartbeat for this long is stale (``STALE_AFTER``)."""
+
+    heartbeat_check_interval: timedelta = timedelta(seconds=30)
+    """How often connections are checked for staleness (``HEARTBEAT_CHECK_INTERVAL``)."""
+
+    idle_check_interval: timedelta = timedelta(seconds=30)
+    """How often running sessions are checked for idleness (``IDLE_CHECK_INTERVAL``)."""
+
+    hibernate_warning: timedelta = timedelta(minutes=5)
+    """How long before hibernation the idle warning goes out (``HIBERNATE_WARNING``)."""
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    work_dir: Path = Path("/tmp/streamspace-repos")  # noqa: S108 - the seed's documented default
+    """Where repositories are fetched to (``SYNC_WORK_DIR``)."""
+
+    interval: timedelta = timedelta(hours=1)
+    """Default interval between scheduled syncs (``SYNC_INTERVAL``)."""
+
+    allow_local_repos: bool = False
+    """Accept ``file://`` URLs and local paths: development and tests (``ALLOW_LOCAL_REPOS``)."""
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    port: int = 8080
+    """Port the facade listens on (``PORT``)."""
+
+    cors_allowed_origins: tuple[str, ...] = ()
+    """Origins allowed for browsers and WebSocket upgrades (``CORS_ALLOWED_ORIGINS``)."""
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    jwt_secret: str | None = field(default=None, repr=False)
+    """HS256 secret for bearer JWTs (``JWT_SECRET``); secret."""
+
+    oidc_issuer: str | None = None
+    """Issuer whose JWKS verifies RS256 bearer JWTs (``OIDC_ISSUER``)."""
+
+    oidc_audience: str | None = None
+    """Audience required in OIDC tokens (``OIDC_AUDIENCE``)."""
+
+    webhook_secret: str | None = field(default=None, repr=False)
+    """Shared secret of the repository webhook (``WEBHOOK_SECRET``); secret."""
+
+    webhook_allow_unsigned: bool = False
+    """Accept unsigned webhook deliveries (``WEBHOOK_ALLOW_UNSIGNED=true``); never in production."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: DatabaseSettings = DatabaseSettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
+    sessions: SessionSettings = SessionSettings()
+    sync: SyncSettings = SyncSettings()
+    http: HttpSettings = HttpSettings()
+    auth: AuthSettings = AuthSettings()
+
+
+class _Reader:
+    """Reads typed values from an environment mapping, collecting problems instead of raising."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or default
+
+    def parsed(self, name: str, default: T, parse: Callable[[str], T], expected: str) -> T:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            return parse(raw)
+        except ValueError:
+            self.problems.append(f"{name}={raw!r}: expected {expected}")
+            return default
+
+    def duration(self, name: str, default: timedelta) -> timedelta:
+        value = self.parsed(name, default, parse_duration, "a duration such as 30s, 5m or 1h")
+        if value <= timedelta(0) and self.text(name) is not None:
+            self.problems.append(f"{name}: must be longer than zero")
+        return value
+
+    def flag(self, name: str) -> bool:
+        return self.parsed(name, False, _parse_bool, "true or false")
+
+    def port(self, name: str, default: int) -> int:
+        value = self.parsed(name, default, int, "a port number")
+        if not 0 < value < 65536:
+            self.problems.append(f"{name}={value}: expected a port number between 1 and 65535")
+        return value
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(raw)
+
+
+def _database(read: _Reader) -> DatabaseSettings:
+    url = read.text("DATABASE_URL")
+    if url:
+        return DatabaseSettings(url=url, configured=True)
+    if read.text("DB_HOST") is None:
+        return DatabaseSettings()
+    conninfo = make_conninfo(
+        host=read.text("DB_HOST"),
+        port=str(read.port("DB_PORT", 5432)),
+        user=read.text("DB_USER", "streamspace"),
+        password=read.text("DB_PASSWORD") or None,
+        dbname=read.text("DB_NAME", "streamspace"),
+        sslmode=read.text("DB_SSLMODE", "prefer"),
+    )
+    return DatabaseSettings(url=conninfo, configured=True)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from ``env`` (default: the process environment)."""
+    read = _Reader(os.environ if env is None else env)
+    defaults = SessionSettings()
+    settings = Settings(
+        database=_database(read),
+        kubernetes=KubernetesSettings(
+            kubeconfig=read.text("KUBECONFIG"),
+            namespace=read.text("NAMESPACE", "streamspace") or "streamspace",
+            all_namespaces=read.flag("ALL_NAMESPACES"),
+        ),
+        sessions=SessionSettings(
+            ingress_domain=read.text("INGRESS_DOMAIN"),
+            ingress_class=read.text("INGRESS_CLASS"),
+            storage_class=read.text("STORAGE_CLASS"),
+            home_size=read.text("HOME_SIZE", defaults.home_size) or defaults.home_size,
+            stale_after=read.duration("STALE_AFTER", defaults.stale_after),
+            heartbeat_check_interval=read.duration(
+                "HEARTBEAT_CHECK_INTERVAL", defaults.heartbeat_check_interval
+            ),
+            idle_check_interval=read.duration("IDLE_CHECK_INTERVAL", defaults.idle_check_interval),
+            hibernate_warning=read.duration("HIBERNATE_WARNING", defaults.hibernate_warning),
+        ),
+        sync=SyncSettings(
+            work_dir=Path(read.text("SYNC_WORK_DIR") or SyncSettings.work_dir),
+            interval=read.duration("SYNC_INTERVAL", SyncSettings.interval),
+            allow_local_repos=read.flag("ALLOW_LOCAL_REPOS"),
+        ),
+        http=HttpSettings(
+            port=read.port("PORT", HttpSettings.port),
+            cors_allowed_origins=tuple(
+                origin.strip()
+                for origin in (read.text("CORS_ALLOWED_ORIGINS") or "").split(",")
+                if origin.strip()
+            ),
+        ),
+        auth=AuthSettings(
+            jwt_secret=read.text("JWT_SECRET"),
+            oidc_issuer=read.text("OIDC_ISSUER"),
+            oidc_audience=read.text("OIDC_AUDIENCE"),
+            webhook_secret=read.text("WEBHOOK_SECRET"),
+            webhook_allow_unsigned=read.flag("WEBHOOK_ALLOW_UNSIGNED"),
+        ),
+    )
+    if read.problems:
+        raise ConfigError(read.problems)
+    return settings
+
+
+@dataclass(frozen=True)
+class DevSettings:
+    """Settings of the local development tooling (``streamspace dev``), not of the product."""
+
+    state_dir: Path = Path(".streamspace")
+    """Git-ignored directory for the local stack's kubeconfig, pids, logs and data."""
+
+    cache_dir: Path = Path.home() / ".cache" / "streamspace"
+    """Where control-plane binaries are built, outside the repo (``STREAMSPACE_CACHE_DIR``)."""
+
+    use_existing_cluster: bool = False
+    """Use the cluster ``KUBECONFIG`` points at instead of starting one
+    (``STREAMSPACE_USE_EXISTING_CLUSTER=true``)."""
+
+
+def load_dev_settings(env: Mapping[str, str] | None = None) -> DevSettings:
+    read = _Reader(os.environ if env is None else env)
+    xdg = read.text("XDG_CACHE_HOME")
+    cache_default = Path(xdg) / "streamspace" if xdg else DevSettings.cache_dir
+    settings = DevSettings(
+        state_dir=Path(read.text("STREAMSPACE_STATE_DIR") or DevSettings.state_dir).absolute(),
+        cache_dir=Path(read.text("STREAMSPACE_CACHE_DIR") or cache_default).absolute(),
+        use_existing_cluster=read.flag("STREAMSPACE_USE_EXISTING_CLUSTER"),
+    )
+    if read.problems:
+        raise ConfigError(read.problems)
+    return settings

@@ -1,0 +1,465 @@
+"""The local control plane: real etcd and kube-apiserver on loopback, plus kwok nodes when full.
+
+Profiles:
+
+* ``minimal`` — etcd and kube-apiserver: enough for CRD validation, the operator's watches and
+  the facade.
+* ``full`` — adds kube-controller-manager, kube-scheduler and kwok with fake Nodes, so that a
+  Deployment gets a Pod that is scheduled and becomes Ready without a kubelet.
+
+Everything lives in one state directory (``.streamspace`` for the dev stack, a temporary one in
+tests): key material, etcd data, logs, ``cluster/state.json`` with the pids we started, and the
+``kubeconfig``. ``up`` is idempotent (it starts only what is not running, and turns a running
+minimal cluster into a full one); ``down`` stops exactly the processes recorded in the state file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import shutil
+import ssl
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from streamspace.dev import binaries, pki, process
+
+log = logging.getLogger(__name__)
+
+PROFILES = ("minimal", "full")
+FAKE_NODES = ("kwok-node-0", "kwok-node-1")
+KWOK_NODE_LABEL = "streamspace.dev/kwok"
+DEFAULT_NAMESPACE = "streamspace"
+SERVICE_CIDR = "10.96.0.0/16"
+REPO_CRDS = Path(__file__).resolve().parents[3] / "crds"
+
+
+class ClusterError(RuntimeError):
+    """The control plane could not be brought up or reached."""
+
+
+@dataclass
+class ClusterState:
+    """What ``cluster/state.json`` records about a running control plane."""
+
+    profile: str = "minimal"
+    api_port: int = 0
+    etcd_port: int = 0
+    token: str = field(default="", repr=False)
+    processes: dict[str, process.Started] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = {
+            "profile": self.profile,
+            "api_port": self.api_port,
+            "etcd_port": self.etcd_port,
+            "token": self.token,
+            "processes": {name: rec.as_dict() for name, rec in self.processes.items()},
+            "timings": self.timings,
+        }
+        return json.dumps(data, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ClusterState:
+        data = json.loads(text)
+        return cls(
+            profile=data["profile"],
+            api_port=data["api_port"],
+            etcd_port=data["etcd_port"],
+            token=data["token"],
+            processes={
+                name: process.Started.from_dict(rec) for name, rec in data["processes"].items()
+            },
+            timings=data.get("timings", {}),
+        )
+
+
+class ControlPlane:
+    """A local control plane rooted at ``state_dir``."""
+
+    def __init__(self, state_dir: Path, cache_dir: Path, crds_dir: Path = REPO_CRDS) -> None:
+        self.state_dir = state_dir
+        self.cache_dir = cache_dir
+        self.crds_dir = crds_dir
+        self.dir = state_dir / "cluster"
+        self.kubeconfig = state_dir / "kubeconfig"
+        self._state_file = self.dir / "state.json"
+
+    # -- state -------------------------------------------------------------------------------
+
+    def load_state(self) -> ClusterState | None:
+        if not self._state_file.exists():
+            return None
+        return ClusterState.from_json(self._state_file.read_text())
+
+    def _save(self, state: ClusterState) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._state_file.write_text(state.to_json())
+        self._state_file.chmod(0o600)
+
+    def status(self) -> dict[str, Any]:
+        """Which recorded components run, with pid and memory, and whether the API answers."""
+        state = self.load_state()
+        if state is None:
+            return {"running": False, "components": {}}
+        components = {
+            name: {
+                "pid": rec.pid,
+                "running": process.is_running(rec),
+                "rss_mib": round(process.rss_bytes(rec.pid) / 2**20, 1),
+            }
+            for name, rec in state.processes.items()
+        }
+        return {
+            "running": self._api_ready(state),
+            "profile": state.profile,
+            "server": f"https://127.0.0.1:{state.api_port}",
+            "kubeconfig": str(self.kubeconfig),
+            "components": components,
+            "timings": state.timings,
+        }
+
+    # -- up ----------------------------------------------------------------------------------
+
+    def up(self, profile: str = "minimal", timeout: float = 120.0) -> ClusterState:
+        """Start what ``profile`` needs and is not running yet; return once the API is ready."""
+        if profile not in PROFILES:
+            raise ClusterError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        build = binaries.ensure_binaries(self.cache_dir, profile)
+        if build.built:
+            log.info("built %s in %.0fs", ", ".join(build.built), build.seconds)
+        state = self.load_state()
+        if state is None or not self._core_running(state):
+            if state is not None:
+                self.down()
+            state = self._start_core(build.binaries, timeout)
+        if profile == "full" and not self._full_running(state):
+            self._start_full(state, build.binaries, timeout)
+        state.timings["build_seconds"] = round(build.seconds, 2)
+        self._save(state)
+        return state
+
+    def _core_running(self, state: ClusterState) -> bool:
+        return all(
+            name in state.processes and process.is_running(state.processes[name])
+            for name in ("etcd", "kube-apiserver")
+        ) and self._api_ready(state)
+
+    def _full_running(self, state: ClusterState) -> bool:
+        names = ("kube-controller-manager", "kube-scheduler", "kwok")
+        return all(n in state.processes and process.is_running(state.processes[n]) for n in names)
+
+    def _start_core(self, bins: dict[str, Path], timeout: float) -> ClusterState:
+        started = time.monotonic()
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
+        pki_dir = self.dir / "pki"
+        state = ClusterState(
+            api_port=process.free_port(),
+            etcd_port=process.free_port(),
+            token=pki.write_pki(pki_dir),
+        )
+        self._save(state)  # record early: a failed start can still be taken down
+        peer_port = process.free_port()
+        etcd_url = f"http://127.0.0.1:{state.etcd_port}"
+        peer_url = f"http://127.0.0.1:{peer_port}"
+        state.processes["etcd"] = process.start(
+            "etcd",
+            [
+                str(bins["etcd"]),
+                "--name=streamspace-dev",
+                f"--data-dir={self.dir / 'etcd-data'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=streamspace-dev={peer_url}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+            self.dir / "logs" / "etcd.log",
+        )
+        self._save(state)
+        self._wait(state, "etcd", lambda: _http_ok(f"{etcd_url}/health"), timeout)
+        state.processes["kube-apiserver"] = process.start(
+            "kube-apiserver",
+            [
+                str(bins["kube-apiserver"]),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={state.api_port}",
+                f"--cert-dir={pki_dir}",
+                f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki_dir / 'apiserver.key'}",
+                f"--client-ca-file={pki_dir / 'ca.crt'}",
+                f"--token-auth-file={pki_dir / 'tokens.csv'}",
+                f"--service-account-key-file={pki_dir / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                "--authorization-mode=RBAC",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--endpoint-reconciler-type=none",  # loopback may not appear in Endpoints
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v=1",
+            ],
+            self.dir / "logs" / "kube-apiserver.log",
+        )
+        self._save(state)
+        self._wait(state, "kube-apiserver", lambda: self._api_ready(state), timeout)
+        self._write_kubeconfig(state)
+        apply_crds(self.kubeconfig, self.crds_dir, timeout)
+        ensure_namespace(self.kubeconfig, DEFAULT_NAMESPACE)
+        state.timings["core_start_seconds"] = round(time.monotonic() - started, 2)
+        return state
+
+    def _start_full(self, state: ClusterState, bins: dict[str, Path], timeout: float) -> None:
+        started = time.monotonic()
+        kc = str(self.kubeconfig)
+        pki_dir = self.dir / "pki"
+        common = [f"--kubeconfig={kc}", "--leader-elect=false", "--bind-address=127.0.0.1"]
+        delegated = [f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}"]
+        for name, extra in (
+            (
+                "kube-controller-manager",
+                [
+                    # No kubelets post node heartbeats, so the node lifecycle controller would
+                    # taint the fake nodes and evict their pods.
+                    "--controllers=*,-nodelifecycle,-nodeipam",
+                    f"--service-account-private-key-file={pki_dir / 'sa.key'}",
+                    f"--root-ca-file={pki_dir / 'ca.crt'}",
+                    "--use-service-account-credentials=false",
+                    "--concurrent-deployment-syncs=10",
+                    "--concurrent-replicaset-syncs=10",
+                    "--kube-api-qps=200",
+                    "--kube-api-burst=400",
+                ],
+            ),
+            ("kube-scheduler", ["--kube-api-qps=200", "--kube-api-burst=400"]),
+        ):
+            port = process.free_port()
+            state.processes[name] = process.start(
+                name,
+                [str(bins[name]), *common, *delegated, f"--secure-port={port}", *extra],
+                self.dir / "logs" / f"{name}.log",
+            )
+            self._save(state)
+        stages = self.dir / "kwok-stages.yaml"
+        stages.write_text(
+            resources.files("streamspace.dev").joinpath("kwok-stages.yaml").read_text()
+        )
+        state.processes["kwok"] = process.start(
+            "kwok",
+            [
+                str(bins["kwok"]),
+                f"--kubeconfig={kc}",
+                f"--config={stages}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-label-selector={KWOK_NODE_LABEL}=true",
+                f"--server-address=127.0.0.1:{process.free_port()}",
+                "--node-lease-duration-seconds=40",
+            ],
+            self.dir / "logs" / "kwok.log",
+        )
+        state.profile = "full"
+        self._save(state)
+        register_fake_nodes(self.kubeconfig)
+        for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            self._wait(state, name, lambda: True, timeout)
+        self._wait(state, "kwok", lambda: fake_nodes_ready(self.kubeconfig), timeout)
+        state.timings["full_start_seconds"] = round(time.monotonic() - started, 2)
+
+    def _wait(self, state: ClusterState, name: str, ready: Any, timeout: float) -> None:
+        record = state.processes[name]
+
+        def check() -> bool:
+            if not process.is_running(record):
+                raise ClusterError(
+                    f"{name} exited during start-up; last lines of {record.log}:\n"
+                    + process.log_tail(record)
+                )
+            return bool(ready())
+
+        if not process.wait_until(check, timeout, interval=0.2):
+            raise ClusterError(
+                f"{name} was not ready after {timeout:.0f}s; last lines of {record.log}:\n"
+                + process.log_tail(record)
+            )
+
+    def _api_ready(self, state: ClusterState) -> bool:
+        if not state.api_port:
+            return False
+        return _http_ok(
+            f"https://127.0.0.1:{state.api_port}/readyz",
+            token=state.token,
+            cafile=self.dir / "pki" / "ca.crt",
+        )
+
+    def _write_kubeconfig(self, state: ClusterState) -> None:
+        ca = (self.dir / "pki" / "ca.crt").read_bytes()
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "streamspace-dev",
+                    "cluster": {
+                        "server": f"https://127.0.0.1:{state.api_port}",
+                        "certificate-authority-data": base64.b64encode(ca).decode(),
+                    },
+                }
+            ],
+            "users": [{"name": "streamspace-admin", "user": {"token": state.token}}],
+            "contexts": [
+                {
+                    "name": "streamspace-dev",
+                    "context": {
+                        "cluster": "streamspace-dev",
+                        "user": "streamspace-admin",
+                        "namespace": DEFAULT_NAMESPACE,
+                    },
+                }
+            ],
+            "current-context": "streamspace-dev",
+        }
+        self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.kubeconfig.chmod(0o600)
+
+    # -- down --------------------------------------------------------------------------------
+
+    def down(self) -> list[str]:
+        """Stop every process recorded in the state file, newest first; return their names."""
+        state = self.load_state()
+        if state is None:
+            return []
+        stopped = [
+            name for name, record in reversed(state.processes.items()) if process.stop(record)
+        ]
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.kubeconfig.unlink(missing_ok=True)
+        return stopped
+
+
+def _http_ok(url: str, token: str | None = None, cafile: Path | None = None) -> bool:
+    request = urllib.request.Request(url)  # noqa: S310 - fixed loopback URLs we built
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
+    try:
+        with urllib.request.urlopen(request, timeout=2, context=context) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ssl.SSLError):
+        return False
+
+
+# -- objects the dev cluster needs -----------------------------------------------------------
+
+
+def _api_client(kubeconfig: Path) -> Any:
+    from kubernetes import client, config  # noqa: PLC0415 - heavy import, dev paths only
+
+    return config.new_client_from_config(config_file=str(kubeconfig)), client  # type: ignore[no-untyped-call]
+
+
+def apply_crds(kubeconfig: Path, crds_dir: Path, timeout: float = 60.0) -> list[str]:
+    """Create or replace every CRD in ``crds_dir`` and wait until each is Established."""
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+    api_client, client = _api_client(kubeconfig)
+    with api_client:
+        api = client.ApiextensionsV1Api(api_client)
+        names = []
+        for path in sorted(crds_dir.glob("*.yaml")):
+            for doc in yaml.safe_load_all(path.read_text()):
+                if not doc or doc.get("kind") != "CustomResourceDefinition":
+                    continue
+                name = doc["metadata"]["name"]
+                names.append(name)
+                try:
+                    current = api.read_custom_resource_definition(name)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+                    api.create_custom_resource_definition(doc)
+                else:
+                    doc["metadata"]["resourceVersion"] = current.metadata.resource_version
+                    api.replace_custom_resource_definition(name, doc)
+
+        def established() -> bool:
+            for name in names:
+                crd = api.read_custom_resource_definition(name)
+                conditions = {c.type: c.status for c in (crd.status.conditions or [])}
+                if conditions.get("Established") != "True":
+                    return False
+            return True
+
+        if not process.wait_until(established, timeout):
+            raise ClusterError(f"CRDs not established after {timeout:.0f}s: {names}")
+        return names
+
+
+def ensure_namespace(kubeconfig: Path, name: str) -> None:
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+    api_client, client = _api_client(kubeconfig)
+    with api_client:
+        try:
+            client.CoreV1Api(api_client).create_namespace({"metadata": {"name": name}})
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+
+def register_fake_nodes(kubeconfig: Path, names: tuple[str, ...] = FAKE_NODES) -> None:
+    """Create the Node objects kwok plays the kubelet for."""
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+    api_client, client = _api_client(kubeconfig)
+    with api_client:
+        core = client.CoreV1Api(api_client)
+        for name in names:
+            node = {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "labels": {
+                        KWOK_NODE_LABEL: "true",
+                        "kubernetes.io/hostname": name,
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "type": "kwok",
+                    },
+                    "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+                },
+                "spec": {},
+            }
+            try:
+                core.create_node(node)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+
+
+def fake_nodes_ready(kubeconfig: Path) -> bool:
+    api_client, client = _api_client(kubeconfig)
+    with api_client:
+        nodes = (
+            client.CoreV1Api(api_client).list_node(label_selector=f"{KWOK_NODE_LABEL}=true").items
+        )
+        return len(nodes) == len(FAKE_NODES) and all(
+            any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
+            for n in nodes
+        )

@@ -1,0 +1,140 @@
+"""Background processes of the local stack: start detached, record, wait for, stop exactly them.
+
+A started process is recorded with its pid and executable. Stopping checks that the pid still runs
+that executable before signalling it, so a recycled pid never gets us to kill something we did
+not start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class StartError(RuntimeError):
+    """A component did not come up; the message includes the tail of its log."""
+
+
+@dataclass(frozen=True)
+class Started:
+    """A process we started: enough to find and stop it later, from another process."""
+
+    name: str
+    pid: int
+    executable: str
+    log: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "pid": self.pid, "executable": self.executable, "log": self.log}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Started:
+        return cls(data["name"], int(data["pid"]), data["executable"], data["log"])
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(
+    name: str,
+    argv: Sequence[str],
+    log_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    user: int | None = None,
+) -> Started:
+    """Start ``argv`` in its own session with output to ``log_path``; return its record."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            cwd=cwd,
+            user=user,
+            group=None if user is None else _group_of(user),
+        )
+    return Started(name, proc.pid, str(Path(argv[0]).resolve()), str(log_path))
+
+
+def _group_of(uid: int) -> int:
+    import pwd  # noqa: PLC0415 - POSIX-only, needed only when dropping privileges
+
+    return pwd.getpwuid(uid).pw_gid
+
+
+def is_running(record: Started) -> bool:
+    """True while ``record.pid`` is alive and still runs the executable we started."""
+    try:
+        exe = str(Path(f"/proc/{record.pid}/exe").readlink())
+        stat = Path(f"/proc/{record.pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # a zombie is gone for our purposes
+        return False
+    return exe.removesuffix(" (deleted)") == record.executable
+
+
+def stop(record: Started, timeout: float = 15.0) -> bool:
+    """Stop a recorded process (TERM, then KILL after ``timeout``); False if it was not running."""
+    if not is_running(record):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(record.pid, signal.SIGTERM)
+    if not wait_until(lambda: not is_running(record), timeout, interval=0.1):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, signal.SIGKILL)
+        wait_until(lambda: not is_running(record), 5.0, interval=0.1)
+    _reap(record.pid)
+    return True
+
+
+def _reap(pid: int) -> None:
+    # When the stopping process is also the parent (tests, `make run`), collect the exit status.
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def log_tail(record: Started, lines: int = 30) -> str:
+    try:
+        return "\n".join(Path(record.log).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

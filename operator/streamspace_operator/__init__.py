@@ -1,0 +1,1 @@
+"""StreamSpace operator: Kopf handlers that reconcile the stream.space custom resources."""

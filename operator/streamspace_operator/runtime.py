@@ -1,0 +1,82 @@
+"""How the operator runs: Kopf settings for production, and the entry point that starts Kopf.
+
+Our own prefix for annotations and the finalizer, so objects carry ``stream.space/...`` and not
+Kopf's defaults; status is written by explicit patches only (nothing is stored in ``status.kopf``);
+watches time out and reconnect so that a silently dropped connection is noticed; peering makes two
+replicas never act at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import kopf
+
+from streamspace import API_GROUP
+from streamspace.config import Settings
+
+log = logging.getLogger(__name__)
+
+PEERING_NAME = "streamspace"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Command-line choices of ``streamspace operator`` (the rest comes from Settings)."""
+
+    liveness_endpoint: str | None = "http://0.0.0.0:8081/healthz"
+    standalone: bool = False
+    priority: int = 0
+
+
+def operator_settings() -> kopf.OperatorSettings:
+    """Kopf settings for every deployment of the operator."""
+    settings = kopf.OperatorSettings()
+    settings.persistence.finalizer = f"{API_GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=API_GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING  # only warnings become Events; ours are explicit
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.watching.reconnect_backoff = 1.0
+    settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 30
+    settings.peering.name = PEERING_NAME
+    settings.peering.mandatory = True
+    settings.execution.max_workers = 20
+    return settings
+
+
+def run(settings: Settings, options: RunOptions) -> int:
+    """Run the operator until it is stopped (SIGINT/SIGTERM)."""
+    # Importing the handler modules registers them with Kopf's default registry.
+    from streamspace_operator import handlers  # noqa: F401, PLC0415
+
+    kube = settings.kubernetes
+    log.info(
+        "starting operator: %s, peering %s",
+        "all namespaces" if kube.all_namespaces else f"namespace {kube.namespace}",
+        "off (standalone)" if options.standalone else PEERING_NAME,
+    )
+    kopf_settings = operator_settings()
+    kopf_settings.peering.standalone = options.standalone
+    kopf_settings.peering.priority = options.priority
+    kopf_settings.peering.clusterwide = kube.all_namespaces
+    asyncio.run(
+        kopf.operator(
+            settings=kopf_settings,
+            clusterwide=kube.all_namespaces,
+            namespaces=() if kube.all_namespaces else (kube.namespace,),
+            standalone=options.standalone,
+            priority=options.priority,
+            peering_name=PEERING_NAME,
+            liveness_endpoint=options.liveness_endpoint,
+            memo=kopf.Memo(settings=settings),
+        )
+    )
+    return 0

@@ -1,0 +1,111 @@
+"""Shared fixtures: a real control plane and a real PostgreSQL, started once per test run.
+
+Set ``STREAMSPACE_TEST_KUBECONFIG`` to run against an existing cluster (with the CRDs applied)
+and ``STREAMSPACE_TEST_DATABASE_URL`` to use an existing server (each test still gets a database
+of its own). Otherwise both are started here, on loopback, and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from kubernetes import client, config
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from streamspace.config import load_dev_settings
+from streamspace.dev.cluster import ControlPlane
+from streamspace.dev.postgres import LocalPostgres
+
+REPO = Path(__file__).resolve().parents[1]
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test belongs to exactly one tier."""
+    for item in items:
+        tiers = [m.name for m in item.iter_markers() if m.name in TIERS]
+        if len(tiers) != 1:
+            raise pytest.UsageError(f"{item.nodeid} needs exactly one of the markers {TIERS}")
+
+
+@dataclass
+class Cluster:
+    kubeconfig: Path
+    plane: ControlPlane | None  # None when an existing cluster is used
+
+    def api_client(self) -> client.ApiClient:
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    existing = os.environ.get("STREAMSPACE_TEST_KUBECONFIG")
+    if existing:
+        yield Cluster(Path(existing), None)
+        return
+    plane = ControlPlane(tmp_path_factory.mktemp("state"), load_dev_settings().cache_dir)
+    plane.up("minimal")
+    try:
+        yield Cluster(plane.kubeconfig, plane)
+    finally:
+        plane.down()
+
+
+@pytest.fixture(scope="session")
+def full_cluster(cluster: Cluster) -> Cluster:
+    """The same control plane with controller manager, scheduler and kwok nodes added."""
+    if cluster.plane is not None:
+        cluster.plane.up("full")
+    return cluster
+
+
+@pytest.fixture
+def api(cluster: Cluster) -> Iterator[client.ApiClient]:
+    with cluster.api_client() as api_client:
+        yield api_client
+
+
+@pytest.fixture
+def namespace(api: client.ApiClient) -> Iterator[str]:
+    """A namespace of the test's own, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": name}})
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    existing = os.environ.get("STREAMSPACE_TEST_DATABASE_URL")
+    if existing:
+        yield existing
+        return
+    server = LocalPostgres(tmp_path_factory.mktemp("pg"))
+    url = server.up()
+    try:
+        yield url
+    finally:
+        server.down()
+
+
+@pytest.fixture
+def database(postgres_url: str) -> Iterator[str]:
+    """A fresh, empty database for one test; its URL."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    info = conninfo_to_dict(postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_conninfo(**{**info, "dbname": name})
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

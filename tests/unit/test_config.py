@@ -1,0 +1,141 @@
+"""Settings: defaults, parsing, every problem reported at once, secrets kept out of repr."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from streamspace.config import ConfigError, load_dev_settings, load_settings
+from streamspace.durations import format_duration, parse_duration
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("5m", 300),
+        ("1h", 3600),
+        ("1h30m", 5400),
+        ("250ms", 0.25),
+        ("0", 0),
+        ("2h0m5s", 7205),
+        ("1.5h", 5400),
+    ],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5", "5 m", "m5", "1d", "-5s", "5mm", "1h-5m"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(0, "0s"), (45, "45s"), (90, "1m30s"), (3600, "1h"), (5430, "1h30m30s")]
+)
+def test_format_duration(seconds: int, text: str) -> None:
+    assert format_duration(timedelta(seconds=seconds)) == text
+
+
+def test_defaults_follow_the_spec() -> None:
+    s = load_settings({})
+    assert s.kubernetes.namespace == "streamspace"
+    assert s.http.port == 8080
+    assert s.sync.interval == timedelta(hours=1)
+    assert s.sync.work_dir == Path("/tmp/streamspace-repos")  # noqa: S108
+    assert s.sessions.stale_after == timedelta(seconds=60)
+    assert s.sessions.heartbeat_check_interval == timedelta(seconds=30)
+    assert s.sessions.idle_check_interval == timedelta(seconds=30)
+    assert s.sessions.hibernate_warning == timedelta(minutes=5)
+    assert not s.database.configured
+    assert not s.sync.allow_local_repos
+    assert not s.auth.webhook_allow_unsigned
+
+
+def test_values_are_parsed() -> None:
+    s = load_settings(
+        {
+            "NAMESPACE": "team-a",
+            "PORT": "9000",
+            "SYNC_INTERVAL": "15m",
+            "STALE_AFTER": "2s",
+            "ALLOW_LOCAL_REPOS": "true",
+            "CORS_ALLOWED_ORIGINS": "https://a.example, https://b.example",
+            "INGRESS_DOMAIN": "streams.example.com",
+            "HOME_SIZE": "50Gi",
+        }
+    )
+    assert s.kubernetes.namespace == "team-a"
+    assert s.http.port == 9000
+    assert s.sync.interval == timedelta(minutes=15)
+    assert s.sessions.stale_after == timedelta(seconds=2)
+    assert s.sync.allow_local_repos
+    assert s.http.cors_allowed_origins == ("https://a.example", "https://b.example")
+    assert s.sessions.ingress_domain == "streams.example.com"
+    assert s.sessions.home_size == "50Gi"
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            {
+                "PORT": "eighty",
+                "SYNC_INTERVAL": "hourly",
+                "STALE_AFTER": "0s",
+                "ALLOW_LOCAL_REPOS": "maybe",
+            }
+        )
+    problems = caught.value.problems
+    assert len(problems) == 4
+    assert any(p.startswith("PORT=") for p in problems)
+    assert any(p.startswith("SYNC_INTERVAL=") for p in problems)
+    assert any(p.startswith("STALE_AFTER") for p in problems)
+    assert any(p.startswith("ALLOW_LOCAL_REPOS=") for p in problems)
+    assert "SYNC_INTERVAL" in str(caught.value)
+
+
+def test_database_url_wins_over_db_variables() -> None:
+    s = load_settings({"DATABASE_URL": "postgresql://u:pw@db/x", "DB_HOST": "other"})
+    assert s.database.url == "postgresql://u:pw@db/x"
+    assert s.database.configured
+
+
+def test_db_variables_build_a_connection_string() -> None:
+    s = load_settings(
+        {
+            "DB_HOST": "db.internal",
+            "DB_PORT": "6543",
+            "DB_USER": "ss",
+            "DB_PASSWORD": "p w'd",
+            "DB_NAME": "streams",
+            "DB_SSLMODE": "require",
+        }
+    )
+    url = s.database.url
+    for part in ("host=db.internal", "port=6543", "user=ss", "dbname=streams", "sslmode=require"):
+        assert part in url
+    assert "password='p w\\'d'" in url
+
+
+def test_secrets_never_appear_in_repr() -> None:
+    s = load_settings(
+        {
+            "DATABASE_URL": "postgresql://u:hunter2@db/x",
+            "JWT_SECRET": "jwt-hunter2",
+            "WEBHOOK_SECRET": "hook-hunter2",
+        }
+    )
+    assert "hunter2" not in repr(s)
+
+
+def test_dev_settings(tmp_path: Path) -> None:
+    dev = load_dev_settings({"STREAMSPACE_CACHE_DIR": str(tmp_path), "XDG_CACHE_HOME": "/x"})
+    assert dev.cache_dir == tmp_path
+    assert load_dev_settings({"XDG_CACHE_HOME": "/x"}).cache_dir == Path("/x/streamspace")
+    assert load_dev_settings({}).state_dir.name == ".streamspace"
