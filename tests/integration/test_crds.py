@@ -40,11 +40,13 @@ def create(api: client.ApiClient, ns: str, obj: dict[str, Any], **kw: Any) -> di
     return result
 
 
-def rejection(api: client.ApiClient, ns: str, obj: dict[str, Any], **kw: Any) -> dict[str, Any]:
-    """Create ``obj``, expect a 422, return the Status body."""
+def rejection(
+    api: client.ApiClient, ns: str, obj: dict[str, Any], code: int = 422, **kw: Any
+) -> dict[str, Any]:
+    """Create ``obj``, expect it refused with ``code``, return the Status body."""
     with pytest.raises(ApiException) as caught:
         create(api, ns, obj, **kw)
-    assert caught.value.status == 422, caught.value.body
+    assert caught.value.status == code, caught.value.body
     status: dict[str, Any] = json.loads(caught.value.body)
     return status
 
@@ -220,6 +222,7 @@ def test_unknown_fields_are_rejected_under_strict_validation(
         api,
         namespace,
         body("Session", "s-strict", {**SESSION, "colour": "blue"}),
+        code=400,
         field_validation="Strict",
     )
     assert 'unknown field "spec.colour"' in status["message"]
@@ -283,14 +286,15 @@ def test_status_is_a_subresource_with_its_own_validation(
 
 def table(api: client.ApiClient, namespace: str, plural: str) -> dict[str, Any]:
     """The server-side table `kubectl get` prints, columns and rows."""
-    result: dict[str, Any] = api.call_api(
-        f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}",
+    method, url, headers, body_, _ = api.param_serialize(
         "GET",
+        f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}",
         header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
-        response_type="object",
         auth_settings=["BearerToken"],
-        _return_http_data_only=True,
     )
+    response = api.call_api(method, url, header_params=headers, body=body_)
+    response.read()
+    result: dict[str, Any] = json.loads(response.data)
     return result
 
 

@@ -451,6 +451,10 @@ def register_fake_nodes(kubeconfig: Path, names: tuple[str, ...] = FAKE_NODES) -
             except ApiException as exc:
                 if exc.status != 409:
                     raise
+            # Admission adds the not-ready taint to every new Node; the node lifecycle controller
+            # would lift it once the node is Ready, but it is off (no kubelet heartbeats), so the
+            # fake nodes are untainted here, once.
+            core.patch_node(name, {"spec": {"taints": None}})
 
 
 def fake_nodes_ready(kubeconfig: Path) -> bool:
@@ -460,6 +464,7 @@ def fake_nodes_ready(kubeconfig: Path) -> bool:
             client.CoreV1Api(api_client).list_node(label_selector=f"{KWOK_NODE_LABEL}=true").items
         )
         return len(nodes) == len(FAKE_NODES) and all(
-            any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
+            not n.spec.taints
+            and any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
             for n in nodes
         )

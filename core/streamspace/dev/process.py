@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-class StartError(RuntimeError):
-    """A component did not come up; the message includes the tail of its log."""
+# Children started by this process, kept so they are waited for (not left as zombies, nor
+# reported by Popen's finaliser as still running) when they stop.
+_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,7 @@ def start(
             user=user,
             group=None if user is None else _group_of(user),
         )
+    _children[proc.pid] = proc
     return Started(name, proc.pid, str(Path(argv[0]).resolve()), str(log_path))
 
 
@@ -107,8 +108,10 @@ def stop(record: Started, timeout: float = 15.0) -> bool:
 
 def _reap(pid: int) -> None:
     # When the stopping process is also the parent (tests, `make run`), collect the exit status.
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+    child = _children.pop(pid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=5)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
