@@ -141,7 +141,13 @@ def deployment(
             # One pod per session at a time: the home volume and the user's desktop are singular.
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": selector(ref)},
-            "template": {"metadata": {"labels": labels(ref)}, "spec": pod_spec},
+            "template": {
+                "metadata": {
+                    "labels": labels(ref),
+                    "annotations": {SESSION_ANNOTATION: ref.name},
+                },
+                "spec": pod_spec,
+            },
         },
     }
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from dataclasses import dataclass
 
 import kopf
 
 from streamspace import API_GROUP
 from streamspace.config import Settings
+from streamspace_operator.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,14 @@ def operator_settings() -> kopf.OperatorSettings:
     return settings
 
 
-def run(settings: Settings, options: RunOptions) -> int:
-    """Run the operator until it is stopped (SIGINT/SIGTERM)."""
+async def serve(
+    settings: Settings,
+    options: RunOptions,
+    *,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+) -> None:
+    """Run Kopf with our handlers until ``stop_flag`` is set (or the process is signalled)."""
     # Importing the handler modules registers them with Kopf's default registry.
     from streamspace_operator import handlers  # noqa: F401, PLC0415
 
@@ -65,18 +73,24 @@ def run(settings: Settings, options: RunOptions) -> int:
     )
     kopf_settings = operator_settings()
     kopf_settings.peering.standalone = options.standalone
+    kopf_settings.peering.mandatory = not options.standalone
     kopf_settings.peering.priority = options.priority
     kopf_settings.peering.clusterwide = kube.all_namespaces
-    asyncio.run(
-        kopf.operator(
-            settings=kopf_settings,
-            clusterwide=kube.all_namespaces,
-            namespaces=() if kube.all_namespaces else (kube.namespace,),
-            standalone=options.standalone,
-            priority=options.priority,
-            peering_name=PEERING_NAME,
-            liveness_endpoint=options.liveness_endpoint,
-            memo=kopf.Memo(settings=settings),
-        )
+    await kopf.operator(
+        settings=kopf_settings,
+        clusterwide=kube.all_namespaces,
+        namespaces=() if kube.all_namespaces else (kube.namespace,),
+        standalone=options.standalone,
+        priority=options.priority,
+        peering_name=None if options.standalone else PEERING_NAME,  # a name makes it mandatory
+        liveness_endpoint=options.liveness_endpoint,
+        memo=kopf.Memo(ctx=Context(settings)),
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
     )
+
+
+def run(settings: Settings, options: RunOptions) -> int:
+    """Run the operator until it is stopped (SIGINT/SIGTERM)."""
+    asyncio.run(serve(settings, options))
     return 0

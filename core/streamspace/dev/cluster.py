@@ -240,6 +240,9 @@ class ControlPlane:
                     f"--service-account-private-key-file={pki_dir / 'sa.key'}",
                     f"--root-ca-file={pki_dir / 'ca.crt'}",
                     "--use-service-account-credentials=false",
+                    # Dynamic PersistentVolumes for the default StorageClass, so that home
+                    # volume claims bind (no kubelet mounts them; kwok only plays the pods).
+                    "--enable-hostpath-provisioner=true",
                     "--concurrent-deployment-syncs=10",
                     "--concurrent-replicaset-syncs=10",
                     "--kube-api-qps=200",
@@ -275,6 +278,7 @@ class ControlPlane:
         state.profile = "full"
         self._save(state)
         register_fake_nodes(self.kubeconfig)
+        ensure_default_storage_class(self.kubeconfig)
         for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
             self._wait(state, name, lambda: True, timeout)
         self._wait(state, "kwok", lambda: fake_nodes_ready(self.kubeconfig), timeout)
@@ -455,6 +459,28 @@ def register_fake_nodes(kubeconfig: Path, names: tuple[str, ...] = FAKE_NODES) -
             # would lift it once the node is Ready, but it is off (no kubelet heartbeats), so the
             # fake nodes are untainted here, once.
             core.patch_node(name, {"spec": {"taints": None}})
+
+
+def ensure_default_storage_class(kubeconfig: Path) -> None:
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+    api_client, client = _api_client(kubeconfig)
+    with api_client:
+        try:
+            client.StorageV1Api(api_client).create_storage_class(
+                {
+                    "metadata": {
+                        "name": "standard",
+                        "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+                    },
+                    "provisioner": "kubernetes.io/host-path",
+                    "reclaimPolicy": "Delete",
+                    "volumeBindingMode": "Immediate",
+                }
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
 
 
 def fake_nodes_ready(kubeconfig: Path) -> bool:

@@ -1,0 +1,274 @@
+"""The Session state machine as one pure decision: observed world in, plan out.
+
+``decide`` takes the Session, its Template (or None), what exists of its children and the clock,
+and returns a ``Plan``: objects to apply or delete, the home volume to ensure, a spec change (only
+``terminated`` when maxSessionDuration is exceeded), the complete status, and the Events of any
+transition. The operator gathers the inputs and applies the plan; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from streamspace import manifests
+from streamspace.conditions import Condition, merge_conditions, parse_timestamp, timestamp
+from streamspace.durations import parse_duration
+from streamspace.manifests import SessionRef, WorkloadOptions
+from streamspace.naming import workload_name
+from streamspace.templates import template_problems, view_template
+
+READY = "Ready"
+TEMPLATE_RESOLVED = "TemplateResolved"
+WORKLOAD_AVAILABLE = "WorkloadAvailable"
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    ready: bool
+    terminating: bool
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What exists of a session's children right now."""
+
+    deployment: Mapping[str, Any] | None = None
+    service: bool = False
+    ingress: bool = False
+    pods: tuple[PodView, ...] = ()
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    apply: list[dict[str, Any]] = field(default_factory=list)
+    scale_to: int | None = None  # patch only the replica count of the existing Deployment
+    delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
+    ensure_home: dict[str, Any] | None = None
+    spec_patch: dict[str, Any] | None = None
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SessionInput:
+    """A Session object, reduced to what the decision reads."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> SessionInput:
+        meta = body["metadata"]
+        return cls(
+            name=meta["name"],
+            namespace=meta["namespace"],
+            uid=meta["uid"],
+            generation=int(meta.get("generation") or 0),
+            spec=body.get("spec") or {},
+            status=body.get("status") or {},
+        )
+
+    @property
+    def ref(self) -> SessionRef:
+        return SessionRef(
+            name=self.name,
+            namespace=self.namespace,
+            uid=self.uid,
+            user=str(self.spec.get("user", "")),
+            template=str(self.spec.get("template", "")),
+            spec=self.spec,
+        )
+
+
+def _available(deployment: Mapping[str, Any] | None) -> bool:
+    if deployment is None:
+        return False
+    status = deployment.get("status") or {}
+    return int(status.get("availableReplicas") or 0) >= 1
+
+
+def _replicas(deployment: Mapping[str, Any] | None) -> int:
+    if deployment is None:
+        return 0
+    return int((deployment.get("spec") or {}).get("replicas") or 0)
+
+
+def _template_condition(
+    template_name: str, template: Mapping[str, Any] | None
+) -> tuple[Condition, list[str]]:
+    if template is None:
+        return Condition(
+            TEMPLATE_RESOLVED, False, "TemplateNotFound", f"Template {template_name!r} not found"
+        ), ["missing"]
+    problems = template_problems(template_name, template.get("spec") or {})
+    if problems:
+        return Condition(TEMPLATE_RESOLVED, False, "TemplateInvalid", "; ".join(problems)), problems
+    return Condition(TEMPLATE_RESOLVED, True, "Resolved", f"Template {template_name!r}"), []
+
+
+def decide(
+    session: SessionInput,
+    template: Mapping[str, Any] | None,
+    observed: Observed,
+    now: datetime,
+    opts: WorkloadOptions,
+) -> Plan:
+    """The next step for ``session``; idempotent: the same inputs give the same plan."""
+    state = session.spec.get("state", "running")
+    plan = Plan()
+    tpl_cond, tpl_problems = _template_condition(session.ref.template, template)
+    status: dict[str, Any] = {
+        "observedGeneration": session.generation,
+        "url": None,
+        "podName": None,
+        "startedAt": session.status.get("startedAt"),
+        "hibernatedAt": session.status.get("hibernatedAt"),
+    }
+    if state == "terminated":
+        phase, workload = _terminate(session, observed, plan)
+    elif state == "hibernated":
+        phase, workload = _hibernate(session, observed, plan, status, now)
+    elif template is None or tpl_problems:
+        # Running is wanted, but nothing can run without a valid template: touch no children.
+        phase = "Pending" if template is None else "Failed"
+        workload = Condition(WORKLOAD_AVAILABLE, False, tpl_cond.reason, tpl_cond.message)
+        if session.status.get("phase") != phase or not session.status.get("conditions"):
+            plan.events.append(Event("Warning", tpl_cond.reason, tpl_cond.message))
+    else:
+        phase, workload = _run(
+            session, template, observed=observed, plan=plan, status=status, now=now, opts=opts
+        )
+
+    ready = Condition(READY, phase == "Running", phase, _phase_message(phase, state))
+    status["phase"] = phase
+    status["conditions"] = merge_conditions(
+        session.status.get("conditions"), [tpl_cond, workload, ready], session.generation, now
+    )
+    plan.status = status
+    return plan
+
+
+def _terminate(session: SessionInput, observed: Observed, plan: Plan) -> tuple[str, Condition]:
+    name = workload_name(session.name)
+    for kind, exists in (
+        ("Deployment", observed.deployment is not None),
+        ("Service", observed.service),
+        ("Ingress", observed.ingress),
+    ):
+        if exists:
+            plan.delete.append((kind, name))
+    previous = session.status.get("phase")
+    if plan.delete:
+        return previous or "Pending", Condition(
+            WORKLOAD_AVAILABLE, False, "Terminating", "deleting the workload"
+        )
+    if previous != "Terminated":
+        plan.events.append(Event("Normal", "Terminated", "session terminated; workload deleted"))
+    return "Terminated", Condition(WORKLOAD_AVAILABLE, False, "Terminated", "workload deleted")
+
+
+def _hibernate(
+    session: SessionInput, observed: Observed, plan: Plan, status: dict[str, Any], now: datetime
+) -> tuple[str, Condition]:
+    if observed.deployment is not None and _replicas(observed.deployment) != 0:
+        plan.scale_to = 0
+    previous = session.status.get("phase")
+    if observed.pods:
+        return previous or "Pending", Condition(
+            WORKLOAD_AVAILABLE,
+            False,
+            "ScalingDown",
+            f"waiting for {len(observed.pods)} pod(s) to stop",
+        )
+    if previous != "Hibernated":
+        status["hibernatedAt"] = timestamp(now)
+        plan.events.append(Event("Normal", "Hibernated", "session hibernated (scaled to zero)"))
+    return "Hibernated", Condition(WORKLOAD_AVAILABLE, False, "Hibernated", "scaled to zero")
+
+
+def _run(
+    session: SessionInput,
+    template: Mapping[str, Any],
+    *,
+    observed: Observed,
+    plan: Plan,
+    status: dict[str, Any],
+    now: datetime,
+    opts: WorkloadOptions,
+) -> tuple[str, Condition]:
+    ref = session.ref
+    previous = session.status.get("phase")
+    view = view_template(template.get("spec") or {})
+    limit = str(session.spec.get("maxSessionDuration", "8h"))
+    started = parse_timestamp(session.status.get("startedAt"))
+    if previous == "Running" and started and now - started >= parse_duration(limit):
+        plan.spec_patch = {"state": "terminated"}
+        plan.events.append(
+            Event(
+                "Normal", "MaxDurationExceeded", f"running longer than maxSessionDuration {limit}"
+            )
+        )
+    if observed.deployment is None or _replicas(observed.deployment) == 0:
+        # (Re)started from the current template: template edits reach a session on its next
+        # start, never by restarting a running one.
+        plan.apply.append(manifests.deployment(ref, view, opts, replicas=1))
+        if previous == "Hibernated":
+            plan.events.append(Event("Normal", "Woken", "session woken (scaled to one)"))
+    elif _replicas(observed.deployment) != 1:
+        plan.scale_to = 1
+    if not observed.service:
+        plan.apply.append(manifests.service(ref, view))
+    if opts.ingress_domain and not observed.ingress:
+        plan.apply.append(manifests.ingress(ref, view, opts))
+    if bool(session.spec.get("persistentHome", True)):
+        plan.ensure_home = manifests.home_pvc(ref, opts)
+    ready_pod = next((p for p in observed.pods if p.ready and not p.terminating), None)
+    if not _available(observed.deployment) or ready_pod is None:
+        return "Pending", Condition(
+            WORKLOAD_AVAILABLE, False, "Progressing", "waiting for the pod to become ready"
+        )
+    status["url"] = manifests.session_url(ref, view, opts)
+    status["podName"] = ready_pod.name
+    if previous != "Running":
+        status["startedAt"] = timestamp(now)
+        plan.events.append(Event("Normal", "Started", f"session running in pod {ready_pod.name}"))
+    return "Running", Condition(WORKLOAD_AVAILABLE, True, "Available", f"pod {ready_pod.name}")
+
+
+def _phase_message(phase: str, state: str) -> str:
+    if phase == "Running":
+        return "the session is reachable"
+    if phase in ("Hibernated", "Terminated"):
+        return f"the session is {phase.lower()}"
+    return f"state {state}: not reachable yet"
+
+
+def status_changed(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether writing ``wanted`` would change ``current`` (None means absent)."""
+    return any(current.get(k) != v for k, v in wanted.items())
+
+
+def pods_from(items: Sequence[Mapping[str, Any]]) -> tuple[PodView, ...]:
+    """Reduce Pod objects to what the decision needs."""
+    views = []
+    for pod in items:
+        meta = pod.get("metadata") or {}
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        views.append(PodView(str(meta.get("name")), ready, bool(meta.get("deletionTimestamp"))))
+    return tuple(sorted(views, key=lambda p: p.name))

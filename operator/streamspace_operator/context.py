@@ -1,0 +1,57 @@
+"""What every handler shares, passed through Kopf's memo: settings, the API client, locks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import kopf
+
+from streamspace.config import Settings
+from streamspace.manifests import WorkloadOptions
+from streamspace_operator.kube import Kube
+
+# Operator defaults, the last layer under session and template resources.
+DEFAULT_RESOURCES = {
+    "requests": {"cpu": "250m", "memory": "512Mi"},
+    "limits": {"cpu": "2", "memory": "4Gi"},
+}
+
+
+@dataclass
+class Context:
+    settings: Settings
+    kube: Kube | None = None
+    locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
+        default_factory=lambda: defaultdict(asyncio.Lock)
+    )
+
+    @property
+    def api(self) -> Kube:
+        if self.kube is None:
+            raise kopf.TemporaryError("the Kubernetes client is not connected yet", delay=1)
+        return self.kube
+
+    @property
+    def workload_options(self) -> WorkloadOptions:
+        s = self.settings.sessions
+        return WorkloadOptions(
+            default_resources=DEFAULT_RESOURCES,
+            ingress_domain=s.ingress_domain,
+            ingress_class=s.ingress_class,
+            storage_class=s.storage_class,
+            home_size=s.home_size,
+        )
+
+
+def context(memo: kopf.Memo) -> Context:
+    ctx: Context = memo["ctx"]
+    return ctx
+
+
+def namespaced(namespace: str | None) -> str:
+    """Our resources are all namespaced; Kopf types the namespace as optional for cluster ones."""
+    if namespace is None:
+        raise kopf.PermanentError("a namespaced resource arrived without a namespace")
+    return namespace

@@ -1,0 +1,192 @@
+"""The operator's Kubernetes edge: reads as plain dicts, server-side apply, deletes, Events.
+
+Everything the decision functions need arrives here as camelCase dicts (as the API serves them),
+so core code never sees client-library model classes. 404s on reads become None; 404s on deletes
+and 409s on create-if-absent are success.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from streamspace import API_GROUP, API_VERSION
+from streamspace.conditions import timestamp
+from streamspace.lifecycle import Event
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "streamspace-operator"
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+PLURALS = {"Session": "sessions", "Template": "templates", "Connection": "connections",
+           "TemplateRepository": "templaterepositories"}  # fmt: skip
+
+
+async def connect(kubeconfig: str | None) -> client.ApiClient:
+    """An API client for ``kubeconfig``, or the in-cluster service account when None."""
+    configuration = client.Configuration()
+    if kubeconfig:
+        await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return client.ApiClient(configuration)
+
+
+async def _json(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+    """Call a read without model deserialisation; the JSON as a dict, None on 404."""
+    response = await call(*args, _preload_content=False, **kwargs)
+    raw = await response.read()
+    if response.status == 404:
+        return None
+    if response.status >= 400:
+        exc = ApiException(status=response.status, reason=response.reason)
+        exc.body = raw
+        raise exc
+    data: dict[str, Any] = json.loads(raw)
+    return data
+
+
+class Kube:
+    """Typed entry points over one ``ApiClient``."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        # Typed as Any: the generated stubs omit the request options (_content_type,
+        # _preload_content) that server-side apply and raw reads need.
+        self.core: Any = client.CoreV1Api(api)
+        self.apps: Any = client.AppsV1Api(api)
+        self.networking: Any = client.NetworkingV1Api(api)
+        self.custom: Any = client.CustomObjectsApi(api)
+
+    # -- custom resources --------------------------------------------------------------------
+
+    async def get_custom(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = await self.custom.get_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, PLURALS[kind], name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    async def patch_custom(
+        self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> None:
+        await self.custom.patch_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, PLURALS[kind], name, dict(patch),
+            _content_type=MERGE,
+        )  # fmt: skip
+
+    async def patch_status(
+        self, kind: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> None:
+        try:
+            await self.custom.patch_namespaced_custom_object_status(
+                API_GROUP, API_VERSION, namespace, PLURALS[kind], name, {"status": dict(status)},
+                _content_type=MERGE,
+            )  # fmt: skip
+        except ApiException as exc:
+            if exc.status != 404:  # deleted meanwhile: nothing to report on
+                raise
+
+    # -- children ----------------------------------------------------------------------------
+
+    async def get_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        reader = {
+            "Deployment": self.apps.read_namespaced_deployment,
+            "Service": self.core.read_namespaced_service,
+            "Ingress": self.networking.read_namespaced_ingress,
+            "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,
+        }[kind]
+        return await _json(reader, name, namespace)
+
+    async def list_pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
+        label_selector = ",".join(f"{k}={v}" for k, v in selector.items())
+        data = await _json(self.core.list_namespaced_pod, namespace, label_selector=label_selector)
+        return list((data or {}).get("items") or [])
+
+    async def apply(self, manifest: Mapping[str, Any]) -> None:
+        """Server-side apply: create or update the fields we own, idempotently."""
+        meta = manifest["metadata"]
+        patcher = {
+            "Deployment": self.apps.patch_namespaced_deployment,
+            "Service": self.core.patch_namespaced_service,
+            "Ingress": self.networking.patch_namespaced_ingress,
+        }[manifest["kind"]]
+        await patcher(
+            meta["name"], meta["namespace"], dict(manifest),
+            field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+        )  # fmt: skip
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        await self.apps.patch_namespaced_deployment(
+            name, namespace, {"spec": {"replicas": replicas}}, _content_type=MERGE
+        )
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        deleter = {
+            "Deployment": self.apps.delete_namespaced_deployment,
+            "Service": self.core.delete_namespaced_service,
+            "Ingress": self.networking.delete_namespaced_ingress,
+        }[kind]
+        try:
+            await deleter(name, namespace, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def create_if_absent(self, manifest: Mapping[str, Any]) -> bool:
+        """Create a PVC unless it exists; never touch an existing one (it is user data)."""
+        meta = manifest["metadata"]
+        try:
+            await self.core.create_namespaced_persistent_volume_claim(
+                meta["namespace"], dict(manifest)
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    # -- events ------------------------------------------------------------------------------
+
+    async def post_event(self, involved: Mapping[str, Any], event: Event) -> None:
+        """A core/v1 Event on ``involved`` (shown by `kubectl describe`); failures only logged."""
+        meta = involved["metadata"]
+        now = timestamp(datetime.now(UTC))
+        body = {
+            "metadata": {
+                "name": f"{meta['name']}.{secrets.token_hex(8)}",
+                "namespace": meta["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion", f"{API_GROUP}/{API_VERSION}"),
+                "kind": involved.get("kind"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.core.create_namespaced_event(meta["namespace"], body)
+        except ApiException as exc:
+            log.warning("could not post event %s on %s: %s", event.reason, meta["name"], exc.reason)

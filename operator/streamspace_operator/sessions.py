@@ -1,0 +1,94 @@
+"""Session reconciliation: gather the inputs, let ``lifecycle.decide`` choose, apply the plan.
+
+One idempotent reconcile, triggered by the Session's create/update/resume, by a drift timer, by
+events of its Deployment and Pods, and by changes of its Template (see ``templates``). A lock per
+session keeps those triggers from interleaving.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from streamspace import API_GROUP, API_VERSION
+from streamspace.lifecycle import Observed, SessionInput, decide, pods_from, status_changed
+from streamspace.manifests import MANAGED_BY, SESSION_ANNOTATION, selector
+from streamspace.naming import workload_name
+from streamspace_operator.context import Context, context, namespaced
+
+log = logging.getLogger(__name__)
+
+DRIFT_INTERVAL = 60.0
+RETRY_BACKOFF = 5.0  # a failed reconcile (API hiccup, conflict) is retried this much later
+
+
+async def observe(ctx: Context, session: SessionInput) -> Observed:
+    kube = ctx.api
+    name = workload_name(session.name)
+    ns = session.namespace
+    deployment = await kube.get_child("Deployment", ns, name)
+    service = await kube.get_child("Service", ns, name)
+    ingress = (
+        await kube.get_child("Ingress", ns, name) if ctx.settings.sessions.ingress_domain else None
+    )
+    pods = await kube.list_pods(ns, selector(session.ref))
+    return Observed(
+        deployment=deployment,
+        service=service is not None,
+        ingress=ingress is not None,
+        pods=pods_from(pods),
+    )
+
+
+async def reconcile(ctx: Context, namespace: str, name: str) -> None:
+    async with ctx.locks[(namespace, name)]:
+        kube = ctx.api
+        body = await kube.get_custom("Session", namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return  # children go with it through their owner references
+        session = SessionInput.from_body(body)
+        template = await kube.get_custom("Template", namespace, session.ref.template)
+        observed = await observe(ctx, session)
+        plan = decide(session, template, observed, datetime.now(UTC), ctx.workload_options)
+
+        if plan.ensure_home is not None and await kube.create_if_absent(plan.ensure_home):
+            log.info("created home volume %s", plan.ensure_home["metadata"]["name"])
+        for manifest in plan.apply:
+            await kube.apply(manifest)
+        if plan.scale_to is not None:
+            await kube.scale(namespace, workload_name(name), plan.scale_to)
+        for kind, child in plan.delete:
+            await kube.delete(kind, namespace, child)
+        if status_changed(session.status, plan.status):
+            await kube.patch_status("Session", namespace, name, plan.status)
+        for event in plan.events:
+            await kube.post_event(body, event)
+        if plan.spec_patch:
+            await kube.patch_custom("Session", namespace, name, {"spec": plan.spec_patch})
+
+
+@kopf.on.resume(API_GROUP, API_VERSION, "sessions", backoff=RETRY_BACKOFF)
+@kopf.on.create(API_GROUP, API_VERSION, "sessions", backoff=RETRY_BACKOFF)
+@kopf.on.update(API_GROUP, API_VERSION, "sessions", backoff=RETRY_BACKOFF)
+async def session_changed(memo: kopf.Memo, namespace: str | None, name: str, **_: Any) -> None:
+    await reconcile(context(memo), namespaced(namespace), name)
+
+
+@kopf.timer(
+    API_GROUP, API_VERSION, "sessions", interval=DRIFT_INTERVAL, initial_delay=DRIFT_INTERVAL
+)
+async def session_drift(memo: kopf.Memo, namespace: str | None, name: str, **_: Any) -> None:
+    """Catch up with anything a missed event left behind."""
+    await reconcile(context(memo), namespaced(namespace), name)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED_BY)
+@kopf.on.event("", "v1", "pods", labels=MANAGED_BY)
+async def child_changed(memo: kopf.Memo, namespace: str | None, meta: kopf.Meta, **_: Any) -> None:
+    """A Deployment or Pod of a session changed: its availability may change the session's."""
+    session = meta.annotations.get(SESSION_ANNOTATION)
+    if session:
+        await reconcile(context(memo), namespaced(namespace), session)
