@@ -7,9 +7,11 @@ of its own). Otherwise both are started here, on loopback, and stopped at the en
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +20,10 @@ import pytest
 from kubernetes import client, config
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from streamspace.config import load_dev_settings
+from streamspace.config import Settings, load_dev_settings, load_settings
 from streamspace.dev.cluster import ControlPlane
 from streamspace.dev.postgres import LocalPostgres
+from streamspace_operator.runtime import RunOptions, serve
 
 REPO = Path(__file__).resolve().parents[1]
 TIERS = ("unit", "integration", "e2e")
@@ -109,3 +112,53 @@ def database(postgres_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+class OperatorThread:
+    """The real operator (our registry, Kopf, kubernetes_asyncio) in a thread of this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop_flag = threading.Event()
+        self.ready_flag = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="operator", daemon=True)
+
+    def _run(self) -> None:
+        options = RunOptions(liveness_endpoint=None, standalone=True)
+        try:
+            asyncio.run(
+                serve(self.settings, options, stop_flag=self.stop_flag, ready_flag=self.ready_flag)
+            )
+        except BaseException as exc:  # reported by stop()
+            self.error = exc
+
+    def start(self) -> OperatorThread:
+        self.thread.start()
+        assert self.ready_flag.wait(60), f"operator not ready: {self.error!r}"
+        return self
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "operator did not stop"
+        assert self.error is None, self.error
+
+
+@pytest.fixture
+def start_operator(cluster: Cluster, namespace: str) -> Iterator[Callable[..., OperatorThread]]:
+    """Start the operator on the test's namespace; extra env like RECONCILE_INTERVAL="1s"."""
+    started: list[OperatorThread] = []
+
+    def start(**env: str) -> OperatorThread:
+        settings = load_settings(
+            {"KUBECONFIG": str(cluster.kubeconfig), "NAMESPACE": namespace, **env}
+        )
+        operator = OperatorThread(settings).start()
+        started.append(operator)
+        return operator
+
+    yield start
+    for operator in started:
+        if operator.thread.is_alive():
+            operator.stop()

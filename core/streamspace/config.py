@@ -76,6 +76,9 @@ class SessionSettings:
     hibernate_warning: timedelta = timedelta(minutes=5)
     """How long before hibernation the idle warning goes out (``HIBERNATE_WARNING``)."""
 
+    reconcile_interval: timedelta = timedelta(seconds=60)
+    """Every session is re-reconciled this often, whatever happened (``RECONCILE_INTERVAL``)."""
+
 
 @dataclass(frozen=True)
 class SyncSettings:
@@ -211,6 +214,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             ),
             idle_check_interval=read.duration("IDLE_CHECK_INTERVAL", defaults.idle_check_interval),
             hibernate_warning=read.duration("HIBERNATE_WARNING", defaults.hibernate_warning),
+            reconcile_interval=read.duration("RECONCILE_INTERVAL", defaults.reconcile_interval),
         ),
         sync=SyncSettings(
             work_dir=Path(read.text("SYNC_WORK_DIR") or SyncSettings.work_dir),

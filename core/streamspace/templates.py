@@ -85,7 +85,7 @@ def merge_resources(*layers: Resources) -> Resources:
 
 def vnc_block(spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """``vnc``, or the legacy ``kasmvnc`` that means the same."""
-    block = spec.get("vnc") or spec.get("kasmvnc")
+    block = spec["vnc"] if "vnc" in spec else spec.get("kasmvnc")
     return block if isinstance(block, Mapping) else None
 
 
@@ -99,7 +99,7 @@ def infer_app_type(spec: Mapping[str, Any]) -> str:
     if isinstance(webapp, Mapping) and webapp.get("enabled"):
         return "webapp"
     vnc = vnc_block(spec)
-    vnc_enabled = bool(vnc and vnc.get("enabled", True))
+    vnc_enabled = vnc is not None and bool(vnc.get("enabled", True))
     has_http_port = any(
         isinstance(p, Mapping) and str(p.get("name", "")).lower() in HTTP_PORT_NAMES
         for p in spec.get("ports") or []
@@ -135,8 +135,8 @@ def view_template(spec: Mapping[str, Any]) -> TemplateView:
         if isinstance(p, Mapping) and p.get("containerPort")
     )
     vnc = vnc_block(spec)
-    vnc_enabled = bool(vnc and vnc.get("enabled", True))
-    vnc_port = int(vnc.get("port") or DEFAULT_VNC_PORT) if vnc and vnc_enabled else None
+    vnc_enabled = vnc is not None and bool(vnc.get("enabled", True))
+    vnc_port = int(vnc.get("port") or DEFAULT_VNC_PORT) if vnc is not None and vnc_enabled else None
     raw_webapp = spec.get("webapp")
     webapp: Mapping[str, Any] = raw_webapp if isinstance(raw_webapp, Mapping) else {}
     webapp_port = webapp.get("port")

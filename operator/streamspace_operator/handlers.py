@@ -1,7 +1,9 @@
-"""Kopf handlers, one module per resource kind; importing this module registers them all.
+"""Registration of every Kopf handler into one explicit registry.
 
-The process-wide pieces live here: connecting the Kubernetes client at start-up, closing it at
-clean-up, and what the liveness endpoint reports.
+Handlers are registered by function, not at import time, so that intervals and other choices
+come from the Settings object the operator was started with. The process-wide pieces live here:
+connecting the Kubernetes client at start-up, logging Kopf in with the same credentials, closing
+the client at clean-up, and what the liveness endpoint reports.
 """
 
 from __future__ import annotations
@@ -10,21 +12,34 @@ from typing import Any
 
 import kopf
 
+from streamspace.config import Settings
 from streamspace_operator import sessions, templates
 from streamspace_operator.context import context
 from streamspace_operator.kube import Kube, connect
 
-__all__ = ["sessions", "templates"]
 
-
-@kopf.on.startup()
 async def connect_client(memo: kopf.Memo, **_: Any) -> None:
     ctx = context(memo)
     if ctx.kube is None:
         ctx.kube = Kube(await connect(ctx.settings.kubernetes.kubeconfig))
 
 
-@kopf.on.cleanup()
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """Kopf talks to the same cluster, as the same identity, as our own client."""
+    cfg = context(memo).api.api.configuration
+    bearer = str(
+        (cfg.api_key or {}).get("BearerToken") or (cfg.api_key or {}).get("authorization") or ""
+    )
+    return kopf.ConnectionInfo(
+        server=str(cfg.host),
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        token=bearer.removeprefix("Bearer ").strip() or None,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+    )
+
+
 async def close_client(memo: kopf.Memo, **_: Any) -> None:
     ctx = context(memo)
     if ctx.kube is not None:
@@ -32,8 +47,18 @@ async def close_client(memo: kopf.Memo, **_: Any) -> None:
         ctx.kube = None
 
 
-@kopf.on.probe(id="namespace")
 def report_namespace(memo: kopf.Memo, **_: Any) -> str:
     """Shown by the liveness endpoint: which namespace this replica serves."""
     settings = context(memo).settings
     return "*" if settings.kubernetes.all_namespaces else settings.kubernetes.namespace
+
+
+def build_registry(settings: Settings) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    kopf.on.startup(registry=registry)(connect_client)
+    kopf.on.login(registry=registry)(login)
+    kopf.on.cleanup(registry=registry)(close_client)
+    kopf.on.probe(registry=registry, id="namespace")(report_namespace)
+    sessions.register(registry, settings)
+    templates.register(registry, settings)
+    return registry

@@ -26,8 +26,12 @@ log = logging.getLogger(__name__)
 FIELD_MANAGER = "streamspace-operator"
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
-PLURALS = {"Session": "sessions", "Template": "templates", "Connection": "connections",
-           "TemplateRepository": "templaterepositories"}  # fmt: skip
+PLURALS = {
+    "Session": "sessions",
+    "Template": "templates",
+    "Connection": "connections",
+    "TemplateRepository": "templaterepositories",
+}
 
 
 async def connect(kubeconfig: str | None) -> client.ApiClient:
@@ -83,18 +87,28 @@ class Kube:
         self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> None:
         await self.custom.patch_namespaced_custom_object(
-            API_GROUP, API_VERSION, namespace, PLURALS[kind], name, dict(patch),
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            PLURALS[kind],
+            name,
+            dict(patch),
             _content_type=MERGE,
-        )  # fmt: skip
+        )
 
     async def patch_status(
         self, kind: str, namespace: str, name: str, status: Mapping[str, Any]
     ) -> None:
         try:
             await self.custom.patch_namespaced_custom_object_status(
-                API_GROUP, API_VERSION, namespace, PLURALS[kind], name, {"status": dict(status)},
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PLURALS[kind],
+                name,
+                {"status": dict(status)},
                 _content_type=MERGE,
-            )  # fmt: skip
+            )
         except ApiException as exc:
             if exc.status != 404:  # deleted meanwhile: nothing to report on
                 raise
@@ -124,9 +138,13 @@ class Kube:
             "Ingress": self.networking.patch_namespaced_ingress,
         }[manifest["kind"]]
         await patcher(
-            meta["name"], meta["namespace"], dict(manifest),
-            field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
-        )  # fmt: skip
+            meta["name"],
+            meta["namespace"],
+            dict(manifest),
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
 
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
         await self.apps.patch_namespaced_deployment(

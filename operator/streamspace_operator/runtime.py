@@ -18,6 +18,7 @@ import kopf
 from streamspace import API_GROUP
 from streamspace.config import Settings
 from streamspace_operator.context import Context
+from streamspace_operator.handlers import build_registry
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,6 @@ async def serve(
     ready_flag: asyncio.Event | threading.Event | None = None,
 ) -> None:
     """Run Kopf with our handlers until ``stop_flag`` is set (or the process is signalled)."""
-    # Importing the handler modules registers them with Kopf's default registry.
-    from streamspace_operator import handlers  # noqa: F401, PLC0415
-
     kube = settings.kubernetes
     log.info(
         "starting operator: %s, peering %s",
@@ -77,6 +75,7 @@ async def serve(
     kopf_settings.peering.priority = options.priority
     kopf_settings.peering.clusterwide = kube.all_namespaces
     await kopf.operator(
+        registry=build_registry(settings),
         settings=kopf_settings,
         clusterwide=kube.all_namespaces,
         namespaces=() if kube.all_namespaces else (kube.namespace,),

@@ -1,8 +1,8 @@
 """Session reconciliation: gather the inputs, let ``lifecycle.decide`` choose, apply the plan.
 
-One idempotent reconcile, triggered by the Session's create/update/resume, by a drift timer, by
-events of its Deployment and Pods, and by changes of its Template (see ``templates``). A lock per
-session keeps those triggers from interleaving.
+One idempotent reconcile, triggered by the Session's create/update/resume, by a drift timer
+(``RECONCILE_INTERVAL``), by events of its Deployment and Pods, and by changes of its Template
+(see ``templates``). A lock per session keeps those triggers from interleaving.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from streamspace import API_GROUP, API_VERSION
+from streamspace.config import Settings
 from streamspace.lifecycle import Observed, SessionInput, decide, pods_from, status_changed
 from streamspace.manifests import MANAGED_BY, SESSION_ANNOTATION, selector
 from streamspace.naming import workload_name
@@ -21,7 +22,6 @@ from streamspace_operator.context import Context, context, namespaced
 
 log = logging.getLogger(__name__)
 
-DRIFT_INTERVAL = 60.0
 RETRY_BACKOFF = 5.0  # a failed reconcile (API hiccup, conflict) is retried this much later
 
 
@@ -70,25 +70,26 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> None:
             await kube.patch_custom("Session", namespace, name, {"spec": plan.spec_patch})
 
 
-@kopf.on.resume(API_GROUP, API_VERSION, "sessions", backoff=RETRY_BACKOFF)
-@kopf.on.create(API_GROUP, API_VERSION, "sessions", backoff=RETRY_BACKOFF)
-@kopf.on.update(API_GROUP, API_VERSION, "sessions", backoff=RETRY_BACKOFF)
 async def session_changed(memo: kopf.Memo, namespace: str | None, name: str, **_: Any) -> None:
     await reconcile(context(memo), namespaced(namespace), name)
 
 
-@kopf.timer(
-    API_GROUP, API_VERSION, "sessions", interval=DRIFT_INTERVAL, initial_delay=DRIFT_INTERVAL
-)
-async def session_drift(memo: kopf.Memo, namespace: str | None, name: str, **_: Any) -> None:
-    """Catch up with anything a missed event left behind."""
-    await reconcile(context(memo), namespaced(namespace), name)
-
-
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED_BY)
-@kopf.on.event("", "v1", "pods", labels=MANAGED_BY)
 async def child_changed(memo: kopf.Memo, namespace: str | None, meta: kopf.Meta, **_: Any) -> None:
     """A Deployment or Pod of a session changed: its availability may change the session's."""
     session = meta.annotations.get(SESSION_ANNOTATION)
     if session:
         await reconcile(context(memo), namespaced(namespace), session)
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+    sessions = (API_GROUP, API_VERSION, "sessions")
+    for decorator in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        decorator(*sessions, registry=registry, backoff=RETRY_BACKOFF)(session_changed)
+    interval = settings.sessions.reconcile_interval.total_seconds()
+    # The drift timer: catches up with anything a missed event left behind, and enforces
+    # maxSessionDuration within one interval.
+    kopf.timer(
+        *sessions, registry=registry, id="session_drift", interval=interval, initial_delay=interval
+    )(session_changed)
+    for child in (("apps", "v1", "deployments"), ("", "v1", "pods")):
+        kopf.on.event(*child, registry=registry, labels=MANAGED_BY)(child_changed)

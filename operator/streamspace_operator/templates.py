@@ -16,13 +16,13 @@ import kopf
 
 from streamspace import API_GROUP, API_VERSION
 from streamspace.conditions import Condition, merge_conditions
+from streamspace.config import Settings
 from streamspace.lifecycle import status_changed
 from streamspace.templates import template_problems, view_template
 from streamspace_operator.context import context, namespaced
 from streamspace_operator.sessions import reconcile
 
 
-@kopf.index(API_GROUP, API_VERSION, "sessions")
 def sessions_by_template(
     namespace: str | None, name: str, spec: kopf.Spec, **_: Any
 ) -> dict[tuple[str, str], str]:
@@ -49,7 +49,6 @@ def template_status(
     }
 
 
-@kopf.on.event(API_GROUP, API_VERSION, "templates")
 async def template_changed(
     *,
     memo: kopf.Memo,
@@ -79,3 +78,9 @@ async def template_changed(
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+    del settings  # nothing configurable here yet
+    kopf.index(API_GROUP, API_VERSION, "sessions", registry=registry)(sessions_by_template)
+    kopf.on.event(API_GROUP, API_VERSION, "templates", registry=registry)(template_changed)
