@@ -8,13 +8,15 @@ PY := $(VENV)/bin/python
 STREAMSPACE := $(VENV)/bin/streamspace
 PROFILE ?= minimal
 PYTEST_ARGS ?=
+SCENARIO ?=
 
-.PHONY: help venv test lint run cluster-up cluster-down cluster-status clean
+.PHONY: help venv test lint bench run cluster-up cluster-down cluster-status clean
 
 help:
 	@echo "make run            control plane, PostgreSQL, operator and facade (Ctrl-C stops all)"
 	@echo "make test           the whole test suite against a real apiserver and PostgreSQL"
 	@echo "make lint           ruff, mypy --strict, import-linter"
+	@echo "make bench          benchmarks (SCENARIO=reconcile); tables + .streamspace/bench/*.json"
 	@echo "make cluster-up     local control plane only (PROFILE=minimal|full)"
 	@echo "make cluster-down   stop it"
 
@@ -29,6 +31,9 @@ venv: $(VENV)/.installed
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) -m bench $(SCENARIO)
 
 lint: venv
 	$(VENV)/bin/ruff check .

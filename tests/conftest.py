@@ -117,15 +117,20 @@ def database(postgres_url: str) -> Iterator[str]:
 class OperatorThread:
     """The real operator (our registry, Kopf, kubernetes_asyncio) in a thread of this process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, priority: int | None = None) -> None:
         self.settings = settings
+        self.priority = priority
         self.stop_flag = threading.Event()
         self.ready_flag = threading.Event()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="operator", daemon=True)
 
     def _run(self) -> None:
-        options = RunOptions(liveness_endpoint=None, standalone=True)
+        options = RunOptions(
+            liveness_endpoint=None,
+            standalone=self.priority is None,
+            priority=self.priority or 0,
+        )
         try:
             asyncio.run(
                 serve(self.settings, options, stop_flag=self.stop_flag, ready_flag=self.ready_flag)
@@ -147,14 +152,17 @@ class OperatorThread:
 
 @pytest.fixture
 def start_operator(cluster: Cluster, namespace: str) -> Iterator[Callable[..., OperatorThread]]:
-    """Start the operator on the test's namespace; extra env like RECONCILE_INTERVAL="1s"."""
+    """Start the operator on the test's namespace; extra env like RECONCILE_INTERVAL="1s".
+
+    Standalone unless a peering ``priority`` is given.
+    """
     started: list[OperatorThread] = []
 
-    def start(**env: str) -> OperatorThread:
+    def start(priority: int | None = None, **env: str) -> OperatorThread:
         settings = load_settings(
             {"KUBECONFIG": str(cluster.kubeconfig), "NAMESPACE": namespace, **env}
         )
-        operator = OperatorThread(settings).start()
+        operator = OperatorThread(settings, priority).start()
         started.append(operator)
         return operator
 

@@ -20,6 +20,10 @@ from streamspace.manifests import SessionRef, WorkloadOptions
 from streamspace.naming import workload_name
 from streamspace.templates import template_problems, view_template
 
+# Set by the operator together with a state change it makes itself ("hibernated:Idle",
+# "running:Connect"), read once by the transition's Event, then removed.
+CAUSE_ANNOTATION = "stream.space/state-cause"
+
 READY = "Ready"
 TEMPLATE_RESOLVED = "TemplateResolved"
 WORKLOAD_AVAILABLE = "WorkloadAvailable"
@@ -58,6 +62,7 @@ class Plan:
     spec_patch: dict[str, Any] | None = None
     status: dict[str, Any] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
+    clear_cause: bool = False  # the cause annotation was used (or is stale) and goes
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,13 @@ class SessionInput:
     generation: int
     spec: Mapping[str, Any]
     status: Mapping[str, Any]
+    cause: str | None = None  # the CAUSE_ANNOTATION value
+
+    def cause_for(self, state: str) -> str | None:
+        """Why the operator moved the session to ``state`` ("Idle", "Connect"), if it did."""
+        if self.cause and self.cause.startswith(f"{state}:"):
+            return self.cause.split(":", 1)[1]
+        return None
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> SessionInput:
@@ -81,6 +93,7 @@ class SessionInput:
             generation=int(meta.get("generation") or 0),
             spec=body.get("spec") or {},
             status=body.get("status") or {},
+            cause=(meta.get("annotations") or {}).get(CAUSE_ANNOTATION),
         )
 
     @property
@@ -197,7 +210,9 @@ def _hibernate(
         )
     if previous != "Hibernated":
         status["hibernatedAt"] = timestamp(now)
-        plan.events.append(Event("Normal", "Hibernated", "session hibernated (scaled to zero)"))
+        cause = session.cause_for("hibernated") or "requested"
+        plan.events.append(Event("Normal", "Hibernated", f"session hibernated ({cause})"))
+        plan.clear_cause = session.cause is not None
     return "Hibernated", Condition(WORKLOAD_AVAILABLE, False, "Hibernated", "scaled to zero")
 
 
@@ -228,7 +243,9 @@ def _run(
         # start, never by restarting a running one.
         plan.apply.append(manifests.deployment(ref, view, opts, replicas=1))
         if previous == "Hibernated":
-            plan.events.append(Event("Normal", "Woken", "session woken (scaled to one)"))
+            cause = session.cause_for("running") or "requested"
+            plan.events.append(Event("Normal", "Woken", f"session woken ({cause})"))
+            plan.clear_cause = session.cause is not None
     elif _replicas(observed.deployment) != 1:
         plan.scale_to = 1
     if not observed.service:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from streamspace.config import load_settings
@@ -10,8 +11,18 @@ from streamspace_operator.runtime import RunOptions, run
 
 
 def _run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    kube = settings.kubernetes
+    settings = dataclasses.replace(
+        settings,
+        kubernetes=dataclasses.replace(
+            kube,
+            namespace=args.namespace or kube.namespace,
+            all_namespaces=args.all_namespaces or kube.all_namespaces,
+        ),
+    )
     return run(
-        load_settings(),
+        settings,
         RunOptions(
             liveness_endpoint=args.liveness or None,
             standalone=args.standalone,
@@ -22,6 +33,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("operator", help="run the Kopf operator")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", help="namespace to serve; default NAMESPACE or streamspace")
+    scope.add_argument(
+        "--all-namespaces", action="store_true", help="serve every namespace (ALL_NAMESPACES)"
+    )
     parser.add_argument(
         "--liveness",
         default="http://0.0.0.0:8081/healthz",

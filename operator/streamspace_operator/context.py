@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import kopf
 
@@ -22,10 +23,13 @@ DEFAULT_RESOURCES = {
 @dataclass
 class Context:
     settings: Settings
+    peering: str | None = None  # the KopfPeering name, None when standalone
     kube: Kube | None = None
     locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
+    # The idle deadline each session was last warned about, so each warning goes out once.
+    warned: dict[tuple[str, str], datetime] = field(default_factory=dict)
 
     @property
     def api(self) -> Kube:

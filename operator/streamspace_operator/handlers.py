@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 
 from streamspace.config import Settings
-from streamspace_operator import sessions, templates
+from streamspace_operator import connections, sessions, templates
 from streamspace_operator.context import context
 from streamspace_operator.kube import Kube, connect
 
@@ -22,6 +22,9 @@ async def connect_client(memo: kopf.Memo, **_: Any) -> None:
     ctx = context(memo)
     if ctx.kube is None:
         ctx.kube = Kube(await connect(ctx.settings.kubernetes.kubeconfig))
+    if ctx.peering is not None:
+        kube = ctx.settings.kubernetes
+        await ctx.kube.ensure_peering(ctx.peering, None if kube.all_namespaces else kube.namespace)
 
 
 def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
@@ -61,4 +64,5 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     kopf.on.probe(registry=registry, id="namespace")(report_namespace)
     sessions.register(registry, settings)
     templates.register(registry, settings)
+    connections.register(registry, settings)
     return registry

@@ -96,6 +96,15 @@ class Kube:
             _content_type=MERGE,
         )
 
+    async def delete_custom(self, kind: str, namespace: str, name: str) -> None:
+        try:
+            await self.custom.delete_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, PLURALS[kind], name
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
     async def patch_status(
         self, kind: str, namespace: str, name: str, status: Mapping[str, Any]
     ) -> None:
@@ -111,6 +120,22 @@ class Kube:
             )
         except ApiException as exc:
             if exc.status != 404:  # deleted meanwhile: nothing to report on
+                raise
+
+    async def ensure_peering(self, name: str, namespace: str | None) -> None:
+        """The KopfPeering (namespaced) or ClusterKopfPeering object replicas coordinate on."""
+        body = {"apiVersion": "kopf.dev/v1", "metadata": {"name": name}}
+        try:
+            if namespace is None:
+                await self.custom.create_cluster_custom_object(
+                    "kopf.dev", "v1", "clusterkopfpeerings", {**body, "kind": "ClusterKopfPeering"}
+                )
+            else:
+                await self.custom.create_namespaced_custom_object(
+                    "kopf.dev", "v1", namespace, "kopfpeerings", {**body, "kind": "KopfPeering"}
+                )
+        except ApiException as exc:
+            if exc.status != 409:
                 raise
 
     # -- children ----------------------------------------------------------------------------

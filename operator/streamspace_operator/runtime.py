@@ -83,7 +83,7 @@ async def serve(
         priority=options.priority,
         peering_name=None if options.standalone else PEERING_NAME,  # a name makes it mandatory
         liveness_endpoint=options.liveness_endpoint,
-        memo=kopf.Memo(ctx=Context(settings)),
+        memo=kopf.Memo(ctx=Context(settings, peering=None if options.standalone else PEERING_NAME)),
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )
@@ -91,5 +91,8 @@ async def serve(
 
 def run(settings: Settings, options: RunOptions) -> int:
     """Run the operator until it is stopped (SIGINT/SIGTERM)."""
+    # Kopf logs every handler success at INFO: at hundreds of sessions with timers that drowns
+    # everything else. Failures (ERROR) and our own logs stay.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     asyncio.run(serve(settings, options))
     return 0

@@ -15,7 +15,14 @@ import kopf
 
 from streamspace import API_GROUP, API_VERSION
 from streamspace.config import Settings
-from streamspace.lifecycle import Observed, SessionInput, decide, pods_from, status_changed
+from streamspace.lifecycle import (
+    CAUSE_ANNOTATION,
+    Observed,
+    SessionInput,
+    decide,
+    pods_from,
+    status_changed,
+)
 from streamspace.manifests import MANAGED_BY, SESSION_ANNOTATION, selector
 from streamspace.naming import workload_name
 from streamspace_operator.context import Context, context, namespaced
@@ -68,6 +75,11 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> None:
             await kube.post_event(body, event)
         if plan.spec_patch:
             await kube.patch_custom("Session", namespace, name, {"spec": plan.spec_patch})
+        if plan.clear_cause:
+            annotations = {CAUSE_ANNOTATION: None}
+            await kube.patch_custom(
+                "Session", namespace, name, {"metadata": {"annotations": annotations}}
+            )
 
 
 async def session_changed(memo: kopf.Memo, namespace: str | None, name: str, **_: Any) -> None:

@@ -8,80 +8,11 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from streamspace.dev.process import wait_until
-from streamspace.naming import workload_name
+from streamspace_testing import GROUP, TEMPLATE, TIMEOUT, VERSION, Objects
 
 pytestmark = pytest.mark.e2e
-
-GROUP, VERSION = "stream.space", "v1alpha1"
-TIMEOUT = 60
-TEMPLATE = {
-    "displayName": "Firefox",
-    "baseImage": "lscr.io/linuxserver/firefox:latest",
-    "kasmvnc": {"enabled": True, "port": 3000},
-    "defaultResources": {"memory": "2Gi", "cpu": "1000m"},
-}
-
-
-class Objects:
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.ns = namespace
-        self.custom = client.CustomObjectsApi(api)
-        self.apps = client.AppsV1Api(api)
-        self.core = client.CoreV1Api(api)
-
-    def create(self, plural: str, name: str, spec: dict[str, Any]) -> None:
-        kind = {"sessions": "Session", "templates": "Template"}[plural]
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}}
-        self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.ns, plural, {**body, "spec": spec}
-        )
-
-    def session(self, name: str) -> dict[str, Any] | None:
-        try:
-            obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.ns, "sessions", name
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return obj
-
-    def status(self, name: str) -> dict[str, Any]:
-        return (self.session(name) or {}).get("status") or {}
-
-    def set_state(self, name: str, state: str) -> None:
-        self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, self.ns, "sessions", name, {"spec": {"state": state}}
-        )
-
-    def wait_phase(self, name: str, phase: str, timeout: float = TIMEOUT) -> dict[str, Any]:
-        assert wait_until(lambda: self.status(name).get("phase") == phase, timeout), (
-            f"{name} never reached {phase}: {self.status(name)}"
-        )
-        return self.status(name)
-
-    def pods(self, session: str) -> list[Any]:
-        label = f"stream.space/session={session}"
-        return self.core.list_namespaced_pod(self.ns, label_selector=label).items
-
-    def deployment(self, name: str) -> Any | None:
-        try:
-            return self.apps.read_namespaced_deployment(workload_name(name), self.ns)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def event_reasons(self, name: str) -> list[str]:
-        events = self.core.list_namespaced_event(
-            self.ns, field_selector=f"involvedObject.name={name},involvedObject.kind=Session"
-        ).items
-        # resourceVersion orders them (timestamps only have whole seconds)
-        return [e.reason for e in sorted(events, key=lambda e: int(e.metadata.resource_version))]
 
 
 @pytest.fixture
@@ -256,3 +187,31 @@ def test_operator_restart_converges(objects: Objects, start_operator: Callable[.
     objects.wait_phase("gina-firefox", "Hibernated")
     assert wait_until(lambda: objects.session("gina-three") is None, TIMEOUT)
     assert objects.deployment("gina-three") is None
+
+
+def test_peered_replicas_hand_over(objects: Objects, start_operator: Callable[..., Any]) -> None:
+    """Two replicas peer: the higher priority acts; when it stops, the other takes over."""
+    active = start_operator(priority=10)
+    start_operator(priority=5)
+    peering = objects.custom.get_namespaced_custom_object(
+        "kopf.dev", "v1", objects.ns, "kopfpeerings", "streamspace"
+    )
+    assert wait_until(
+        lambda: (
+            len(
+                objects.custom.get_namespaced_custom_object(
+                    "kopf.dev", "v1", objects.ns, "kopfpeerings", "streamspace"
+                ).get("status")
+                or {}
+            )
+            == 2
+        ),
+        TIMEOUT,
+    ), peering
+    objects.create("templates", "firefox", TEMPLATE)
+    objects.create("sessions", "hal-one", {"user": "hal", "template": "firefox"})
+    objects.wait_phase("hal-one", "Running")
+    active.stop()
+    objects.create("sessions", "hal-two", {"user": "hal", "template": "firefox"})
+    objects.wait_phase("hal-two", "Running")
+    assert objects.event_reasons("hal-one") == ["Started"]  # acted on exactly once

@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): print a table and write JSON under .streamspace/bench/."""

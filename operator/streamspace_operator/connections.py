@@ -1,0 +1,285 @@
+"""Connections, auto-start and auto-hibernation: the operator is the single owner of both.
+
+* A new Connection is adopted by its Session (owner reference, ``connectedAt``, ``active``); one
+  to a missing or terminated session is rejected (status says why) and deleted.
+* A Connection to a hibernated session wakes it: ``spec.state`` becomes ``running`` through a
+  patch conditioned on the resourceVersion just read, under the session's lock, so concurrent
+  connects wake it exactly once.
+* Per session, two Kopf timers read the connections from a Kopf index (no list calls per tick):
+  ``stale_check`` marks connections without heartbeats stale and deletes them; ``idle_check``
+  keeps ``activeConnections``, ``lastActivity`` and ``idleDeadline`` current, warns, and
+  hibernates idle sessions, again conditioned on a fresh resourceVersion so that a user's state
+  change racing the timer wins.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from streamspace import API_GROUP, API_VERSION
+from streamspace.conditions import parse_timestamp, timestamp
+from streamspace.config import Settings
+from streamspace.durations import parse_duration
+from streamspace.idle import ConnectionView, IdleDecision, IdleInput, evaluate
+from streamspace.lifecycle import CAUSE_ANNOTATION, Event
+from streamspace_operator.context import Context, context, namespaced
+
+log = logging.getLogger(__name__)
+
+INDEX = "connections_by_session"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def connections_by_session(
+    namespace: str | None,
+    name: str,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    **_: Any,
+) -> dict[tuple[str, str], ConnectionView]:
+    last_seen = (
+        parse_timestamp(status.get("lastHeartbeat"))
+        or parse_timestamp(status.get("connectedAt"))
+        or parse_timestamp(meta.get("creationTimestamp"))
+    )
+    view = ConnectionView(name, str(status.get("state") or "active"), last_seen)
+    return {(namespaced(namespace), str(spec.get("session", ""))): view}
+
+
+def _idle_input(
+    ctx: Context,
+    body: kopf.Body | dict[str, Any],
+    connections: Iterable[ConnectionView],
+    activity: datetime | None = None,
+) -> IdleInput:
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    sessions = ctx.settings.sessions
+    return IdleInput(
+        state=str(spec.get("state", "running")),
+        phase=status.get("phase"),
+        idle_timeout=parse_duration(str(spec.get("idleTimeout", "30m"))),
+        last_activity=max(
+            (t for t in (parse_timestamp(status.get("lastActivity")), activity) if t),
+            default=None,
+        ),
+        started_at=parse_timestamp(status.get("startedAt")),
+        connections=tuple(connections),
+        now=_now(),
+        stale_after=sessions.stale_after,
+        hibernate_warning=sessions.hibernate_warning,
+    )
+
+
+def _activity_status(
+    decision: IdleDecision, current: dict[str, Any], *, force: bool = False
+) -> dict[str, Any]:
+    """The status fields this module owns, only where they change."""
+    wanted: dict[str, Any] = {
+        "activeConnections": decision.active,
+        "idleDeadline": timestamp(decision.idle_deadline) if decision.idle_deadline else None,
+    }
+    if (force or decision.write_last_activity) and decision.last_activity is not None:
+        wanted["lastActivity"] = timestamp(decision.last_activity)
+    return {k: v for k, v in wanted.items() if current.get(k) != v}
+
+
+# -- connection events -------------------------------------------------------------------------
+
+
+async def connection_event(
+    *,
+    memo: kopf.Memo,
+    namespace: str | None,
+    name: str,
+    body: kopf.Body,
+    event: kopf.RawEvent,
+    **kwargs: Any,
+) -> None:
+    ctx = context(memo)
+    ns = namespaced(namespace)
+    session = str((body.get("spec") or {}).get("session", ""))
+    index: kopf.Index[tuple[str, str], ConnectionView] = kwargs[INDEX]
+    if event.get("type") == "DELETED":
+        await record_activity(ctx, ns, session, index, _now())  # a disconnect is activity
+        return
+    status = body.get("status") or {}
+    if status.get("connectedAt") or status.get("state") in ("rejected", "stale"):
+        return  # adopted (heartbeats only move the index) or already on its way out
+    await adopt(ctx, ns, name, session_name=session, body=body, index=index)
+
+
+async def adopt(
+    ctx: Context,
+    ns: str,
+    name: str,
+    *,
+    session_name: str,
+    body: kopf.Body,
+    index: kopf.Index[tuple[str, str], ConnectionView],
+) -> None:
+    kube = ctx.api
+    now = _now()
+    async with ctx.locks[(ns, session_name)]:
+        session = await kube.get_custom("Session", ns, session_name)
+        state = (session or {}).get("spec", {}).get("state")
+        if session is None or state == "terminated" or session["metadata"].get("deletionTimestamp"):
+            reason = "not found" if session is None else "terminated"
+            await kube.patch_status(
+                "Connection",
+                ns,
+                name,
+                {
+                    "state": "rejected",
+                    "message": f"session {session_name!r} is {reason}",
+                },
+            )
+            await kube.post_event(dict(body), Event("Warning", "Rejected", f"session {reason}"))
+            await kube.delete_custom("Connection", ns, name)
+            return
+        meta = session["metadata"]
+        owner = {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": "Session",
+            "name": meta["name"],
+            "uid": meta["uid"],
+            "blockOwnerDeletion": True,
+        }
+        await kube.patch_custom("Connection", ns, name, {"metadata": {"ownerReferences": [owner]}})
+        heartbeat = (body.get("status") or {}).get("lastHeartbeat") or timestamp(now)
+        await kube.patch_status(
+            "Connection",
+            ns,
+            name,
+            {
+                "connectedAt": timestamp(now),
+                "lastHeartbeat": heartbeat,
+                "state": "active",
+            },
+        )
+        if state == "hibernated":
+            await _wake(ctx, ns, session)
+    await record_activity(ctx, ns, session_name, index, now)
+
+
+async def _wake(ctx: Context, ns: str, session: dict[str, Any]) -> None:
+    """hibernated → running, only if nobody changed the session since we read it."""
+    meta = session["metadata"]
+    patch = {
+        "metadata": {
+            "resourceVersion": meta["resourceVersion"],
+            "annotations": {CAUSE_ANNOTATION: "running:Connect"},
+        },
+        "spec": {"state": "running"},
+    }
+    try:
+        await ctx.api.patch_custom("Session", ns, meta["name"], patch)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        log.info("session %s changed while waking it; leaving it as it is now", meta["name"])
+        return
+    log.info("session %s woken by a connection", meta["name"])
+
+
+async def record_activity(
+    ctx: Context,
+    ns: str,
+    session_name: str,
+    index: kopf.Index[tuple[str, str], ConnectionView],
+    moment: datetime,
+) -> None:
+    """A connect or disconnect: written at once (they restart the idle clock)."""
+    session = await ctx.api.get_custom("Session", ns, session_name)
+    if session is None:
+        return
+    connections: Iterable[ConnectionView] = index.get((ns, session_name), [])
+    decision = evaluate(_idle_input(ctx, session, connections, activity=moment))
+    changes = _activity_status(decision, session.get("status") or {}, force=True)
+    if changes:
+        await ctx.api.patch_status("Session", ns, session_name, changes)
+
+
+# -- timers ------------------------------------------------------------------------------------
+
+
+async def stale_check(
+    *, memo: kopf.Memo, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any
+) -> None:
+    ctx = context(memo)
+    ns = namespaced(namespace)
+    index: kopf.Index[tuple[str, str], ConnectionView] = kwargs[INDEX]
+    decision = evaluate(_idle_input(ctx, body, index.get((ns, name), [])))
+    for connection in decision.stale:
+        quiet = ctx.settings.sessions.stale_after.total_seconds()
+        stale = {"state": "stale", "message": f"no heartbeat for {quiet:.0f}s"}
+        await ctx.api.patch_status("Connection", ns, connection, stale)
+        await ctx.api.delete_custom("Connection", ns, connection)
+        log.info("connection %s of session %s was stale and is deleted", connection, name)
+
+
+async def idle_check(
+    *, memo: kopf.Memo, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any
+) -> None:
+    ctx = context(memo)
+    ns = namespaced(namespace)
+    index: kopf.Index[tuple[str, str], ConnectionView] = kwargs[INDEX]
+    decision = evaluate(_idle_input(ctx, body, index.get((ns, name), [])))
+    changes = _activity_status(decision, dict(body.get("status") or {}))
+    if changes:
+        await ctx.api.patch_status("Session", ns, name, changes)
+    deadline = decision.idle_deadline
+    if decision.warn and deadline is not None and ctx.warned.get((ns, name)) != deadline:
+        ctx.warned[(ns, name)] = deadline
+        message = f"idle: hibernates at {timestamp(deadline)} unless someone connects"
+        await ctx.api.post_event(dict(body), Event("Normal", "IdleWarning", message))
+    if decision.hibernate:
+        await _hibernate_if_still_idle(ctx, ns, name, index)
+
+
+async def _hibernate_if_still_idle(
+    ctx: Context, ns: str, name: str, index: kopf.Index[tuple[str, str], ConnectionView]
+) -> None:
+    async with ctx.locks[(ns, name)]:
+        fresh = await ctx.api.get_custom("Session", ns, name)
+        if fresh is None:
+            return
+        decision = evaluate(_idle_input(ctx, fresh, index.get((ns, name), [])))
+        if not decision.hibernate:
+            return  # a connect, a heartbeat or a state change got here first
+        patch = {
+            "metadata": {
+                "resourceVersion": fresh["metadata"]["resourceVersion"],
+                "annotations": {CAUSE_ANNOTATION: "hibernated:Idle"},
+            },
+            "spec": {"state": "hibernated"},
+        }
+        try:
+            await ctx.api.patch_custom("Session", ns, name, patch)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            return  # changed meanwhile (e.g. by its user): their change wins
+        ctx.warned.pop((ns, name), None)
+        log.info("session %s idle since %s: hibernating", name, decision.last_activity)
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+    kopf.index(API_GROUP, API_VERSION, "connections", registry=registry, id=INDEX)(
+        connections_by_session
+    )
+    kopf.on.event(API_GROUP, API_VERSION, "connections", registry=registry)(connection_event)
+    sessions = (API_GROUP, API_VERSION, "sessions")
+    heartbeat = settings.sessions.heartbeat_check_interval.total_seconds()
+    idle = settings.sessions.idle_check_interval.total_seconds()
+    kopf.timer(*sessions, registry=registry, id="stale_check", interval=heartbeat)(stale_check)
+    kopf.timer(*sessions, registry=registry, id="idle_check", interval=idle)(idle_check)

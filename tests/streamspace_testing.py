@@ -1,0 +1,90 @@
+"""Helpers shared by the e2e tests: typed access to our custom resources through the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from streamspace.dev.process import wait_until
+from streamspace.naming import workload_name
+
+GROUP, VERSION = "stream.space", "v1alpha1"
+TIMEOUT = 60
+TEMPLATE = {
+    "displayName": "Firefox",
+    "baseImage": "lscr.io/linuxserver/firefox:latest",
+    "kasmvnc": {"enabled": True, "port": 3000},
+    "defaultResources": {"memory": "2Gi", "cpu": "1000m"},
+}
+
+
+class Objects:
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.ns = namespace
+        self.custom = client.CustomObjectsApi(api)
+        self.apps = client.AppsV1Api(api)
+        self.core = client.CoreV1Api(api)
+
+    def create(self, plural: str, name: str, spec: dict[str, Any]) -> None:
+        kind = {"sessions": "Session", "templates": "Template", "connections": "Connection"}[plural]
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}}
+        self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.ns, plural, {**body, "spec": spec}
+        )
+
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.ns, plural, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    def session(self, name: str) -> dict[str, Any] | None:
+        return self.get("sessions", name)
+
+    def spec(self, name: str) -> dict[str, Any]:
+        return dict((self.session(name) or {}).get("spec") or {})
+
+    def status(self, name: str) -> dict[str, Any]:
+        return (self.session(name) or {}).get("status") or {}
+
+    def set_state(self, name: str, state: str) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.ns, "sessions", name, {"spec": {"state": state}}
+        )
+
+    def wait_phase(self, name: str, phase: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+        assert wait_until(lambda: self.status(name).get("phase") == phase, timeout), (
+            f"{name} never reached {phase}: {self.status(name)}"
+        )
+        return self.status(name)
+
+    def pods(self, session: str) -> list[Any]:
+        label = f"stream.space/session={session}"
+        return self.core.list_namespaced_pod(self.ns, label_selector=label).items
+
+    def deployment(self, name: str) -> Any | None:
+        try:
+            return self.apps.read_namespaced_deployment(workload_name(name), self.ns)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def events(self, name: str, reason: str | None = None) -> list[Any]:
+        """Events on Session ``name`` in the order they were posted."""
+        events = self.core.list_namespaced_event(
+            self.ns, field_selector=f"involvedObject.name={name},involvedObject.kind=Session"
+        ).items
+        # resourceVersion orders them (timestamps only have whole seconds)
+        ordered = sorted(events, key=lambda e: int(e.metadata.resource_version))
+        return [e for e in ordered if reason is None or e.reason == reason]
+
+    def event_reasons(self, name: str) -> list[str]:
+        return [e.reason for e in self.events(name)]
