@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -20,6 +19,7 @@ from kubernetes import client, config, watch
 from streamspace.config import load_dev_settings
 from streamspace.dev import process
 from streamspace.dev.cluster import ControlPlane
+from streamspace.dev.stack import standalone_operator_argv
 
 RESULTS = Path(".streamspace") / "bench"
 
@@ -78,14 +78,7 @@ def operator(kubeconfig: Path, namespace: str, **env: str) -> Iterator[OperatorP
     log = RESULTS / f"operator-{namespace}.log"
     record = process.start(
         "operator",
-        [
-            sys.executable,
-            "-m",
-            "streamspace.cli",
-            "operator",
-            "--standalone",
-            f"--liveness=http://127.0.0.1:{port}/healthz",
-        ],
+        standalone_operator_argv(port),
         log,
         env={**os.environ, "KUBECONFIG": str(kubeconfig), "NAMESPACE": namespace, **env},
     )

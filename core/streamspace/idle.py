@@ -1,7 +1,7 @@
 """Idleness of a running session, as one pure evaluation.
 
 Last activity is the newest of: the session's start, the recorded ``status.lastActivity``
-(connects and disconnects are written there at once), and every live connection's last
+(connects and disconnects are written there at once), and every connection's last
 heartbeat. A session with a live connection is never idle. A running session without one
 hibernates once ``last activity + idleTimeout`` has passed; the warning goes out
 ``HIBERNATE_WARNING`` before that. Heartbeat-driven ``lastActivity`` writes are throttled, the
@@ -61,7 +61,8 @@ def _newest(moments: Iterable[datetime | None]) -> datetime | None:
 def evaluate(inp: IdleInput) -> IdleDecision:
     live = [c for c in inp.connections if c.live(inp.now, inp.stale_after)]
     stale = tuple(sorted(c.name for c in inp.connections if c.state == "active" and c not in live))
-    heartbeat = _newest(c.last_seen for c in live)
+    # A connection that has gone stale was still there at its last heartbeat: that counts.
+    heartbeat = _newest(c.last_seen for c in inp.connections if c.state == "active")
     newest = _newest([inp.last_activity, inp.started_at, heartbeat])
     write = newest is not None and (
         inp.last_activity is None or newest - inp.last_activity >= ACTIVITY_WRITE_INTERVAL

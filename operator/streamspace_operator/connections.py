@@ -212,13 +212,20 @@ async def record_activity(
 # -- timers ------------------------------------------------------------------------------------
 
 
-async def stale_check(
-    *, memo: kopf.Memo, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any
-) -> None:
+def _evaluate_timer(
+    memo: kopf.Memo, namespace: str | None, name: str, body: kopf.Body, kwargs: dict[str, Any]
+) -> tuple[Context, str, kopf.Index[tuple[str, str], ConnectionView], IdleDecision]:
+    """What both per-session timers start from: the session's connections, evaluated."""
     ctx = context(memo)
     ns = namespaced(namespace)
     index: kopf.Index[tuple[str, str], ConnectionView] = kwargs[INDEX]
-    decision = evaluate(_idle_input(ctx, body, index.get((ns, name), [])))
+    return ctx, ns, index, evaluate(_idle_input(ctx, body, index.get((ns, name), [])))
+
+
+async def stale_check(
+    *, memo: kopf.Memo, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any
+) -> None:
+    ctx, ns, _, decision = _evaluate_timer(memo, namespace, name, body, kwargs)
     for connection in decision.stale:
         quiet = ctx.settings.sessions.stale_after.total_seconds()
         stale = {"state": "stale", "message": f"no heartbeat for {quiet:.0f}s"}
@@ -230,10 +237,7 @@ async def stale_check(
 async def idle_check(
     *, memo: kopf.Memo, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any
 ) -> None:
-    ctx = context(memo)
-    ns = namespaced(namespace)
-    index: kopf.Index[tuple[str, str], ConnectionView] = kwargs[INDEX]
-    decision = evaluate(_idle_input(ctx, body, index.get((ns, name), [])))
+    ctx, ns, index, decision = _evaluate_timer(memo, namespace, name, body, kwargs)
     changes = _activity_status(decision, dict(body.get("status") or {}))
     if changes:
         await ctx.api.patch_status("Session", ns, name, changes)

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from streamspace import __version__
 from streamspace.config import load_settings
 from streamspace.dev import process
+from streamspace.dev.stack import standalone_operator_argv
 from streamspace_facade.app import create_app
 
 pytestmark = pytest.mark.integration
@@ -36,14 +37,7 @@ def operator_process(cluster: Any, tmp_path: Path, namespace: str) -> Iterator[s
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "NAMESPACE": namespace}
     record = process.start(
         "operator",
-        [
-            sys.executable,
-            "-m",
-            "streamspace.cli",
-            "operator",
-            "--standalone",
-            f"--liveness=http://127.0.0.1:{port}/healthz",
-        ],
+        standalone_operator_argv(port),
         tmp_path / "operator.log",
         env=env,
     )

@@ -68,16 +68,28 @@ def _database(settings: Settings, dev: DevSettings, cleanups: Cleanups) -> str:
     return url
 
 
+def standalone_operator_argv(liveness_port: int) -> list[str]:
+    """``streamspace operator`` for one local replica, with its liveness endpoint on loopback."""
+    return [
+        sys.executable,
+        "-m",
+        "streamspace.cli",
+        "operator",
+        "--standalone",
+        f"--liveness=http://127.0.0.1:{liveness_port}/healthz",
+    ]
+
+
 def _start_processes(env: dict[str, str], logs: Path, cleanups: Cleanups) -> list[process.Started]:
-    exe = [sys.executable, "-m", "streamspace.cli"]
-    liveness = f"--liveness=http://127.0.0.1:{process.free_port()}/healthz"
+    facade = [sys.executable, "-m", "streamspace.cli", "facade", "--host", "127.0.0.1"]
     children = [
         process.start(
-            "operator", [*exe, "operator", "--standalone", liveness], logs / "operator.log", env=env
+            "operator",
+            standalone_operator_argv(process.free_port()),
+            logs / "operator.log",
+            env=env,
         ),
-        process.start(
-            "facade", [*exe, "facade", "--host", "127.0.0.1"], logs / "facade.log", env=env
-        ),
+        process.start("facade", facade, logs / "facade.log", env=env),
     ]
     for child in children:
         cleanups.append(functools.partial(process.stop, child))
@@ -144,7 +156,9 @@ Try:
   export KUBECONFIG={kubeconfig}
   kubectl get crds | grep stream.space
   kubectl apply -f examples/template-firefox.yaml -f examples/session.yaml
-  kubectl get ss,tpl
+  kubectl get ss,tpl -w
+  kubectl patch ss alice-firefox --type=merge -p '{{"spec":{{"state":"hibernated"}}}}'
+  kubectl apply -f examples/connection.yaml    # wakes it again
 
 Press Ctrl-C to stop everything this command started.
 """,
