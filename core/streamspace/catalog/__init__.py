@@ -1,0 +1,1 @@
+"""Template and plugin catalogs: parsing repositories, fetching them with Git, storing rows."""

@@ -1,0 +1,227 @@
+"""Fetching a repository's files with dulwich: shallow, bare, no checkout, hostile input assumed.
+
+Blocking (call it through ``asyncio.to_thread``). The URL is checked first: ``https`` and ``ssh``
+only, ``file://`` and local paths only when explicitly allowed, no credentials inside URLs, no
+option-looking hosts. The branch head is fetched with depth 1 into a bare repository under the
+work directory (later syncs fetch into the same one and move to the new head); files are read
+from the object store, never written out. Symlinks and submodules are skipped, and blob size and
+file count are capped. Error messages never contain credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dulwich.client import get_transport_and_path
+from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
+from dulwich.objects import Blob, Commit, Tree
+from dulwich.repo import Repo
+
+from streamspace.catalog.parse import DEFAULT_LIMITS, Limits
+
+SUBMODULE_MODE = 0o160000
+_SCP_LIKE = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)$")
+
+
+class RepositoryError(RuntimeError):
+    """The repository could not be synced; the message is safe to show (no credentials)."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """From the TemplateRepository's Secret; ``repr`` shows the kind only."""
+
+    kind: str = "none"  # none | token | basic | ssh
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    ssh_private_key: str | None = field(default=None, repr=False)
+    known_hosts: str | None = field(default=None, repr=False)
+
+    def secrets(self) -> list[str]:
+        return [s for s in (self.password, self.ssh_private_key) if s]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    commit: str
+    files: list[tuple[str, bytes]]
+    skipped: list[str]  # symlinks, submodules, oversized blobs (paths only)
+
+
+def normalize_url(url: str, allow_local: bool) -> str:
+    """The URL to fetch from, or RepositoryError saying why it is refused."""
+    url = url.strip()
+    scp = _SCP_LIKE.match(url)
+    if scp:
+        url = f"ssh://{scp['user']}@{scp['host']}/{scp['path']}"
+    if url.startswith("/") or url.startswith("file://"):
+        if not allow_local:
+            raise RepositoryError(
+                "local repositories are disabled (set ALLOW_LOCAL_REPOS=true for development)"
+            )
+        path = url.removeprefix("file://")
+        if not path.startswith("/") or "\x00" in path:
+            raise RepositoryError("a local repository needs an absolute path")
+        return "file://" + path
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "ssh"):
+        raise RepositoryError(
+            f"URL scheme {parts.scheme or '(none)'!r} is not allowed; use https:// or ssh://"
+        )
+    if parts.password is not None or (parts.scheme == "https" and parts.username is not None):
+        raise RepositoryError("credentials in the URL are not accepted; use auth.secretRef")
+    host = parts.hostname or ""
+    if not host or host.startswith("-") or (parts.username or "").startswith("-"):
+        raise RepositoryError("the URL names no valid host")
+    return url
+
+
+def _repo_dir(work_dir: Path, url: str, branch: str) -> Path:
+    digest = hashlib.sha256(f"{url}\x00{branch}".encode()).hexdigest()[:24]
+    return work_dir / digest
+
+
+def _ssh_command(creds: Credentials, directory: Path) -> str:
+    if not creds.ssh_private_key or not creds.known_hosts:
+        raise RepositoryError("ssh auth needs the Secret keys ssh-privatekey and known_hosts")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key, hosts = directory / "id", directory / "known_hosts"
+    key.write_text(creds.ssh_private_key.rstrip("\n") + "\n")
+    key.chmod(0o600)
+    hosts.write_text(creds.known_hosts)
+    return " ".join(
+        [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={shlex.quote(str(hosts))}",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "ConnectTimeout=20",
+            "-i",
+            shlex.quote(str(key)),
+        ]
+    )
+
+
+def _scrub(message: str, creds: Credentials) -> str:
+    for secret in creds.secrets():
+        message = message.replace(secret, "***")
+    return message
+
+
+def _walk(repo: Any, tree: Tree, prefix: str) -> Iterator[tuple[str, int, bytes]]:
+    for entry in tree.iteritems():
+        path = f"{prefix}{entry.path.decode('utf-8', 'replace')}"
+        if stat.S_ISDIR(entry.mode):
+            subtree = repo.object_store[entry.sha]
+            if isinstance(subtree, Tree):
+                yield from _walk(repo, subtree, path + "/")
+        else:
+            yield path, entry.mode, entry.sha
+
+
+def fetch_snapshot(
+    url: str,
+    branch: str,
+    work_dir: Path,
+    creds: Credentials,
+    *,
+    allow_local: bool,
+    wanted: tuple[str, ...] = (".yaml", ".yml"),
+    limits: Limits = DEFAULT_LIMITS,
+) -> Snapshot:
+    """Fetch ``branch`` (depth 1) and read the files whose names end with ``wanted``."""
+    target = normalize_url(url, allow_local)
+    directory = _repo_dir(work_dir, target, branch)
+    kwargs: dict[str, str] = {}
+    if creds.kind in ("token", "basic"):
+        if not creds.password:
+            raise RepositoryError(f"{creds.kind} auth needs a password or token in the Secret")
+        kwargs = {"username": creds.username or "x-access-token", "password": creds.password}
+    elif creds.kind == "ssh":
+        kwargs = {"ssh_command": _ssh_command(creds, directory.with_suffix(".ssh"))}
+    try:
+        return _fetch(target, branch, directory, kwargs=kwargs, wanted=wanted, limits=limits)
+    except RepositoryError:
+        raise
+    except (GitProtocolError, HangupException, NotGitRepository, OSError, KeyError) as exc:
+        detail = _scrub(str(exc) or type(exc).__name__, creds)
+        raise RepositoryError(f"fetch failed: {detail}") from None
+
+
+def _fetch(
+    target: str,
+    branch: str,
+    directory: Path,
+    *,
+    kwargs: dict[str, str],
+    wanted: tuple[str, ...],
+    limits: Limits,
+) -> Snapshot:
+    ref = f"refs/heads/{branch}".encode()
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    exists = directory.exists()
+    repo: Any = Repo(str(directory)) if exists else Repo.init_bare(str(directory), mkdir=True)
+    with repo:
+        client, path = get_transport_and_path(target, **kwargs)  # type: ignore[arg-type]
+
+        def wants(refs: dict[bytes, bytes], depth: int | None = None) -> list[bytes]:
+            if ref not in refs:
+                raise RepositoryError(f"branch {branch!r} not found")
+            return [refs[ref]]
+
+        result = client.fetch(path, repo, determine_wants=wants, depth=1)  # type: ignore[arg-type]
+        refs: dict[Any, Any] = dict(result.refs)
+        head = refs.get(ref)
+        if head is None:
+            raise RepositoryError(f"branch {branch!r} not found")
+        repo.refs[ref] = head
+        packed = sum(p.stat().st_size for p in (directory / "objects" / "pack").glob("*.pack"))
+        if packed > limits.max_repository_bytes:
+            raise RepositoryError(
+                f"repository is larger than {limits.max_repository_bytes // 2**20} MiB packed"
+            )
+        return _read(repo, head, wanted, limits)
+
+
+def _read(repo: Any, head: bytes, wanted: tuple[str, ...], limits: Limits) -> Snapshot:
+    commit = repo.object_store[head]
+    if not isinstance(commit, Commit):
+        raise RepositoryError("the branch head is not a commit")
+    tree = repo.object_store[commit.tree]
+    if not isinstance(tree, Tree):
+        raise RepositoryError("the commit has no tree")
+    files: list[tuple[str, bytes]] = []
+    skipped: list[str] = []
+    for path, mode, sha in _walk(repo, tree, ""):
+        if not path.endswith(wanted):
+            continue
+        if stat.S_ISLNK(mode) or mode == SUBMODULE_MODE:
+            skipped.append(f"{path} (link or submodule, not followed)")
+            continue
+        if len(files) >= limits.max_files:
+            skipped.append(f"{path} (over {limits.max_files} files)")
+            continue
+        blob = repo.object_store[sha]
+        if not isinstance(blob, Blob):
+            continue
+        if blob.raw_length() > limits.max_blob_bytes:
+            skipped.append(f"{path} (larger than {limits.max_blob_bytes} bytes)")
+            continue
+        files.append((path, blob.as_raw_string()))
+    return Snapshot(head.decode(), files, skipped)

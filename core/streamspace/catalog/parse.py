@@ -1,0 +1,263 @@
+"""Parsing a template repository's files into catalog entries. Pure: bytes in, entries out.
+
+Every ``*.yaml``/``*.yml`` may hold several documents; those of ``kind: Template`` with apiVersion
+``stream.space/v1alpha1`` (or the legacy ``stream.streamspace.io/v1alpha1``) are templates, other
+kinds (``TemplateCatalog``, ...) are skipped. Files are hostile input: size, count and YAML
+complexity are capped before anything is built (an alias bomb is refused after counting its
+events, without expanding it), and a malformed file is reported, never fatal. Names seen twice
+keep the first by path order; the others are listed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from streamspace.naming import is_object_name
+from streamspace.templates import infer_app_type, normalize_resources
+
+API_VERSIONS = frozenset({"stream.space/v1alpha1", "stream.streamspace.io/v1alpha1"})
+PLUGIN_TYPES = frozenset({"extension", "webhook", "api", "ui", "theme"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_files: int = 5000
+    max_blob_bytes: int = 1024 * 1024
+    max_yaml_events: int = 50_000
+    max_yaml_aliases: int = 100
+    max_yaml_depth: int = 64
+    max_repository_bytes: int = 256 * 1024 * 1024  # packed size after fetching
+
+
+@dataclass(frozen=True)
+class CatalogTemplate:
+    name: str
+    display_name: str
+    description: str
+    category: str
+    app_type: str
+    icon: str | None
+    base_image: str
+    tags: tuple[str, ...]
+    manifest: dict[str, Any]  # the Template as it should be applied (kasmvnc → vnc, resources)
+    source_path: str
+
+
+@dataclass(frozen=True)
+class CatalogPlugin:
+    name: str
+    version: str
+    display_name: str
+    description: str
+    category: str
+    plugin_type: str
+    icon_url: str | None
+    tags: tuple[str, ...]
+    manifest: dict[str, Any]
+    source_path: str
+
+
+@dataclass
+class ParseResult:
+    templates: list[CatalogTemplate] = field(default_factory=list)
+    plugins: list[CatalogPlugin] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # "path: what is wrong"
+    duplicates: list[str] = field(default_factory=list)  # "name: kept a, ignored b"
+    skipped_documents: int = 0  # other kinds, e.g. TemplateCatalog
+
+    def summary(self, kind: str = "template") -> str:
+        count = len(self.templates) if kind == "template" else len(self.plugins)
+        parts = [f"{count} {kind}(s)"]
+        if self.problems:
+            parts.append(f"{len(self.problems)} file problem(s): " + "; ".join(self.problems[:20]))
+        if self.duplicates:
+            parts.append("duplicates: " + "; ".join(self.duplicates[:20]))
+        return ". ".join(parts)
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class UnsafeYaml(ValueError):
+    """A document too large or too complex to build."""
+
+
+def check_yaml_complexity(text: str, limits: Limits) -> None:
+    """Walk the YAML event stream (nothing is constructed) and refuse what is too much."""
+    aliases = depth = 0
+    for events, event in enumerate(yaml.parse(text, Loader=yaml.SafeLoader), start=1):
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        if events > limits.max_yaml_events:
+            raise UnsafeYaml(f"more than {limits.max_yaml_events} YAML events")
+        if aliases > limits.max_yaml_aliases:
+            raise UnsafeYaml(f"more than {limits.max_yaml_aliases} YAML aliases")
+        if depth > limits.max_yaml_depth:
+            raise UnsafeYaml(f"nested deeper than {limits.max_yaml_depth}")
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(str(v) for v in value if isinstance(v, str | int | float))
+
+
+def normalized_template(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The Template to apply: current apiVersion, ``vnc`` for ``kasmvnc``, structured resources."""
+    spec = dict(doc.get("spec") or {})
+    if "kasmvnc" in spec:
+        legacy = spec.pop("kasmvnc")
+        spec.setdefault("vnc", legacy)
+    if spec.get("defaultResources"):
+        spec["defaultResources"] = normalize_resources(spec["defaultResources"])
+    spec.setdefault("appType", infer_app_type(spec))
+    return {
+        "apiVersion": "stream.space/v1alpha1",
+        "kind": "Template",
+        "metadata": {"name": doc["metadata"]["name"]},
+        "spec": spec,
+    }
+
+
+def _template(doc: Mapping[str, Any], path: str) -> CatalogTemplate | str:
+    meta = doc.get("metadata")
+    spec = doc.get("spec")
+    if not isinstance(meta, Mapping) or not isinstance(spec, Mapping):
+        return "metadata and spec must be mappings"
+    name = meta.get("name")
+    if not isinstance(name, str) or not is_object_name(name):
+        return f"metadata.name {name!r} is not a valid Kubernetes object name"
+    missing = [f for f in ("displayName", "baseImage") if not str(spec.get(f) or "").strip()]
+    if missing:
+        return f"{name}: spec.{', spec.'.join(missing)} required"
+    manifest = normalized_template(doc)
+    json.dumps(manifest)  # only plain data may go on (dates, sets and the like fail here)
+    icon = spec.get("icon")
+    return CatalogTemplate(
+        name=name,
+        display_name=str(spec["displayName"]),
+        description=str(spec.get("description") or ""),
+        category=str(spec.get("category") or ""),
+        app_type=manifest["spec"]["appType"],
+        icon=str(icon) if icon else None,
+        base_image=str(spec["baseImage"]),
+        tags=_strings(spec.get("tags")),
+        manifest=manifest,
+        source_path=path,
+    )
+
+
+def _plugin(data: Any, path: str) -> CatalogPlugin | str:
+    if not isinstance(data, Mapping):
+        return "manifest.json must hold an object"
+    name, version = data.get("name"), data.get("version")
+    if not isinstance(name, str) or not is_object_name(name):
+        return f"name {name!r} is not a valid name"
+    if not isinstance(version, str) or not version:
+        return f"{name}: version is required"
+    plugin_type = data.get("type")
+    if plugin_type not in PLUGIN_TYPES:
+        return f"{name}: type {plugin_type!r} must be one of {', '.join(sorted(PLUGIN_TYPES))}"
+    icon = data.get("icon") or data.get("iconUrl")
+    return CatalogPlugin(
+        name=name,
+        version=version,
+        display_name=str(data.get("displayName") or name),
+        description=str(data.get("description") or ""),
+        category=str(data.get("category") or ""),
+        plugin_type=str(plugin_type),
+        icon_url=str(icon) if icon else None,
+        tags=_strings(data.get("tags")),
+        manifest=dict(data),
+        source_path=path,
+    )
+
+
+def parse_repository(
+    files: Iterable[tuple[str, bytes]], kind: str = "template", limits: Limits = DEFAULT_LIMITS
+) -> ParseResult:
+    """Parse ``(path, content)`` pairs (any order) of a repository of templates or plugins."""
+    result = ParseResult()
+    ordered = sorted(files, key=lambda f: f[0])
+    if len(ordered) > limits.max_files:
+        result.problems.append(
+            f"repository: {len(ordered)} files, only the first {limits.max_files} are read"
+        )
+        ordered = ordered[: limits.max_files]
+    first_seen: dict[str, str] = {}
+    for path, content in ordered:
+        entries = _parse_file(path, content, kind, limits, result)
+        for entry in entries:
+            if entry.name in first_seen:
+                result.duplicates.append(
+                    f"{entry.name}: kept {first_seen[entry.name]}, ignored {path}"
+                )
+                continue
+            first_seen[entry.name] = path
+            if isinstance(entry, CatalogTemplate):
+                result.templates.append(entry)
+            else:
+                result.plugins.append(entry)
+    return result
+
+
+def _parse_file(
+    path: str, content: bytes, kind: str, limits: Limits, result: ParseResult
+) -> list[CatalogTemplate | CatalogPlugin]:
+    basename = path.rsplit("/", 1)[-1]
+    if kind == "plugin" and basename != "manifest.json":
+        return []
+    if kind != "plugin" and not basename.endswith((".yaml", ".yml")):
+        return []
+    if len(content) > limits.max_blob_bytes:
+        result.problems.append(f"{path}: larger than {limits.max_blob_bytes} bytes, skipped")
+        return []
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        result.problems.append(f"{path}: not UTF-8 text")
+        return []
+    parsed = _plugin_file(text, path) if kind == "plugin" else _template_file(text, path, limits)
+    problems = [p for p in parsed if isinstance(p, str)]
+    result.problems.extend(f"{path}: {p}" for p in problems if p != SKIPPED)
+    result.skipped_documents += sum(1 for p in problems if p == SKIPPED)
+    return [p for p in parsed if not isinstance(p, str)]
+
+
+SKIPPED = "\x00skipped"  # marks a document of another kind: counted, not a problem
+
+
+def _plugin_file(text: str, path: str) -> list[CatalogPlugin | str]:
+    try:
+        return [_plugin(json.loads(text), path)]
+    except ValueError as exc:
+        return [f"invalid JSON: {exc}"]
+
+
+def _template_file(text: str, path: str, limits: Limits) -> list[CatalogTemplate | str]:
+    try:
+        check_yaml_complexity(text, limits)
+        documents = list(yaml.safe_load_all(text))
+    except (yaml.YAMLError, UnsafeYaml) as exc:
+        return [str(exc).splitlines()[0] if str(exc) else type(exc).__name__]
+    entries: list[CatalogTemplate | str] = []
+    for doc in documents:
+        if not isinstance(doc, Mapping):
+            continue
+        if doc.get("kind") != "Template" or doc.get("apiVersion") not in API_VERSIONS:
+            entries.append(SKIPPED)
+            continue
+        try:
+            entries.append(_template(doc, path))
+        except (TypeError, ValueError) as exc:
+            entries.append(f"not plain data: {exc}")
+    return entries
