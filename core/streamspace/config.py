@@ -91,6 +91,9 @@ class SyncSettings:
     allow_local_repos: bool = False
     """Accept ``file://`` URLs and local paths: development and tests (``ALLOW_LOCAL_REPOS``)."""
 
+    ca_bundle: Path | None = None
+    """Extra CA certificates (PEM) trusted for https Git servers (``SYNC_CA_BUNDLE``)."""
+
 
 @dataclass(frozen=True)
 class HttpSettings:
@@ -220,6 +223,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             work_dir=Path(read.text("SYNC_WORK_DIR") or SyncSettings.work_dir),
             interval=read.duration("SYNC_INTERVAL", SyncSettings.interval),
             allow_local_repos=read.flag("ALLOW_LOCAL_REPOS"),
+            ca_bundle=Path(ca) if (ca := read.text("SYNC_CA_BUNDLE")) else None,
         ),
         http=HttpSettings(
             port=read.port("PORT", HttpSettings.port),

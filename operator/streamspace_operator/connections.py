@@ -14,8 +14,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,7 @@ from streamspace_operator.context import Context, context, namespaced
 log = logging.getLogger(__name__)
 
 INDEX = "connections_by_session"
+STATE_CHANGE_ATTEMPTS = 5
 
 
 def _now() -> datetime:
@@ -130,6 +132,9 @@ async def adopt(
     kube = ctx.api
     now = _now()
     async with ctx.locks[(ns, session_name)]:
+        current = await kube.get_custom("Connection", ns, name)
+        if current is None or (current.get("status") or {}).get("connectedAt"):
+            return  # gone, or adopted by an earlier event of the same connection
         session = await kube.get_custom("Session", ns, session_name)
         state = (session or {}).get("spec", {}).get("state")
         if session is None or state == "terminated" or session["metadata"].get("deletionTimestamp"):
@@ -155,7 +160,7 @@ async def adopt(
             "blockOwnerDeletion": True,
         }
         await kube.patch_custom("Connection", ns, name, {"metadata": {"ownerReferences": [owner]}})
-        heartbeat = (body.get("status") or {}).get("lastHeartbeat") or timestamp(now)
+        heartbeat = (current.get("status") or {}).get("lastHeartbeat") or timestamp(now)
         await kube.patch_status(
             "Connection",
             ns,
@@ -172,23 +177,51 @@ async def adopt(
 
 
 async def _wake(ctx: Context, ns: str, session: dict[str, Any]) -> None:
-    """hibernated → running, only if nobody changed the session since we read it."""
-    meta = session["metadata"]
-    patch = {
-        "metadata": {
-            "resourceVersion": meta["resourceVersion"],
-            "annotations": {CAUSE_ANNOTATION: "running:Connect"},
-        },
-        "spec": {"state": "running"},
-    }
-    try:
-        await ctx.api.patch_custom("Session", ns, meta["name"], patch)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        log.info("session %s changed while waking it; leaving it as it is now", meta["name"])
-        return
-    log.info("session %s woken by a connection", meta["name"])
+    """hibernated → running; retried on conflicts while the session is still hibernated."""
+    name = session["metadata"]["name"]
+    patched = await _change_state(
+        ctx,
+        ns,
+        session,
+        still_wanted=lambda s: s["spec"].get("state") == "hibernated",
+        state="running",
+        cause="Connect",
+    )
+    if patched:
+        log.info("session %s woken by a connection", name)
+
+
+async def _change_state(
+    ctx: Context,
+    ns: str,
+    session: dict[str, Any] | None,
+    *,
+    still_wanted: Callable[[dict[str, Any]], bool],
+    state: str,
+    cause: str,
+) -> bool:
+    """Set ``spec.state`` conditioned on the resourceVersion read; on a conflict read again and
+    retry only while ``still_wanted`` holds. A user's change in between therefore always wins."""
+    for _ in range(STATE_CHANGE_ATTEMPTS):
+        if session is None or not still_wanted(session):
+            return False
+        meta = session["metadata"]
+        patch = {
+            "metadata": {
+                "resourceVersion": meta["resourceVersion"],
+                "annotations": {CAUSE_ANNOTATION: f"{state}:{cause}"},
+            },
+            "spec": {"state": state},
+        }
+        try:
+            await ctx.api.patch_custom("Session", ns, meta["name"], patch)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            session = await ctx.api.get_custom("Session", ns, meta["name"])
+            continue
+        return True
+    return False
 
 
 async def record_activity(
@@ -248,33 +281,25 @@ async def idle_check(
         await ctx.api.post_event(dict(body), Event("Normal", "IdleWarning", message))
     if decision.hibernate:
         await _hibernate_if_still_idle(ctx, ns, name, index)
+    elif deadline is not None and deadline - _now() <= ctx.idle_interval:
+        # Due before the next tick: wait for the deadline itself rather than a tick after it.
+        await asyncio.sleep(max(0.0, (deadline - _now()).total_seconds()))
+        await _hibernate_if_still_idle(ctx, ns, name, index)
 
 
 async def _hibernate_if_still_idle(
     ctx: Context, ns: str, name: str, index: kopf.Index[tuple[str, str], ConnectionView]
 ) -> None:
+    def still_idle(session: dict[str, Any]) -> bool:
+        return evaluate(_idle_input(ctx, session, index.get((ns, name), []))).hibernate
+
     async with ctx.locks[(ns, name)]:
         fresh = await ctx.api.get_custom("Session", ns, name)
-        if fresh is None:
-            return
-        decision = evaluate(_idle_input(ctx, fresh, index.get((ns, name), [])))
-        if not decision.hibernate:
-            return  # a connect, a heartbeat or a state change got here first
-        patch = {
-            "metadata": {
-                "resourceVersion": fresh["metadata"]["resourceVersion"],
-                "annotations": {CAUSE_ANNOTATION: "hibernated:Idle"},
-            },
-            "spec": {"state": "hibernated"},
-        }
-        try:
-            await ctx.api.patch_custom("Session", ns, name, patch)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-            return  # changed meanwhile (e.g. by its user): their change wins
-        ctx.warned.pop((ns, name), None)
-        log.info("session %s idle since %s: hibernating", name, decision.last_activity)
+        if await _change_state(
+            ctx, ns, fresh, still_wanted=still_idle, state="hibernated", cause="Idle"
+        ):
+            ctx.warned.pop((ns, name), None)
+            log.info("session %s idle: hibernating", name)
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import kopf
+from psycopg_pool import AsyncConnectionPool
 
 from streamspace.config import Settings
 from streamspace.manifests import WorkloadOptions
@@ -25,6 +26,7 @@ class Context:
     settings: Settings
     peering: str | None = None  # the KopfPeering name, None when standalone
     kube: Kube | None = None
+    db: AsyncConnectionPool | None = None  # only when a database is configured
     locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
@@ -36,6 +38,10 @@ class Context:
         if self.kube is None:
             raise kopf.TemporaryError("the Kubernetes client is not connected yet", delay=1)
         return self.kube
+
+    @property
+    def idle_interval(self) -> timedelta:
+        return self.settings.sessions.idle_check_interval
 
     @property
     def workload_options(self) -> WorkloadOptions:

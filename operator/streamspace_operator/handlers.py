@@ -8,12 +8,15 @@ the client at clean-up, and what the liveness endpoint reports.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
+from psycopg_pool import AsyncConnectionPool
 
 from streamspace.config import Settings
-from streamspace_operator import connections, sessions, templates
+from streamspace.db.migrate import migrate
+from streamspace_operator import connections, repositories, sessions, templates
 from streamspace_operator.context import context
 from streamspace_operator.kube import Kube, connect
 
@@ -22,6 +25,16 @@ async def connect_client(memo: kopf.Memo, **_: Any) -> None:
     ctx = context(memo)
     if ctx.kube is None:
         ctx.kube = Kube(await connect(ctx.settings.kubernetes.kubeconfig))
+    if ctx.db is None and ctx.settings.database.configured:
+        await asyncio.to_thread(migrate, ctx.settings.database.url)
+        ctx.db = AsyncConnectionPool(
+            ctx.settings.database.url,
+            min_size=1,
+            max_size=4,
+            open=False,
+            kwargs={"autocommit": True},
+        )
+        await ctx.db.open(wait=True, timeout=30)
     if ctx.peering is not None:
         kube = ctx.settings.kubernetes
         await ctx.kube.ensure_peering(ctx.peering, None if kube.all_namespaces else kube.namespace)
@@ -48,6 +61,9 @@ async def close_client(memo: kopf.Memo, **_: Any) -> None:
     if ctx.kube is not None:
         await ctx.kube.api.close()
         ctx.kube = None
+    if ctx.db is not None:
+        await ctx.db.close()
+        ctx.db = None
 
 
 def report_namespace(memo: kopf.Memo, **_: Any) -> str:
@@ -65,4 +81,5 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     sessions.register(registry, settings)
     templates.register(registry, settings)
     connections.register(registry, settings)
+    repositories.register(registry, settings)
     return registry

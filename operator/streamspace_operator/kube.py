@@ -96,6 +96,26 @@ class Kube:
             _content_type=MERGE,
         )
 
+    async def apply_custom(self, kind: str, manifest: Mapping[str, Any]) -> None:
+        meta = manifest["metadata"]
+        await self.custom.patch_namespaced_custom_object(
+            API_GROUP,
+            API_VERSION,
+            meta["namespace"],
+            PLURALS[kind],
+            meta["name"],
+            dict(manifest),
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
+
+    async def list_custom(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        data = await self.custom.list_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, PLURALS[kind], label_selector=selector
+        )
+        return list(data.get("items") or [])
+
     async def delete_custom(self, kind: str, namespace: str, name: str) -> None:
         try:
             await self.custom.delete_namespaced_custom_object(
@@ -146,6 +166,7 @@ class Kube:
             "Service": self.core.read_namespaced_service,
             "Ingress": self.networking.read_namespaced_ingress,
             "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,
+            "Secret": self.core.read_namespaced_secret,
         }[kind]
         return await _json(reader, name, namespace)
 

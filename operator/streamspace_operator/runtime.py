@@ -23,6 +23,7 @@ from streamspace_operator.handlers import build_registry
 log = logging.getLogger(__name__)
 
 PEERING_NAME = "streamspace"
+KOPF_PREFIX = f"operator.{API_GROUP}"
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,11 @@ def operator_settings() -> kopf.OperatorSettings:
     """Kopf settings for every deployment of the operator."""
     settings = kopf.OperatorSettings()
     settings.persistence.finalizer = f"{API_GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    # Kopf's own annotations get a prefix of their own: Kopf leaves every annotation under its
+    # storage prefix out of diffs, and stream.space/ ones (sync-requested) must be seen.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=API_GROUP, key="last-handled-configuration"
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING  # only warnings become Events; ours are explicit
     settings.watching.server_timeout = 300

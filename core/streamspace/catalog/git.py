@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dulwich.client import get_transport_and_path
-from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
+from dulwich.config import ConfigDict
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
 
@@ -118,6 +118,14 @@ def _ssh_command(creds: Credentials, directory: Path) -> str:
     )
 
 
+def _client_config(ca_bundle: Path | None) -> ConfigDict:
+    config = ConfigDict()
+    config.set((b"http",), b"timeout", b"60")
+    if ca_bundle is not None:
+        config.set((b"http",), b"sslCAInfo", str(ca_bundle).encode())
+    return config
+
+
 def _scrub(message: str, creds: Credentials) -> str:
     for secret in creds.secrets():
         message = message.replace(secret, "***")
@@ -142,24 +150,26 @@ def fetch_snapshot(
     creds: Credentials,
     *,
     allow_local: bool,
+    ca_bundle: Path | None = None,
     wanted: tuple[str, ...] = (".yaml", ".yml"),
     limits: Limits = DEFAULT_LIMITS,
 ) -> Snapshot:
     """Fetch ``branch`` (depth 1) and read the files whose names end with ``wanted``."""
     target = normalize_url(url, allow_local)
     directory = _repo_dir(work_dir, target, branch)
-    kwargs: dict[str, str] = {}
+    kwargs: dict[str, Any] = {"config": _client_config(ca_bundle)}
     if creds.kind in ("token", "basic"):
         if not creds.password:
             raise RepositoryError(f"{creds.kind} auth needs a password or token in the Secret")
-        kwargs = {"username": creds.username or "x-access-token", "password": creds.password}
+        kwargs["username"] = creds.username or "x-access-token"
+        kwargs["password"] = creds.password
     elif creds.kind == "ssh":
-        kwargs = {"ssh_command": _ssh_command(creds, directory.with_suffix(".ssh"))}
+        kwargs["ssh_command"] = _ssh_command(creds, directory.with_suffix(".ssh"))
     try:
         return _fetch(target, branch, directory, kwargs=kwargs, wanted=wanted, limits=limits)
     except RepositoryError:
         raise
-    except (GitProtocolError, HangupException, NotGitRepository, OSError, KeyError) as exc:
+    except Exception as exc:
         detail = _scrub(str(exc) or type(exc).__name__, creds)
         raise RepositoryError(f"fetch failed: {detail}") from None
 
@@ -169,7 +179,7 @@ def _fetch(
     branch: str,
     directory: Path,
     *,
-    kwargs: dict[str, str],
+    kwargs: dict[str, Any],
     wanted: tuple[str, ...],
     limits: Limits,
 ) -> Snapshot:
@@ -178,7 +188,7 @@ def _fetch(
     exists = directory.exists()
     repo: Any = Repo(str(directory)) if exists else Repo.init_bare(str(directory), mkdir=True)
     with repo:
-        client, path = get_transport_and_path(target, **kwargs)  # type: ignore[arg-type]
+        client, path = get_transport_and_path(target, **kwargs)
 
         def wants(refs: dict[bytes, bytes], depth: int | None = None) -> list[bytes]:
             if ref not in refs:

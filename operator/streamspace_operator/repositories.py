@@ -1,0 +1,240 @@
+"""TemplateRepository sync: fetch with dulwich (off the event loop), parse, store, materialise.
+
+Triggers: create, spec change, resume, the ``stream.space/sync-requested`` annotation changing
+(set by the facade's sync endpoints and webhook), and a timer that syncs a repository once its
+``syncInterval`` (default ``SYNC_INTERVAL``) has passed since the last sync, unless ``suspend``.
+One sync per repository at a time (a lock here; peering across replicas). A failing repository
+only ever changes its own status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from streamspace import API_GROUP, API_VERSION
+from streamspace.catalog.git import Credentials, RepositoryError, fetch_snapshot
+from streamspace.catalog.parse import ParseResult, parse_repository
+from streamspace.conditions import Condition, merge_conditions, parse_timestamp, timestamp
+from streamspace.config import Settings
+from streamspace.db.catalog import (
+    RepositoryRow,
+    delete_repository,
+    replace_catalog,
+    upsert_repository,
+)
+from streamspace.durations import parse_duration
+from streamspace.lifecycle import Event
+from streamspace_operator.context import Context, context, namespaced
+
+log = logging.getLogger(__name__)
+
+SYNC_REQUESTED = f"{API_GROUP}/sync-requested"
+REPOSITORY_LABEL = f"{API_GROUP}/repository"
+TIMER_TICK = 30.0  # how often due syncs are looked for; syncs happen within one tick of due
+STATUS_WORDS = {"Pending": "pending", "Syncing": "syncing", "Ready": "synced", "Failed": "failed"}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def credentials(ctx: Context, ns: str, spec: dict[str, Any]) -> Credentials:
+    auth = spec.get("auth") or {}
+    kind = str(auth.get("type") or "none")
+    if kind == "none":
+        return Credentials()
+    secret_name = (auth.get("secretRef") or {}).get("name")
+    secret = await ctx.api.get_child("Secret", ns, str(secret_name))
+    if secret is None:
+        raise RepositoryError(f"Secret {secret_name!r} not found")
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    return Credentials(
+        kind=kind,
+        username=data.get("username"),
+        password=data.get("token") if kind == "token" else data.get("password"),
+        ssh_private_key=data.get("ssh-privatekey"),
+        known_hosts=data.get("known_hosts"),
+    )
+
+
+def _row(body: dict[str, Any], status: dict[str, Any]) -> RepositoryRow:
+    meta, spec = body["metadata"], body.get("spec") or {}
+    auth = spec.get("auth") or {}
+    return RepositoryRow(
+        uid=meta["uid"],
+        name=meta["name"],
+        namespace=meta["namespace"],
+        url=str(spec.get("url", "")),
+        branch=str(spec.get("branch", "main")),
+        type=str(spec.get("type", "template")),
+        auth_type=str(auth.get("type", "none")),
+        auth_secret=(auth.get("secretRef") or {}).get("name"),
+        sync_interval=spec.get("syncInterval"),
+        auto_install=bool(spec.get("autoInstall", False)),
+        suspend=bool(spec.get("suspend", False)),
+        status=STATUS_WORDS.get(str(status.get("phase")), "pending"),
+        message=status.get("message"),
+        last_sync=parse_timestamp(status.get("lastSyncTime")),
+        last_sync_commit=status.get("lastSyncCommit"),
+        template_count=int(status.get("templateCount") or 0),
+        plugin_count=int(status.get("pluginCount") or 0),
+        resource_version=str(meta.get("resourceVersion", "")),
+        created_at=parse_timestamp(meta.get("creationTimestamp")) or _now(),
+    )
+
+
+async def sync(ctx: Context, ns: str, name: str) -> None:
+    async with ctx.locks[(ns, f"templaterepository/{name}")]:
+        body = await ctx.api.get_custom("TemplateRepository", ns, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        generation = int(body["metadata"].get("generation") or 0)
+        previous = dict(body.get("status") or {})
+        await ctx.api.patch_status("TemplateRepository", ns, name, {"phase": "Syncing"})
+        try:
+            status, events = await _sync(ctx, body)
+        except RepositoryError as exc:
+            status = {
+                "phase": "Failed",
+                "message": str(exc),
+                "lastSyncTime": timestamp(_now()),
+            }
+            events = [Event("Warning", "SyncFailed", str(exc))]
+            ready = Condition("Ready", False, "SyncFailed", str(exc))
+        else:
+            ready = Condition("Ready", True, "Synced", status["message"][:1024])
+        status["observedGeneration"] = generation
+        status["conditions"] = merge_conditions(
+            previous.get("conditions"), [ready], generation, _now()
+        )
+        await ctx.api.patch_status("TemplateRepository", ns, name, status)
+        if ctx.db is not None:
+            async with ctx.db.connection() as conn:
+                await upsert_repository(conn, _row(body, {**previous, **status}))
+        for event in events:
+            await ctx.api.post_event(body, event)
+
+
+async def _sync(ctx: Context, body: dict[str, Any]) -> tuple[dict[str, Any], list[Event]]:
+    meta, spec = body["metadata"], body.get("spec") or {}
+    ns = meta["namespace"]
+    if ctx.db is None:
+        raise RepositoryError("no database configured (DATABASE_URL): nowhere to store a catalog")
+    kind = str(spec.get("type", "template"))
+    creds = await credentials(ctx, ns, spec)
+    snapshot = await asyncio.to_thread(
+        fetch_snapshot,
+        str(spec.get("url", "")),
+        str(spec.get("branch", "main")),
+        ctx.settings.sync.work_dir,
+        creds,
+        allow_local=ctx.settings.sync.allow_local_repos,
+        ca_bundle=ctx.settings.sync.ca_bundle,
+        wanted=("manifest.json",) if kind == "plugin" else (".yaml", ".yml"),
+    )
+    parsed = await asyncio.to_thread(parse_repository, snapshot.files, kind)
+    async with ctx.db.connection() as conn, conn.transaction():
+        await upsert_repository(conn, _row(body, dict(body.get("status") or {})))
+        await replace_catalog(conn, meta["uid"], parsed.templates, parsed.plugins)
+    if kind == "template" and spec.get("autoInstall"):
+        await _materialise(ctx, body, parsed)
+    message = parsed.summary(kind)
+    if snapshot.skipped:
+        message += ". skipped: " + "; ".join(snapshot.skipped[:20])
+    events = [Event("Normal", "Synced", f"{message[:900]} at {snapshot.commit[:12]}")]
+    return {
+        "phase": "Ready",
+        "lastSyncTime": timestamp(_now()),
+        "lastSyncCommit": snapshot.commit,
+        "templateCount": len(parsed.templates),
+        "pluginCount": len(parsed.plugins),
+        "message": message[:32768],
+    }, events
+
+
+async def _materialise(ctx: Context, repo: dict[str, Any], parsed: ParseResult) -> None:
+    """Template objects owned by the repository: created, updated and pruned to match it."""
+    meta = repo["metadata"]
+    ns = meta["namespace"]
+    owner = {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": "TemplateRepository",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    wanted = set()
+    for template in parsed.templates:
+        manifest = dict(template.manifest)
+        manifest["metadata"] = {
+            "name": template.name,
+            "namespace": ns,
+            "labels": {REPOSITORY_LABEL: meta["name"]},
+            "ownerReferences": [owner],
+        }
+        await ctx.api.apply_custom("Template", manifest)
+        wanted.add(template.name)
+    for existing in await ctx.api.list_custom("Template", ns, f"{REPOSITORY_LABEL}={meta['name']}"):
+        name = existing["metadata"]["name"]
+        owners = existing["metadata"].get("ownerReferences") or []
+        if name not in wanted and any(o.get("uid") == meta["uid"] for o in owners):
+            await ctx.api.delete_custom("Template", ns, name)
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
+async def repository_changed(memo: kopf.Memo, namespace: str | None, name: str, **_: Any) -> None:
+    await sync(context(memo), namespaced(namespace), name)
+
+
+async def repository_due(
+    memo: kopf.Memo,
+    namespace: str | None,
+    name: str,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    **_: Any,
+) -> None:
+    """Sync when ``syncInterval`` has passed since the last sync (timers tick more often)."""
+    if spec.get("suspend"):
+        return
+    ctx = context(memo)
+    interval = (
+        parse_duration(str(spec["syncInterval"]))
+        if spec.get("syncInterval")
+        else ctx.settings.sync.interval
+    )
+    last = parse_timestamp(status.get("lastSyncTime"))
+    if last is None or _now() - last >= interval:
+        await sync(ctx, namespaced(namespace), name)
+
+
+async def repository_deleted(
+    memo: kopf.Memo, namespace: str | None, name: str, uid: str, **_: Any
+) -> None:
+    ctx = context(memo)
+    if ctx.db is not None:
+        async with ctx.db.connection() as conn:
+            await delete_repository(conn, uid)
+    log.info("repository %s/%s deleted; its catalog rows are gone", namespace, name)
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+    repos = (API_GROUP, API_VERSION, "templaterepositories")
+    kopf.on.create(*repos, registry=registry, backoff=10)(repository_changed)
+    kopf.on.update(*repos, registry=registry, field="spec", backoff=10)(repository_changed)
+    annotation = ("metadata", "annotations", SYNC_REQUESTED)  # a tuple: the key holds dots
+    kopf.on.field(*repos, registry=registry, id="sync_requested", field=annotation, backoff=10)(
+        repository_changed
+    )
+    tick = min(TIMER_TICK, settings.sync.interval.total_seconds())
+    kopf.timer(*repos, registry=registry, id="sync_due", interval=tick)(repository_due)
+    kopf.on.delete(*repos, registry=registry)(repository_deleted)

@@ -1,0 +1,248 @@
+"""TemplateRepository sync with the real operator, apiserver, PostgreSQL and Git repositories."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from kubernetes import client
+
+from gitfixtures import PUBLIC_FORMAT, PUBLIC_FORMAT_TEMPLATES, https_git_server, make_repo
+from streamspace.db.migrate import migrate
+from streamspace.dev.process import wait_until
+from streamspace_testing import GROUP, VERSION, Objects
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT = 60
+PASSWORD = "s3cret-Pa55word-never-shown"
+
+
+@pytest.fixture
+def objects(api: client.ApiClient, namespace: str) -> Objects:
+    return Objects(api, namespace)
+
+
+@pytest.fixture
+def run_operator(
+    start_operator: Callable[..., Any], database: str, tmp_path: Path
+) -> Callable[..., Any]:
+    migrate(database)
+
+    def start(**env: str) -> Any:
+        settings = {
+            "DATABASE_URL": database,
+            "ALLOW_LOCAL_REPOS": "true",
+            "SYNC_WORK_DIR": str(tmp_path / "work"),
+            **env,
+        }
+        return start_operator(**settings)
+
+    return start
+
+
+def repository(objects: Objects, name: str, spec: dict[str, Any]) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TemplateRepository",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    objects.custom.create_namespaced_custom_object(
+        GROUP, VERSION, objects.ns, "templaterepositories", body
+    )
+
+
+def repo_status(objects: Objects, name: str) -> dict[str, Any]:
+    return dict((objects.get("templaterepositories", name) or {}).get("status") or {})
+
+
+def wait_synced(
+    objects: Objects, name: str, phase: str = "Ready", commit: str | None = None
+) -> dict[str, Any]:
+    def done() -> bool:
+        status = repo_status(objects, name)
+        return status.get("phase") == phase and (
+            commit is None or status.get("lastSyncCommit") == commit
+        )
+
+    assert wait_until(done, TIMEOUT), repo_status(objects, name)
+    return repo_status(objects, name)
+
+
+def catalog(database: str) -> dict[str, tuple[str, str]]:
+    with psycopg.connect(database) as conn:
+        rows = conn.execute("SELECT name, app_type, source_path FROM catalog_templates").fetchall()
+    return {name: (app_type, path) for name, app_type, path in rows}
+
+
+def request_sync(objects: Objects, name: str, token: str) -> None:
+    objects.custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        objects.ns,
+        "templaterepositories",
+        name,
+        {"metadata": {"annotations": {"stream.space/sync-requested": token}}},
+    )
+
+
+def test_public_format_repository_syncs_into_the_catalog(
+    objects: Objects, run_operator: Callable[..., Any], database: str, tmp_path: Path
+) -> None:
+    git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
+    git.symlink("links/escape.yaml", "/etc/passwd")
+    head = git.commit({}, message="add a symlink")
+    run_operator()
+    repository(objects, "public", {"url": git.url})
+    status = wait_synced(objects, "public")
+    assert status["templateCount"] == len(PUBLIC_FORMAT_TEMPLATES)
+    assert status["lastSyncCommit"] == head
+    assert status["pluginCount"] == 0
+    message = status["message"]
+    assert "firefox: kept browsers/firefox.yaml, ignored duplicates/firefox.yaml" in message
+    assert "broken/bad.yaml" in message and "broken/bad-name.yaml" in message
+    assert "broken/no-image.yaml" in message
+    assert "links/escape.yaml (link or submodule, not followed)" in message
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {"Ready": "True"}
+    rows = catalog(database)
+    assert set(rows) == PUBLIC_FORMAT_TEMPLATES
+    assert rows["vscode"][0] == "webapp" and rows["firefox"][0] == "desktop"
+    assert rows["gimp"][1] == "Design, Graphics/gimp.yaml"
+    with psycopg.connect(database) as conn:
+        repo_row = conn.execute(
+            "SELECT status, template_count, last_sync_commit FROM repositories"
+        ).fetchall()
+    assert repo_row == [("synced", len(PUBLIC_FORMAT_TEMPLATES), head)]
+    assert "Synced" in [e.reason for e in objects.core.list_namespaced_event(objects.ns).items]
+
+
+def test_auto_install_materialises_updates_and_prunes_templates(
+    objects: Objects, run_operator: Callable[..., Any], database: str, tmp_path: Path
+) -> None:
+    git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
+    run_operator()
+    repository(objects, "auto", {"url": git.url, "autoInstall": True})
+    wait_synced(objects, "auto")
+
+    def templates() -> dict[str, dict[str, Any]]:
+        items = objects.custom.list_namespaced_custom_object(
+            GROUP, VERSION, objects.ns, "templates", label_selector="stream.space/repository=auto"
+        )["items"]
+        return {t["metadata"]["name"]: t for t in items}
+
+    assert set(templates()) == PUBLIC_FORMAT_TEMPLATES
+    firefox = templates()["firefox"]
+    assert firefox["spec"]["vnc"] == {"enabled": True, "port": 3000}
+    assert "kasmvnc" not in firefox["spec"]
+    assert firefox["spec"]["defaultResources"]["limits"] == {"cpu": "1000m", "memory": "2Gi"}
+    assert firefox["metadata"]["ownerReferences"][0]["kind"] == "TemplateRepository"
+    assert wait_until(
+        lambda: all(t.get("status", {}).get("valid") for t in templates().values()), TIMEOUT
+    )
+
+    # A push, then an on-demand sync: gimp goes, firefox changes.
+    changed = PUBLIC_FORMAT["browsers/firefox.yaml"].replace(
+        "displayName: Firefox", "displayName: Firefox ESR"
+    )
+    head = git.commit({"browsers/firefox.yaml": changed}, remove=["Design, Graphics/gimp.yaml"])
+    request_sync(objects, "auto", "1")
+    status = wait_synced(objects, "auto", commit=head)
+    assert status["templateCount"] == len(PUBLIC_FORMAT_TEMPLATES) - 1
+    assert wait_until(lambda: "gimp" not in templates(), TIMEOUT)
+    assert templates()["firefox"]["spec"]["displayName"] == "Firefox ESR"
+    assert "gimp" not in catalog(database)
+
+
+def test_local_repositories_need_permission(
+    objects: Objects, run_operator: Callable[..., Any], tmp_path: Path
+) -> None:
+    git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
+    run_operator(ALLOW_LOCAL_REPOS="false")
+    repository(objects, "local", {"url": git.url})
+    status = wait_synced(objects, "local", phase="Failed")
+    assert "local repositories are disabled" in status["message"]
+    assert status["conditions"][0]["reason"] == "SyncFailed"
+
+
+def test_a_failing_repository_does_not_affect_the_others(
+    objects: Objects, run_operator: Callable[..., Any], tmp_path: Path
+) -> None:
+    git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
+    run_operator()
+    repository(objects, "broken", {"url": f"file://{tmp_path}/does-not-exist"})
+    repository(objects, "missing-branch", {"url": git.url, "branch": "nope"})
+    repository(objects, "good", {"url": git.url})
+    wait_synced(objects, "good")
+    assert "not found" in wait_synced(objects, "missing-branch", phase="Failed")["message"]
+    assert wait_synced(objects, "broken", phase="Failed")["message"].startswith("fetch failed")
+
+
+@pytest.mark.parametrize("auth", ["basic", "token"])
+def test_https_with_credentials_and_no_leaks(
+    objects: Objects,
+    run_operator: Callable[..., Any],
+    tmp_path: Path,
+    auth: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
+    username = "alice" if auth == "basic" else "x-access-token"
+    keys = {"username": username, "password": PASSWORD} if auth == "basic" else {"token": PASSWORD}
+    wrong = {**keys, ("password" if auth == "basic" else "token"): "wrong-" + PASSWORD}
+    for name, data in (("good-creds", keys), ("bad-creds", wrong)):
+        objects.core.create_namespaced_secret(
+            objects.ns, {"metadata": {"name": name}, "stringData": data}
+        )
+    caplog.set_level(logging.DEBUG)
+    with https_git_server({"t.git": git.path}, tmp_path, username, PASSWORD) as server:
+        run_operator(SYNC_CA_BUNDLE=str(server.ca_bundle))
+        for name in ("good-creds", "bad-creds"):
+            repository(
+                objects,
+                name,
+                {
+                    "url": f"{server.base_url}/t.git",
+                    "auth": {"type": auth, "secretRef": {"name": name}},
+                },
+            )
+        assert wait_synced(objects, "good-creds")["templateCount"] == len(PUBLIC_FORMAT_TEMPLATES)
+        failed = wait_synced(objects, "bad-creds", phase="Failed")
+        assert any(h.startswith("Basic ") for h in server.requests)
+    everything = [
+        str(failed),
+        str(repo_status(objects, "good-creds")),
+        str([(e.reason, e.message) for e in objects.core.list_namespaced_event(objects.ns).items]),
+        caplog.text,
+    ]
+    assert not any(PASSWORD in text for text in everything)
+
+
+def test_no_credentials_against_a_protected_server_fails_cleanly(
+    objects: Objects, run_operator: Callable[..., Any], tmp_path: Path
+) -> None:
+    git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
+    with https_git_server({"t.git": git.path}, tmp_path, "alice", PASSWORD) as server:
+        run_operator(SYNC_CA_BUNDLE=str(server.ca_bundle))
+        repository(objects, "anon", {"url": f"{server.base_url}/t.git"})
+        assert wait_synced(objects, "anon", phase="Failed")["message"].startswith("fetch failed")
+
+
+def test_deleting_a_repository_removes_its_catalog(
+    objects: Objects, run_operator: Callable[..., Any], database: str, tmp_path: Path
+) -> None:
+    git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
+    run_operator()
+    repository(objects, "gone", {"url": git.url})
+    wait_synced(objects, "gone")
+    assert catalog(database)
+    objects.custom.delete_namespaced_custom_object(
+        GROUP, VERSION, objects.ns, "templaterepositories", "gone"
+    )
+    assert wait_until(lambda: not catalog(database), TIMEOUT)
+    with psycopg.connect(database) as conn:
+        assert conn.execute("SELECT count(*) FROM repositories").fetchone() == (0,)
