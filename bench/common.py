@@ -76,6 +76,7 @@ class OperatorProcess:
 def operator(kubeconfig: Path, namespace: str, **env: str) -> Iterator[OperatorProcess]:
     port = process.free_port()
     log = RESULTS / f"operator-{namespace}.log"
+    log.unlink(missing_ok=True)
     record = process.start(
         "operator",
         standalone_operator_argv(port),
@@ -117,11 +118,12 @@ class DeploymentRecorder:
         self.thread.start()
 
     def _run(self) -> None:
-        try:
-            self._watch_loop()
-        except Exception:
-            if not self._stop:  # the control plane going away at the end is expected
-                raise
+        while not self._stop:  # a watch that breaks is simply opened again
+            try:
+                self._watch_loop()
+            except Exception:
+                if self._stop:
+                    return
 
     def _watch_loop(self) -> None:
         apps = client.AppsV1Api(self.api)

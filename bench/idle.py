@@ -61,21 +61,22 @@ class StateRecorder:
         self.thread.start()
 
     def _run(self) -> None:
-        try:
-            for event in self._watch.stream(
-                self.custom.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                NAMESPACE,
-                "sessions",
-                timeout_seconds=600,
-            ):
-                obj: Any = event["object"]
-                if obj["spec"].get("state") == "hibernated":
-                    self.hibernated.setdefault(obj["metadata"]["name"], datetime.now(UTC))
-        except Exception:
-            if not self._stop:
-                raise
+        while not self._stop:  # a watch that breaks is simply opened again
+            try:
+                for event in self._watch.stream(
+                    self.custom.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    NAMESPACE,
+                    "sessions",
+                    timeout_seconds=60,
+                ):
+                    obj: Any = event["object"]
+                    if obj["spec"].get("state") == "hibernated":
+                        self.hibernated.setdefault(obj["metadata"]["name"], datetime.now(UTC))
+            except Exception:
+                if self._stop:
+                    return
 
     def close(self) -> None:
         self._stop = True

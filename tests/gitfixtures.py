@@ -222,3 +222,66 @@ def https_git_server(
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- a loopback sshd serving Git -----------------------------------------------------------------
+
+
+@dataclass
+class SshGitServer:
+    port: int
+    user: str
+    private_key: str
+    known_hosts: str
+
+    def url(self, path: Path) -> str:
+        return f"ssh://{self.user}@127.0.0.1:{self.port}{path}"
+
+
+@contextmanager
+def ssh_git_server(directory: Path) -> Iterator[SshGitServer]:
+    """OpenSSH's sshd on 127.0.0.1, accepting one generated key, for `git-upload-pack`."""
+    import getpass  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    from streamspace.dev import process  # noqa: PLC0415
+
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(sshd).exists():
+        raise RuntimeError("sshd is needed for the ssh tests: install openssh-server")
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("host", "client"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(directory / name)],
+            check=True,
+        )
+    (directory / "authorized_keys").write_text((directory / "client.pub").read_text())
+    Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
+    port = process.free_port()
+    config = directory / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {directory / 'host'}\n"
+        f"PidFile {directory / 'sshd.pid'}\nAuthorizedKeysFile {directory / 'authorized_keys'}\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+        "StrictModes no\nPermitRootLogin prohibit-password\n"
+    )
+    record = process.start("sshd", [sshd, "-D", "-e", "-f", str(config)], directory / "sshd.log")
+    try:
+        import socket  # noqa: PLC0415
+
+        def listening() -> bool:
+            with socket.socket() as sock:
+                return sock.connect_ex(("127.0.0.1", port)) == 0
+
+        if not process.wait_until(listening, 20):
+            raise RuntimeError("sshd did not start:\n" + process.log_tail(record))
+        host_key = (directory / "host.pub").read_text().split()
+        yield SshGitServer(
+            port=port,
+            user=getpass.getuser(),
+            private_key=(directory / "client").read_text(),
+            known_hosts=f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n",
+        )
+    finally:
+        process.stop(record)

@@ -134,6 +134,7 @@ async def _sync(ctx: Context, body: dict[str, Any]) -> tuple[dict[str, Any], lis
         str(spec.get("branch", "main")),
         ctx.settings.sync.work_dir,
         creds,
+        repository_id=meta["uid"],
         allow_local=ctx.settings.sync.allow_local_repos,
         ca_bundle=ctx.settings.sync.ca_bundle,
         wanted=("manifest.json",) if kind == "plugin" else (".yaml", ".yml"),

@@ -11,7 +11,13 @@ import psycopg
 import pytest
 from kubernetes import client
 
-from gitfixtures import PUBLIC_FORMAT, PUBLIC_FORMAT_TEMPLATES, https_git_server, make_repo
+from gitfixtures import (
+    PUBLIC_FORMAT,
+    PUBLIC_FORMAT_TEMPLATES,
+    https_git_server,
+    make_repo,
+    ssh_git_server,
+)
 from streamspace.db.migrate import migrate
 from streamspace.dev.process import wait_until
 from streamspace_testing import GROUP, VERSION, Objects
@@ -246,3 +252,51 @@ def test_deleting_a_repository_removes_its_catalog(
     assert wait_until(lambda: not catalog(database), TIMEOUT)
     with psycopg.connect(database) as conn:
         assert conn.execute("SELECT count(*) FROM repositories").fetchone() == (0,)
+
+
+def test_ssh_with_a_deploy_key(
+    objects: Objects,
+    run_operator: Callable[..., Any],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
+    caplog.set_level(logging.DEBUG)
+    with ssh_git_server(tmp_path / "sshd") as server:
+        for name, known_hosts in (
+            ("deploy-key", server.known_hosts),
+            ("wrong-host", server.known_hosts.replace("[127.0.0.1]", "[127.0.0.2]")),
+        ):
+            objects.core.create_namespaced_secret(
+                objects.ns,
+                {
+                    "metadata": {"name": name},
+                    "stringData": {
+                        "ssh-privatekey": server.private_key,
+                        "known_hosts": known_hosts,
+                    },
+                },
+            )
+            repository(
+                objects,
+                name,
+                {
+                    "url": server.url(git.path),
+                    "auth": {"type": "ssh", "secretRef": {"name": name}},
+                },
+            )
+        run_operator()
+        status = wait_synced(objects, "deploy-key")
+        assert status["templateCount"] == len(PUBLIC_FORMAT_TEMPLATES)
+        assert status["lastSyncCommit"] == git.head()
+        # An unknown host key is refused, not trusted on first use.
+        assert wait_synced(objects, "wrong-host", phase="Failed")["message"].startswith(
+            "fetch failed"
+        )
+    key_body = "".join(server.private_key.splitlines()[1:-1])
+    texts = [
+        str(repo_status(objects, "deploy-key")),
+        str(repo_status(objects, "wrong-host")),
+        caplog.text,
+    ]
+    assert not any(key_body[:40] in text for text in texts)

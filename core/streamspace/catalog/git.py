@@ -14,13 +14,19 @@ import hashlib
 import re
 import shlex
 import stat
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dulwich.client import get_transport_and_path
+from dulwich.client import (
+    SSHGitClient,
+    SSHVendor,
+    SubprocessSSHVendor,
+    get_transport_and_path,
+)
 from dulwich.config import ConfigDict
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
@@ -84,15 +90,16 @@ def normalize_url(url: str, allow_local: bool) -> str:
     return url
 
 
-def _repo_dir(work_dir: Path, url: str, branch: str) -> Path:
-    digest = hashlib.sha256(f"{url}\x00{branch}".encode()).hexdigest()[:24]
+def _repo_dir(work_dir: Path, repository_id: str, url: str, branch: str) -> Path:
+    """One bare repository per TemplateRepository object, URL and branch: never shared."""
+    digest = hashlib.sha256(f"{repository_id}\x00{url}\x00{branch}".encode()).hexdigest()[:24]
     return work_dir / digest
 
 
 def _ssh_command(creds: Credentials, directory: Path) -> str:
+    """Write the key and known hosts into ``directory`` (private, removed after the fetch)."""
     if not creds.ssh_private_key or not creds.known_hosts:
         raise RepositoryError("ssh auth needs the Secret keys ssh-privatekey and known_hosts")
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     key, hosts = directory / "id", directory / "known_hosts"
     key.write_text(creds.ssh_private_key.rstrip("\n") + "\n")
     key.chmod(0o600)
@@ -118,12 +125,61 @@ def _ssh_command(creds: Credentials, directory: Path) -> str:
     )
 
 
+class _TrackingSSHVendor(SubprocessSSHVendor):
+    """Runs ssh like dulwich does, and makes sure no ssh process outlives its fetch."""
+
+    def __init__(self) -> None:
+        self.wrappers: list[Any] = []
+
+    def run_command(self, *args: Any, **kwargs: Any) -> Any:
+        wrapper = super().run_command(*args, **kwargs)
+        self.wrappers.append(wrapper)
+        return wrapper
+
+    def reap(self) -> None:
+        for wrapper in self.wrappers:
+            proc = wrapper.proc
+            if proc.poll() is None:
+                proc.kill()
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+            proc.wait()
+
+
+def _client(target: str, vendor: SSHVendor, kwargs: dict[str, Any]) -> tuple[Any, str]:
+    if target.startswith("ssh://"):
+        parts = urlsplit(target)
+        client = SSHGitClient(
+            parts.hostname or "",
+            port=parts.port,
+            username=parts.username,
+            vendor=vendor,
+            config=kwargs["config"],
+            ssh_command=kwargs.get("ssh_command"),
+        )
+        return client, parts.path
+    return get_transport_and_path(target, **kwargs)
+
+
 def _client_config(ca_bundle: Path | None) -> ConfigDict:
     config = ConfigDict()
     config.set((b"http",), b"timeout", b"60")
     if ca_bundle is not None:
         config.set((b"http",), b"sslCAInfo", str(ca_bundle).encode())
     return config
+
+
+def _client_options(creds: Credentials, ca_bundle: Path | None, auth_dir: Path) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"config": _client_config(ca_bundle)}
+    if creds.kind in ("token", "basic"):
+        if not creds.password:
+            raise RepositoryError(f"{creds.kind} auth needs a password or token in the Secret")
+        kwargs["username"] = creds.username or "x-access-token"
+        kwargs["password"] = creds.password
+    elif creds.kind == "ssh":
+        kwargs["ssh_command"] = _ssh_command(creds, auth_dir)
+    return kwargs
 
 
 def _scrub(message: str, creds: Credentials) -> str:
@@ -149,6 +205,7 @@ def fetch_snapshot(
     work_dir: Path,
     creds: Credentials,
     *,
+    repository_id: str,
     allow_local: bool,
     ca_bundle: Path | None = None,
     wanted: tuple[str, ...] = (".yaml", ".yml"),
@@ -156,22 +213,18 @@ def fetch_snapshot(
 ) -> Snapshot:
     """Fetch ``branch`` (depth 1) and read the files whose names end with ``wanted``."""
     target = normalize_url(url, allow_local)
-    directory = _repo_dir(work_dir, target, branch)
-    kwargs: dict[str, Any] = {"config": _client_config(ca_bundle)}
-    if creds.kind in ("token", "basic"):
-        if not creds.password:
-            raise RepositoryError(f"{creds.kind} auth needs a password or token in the Secret")
-        kwargs["username"] = creds.username or "x-access-token"
-        kwargs["password"] = creds.password
-    elif creds.kind == "ssh":
-        kwargs["ssh_command"] = _ssh_command(creds, directory.with_suffix(".ssh"))
-    try:
-        return _fetch(target, branch, directory, kwargs=kwargs, wanted=wanted, limits=limits)
-    except RepositoryError:
-        raise
-    except Exception as exc:
-        detail = _scrub(str(exc) or type(exc).__name__, creds)
-        raise RepositoryError(f"fetch failed: {detail}") from None
+    work_dir.mkdir(parents=True, exist_ok=True)
+    # Key material lives in a private directory for the length of one fetch only.
+    with tempfile.TemporaryDirectory(prefix="auth-", dir=work_dir) as auth_dir:
+        kwargs = _client_options(creds, ca_bundle, Path(auth_dir))
+        try:
+            repo_dir = _repo_dir(work_dir, repository_id, target, branch)
+            return _fetch(target, branch, repo_dir, kwargs=kwargs, wanted=wanted, limits=limits)
+        except RepositoryError:
+            raise
+        except Exception as exc:  # hostile remotes: every failure becomes one error
+            detail = _scrub(str(exc) or type(exc).__name__, creds)
+            raise RepositoryError(f"fetch failed: {detail}") from None
 
 
 def _fetch(
@@ -184,29 +237,33 @@ def _fetch(
     limits: Limits,
 ) -> Snapshot:
     ref = f"refs/heads/{branch}".encode()
-    directory.parent.mkdir(parents=True, exist_ok=True)
+
+    def wants(refs: dict[bytes, bytes], depth: int | None = None) -> list[bytes]:
+        if ref not in refs:
+            raise RepositoryError(f"branch {branch!r} not found")
+        return [refs[ref]]
+
     exists = directory.exists()
     repo: Any = Repo(str(directory)) if exists else Repo.init_bare(str(directory), mkdir=True)
-    with repo:
-        client, path = get_transport_and_path(target, **kwargs)
-
-        def wants(refs: dict[bytes, bytes], depth: int | None = None) -> list[bytes]:
-            if ref not in refs:
+    vendor = _TrackingSSHVendor()
+    client, path = _client(target, vendor, kwargs)
+    try:
+        with repo:
+            result = client.fetch(path, repo, determine_wants=wants, depth=1)
+            refs: dict[Any, Any] = dict(result.refs)
+            head = refs.get(ref)
+            if head is None:
                 raise RepositoryError(f"branch {branch!r} not found")
-            return [refs[ref]]
-
-        result = client.fetch(path, repo, determine_wants=wants, depth=1)  # type: ignore[arg-type]
-        refs: dict[Any, Any] = dict(result.refs)
-        head = refs.get(ref)
-        if head is None:
-            raise RepositoryError(f"branch {branch!r} not found")
-        repo.refs[ref] = head
-        packed = sum(p.stat().st_size for p in (directory / "objects" / "pack").glob("*.pack"))
-        if packed > limits.max_repository_bytes:
-            raise RepositoryError(
-                f"repository is larger than {limits.max_repository_bytes // 2**20} MiB packed"
-            )
-        return _read(repo, head, wanted, limits)
+            repo.refs[ref] = head
+            pack_dir = directory / "objects" / "pack"
+            packed = sum(p.stat().st_size for p in pack_dir.glob("*.pack"))
+            if packed > limits.max_repository_bytes:
+                megabytes = limits.max_repository_bytes // 2**20
+                raise RepositoryError(f"repository is larger than {megabytes} MiB packed")
+            return _read(repo, head, wanted, limits)
+    finally:
+        client.close()
+        vendor.reap()
 
 
 def _read(repo: Any, head: bytes, wanted: tuple[str, ...], limits: Limits) -> Snapshot:
