@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SCENARIOS = ("reconcile", "idle")
+SCENARIOS = ("reconcile", "idle", "sync")
 
 
 def main() -> None:

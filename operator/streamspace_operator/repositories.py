@@ -139,6 +139,14 @@ async def _sync(ctx: Context, body: dict[str, Any]) -> tuple[dict[str, Any], lis
         ca_bundle=ctx.settings.sync.ca_bundle,
         wanted=("manifest.json",) if kind == "plugin" else (".yaml", ".yml"),
     )
+    previous = body.get("status") or {}
+    if (
+        snapshot.commit == previous.get("lastSyncCommit")
+        and previous.get("phase") == "Ready"
+        and previous.get("observedGeneration") == meta.get("generation")
+    ):
+        # Same commit, same spec: the catalog already says what this commit says.
+        return {"phase": "Ready", "lastSyncTime": timestamp(_now())}, []
     parsed = await asyncio.to_thread(parse_repository, snapshot.files, kind)
     async with ctx.db.connection() as conn, conn.transaction():
         await upsert_repository(conn, _row(body, dict(body.get("status") or {})))

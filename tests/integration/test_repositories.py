@@ -300,3 +300,47 @@ def test_ssh_with_a_deploy_key(
         caplog.text,
     ]
     assert not any(key_body[:40] in text for text in texts)
+
+
+def test_timer_and_on_demand_syncs_of_one_repository_never_overlap(
+    objects: Objects, database: str, tmp_path: Path, cluster: Any
+) -> None:
+    """Several syncs of one repository started at once run one after the other."""
+    import asyncio  # noqa: PLC0415
+
+    from psycopg_pool import AsyncConnectionPool  # noqa: PLC0415
+
+    from streamspace.config import load_settings  # noqa: PLC0415
+    from streamspace_operator import repositories  # noqa: PLC0415
+    from streamspace_operator.context import Context  # noqa: PLC0415
+    from streamspace_operator.kube import Kube, connect  # noqa: PLC0415
+
+    migrate(database)
+    git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
+    repository(objects, "busy", {"url": git.url})
+    spans: list[str] = []
+
+    class Recording(Kube):
+        async def patch_status(self, kind: str, namespace: str, name: str, status: Any) -> None:
+            spans.append("start" if status.get("phase") == "Syncing" else "end")
+            await super().patch_status(kind, namespace, name, status)
+
+    async def run() -> None:
+        settings = load_settings(
+            {
+                "KUBECONFIG": str(cluster.kubeconfig),
+                "NAMESPACE": objects.ns,
+                "DATABASE_URL": database,
+                "ALLOW_LOCAL_REPOS": "true",
+                "SYNC_WORK_DIR": str(tmp_path / "work"),
+            }
+        )
+        api = await connect(str(cluster.kubeconfig))
+        async with AsyncConnectionPool(database, open=False, kwargs={"autocommit": True}) as pool:
+            ctx = Context(settings, kube=Recording(api), db=pool)
+            await asyncio.gather(*(repositories.sync(ctx, objects.ns, "busy") for _ in range(4)))
+        await api.close()
+
+    asyncio.run(run())
+    assert spans == ["start", "end"] * 4
+    assert repo_status(objects, "busy")["phase"] == "Ready"

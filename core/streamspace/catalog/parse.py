@@ -20,6 +20,9 @@ import yaml
 from streamspace.naming import is_object_name
 from streamspace.templates import infer_app_type, normalize_resources
 
+# libyaml's C parser when PyYAML has it (the wheels do): same safe semantics, ~10x faster.
+SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 API_VERSIONS = frozenset({"stream.space/v1alpha1", "stream.streamspace.io/v1alpha1"})
 PLUGIN_TYPES = frozenset({"extension", "webhook", "api", "ui", "theme"})
 
@@ -90,7 +93,7 @@ class UnsafeYaml(ValueError):
 def check_yaml_complexity(text: str, limits: Limits) -> None:
     """Walk the YAML event stream (nothing is constructed) and refuse what is too much."""
     aliases = depth = 0
-    for events, event in enumerate(yaml.parse(text, Loader=yaml.SafeLoader), start=1):
+    for events, event in enumerate(yaml.parse(text, Loader=SafeLoader), start=1):
         if isinstance(event, yaml.AliasEvent):
             aliases += 1
         elif isinstance(event, yaml.CollectionStartEvent):
@@ -246,7 +249,7 @@ def _plugin_file(text: str, path: str) -> list[CatalogPlugin | str]:
 def _template_file(text: str, path: str, limits: Limits) -> list[CatalogTemplate | str]:
     try:
         check_yaml_complexity(text, limits)
-        documents = list(yaml.safe_load_all(text))
+        documents = list(yaml.load_all(text, Loader=SafeLoader))
     except (yaml.YAMLError, UnsafeYaml) as exc:
         return [str(exc).splitlines()[0] if str(exc) else type(exc).__name__]
     entries: list[CatalogTemplate | str] = []
