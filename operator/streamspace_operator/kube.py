@@ -111,6 +111,7 @@ class Kube:
         )
 
     async def list_custom(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Objects of ``kind`` in ``namespace`` matching a label selector ("" for all)."""
         data = await self.custom.list_namespaced_custom_object(
             API_GROUP, API_VERSION, namespace, PLURALS[kind], label_selector=selector
         )

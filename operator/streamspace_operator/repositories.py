@@ -146,14 +146,22 @@ async def _sync(ctx: Context, body: dict[str, Any]) -> tuple[dict[str, Any], lis
         and previous.get("observedGeneration") == meta.get("generation")
     ):
         # Same commit, same spec: the catalog already says what this commit says.
-        return {"phase": "Ready", "lastSyncTime": timestamp(_now())}, []
+        unchanged = f"unchanged at {snapshot.commit[:12]}"
+        return {
+            "phase": "Ready",
+            "lastSyncTime": timestamp(_now()),
+            "message": str(previous.get("message") or unchanged),
+        }, []
     parsed = await asyncio.to_thread(parse_repository, snapshot.files, kind)
     async with ctx.db.connection() as conn, conn.transaction():
         await upsert_repository(conn, _row(body, dict(body.get("status") or {})))
         await replace_catalog(conn, meta["uid"], parsed.templates, parsed.plugins)
+    conflicts = []
     if kind == "template" and spec.get("autoInstall"):
-        await _materialise(ctx, body, parsed)
+        conflicts = await _materialise(ctx, body, parsed)
     message = parsed.summary(kind)
+    if conflicts:
+        message += ". not installed, a Template of that name exists: " + ", ".join(conflicts)
     if snapshot.skipped:
         message += ". skipped: " + "; ".join(snapshot.skipped[:20])
     events = [Event("Normal", "Synced", f"{message[:900]} at {snapshot.commit[:12]}")]
@@ -167,8 +175,12 @@ async def _sync(ctx: Context, body: dict[str, Any]) -> tuple[dict[str, Any], lis
     }, events
 
 
-async def _materialise(ctx: Context, repo: dict[str, Any], parsed: ParseResult) -> None:
-    """Template objects owned by the repository: created, updated and pruned to match it."""
+async def _materialise(ctx: Context, repo: dict[str, Any], parsed: ParseResult) -> list[str]:
+    """Template objects owned by the repository: created, updated and pruned to match it.
+
+    A Template of the same name that the repository does not own (made by a user, or by another
+    repository) is left alone; its name is returned.
+    """
     meta = repo["metadata"]
     ns = meta["namespace"]
     owner = {
@@ -179,8 +191,19 @@ async def _materialise(ctx: Context, repo: dict[str, Any], parsed: ParseResult) 
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+    def ours(template: dict[str, Any]) -> bool:
+        owners = template["metadata"].get("ownerReferences") or []
+        return any(o.get("uid") == meta["uid"] for o in owners)
+
+    existing = {t["metadata"]["name"]: t for t in await ctx.api.list_custom("Template", ns, "")}
+    conflicts = []
     wanted = set()
     for template in parsed.templates:
+        current = existing.get(template.name)
+        if current is not None and not ours(current):
+            conflicts.append(template.name)
+            continue
         manifest = dict(template.manifest)
         manifest["metadata"] = {
             "name": template.name,
@@ -190,11 +213,10 @@ async def _materialise(ctx: Context, repo: dict[str, Any], parsed: ParseResult) 
         }
         await ctx.api.apply_custom("Template", manifest)
         wanted.add(template.name)
-    for existing in await ctx.api.list_custom("Template", ns, f"{REPOSITORY_LABEL}={meta['name']}"):
-        name = existing["metadata"]["name"]
-        owners = existing["metadata"].get("ownerReferences") or []
-        if name not in wanted and any(o.get("uid") == meta["uid"] for o in owners):
+    for name, current in existing.items():
+        if name not in wanted and ours(current):
             await ctx.api.delete_custom("Template", ns, name)
+    return conflicts
 
 
 # -- handlers ----------------------------------------------------------------------------------

@@ -131,9 +131,13 @@ def test_auto_install_materialises_updates_and_prunes_templates(
     objects: Objects, run_operator: Callable[..., Any], database: str, tmp_path: Path
 ) -> None:
     git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
+    objects.create("templates", "chromium", {"displayName": "Mine", "baseImage": "mine:1"})
     run_operator()
     repository(objects, "auto", {"url": git.url, "autoInstall": True})
-    wait_synced(objects, "auto")
+    status = wait_synced(objects, "auto")
+    assert "not installed, a Template of that name exists: chromium" in status["message"]
+    mine = objects.get("templates", "chromium")
+    assert mine is not None and mine["spec"]["displayName"] == "Mine"  # left alone
 
     def templates() -> dict[str, dict[str, Any]]:
         items = objects.custom.list_namespaced_custom_object(
@@ -141,7 +145,7 @@ def test_auto_install_materialises_updates_and_prunes_templates(
         )["items"]
         return {t["metadata"]["name"]: t for t in items}
 
-    assert set(templates()) == PUBLIC_FORMAT_TEMPLATES
+    assert set(templates()) == PUBLIC_FORMAT_TEMPLATES - {"chromium"}
     firefox = templates()["firefox"]
     assert firefox["spec"]["vnc"] == {"enabled": True, "port": 3000}
     assert "kasmvnc" not in firefox["spec"]
@@ -160,6 +164,7 @@ def test_auto_install_materialises_updates_and_prunes_templates(
     status = wait_synced(objects, "auto", commit=head)
     assert status["templateCount"] == len(PUBLIC_FORMAT_TEMPLATES) - 1
     assert wait_until(lambda: "gimp" not in templates(), TIMEOUT)
+    assert objects.get("templates", "chromium") is not None  # not ours: never pruned
     assert templates()["firefox"]["spec"]["displayName"] == "Firefox ESR"
     assert "gimp" not in catalog(database)
 

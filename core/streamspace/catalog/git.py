@@ -11,8 +11,10 @@ file count are capped. Error messages never contain credentials.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import shlex
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -32,6 +34,8 @@ from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
 
 from streamspace.catalog.parse import DEFAULT_LIMITS, Limits
+
+log = logging.getLogger(__name__)
 
 SUBMODULE_MODE = 0o160000
 _SCP_LIKE = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)$")
@@ -223,6 +227,7 @@ def fetch_snapshot(
         except RepositoryError:
             raise
         except Exception as exc:  # hostile remotes: every failure becomes one error
+            log.debug("fetch of %s failed", target, exc_info=True)
             detail = _scrub(str(exc) or type(exc).__name__, creds)
             raise RepositoryError(f"fetch failed: {detail}") from None
 
@@ -243,17 +248,24 @@ def _fetch(
             raise RepositoryError(f"branch {branch!r} not found")
         return [refs[ref]]
 
-    exists = directory.exists()
-    repo: Any = Repo(str(directory)) if exists else Repo.init_bare(str(directory), mkdir=True)
     vendor = _TrackingSSHVendor()
     client, path = _client(target, vendor, kwargs)
     try:
-        with repo:
-            result = client.fetch(path, repo, determine_wants=wants, depth=1)
-            refs: dict[Any, Any] = dict(result.refs)
-            head = refs.get(ref)
-            if head is None:
-                raise RepositoryError(f"branch {branch!r} not found")
+        advertised = client.get_refs(path)
+        remote: dict[Any, Any] = dict(getattr(advertised, "refs", advertised))
+        head = remote.get(ref)
+        if head is None:
+            raise RepositoryError(f"branch {branch!r} not found")
+        if directory.exists():
+            existing: Any = Repo(str(directory))
+            with existing as repo:
+                if repo.refs.as_dict().get(ref) == head:
+                    return _read(repo, head, wanted, limits)  # nothing new: no fetch at all
+            # Something new: a fresh shallow fetch (re-deepening shallow clones is fragile).
+            shutil.rmtree(directory)
+        fresh: Any = Repo.init_bare(str(directory), mkdir=True)
+        with fresh as repo:
+            client.fetch(path, repo, determine_wants=wants, depth=1)
             repo.refs[ref] = head
             pack_dir = directory / "objects" / "pack"
             packed = sum(p.stat().st_size for p in pack_dir.glob("*.pack"))
