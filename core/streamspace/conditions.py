@@ -59,10 +59,3 @@ def merge_conditions(
             "observedGeneration": generation,
         }
     return sorted(current.values(), key=lambda c: str(c["type"]))
-
-
-def condition_status(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> str | None:
-    for cond in conditions or []:
-        if cond.get("type") == type_:
-            return str(cond.get("status"))
-    return None

@@ -9,9 +9,6 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h))+")
 
-# What a Session's idleTimeout/maxSessionDuration may hold (mirrors the CRD pattern).
-SPEC_DURATION_PATTERN = r"^[0-9]+(s|m|h)$"
-
 
 def parse_duration(text: str) -> timedelta:
     """Parse a Go-style duration such as ``1h30m``; raise ValueError naming the bad input."""

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -47,6 +47,14 @@ def heartbeat(objects: Objects, name: str) -> None:
         GROUP, VERSION, objects.ns, "connections", name,
         {"status": {"lastHeartbeat": timestamp(datetime.now(UTC))}},
     )  # fmt: skip
+
+
+def hibernation_requested(objects: Objects, name: str, latest: datetime) -> datetime:
+    """When the session's spec.state left ``running`` (watched closely), failing after ``latest``."""
+    remaining = max(0.0, (latest - datetime.now(UTC)).total_seconds())
+    left = wait_until(lambda: objects.spec(name)["state"] != "running", remaining, interval=0.05)
+    assert left, f"{name} was not hibernated by {latest}"
+    return datetime.now(UTC)
 
 
 def test_connect_wakes_a_hibernated_session(
@@ -148,10 +156,11 @@ def test_heartbeats_keep_a_session_alive_then_stale_connections_go_and_it_sleeps
         heartbeat(objects, "c3")
         assert objects.spec("s3")["state"] == "running"
         assert "idleDeadline" not in objects.status("s3")
-        time.sleep(0.5)
+        time.sleep(0.5)  # the client's heartbeat cadence, not a wait for a condition
     # Heartbeats stop: the connection goes stale and is deleted, then the session hibernates.
     assert wait_until(lambda: connection(objects, "c3") is None, 10)
     objects.wait_phase("s3", "Hibernated", timeout=20)
+    assert wait_until(lambda: objects.events("s3", "Hibernated"), 10)  # posted after the status
     hibernated = objects.events("s3", "Hibernated")
     assert len(hibernated) == 1 and "(Idle)" in hibernated[0].message
     assert objects.status("s3")["activeConnections"] == 0
@@ -166,10 +175,7 @@ def test_idle_sessions_hibernate_within_the_window_and_never_before(
     assert wait_until(lambda: "idleDeadline" in objects.status("s4"), 10)
     deadline = parse_timestamp(objects.status("s4")["idleDeadline"])
     assert deadline is not None
-    while objects.spec("s4")["state"] == "running":
-        assert datetime.now(UTC) < deadline + _seconds(3), "hibernation came too late"
-        time.sleep(0.05)
-    changed = datetime.now(UTC)
+    changed = hibernation_requested(objects, "s4", deadline + timedelta(seconds=3))
     assert changed >= deadline, f"hibernated {deadline - changed} before the deadline"
     assert objects.events("s4", "IdleWarning"), "no warning before hibernation"
     objects.wait_phase("s4", "Hibernated")
@@ -187,7 +193,7 @@ def test_a_manual_state_change_wins_over_a_racing_timer(
     objects.create("sessions", "s5", {"user": "alice", "template": "firefox", "idleTimeout": "1s"})
     started = parse_timestamp(objects.wait_phase("s5", "Running")["startedAt"])
     assert started is not None
-    assert wait_until(lambda: datetime.now(UTC) > started + _seconds(1.5), 5)  # idle by now
+    assert wait_until(lambda: datetime.now(UTC) > started + timedelta(seconds=1.5), 5)  # idle
 
     class UserRacesTheTimer(Kube):
         async def get_custom(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -224,11 +230,10 @@ def test_operator_restart_keeps_the_deadline_and_hibernates_once(
     assert deadline is not None
     first.stop()
     start_operator(**FAST)
-    while objects.spec("s6")["state"] == "running":
-        assert datetime.now(UTC) < deadline + _seconds(5)
-        time.sleep(0.05)
-    assert datetime.now(UTC) >= deadline
+    assert hibernation_requested(objects, "s6", deadline + timedelta(seconds=5)) >= deadline
     objects.wait_phase("s6", "Hibernated")
+    # The Event is posted right after the status that shows the phase.
+    assert wait_until(lambda: len(objects.events("s6", "Hibernated")) >= 1, 10)
     assert len(objects.events("s6", "Hibernated")) == 1
 
 
@@ -245,12 +250,6 @@ def test_deleting_a_session_deletes_its_connections(
     )
     objects.custom.delete_namespaced_custom_object(GROUP, VERSION, objects.ns, "sessions", "s7")
     assert wait_until(lambda: connection(objects, "c7") is None, 60)
-
-
-def _seconds(n: float) -> Any:
-    from datetime import timedelta  # noqa: PLC0415
-
-    return timedelta(seconds=n)
 
 
 def test_heartbeat_status_patch_is_rejected_for_bad_values(objects: Objects) -> None:
