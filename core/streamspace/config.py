@@ -241,6 +241,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             webhook_allow_unsigned=read.flag("WEBHOOK_ALLOW_UNSIGNED"),
         ),
     )
+    if settings.auth.oidc_issuer and not settings.auth.oidc_audience:
+        read.problems.append(
+            "OIDC_ISSUER is set without OIDC_AUDIENCE: OIDC tokens are checked for an audience"
+        )
     if read.problems:
         raise ConfigError(read.problems)
     return settings

@@ -100,6 +100,17 @@ def test_every_problem_is_reported_at_once() -> None:
     assert "SYNC_INTERVAL" in str(caught.value)
 
 
+def test_oidc_issuer_needs_an_audience() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"OIDC_ISSUER": "https://id.example", "PORT": "eighty"})
+    assert len(caught.value.problems) == 2
+    assert any("OIDC_AUDIENCE" in p for p in caught.value.problems)
+    s = load_settings({"OIDC_ISSUER": "https://id.example", "OIDC_AUDIENCE": "streamspace"})
+    assert s.auth.oidc_issuer == "https://id.example"
+    assert s.auth.oidc_audience == "streamspace"
+    assert load_settings({"OIDC_AUDIENCE": "streamspace"}).auth.oidc_issuer is None
+
+
 def test_database_url_wins_over_db_variables() -> None:
     s = load_settings({"DATABASE_URL": "postgresql://u:pw@db/x", "DB_HOST": "other"})
     assert s.database.url == "postgresql://u:pw@db/x"
