@@ -11,17 +11,19 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from importlib.metadata import entry_points
 
 import psycopg
 
 from streamspace import __version__
-from streamspace.auth import apikeys
+from streamspace.auth import apikeys, tokens
 from streamspace.config import ConfigError, load_dev_settings, load_settings
 from streamspace.db.migrate import MigrationError, migrate
 from streamspace.dev.binaries import BuildError
 from streamspace.dev.cluster import PROFILES, ClusterError, ControlPlane
 from streamspace.dev.postgres import LocalPostgres, PostgresError
+from streamspace.durations import format_duration, parse_duration
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -112,6 +114,29 @@ def _cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_token_jwt(args: argparse.Namespace) -> int:
+    secret = load_settings().auth.jwt_secret
+    if secret is None:
+        raise UsageError("JWT_SECRET is not set: export the facade's JWT_SECRET to mint a token")
+    print(tokens.mint_hs256(secret, args.user, args.role, args.ttl))
+    print(
+        f"(an HS256 token for {args.user} with role {args.role}, "
+        f"valid for {format_duration(args.ttl)})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _ttl(text: str) -> timedelta:
+    try:
+        ttl = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if ttl <= timedelta(0):
+        raise argparse.ArgumentTypeError("must be longer than zero")
+    return ttl
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamspace", description="Browser-streamed desktops and apps on Kubernetes."
@@ -136,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=None, help="facade port (default: PORT or 8080)")
     run.set_defaults(func=_cmd_run)
 
-    token = sub.add_parser("token", help="API keys").add_subparsers(
+    token = sub.add_parser("token", help="API keys and JWTs").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
     create = token.add_parser("create", help="create an API key and print it once")
@@ -149,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("id", type=int)
     for p in (create, token_list, revoke):
         p.set_defaults(func=_cmd_token)
+    mint = token.add_parser("jwt", help="print an HS256 JWT signed with JWT_SECRET")
+    mint.add_argument("--user", required=True)
+    mint.add_argument("--role", choices=tokens.ROLES, default="user")
+    mint.add_argument("--ttl", type=_ttl, default=timedelta(hours=12), help="lifetime (12h)")
+    mint.set_defaults(func=_cmd_token_jwt)
 
     for ep in sorted(entry_points(group="streamspace.commands"), key=lambda e: e.name):
         register = ep.load()

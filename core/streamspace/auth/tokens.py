@@ -1,0 +1,216 @@
+"""Bearer JWTs: minting HS256 tokens and verifying HS256 or OIDC (RS256, ES256) tokens.
+
+Pure: no I/O. The caller supplies the HS256 secret and, for OIDC, the issuer's key set; fetching
+and caching that set is the facade's job.
+
+The algorithm a token claims decides only *which* configured key may verify it, never *how* a key
+is used: HS256 is verified with the shared secret alone, asymmetric algorithms only with a public
+key of the matching type taken from the key set by ``kid``. So a token cannot make a public key
+serve as an HMAC secret (algorithm confusion), and ``alg: none`` is never accepted.
+
+Every failure raises ``TokenError`` with a short message that is safe to return to the client: it
+never repeats the token or anything read from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from jwt.types import Options
+
+from streamspace.naming import is_dns_label
+
+ISSUER = "streamspace"
+"""``iss`` of the HS256 tokens minted here."""
+
+ROLES = ("user", "operator", "admin")
+"""Lowest to highest; the same roles as API keys and ``users.role``."""
+
+HMAC_ALGORITHM = "HS256"
+ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256"})
+"""Algorithms accepted for OIDC tokens, each only with a key of its own type."""
+
+_KEY_TYPES = {"RS256": "RSA", "RS384": "RSA", "RS512": "RSA", "ES256": "EC"}
+
+
+class TokenError(ValueError):
+    """The token is not acceptable; the message is safe to show to the client."""
+
+
+class UnknownKeyError(TokenError):
+    """The token names a key id absent from the key set: the set may be out of date."""
+
+
+@dataclass(frozen=True)
+class Claims:
+    user: str
+    """The user name, a DNS label."""
+    role: str
+    """``user``, ``operator`` or ``admin``."""
+
+
+def mint_hs256(
+    secret: str,
+    user: str,
+    role: str,
+    ttl: timedelta,
+    *,
+    audience: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """An HS256 token for ``user`` with ``role``, valid for ``ttl`` from ``now``."""
+    if not is_dns_label(user):
+        raise ValueError(f"user {user!r} must be a DNS label (lower-case letters, digits, '-')")
+    if role not in ROLES:
+        raise ValueError(f"role {role!r} must be one of {', '.join(ROLES)}")
+    if ttl <= timedelta(0):
+        raise ValueError("the token lifetime must be longer than zero")
+    issued = now or datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": user,
+        "role": role,
+        "iat": issued,
+        "exp": issued + ttl,
+    }
+    if audience is not None:
+        claims["aud"] = audience
+    return jwt.encode(claims, secret, algorithm=HMAC_ALGORITHM)
+
+
+def header_algorithm(token: str) -> str:
+    """The ``alg`` named by the unverified header: a caller fetches keys only if needed."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise TokenError("invalid token: malformed") from None
+    alg = header.get("alg")
+    if not isinstance(alg, str):
+        raise TokenError("invalid token: malformed")
+    return alg
+
+
+def verify(
+    token: str,
+    *,
+    secret: str | None,
+    jwks: jwt.PyJWKSet | None,
+    issuer: str | None,
+    audience: str | None,
+    leeway: int = 30,
+) -> Claims:
+    """Verify ``token`` and return who it names; raise ``TokenError`` otherwise.
+
+    HS256 tokens need ``secret``; their ``aud``, when present, must contain ``audience``.
+    Asymmetric tokens need ``jwks``, ``issuer`` and ``audience``: ``iss`` must equal ``issuer``
+    and ``aud`` must contain ``audience``. Every token needs ``exp``.
+    """
+    alg = header_algorithm(token)
+    if alg == HMAC_ALGORITHM and secret is not None:
+        payload = _decode(token, secret, alg, leeway=leeway, verify_aud=False)
+        _check_optional_audience(payload, audience)
+    elif alg in ASYMMETRIC_ALGORITHMS and jwks is not None:
+        if issuer is None or audience is None:
+            raise TokenError("invalid token: OIDC issuer and audience are not configured")
+        key = _signing_key(token, alg, jwks)
+        payload = _decode(
+            token,
+            key,
+            alg,
+            leeway=leeway,
+            issuer=issuer,
+            audience=audience,
+            require=("exp", "iss", "aud"),
+        )
+    elif alg == HMAC_ALGORITHM or alg in ASYMMETRIC_ALGORITHMS:
+        raise TokenError(f"invalid token: {alg} tokens are not accepted")
+    else:
+        raise TokenError("invalid token: algorithm not accepted")
+    return Claims(user=_user(payload), role=_role(payload))
+
+
+def _signing_key(token: str, alg: str, jwks: jwt.PyJWKSet) -> jwt.PyJWK:
+    kid = jwt.get_unverified_header(token).get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise TokenError("invalid token: no key id")
+    try:
+        key = jwks[kid]
+    except KeyError:
+        raise UnknownKeyError("invalid token: unknown signing key") from None
+    # PyJWK binds the algorithm it was built for (the JWK's ``alg``, else one inferred from its
+    # type), so a key is used only for that algorithm and only if it is a signing key.
+    if (
+        key.key_type != _KEY_TYPES[alg]
+        or key.algorithm_name != alg
+        or key.public_key_use not in {None, "sig"}
+    ):
+        raise TokenError("invalid token: signing key does not fit the algorithm")
+    return key
+
+
+def _decode(
+    token: str,
+    key: str | jwt.PyJWK,
+    alg: str,
+    *,
+    leeway: int,
+    issuer: str | None = None,
+    audience: str | None = None,
+    require: tuple[str, ...] = ("exp",),
+    verify_aud: bool = True,
+) -> dict[str, Any]:
+    options: Options = {"require": list(require), "verify_aud": verify_aud}
+    try:
+        return jwt.decode(
+            token,
+            key,
+            algorithms=[alg],
+            issuer=issuer,
+            audience=audience,
+            leeway=leeway,
+            options=options,
+        )
+    except jwt.ExpiredSignatureError:
+        raise TokenError("token expired") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise TokenError(f"invalid token: missing {exc.claim} claim") from None
+    except jwt.InvalidAudienceError:
+        raise TokenError("invalid token: wrong audience") from None
+    except jwt.InvalidIssuerError:
+        raise TokenError("invalid token: wrong issuer") from None
+    except jwt.ImmatureSignatureError:
+        raise TokenError("invalid token: not yet valid") from None
+    except jwt.InvalidSignatureError:
+        raise TokenError("invalid token: bad signature") from None
+    except jwt.PyJWTError:
+        raise TokenError("invalid token") from None
+
+
+def _check_optional_audience(payload: dict[str, Any], audience: str | None) -> None:
+    if "aud" not in payload:
+        return
+    aud = payload["aud"]
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if audience is None or audience not in audiences:
+        raise TokenError("invalid token: wrong audience")
+
+
+def _user(payload: dict[str, Any]) -> str:
+    for claim in ("preferred_username", "sub"):
+        value = payload.get(claim)
+        if isinstance(value, str) and is_dns_label(value):
+            return value
+    raise TokenError("invalid token: the user name is not a DNS label")
+
+
+def _role(payload: dict[str, Any]) -> str:
+    """The highest known role among ``role``, ``roles`` and ``groups``; ``user`` by default."""
+    found = {"user"}
+    for claim in ("role", "roles", "groups"):
+        value = payload.get(claim)
+        values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        found.update(v for v in values if isinstance(v, str) and v in ROLES)
+    return max(found, key=ROLES.index)
