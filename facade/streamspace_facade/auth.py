@@ -1,0 +1,218 @@
+"""Who is calling: an ``Authorization: Bearer`` header turned into a ``Principal``.
+
+The credential is either an API key (``sk_...``, looked up by its SHA-256 hash in PostgreSQL) or
+a JWT: HS256 with ``JWT_SECRET``, or signed by the OIDC issuer's keys. Verification itself is in
+``streamspace.auth.tokens``; this module does the I/O around it: the key lookup, and fetching the
+issuer's key set (discovery document, then ``jwks_uri``) with a cache shared by all requests.
+
+Failures leave as 401 with a short message that never repeats the credential, or as 503 when the
+database or the identity provider cannot be reached, so clients retry instead of logging out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import jwt
+import psycopg
+from psycopg.rows import tuple_row
+from psycopg_pool import AsyncConnectionPool
+
+from streamspace.auth.apikeys import PREFIX, hash_key
+from streamspace.auth.tokens import (
+    ASYMMETRIC_ALGORITHMS,
+    Claims,
+    TokenError,
+    UnknownKeyError,
+    header_algorithm,
+    verify,
+)
+from streamspace.config import AuthSettings
+from streamspace_facade.errors import unauthorized, unavailable
+from streamspace_facade.principal import Principal
+
+log = logging.getLogger(__name__)
+
+DB_TIMEOUT = 2.0
+"""Seconds to wait for a pooled connection before answering 503."""
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=5)
+JWKS_TTL = 300.0
+"""Seconds a fetched key set is used before it is fetched again."""
+REFETCH_INTERVAL = 30.0
+"""An unknown ``kid`` refetches the key set at most this often (keys rotate; attackers probe)."""
+RETRY_INTERVAL = 5.0
+"""After a failed fetch, requests fail fast (or use the old set) for this long."""
+
+_KEY_LOOKUP = """
+SELECT id, user_id, role,
+       last_used_at IS NULL OR last_used_at < now() - interval '1 minute' AS stale
+FROM api_keys
+WHERE key_hash = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+"""
+_TOUCH = """
+UPDATE api_keys SET last_used_at = now()
+WHERE id = %s AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+"""
+
+
+class BadDocumentError(ValueError):
+    """The identity provider answered with something other than the expected document."""
+
+
+class Authenticator:
+    """Authenticates requests; one per application, shared by every request."""
+
+    def __init__(
+        self,
+        settings: AuthSettings,
+        pool: AsyncConnectionPool | None,
+        http: aiohttp.ClientSession,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._http = http
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._jwks: jwt.PyJWKSet | None = None
+        self._jwks_uri: str | None = None
+        self._fresh_until = 0.0
+        self._refetch_after = 0.0
+        self._retry_after = 0.0
+        self._attempts = 0
+        self._last_failed = False
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        scheme, _, credential = (authorization or "").strip().partition(" ")
+        credential = credential.strip()
+        if not scheme:
+            raise unauthorized("authentication required")
+        if scheme.lower() != "bearer" or not credential:
+            raise unauthorized("expected Authorization: Bearer <token or API key>")
+        if credential.startswith(PREFIX):
+            return await self._api_key(credential)
+        return await self._jwt(credential)
+
+    async def _api_key(self, key: str) -> Principal:
+        if self._pool is None:
+            raise unavailable("database unavailable")
+        try:
+            async with (
+                self._pool.connection(timeout=DB_TIMEOUT) as conn,
+                conn.cursor(row_factory=tuple_row) as cur,
+            ):
+                await cur.execute(_KEY_LOOKUP, (hash_key(key),))
+                row = await cur.fetchone()
+                if row is not None and row[3]:
+                    await cur.execute(_TOUCH, (row[0],))
+        except psycopg.OperationalError as exc:  # also PoolTimeout and PoolClosed
+            log.warning("API key lookup failed: %s", type(exc).__name__)
+            raise unavailable("database unavailable") from None
+        if row is None:
+            raise unauthorized("API key revoked or unknown")
+        return Principal(user=row[1], role=row[2], via="apikey")
+
+    async def _jwt(self, token: str) -> Principal:
+        oidc = self._settings.oidc_issuer is not None
+        try:
+            if oidc and header_algorithm(token) in ASYMMETRIC_ALGORITHMS:
+                keys = await self._signing_keys()
+                try:
+                    claims = self._verify(token, keys)
+                except UnknownKeyError:
+                    fresh = await self._after_unknown_key(keys)
+                    if fresh is None:
+                        raise
+                    claims = self._verify(token, fresh)
+            else:
+                claims = self._verify(token, None)
+        except TokenError as exc:
+            raise unauthorized(str(exc)) from None
+        return Principal(user=claims.user, role=claims.role, via="jwt")
+
+    def _verify(self, token: str, keys: jwt.PyJWKSet | None) -> Claims:
+        s = self._settings
+        return verify(
+            token,
+            secret=s.jwt_secret,
+            jwks=keys,
+            issuer=s.oidc_issuer,
+            audience=s.oidc_audience,
+        )
+
+    async def _signing_keys(self) -> jwt.PyJWKSet:
+        """The issuer's key set: the cached one while fresh, else fetched by one request."""
+        now = self._clock()
+        if self._jwks is not None and now < self._fresh_until:
+            return self._jwks
+        if now >= self._retry_after:
+            seen = self._attempts
+            async with self._lock:
+                if self._attempts == seen:  # nobody fetched while this request waited
+                    await self._fetch()
+        if self._jwks is None:  # a stale set beats none while the issuer is unreachable
+            raise unavailable("identity provider unavailable")
+        return self._jwks
+
+    async def _after_unknown_key(self, used: jwt.PyJWKSet) -> jwt.PyJWKSet | None:
+        """A newer key set after a token named an unknown key, or None if none may be fetched."""
+        if self._jwks is not used:
+            return self._jwks
+        now = self._clock()
+        if now < self._refetch_after or now < self._retry_after:
+            return None
+        seen = self._attempts
+        async with self._lock:
+            if self._attempts == seen:
+                await self._fetch()
+        if self._jwks is used:
+            if self._last_failed:
+                raise unavailable("identity provider unavailable")
+            return None
+        return self._jwks
+
+    async def _fetch(self) -> None:
+        """Fetch the key set; on failure keep the old one and hold off retries for a while."""
+        try:
+            keys = await self._download_keys()
+        except (aiohttp.ClientError, TimeoutError, ValueError, jwt.PyJWTError) as exc:
+            log.warning("cannot fetch the signing keys of %s: %s", self._settings.oidc_issuer, exc)
+            self._jwks_uri = None  # read the discovery document again next time
+            self._retry_after = self._clock() + RETRY_INTERVAL
+            self._last_failed = True
+        else:
+            now = self._clock()
+            self._jwks = keys
+            self._fresh_until = now + JWKS_TTL
+            self._refetch_after = now + REFETCH_INTERVAL
+            self._last_failed = False
+            log.info("fetched %d signing key(s) of %s", len(keys.keys), self._settings.oidc_issuer)
+        self._attempts += 1  # counted only when done: waiters on a cancelled fetch try again
+
+    async def _download_keys(self) -> jwt.PyJWKSet:
+        if self._jwks_uri is None:
+            issuer = self._settings.oidc_issuer or ""
+            discovery = await self._get_json(
+                issuer.rstrip("/") + "/.well-known/openid-configuration"
+            )
+            uri = discovery.get("jwks_uri")
+            if not isinstance(uri, str) or not uri:
+                raise BadDocumentError("the discovery document has no jwks_uri")
+            self._jwks_uri = uri
+        return jwt.PyJWKSet.from_dict(await self._get_json(self._jwks_uri))
+
+    async def _get_json(self, url: str) -> dict[str, Any]:
+        async with self._http.get(
+            url, timeout=HTTP_TIMEOUT, headers={"Accept": "application/json"}
+        ) as resp:
+            resp.raise_for_status()
+            data = await resp.json(content_type=None)
+        if not isinstance(data, dict):
+            raise BadDocumentError(f"{url} did not return a JSON object")
+        return data
