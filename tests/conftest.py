@@ -23,7 +23,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from streamspace.config import Settings, load_dev_settings, load_settings
 from streamspace.dev.cluster import ControlPlane
 from streamspace.dev.postgres import LocalPostgres
+from streamspace.dev.process import wait_until
+from streamspace_facade.state import SERVICES
 from streamspace_operator.runtime import RunOptions, serve
+from facade_testing import JWT_SECRET, WEBHOOK_SECRET, Client, FacadeThread, token
 
 REPO = Path(__file__).resolve().parents[1]
 TIERS = ("unit", "integration", "e2e")
@@ -170,3 +173,60 @@ def start_operator(cluster: Cluster, namespace: str) -> Iterator[Callable[..., O
     for operator in started:
         if operator.thread.is_alive():
             operator.stop()
+
+
+@dataclass
+class Stack:
+    """Operator + facade + PostgreSQL on the test's namespace, with callers of every role."""
+
+    url: str
+    namespace: str
+    database_url: str
+    facade: FacadeThread
+    settings: Settings
+
+    def client(self, user: str | None, role: str = "user") -> Client:
+        return Client(self.url, None if user is None else token(user, role))
+
+
+@pytest.fixture
+def start_facade(
+    cluster: Cluster, namespace: str
+) -> Iterator[Callable[..., FacadeThread]]:
+    """Start facades on the test's namespace; keyword arguments become environment variables."""
+    started: list[FacadeThread] = []
+
+    def start(**env: str) -> FacadeThread:
+        settings = load_settings(
+            {
+                "KUBECONFIG": str(cluster.kubeconfig),
+                "NAMESPACE": namespace,
+                "JWT_SECRET": JWT_SECRET,
+                "WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "ALLOW_LOCAL_REPOS": "true",
+                **env,
+            }
+        )
+        facade = FacadeThread(settings).start()
+        started.append(facade)
+        return facade
+
+    yield start
+    for facade in started:
+        facade.stop()
+
+
+@pytest.fixture
+def stack(
+    database: str,
+    namespace: str,
+    start_operator: Callable[..., OperatorThread],
+    start_facade: Callable[..., FacadeThread],
+) -> Stack:
+    """The product as a user meets it: operator and facade sharing one fresh database."""
+    start_operator(DATABASE_URL=database, ALLOW_LOCAL_REPOS="true")
+    facade = start_facade(DATABASE_URL=database)
+    assert facade.app is not None
+    mirror = facade.app[SERVICES].mirror
+    assert wait_until(mirror.ready.is_set, timeout=30), "the mirror did not become ready"
+    return Stack(facade.url, namespace, database, facade, facade.settings)

@@ -367,5 +367,9 @@ def matches(push: Push, repo_url: str, repo_branch: str) -> bool:
     """Whether ``push`` concerns the repository at ``repo_url`` tracking ``repo_branch``."""
     if push.branch is not None and push.branch != repo_branch:
         return False
+    # Hosting services treat repository paths case-insensitively (a push from ``Org/Repo``
+    # concerns a repository configured as ``org/repo``); a false match only costs a sync.
     key = repo_key(repo_url)
-    return key is not None and any(repo_key(url) == key for url in push.urls)
+    return key is not None and any(
+        (other := repo_key(url)) is not None and other.lower() == key.lower() for url in push.urls
+    )

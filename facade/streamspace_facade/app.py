@@ -1,27 +1,211 @@
-"""The aiohttp application: built by a factory, state in typed app keys, no globals."""
+"""The aiohttp application: built by a factory, state in typed app keys, no globals.
+
+Middlewares, outermost first:
+
+* ``errors`` turns every failure into the JSON error shape (never a traceback); PostgreSQL
+  being unreachable is a 503, an unexpected bug a 500 whose details stay in the log.
+* ``authenticate`` establishes the caller (Bearer JWT or API key) on every route but the
+  public ones (health, version, the OpenAPI document and the signed webhook).
+* ``audit_trail`` writes one ``audit_log`` row for every authenticated mutating request.
+
+Resources (Kubernetes client, PostgreSQL pool, HTTP client for OIDC, the mirror task) live in
+one cleanup context, so start-up and shutdown happen in a fixed order.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import psycopg
 from aiohttp import web
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from streamspace import __version__
 from streamspace.config import Settings
+from streamspace_facade import admin, catalog, sessions, webhook
+from streamspace_facade.auth import Authenticator
+from streamspace_facade.errors import ApiError, unauthorized
+from streamspace_facade.kube import Kube, connect
+from streamspace_facade.mirror import Mirror, running
+from streamspace_facade.openapi import add_routes as add_openapi
+from streamspace_facade.state import AUDIT, PRINCIPAL, SERVICES, Services, principal, services
 
+log = logging.getLogger(__name__)
+
+PUBLIC = frozenset(
+    {"/health", "/version", "/api/v1/openapi.json", "/webhooks/repository/sync", "/metrics"}
+)
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Kept for callers that only need the settings (the older name of this key).
 SETTINGS = web.AppKey("settings", Settings)
 
 
+def _error_response(error: ApiError) -> web.Response:
+    return web.json_response(error.body(), status=error.status)
+
+
+_HTTP_CODES = {
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "BAD_REQUEST" if exc.status < 500 else "ERROR")
+        return _error_response(ApiError(exc.status, code, exc.reason))
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        log.warning("database unavailable for %s %s: %s", request.method, request.path, exc)
+        return _error_response(ApiError(503, "UNAVAILABLE", "database unavailable"))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error_response(ApiError(500, "INTERNAL", "internal error"))
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in PUBLIC or request.method == "OPTIONS":
+        return await handler(request)
+    header = request.headers.get("Authorization")
+    if not header:
+        raise unauthorized("authentication required: send Authorization: Bearer <token>")
+    request[PRINCIPAL] = await services(request).auth.authenticate(header)
+    return await handler(request)
+
+
+@web.middleware
+async def audit_trail(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method not in MUTATING:
+        return await handler(request)
+    status, error = 500, None
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except ApiError as exc:
+        status, error = exc.status, exc.code
+        raise
+    finally:
+        if PRINCIPAL in request or AUDIT in request:
+            await _write_audit(request, status, error)
+
+
+async def _write_audit(request: web.Request, status: int, error: str | None) -> None:
+    record = request.get(AUDIT) or {
+        "action": request.method.lower(),
+        "resource_type": "request",
+        "resource_id": request.path[:500],
+        "changes": {},
+    }
+    changes = {**record["changes"], "status": status}
+    if error:
+        changes["error"] = error
+    user = principal(request).user if PRINCIPAL in request else None
+    pool = services(request).pool
+    try:
+        if pool is None:
+            raise PoolTimeout("no database configured")
+        async with pool.connection(timeout=2) as conn:
+            await conn.execute(
+                "INSERT INTO audit_log (user_id, action, resource_type, resource_id, changes,"
+                " ip_address) VALUES (%s, %s, %s, %s, %s, %s)",
+                (
+                    user,
+                    record["action"],
+                    record["resource_type"],
+                    record["resource_id"],
+                    Jsonb(changes),
+                    request.remote,
+                ),
+            )
+    except (psycopg.Error, PoolTimeout) as exc:
+        # The change itself happened; keep the record in the log rather than lose it.
+        log.warning(
+            "audit record not stored (%s): %s",
+            exc,
+            json.dumps({**record, "changes": changes, "user": user}, default=str),
+        )
+
+
 async def health(request: web.Request) -> web.Response:
-    """Liveness: the process serves requests."""
-    return web.json_response({"status": "ok"})
+    """Liveness, plus what this replica is doing; 200 while the process serves requests."""
+    svc = services(request)
+    mirror = svc.mirror
+    return web.json_response(
+        {
+            "status": "ok",
+            "mirror": None if mirror is None else ("writer" if mirror.leader else "standby"),
+            "mirrorReady": bool(mirror is not None and mirror.ready.is_set()),
+        }
+    )
 
 
 async def version(request: web.Request) -> web.Response:
     return web.json_response({"name": "streamspace", "version": __version__, "api": "v1"})
 
 
-def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=1024**2)
+def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        settings = svc.settings
+        svc.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        if svc.kube is None:
+            svc.kube = Kube(await connect(settings.kubernetes.kubeconfig))
+        if settings.database.configured:
+            svc.pool = AsyncConnectionPool(
+                settings.database.url,
+                min_size=1,
+                max_size=10,
+                open=False,
+                kwargs={"autocommit": True, "connect_timeout": 5},
+                reconnect_timeout=0,  # keep trying for ever: PostgreSQL may come back
+            )
+            await svc.pool.open(wait=False)
+            svc.mirror = Mirror(settings.database.url, svc.pool, svc.kube, svc.scope)
+        svc.auth = Authenticator(settings.auth, svc.pool, svc.http)
+        try:
+            if svc.mirror is not None:
+                async with running(svc.mirror):
+                    yield
+            else:
+                yield
+        finally:
+            if svc.pool is not None:
+                await svc.pool.close()
+            await svc.kube.api.close()
+            await svc.http.close()
+
+    return context
+
+
+def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Application:
+    """The facade; ``kube`` replaces the client built from KUBECONFIG (tests)."""
+    app = web.Application(
+        client_max_size=1024**2, middlewares=[errors, authenticate, audit_trail]
+    )
+    svc = Services(settings=settings, kube=kube)
+    app[SERVICES] = svc
     app[SETTINGS] = settings
+    app.cleanup_ctx.append(_resources(svc))
     app.router.add_get("/health", health)
     app.router.add_get("/version", version)
+    sessions.add_routes(app.router)
+    catalog.add_routes(app.router)
+    admin.add_routes(app.router)
+    webhook.add_routes(app.router)
+    add_openapi(app.router)
     return app

@@ -1,0 +1,197 @@
+"""The mirror tables: ``sessions``, ``connections`` and ``repositories`` follow their CRs.
+
+Rows are keyed by the object's UID and written by one writer at a time (the facade replica that
+holds the mirror lock). Writes are idempotent and ordered: an upsert carrying an older
+``resourceVersion`` than the stored row is ignored, so a late watch event can never roll a row
+back behind a fresher read. An object being deleted (``deletionTimestamp`` set) is already gone
+as far as the mirror is concerned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import AsyncConnection, sql
+from psycopg.types.json import Jsonb
+
+from streamspace.conditions import parse_timestamp
+
+STATUS_WORDS = {"Pending": "pending", "Syncing": "syncing", "Ready": "synced", "Failed": "failed"}
+"""TemplateRepository ``status.phase`` → the API's repository status word."""
+
+Row = dict[str, Any]
+
+
+def _created(meta: Mapping[str, Any]) -> datetime:
+    return parse_timestamp(meta.get("creationTimestamp")) or datetime.now(UTC)
+
+
+def session_row(obj: Mapping[str, Any]) -> Row:
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    return {
+        "uid": meta["uid"],
+        "id": meta["name"],
+        "namespace": meta["namespace"],
+        "user_id": str(spec.get("user", "")),
+        "template_name": str(spec.get("template", "")),
+        "state": str(spec.get("state", "running")),
+        "phase": status.get("phase"),
+        "app_type": status.get("appType"),
+        "active_connections": int(status.get("activeConnections") or 0),
+        "url": status.get("url"),
+        "pod_name": status.get("podName"),
+        "tags": [str(t) for t in spec.get("tags") or []],
+        "resources": dict(spec.get("resources") or {}),
+        "persistent_home": bool(spec.get("persistentHome", True)),
+        "idle_timeout": spec.get("idleTimeout"),
+        "max_session_duration": spec.get("maxSessionDuration"),
+        "last_activity": parse_timestamp(status.get("lastActivity")),
+        "idle_deadline": parse_timestamp(status.get("idleDeadline")),
+        "started_at": parse_timestamp(status.get("startedAt")),
+        "hibernated_at": parse_timestamp(status.get("hibernatedAt")),
+        "resource_version": str(meta.get("resourceVersion", "")),
+        "created_at": _created(meta),
+    }
+
+
+def connection_row(obj: Mapping[str, Any]) -> Row:
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    return {
+        "uid": meta["uid"],
+        "id": meta["name"],
+        "namespace": meta["namespace"],
+        "session_id": str(spec.get("session", "")),
+        "user_id": str(spec.get("user", "")),
+        "client_ip": spec.get("clientIP"),
+        "user_agent": spec.get("userAgent"),
+        "state": str(status.get("state") or "active"),
+        "connected_at": parse_timestamp(status.get("connectedAt")),
+        "last_heartbeat": parse_timestamp(status.get("lastHeartbeat")),
+        "resource_version": str(meta.get("resourceVersion", "")),
+        "created_at": _created(meta),
+    }
+
+
+def repository_row(obj: Mapping[str, Any]) -> Row:
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    auth = spec.get("auth") or {}
+    return {
+        "uid": meta["uid"],
+        "id": meta["name"],
+        "namespace": meta["namespace"],
+        "name": meta["name"],
+        "url": str(spec.get("url", "")),
+        "branch": str(spec.get("branch", "main")),
+        "type": str(spec.get("type", "template")),
+        "auth_type": str(auth.get("type", "none")),
+        "auth_secret": (auth.get("secretRef") or {}).get("name"),
+        "sync_interval": spec.get("syncInterval"),
+        "auto_install": bool(spec.get("autoInstall", False)),
+        "suspend": bool(spec.get("suspend", False)),
+        "status": STATUS_WORDS.get(str(status.get("phase")), "pending"),
+        "message": status.get("message"),
+        "last_sync": parse_timestamp(status.get("lastSyncTime")),
+        "last_sync_commit": status.get("lastSyncCommit"),
+        "template_count": int(status.get("templateCount") or 0),
+        "plugin_count": int(status.get("pluginCount") or 0),
+        "resource_version": str(meta.get("resourceVersion", "")),
+        "created_at": _created(meta),
+    }
+
+
+@dataclass(frozen=True)
+class Table:
+    """A mirrored kind: its table, CRD plural and how an object becomes a row."""
+
+    name: str
+    kind: str
+    plural: str
+    row: Callable[[Mapping[str, Any]], Row]
+
+
+SESSIONS = Table("sessions", "Session", "sessions", session_row)
+CONNECTIONS = Table("connections", "Connection", "connections", connection_row)
+REPOSITORIES = Table("repositories", "TemplateRepository", "templaterepositories", repository_row)
+TABLES = (SESSIONS, CONNECTIONS, REPOSITORIES)
+
+# Newer-or-equal wins. resourceVersions are opaque to clients in general, but etcd-backed ones
+# are integers; when both are, an older version never overwrites a newer one.
+_NEWER = """
+    NOT ({table}.resource_version ~ '^[0-9]+$' AND EXCLUDED.resource_version ~ '^[0-9]+$'
+         AND EXCLUDED.resource_version::numeric < {table}.resource_version::numeric)
+"""
+
+
+def _upsert_statement(table: Table, columns: Iterable[str]) -> sql.Composed:
+    cols = [c for c in columns if c != "uid"]
+    return sql.SQL(
+        "INSERT INTO {table} (uid, {cols}) VALUES (%(uid)s, {values}) "
+        "ON CONFLICT (uid) DO UPDATE SET {updates}, updated_at = now() WHERE {newer}"
+    ).format(
+        table=sql.Identifier(table.name),
+        cols=sql.SQL(", ").join(sql.Identifier(c) for c in cols),
+        values=sql.SQL(", ").join(sql.Placeholder(c) for c in cols),
+        updates=sql.SQL(", ").join(
+            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
+            for c in cols
+            if c != "created_at"
+        ),
+        newer=sql.SQL(_NEWER.format(table=table.name)),  # type: ignore[arg-type]
+    )
+
+
+def _params(row: Row) -> Row:
+    return {k: Jsonb(v) if isinstance(v, dict) else v for k, v in row.items()}
+
+
+def is_deleted(obj: Mapping[str, Any]) -> bool:
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+
+
+async def apply(conn: AsyncConnection, table: Table, obj: Mapping[str, Any]) -> None:
+    """Make the table agree with one observed object (upsert, or delete if it is going away)."""
+    if is_deleted(obj):
+        await remove(conn, table, str(obj["metadata"]["uid"]))
+        return
+    row = table.row(obj)
+    await conn.execute(_upsert_statement(table, row), _params(row))
+
+
+async def remove(conn: AsyncConnection, table: Table, uid: str) -> None:
+    await conn.execute(
+        sql.SQL("DELETE FROM {} WHERE uid = %s").format(sql.Identifier(table.name)), (uid,)
+    )
+
+
+async def resync(
+    conn: AsyncConnection,
+    table: Table,
+    objects: Iterable[Mapping[str, Any]],
+    namespace: str | None,
+) -> int:
+    """Full resync of one table from a list: upsert every object, drop rows of vanished ones.
+
+    ``namespace`` limits the deletions to the namespace that was listed (None: all of them).
+    Returns how many rows were removed.
+    """
+    live = [obj for obj in objects if not is_deleted(obj)]
+    async with conn.transaction():
+        async with conn.cursor() as cur:
+            by_columns: dict[tuple[str, ...], list[Row]] = {}
+            for obj in live:
+                row = table.row(obj)
+                by_columns.setdefault(tuple(row), []).append(_params(row))
+            for columns, rows in by_columns.items():
+                await cur.executemany(_upsert_statement(table, columns), rows)
+        uids = [str(obj["metadata"]["uid"]) for obj in live]
+        cur = await conn.execute(
+            sql.SQL(
+                "DELETE FROM {} WHERE NOT (uid = ANY(%(uids)s::uuid[])) "
+                "AND (%(ns)s::text IS NULL OR namespace = %(ns)s)"
+            ).format(sql.Identifier(table.name)),
+            {"uids": uids, "ns": namespace},
+        )
+        return cur.rowcount

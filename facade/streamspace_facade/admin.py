@@ -1,0 +1,100 @@
+"""Who am I, and API key management for admins (the same keys as ``streamspace token``)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from typing import Any
+
+import psycopg
+from aiohttp import web
+
+from streamspace.auth import apikeys
+from streamspace.conditions import timestamp
+from streamspace_facade.errors import invalid, not_found, unavailable
+from streamspace_facade.state import Fields, audit, json_body, principal, require, services
+
+
+def _key_view(key: apikeys.ApiKey) -> dict[str, Any]:
+    data = asdict(key)
+    return {
+        "id": data["id"],
+        "user": data["user_id"],
+        "name": data["name"],
+        "prefix": data["prefix"],
+        "role": data["role"],
+        "createdAt": timestamp(key.created_at),
+        "lastUsedAt": key.last_used_at and timestamp(key.last_used_at),
+        "revokedAt": key.revoked_at and timestamp(key.revoked_at),
+    }
+
+
+def _database_url(request: web.Request) -> str:
+    database = services(request).settings.database
+    if not database.configured:
+        raise unavailable("no database configured")
+    return database.url
+
+
+async def _in_thread(request: web.Request, work: Any, *args: Any) -> Any:
+    url = _database_url(request)
+
+    def run() -> Any:
+        with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:
+            return work(conn, *args)
+
+    try:
+        return await asyncio.to_thread(run)
+    except psycopg.OperationalError:
+        raise unavailable("database unavailable") from None
+
+
+async def me(request: web.Request) -> web.Response:
+    who = principal(request)
+    return web.json_response({"user": who.user, "role": who.role, "via": who.via})
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    require(request, "admin")
+    keys = await _in_thread(request, apikeys.list_api_keys, request.query.get("user") or None)
+    return web.json_response({"apiKeys": [_key_view(k) for k in keys], "total": len(keys)})
+
+
+async def create_key(request: web.Request) -> web.Response:
+    require(request, "admin")
+    fields = Fields(await json_body(request), {"user", "role", "name"})
+    user = fields.get("user", str, required=True)
+    role = fields.get(
+        "role",
+        str,
+        required=True,
+        check=lambda r: None if r in apikeys.ROLES else f"must be one of {', '.join(apikeys.ROLES)}",
+    )
+    name = fields.get("name", str) or ""
+    fields.done()
+    try:
+        key = await _in_thread(request, apikeys.create_api_key, user, role, name)
+    except ValueError as exc:
+        raise invalid({"user": str(exc)}) from None
+    audit(request, "create", "api_key", user, {"role": role, "name": name})
+    return web.json_response(
+        {"key": key, "user": user, "role": role, "name": name, "prefix": key[:9]}, status=201
+    )
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    require(request, "admin")
+    raw = request.match_info["id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise not_found("API key", raw)
+    if not await _in_thread(request, apikeys.revoke_api_key, int(raw)):
+        raise not_found("API key", raw)
+    audit(request, "revoke", "api_key", raw)
+    return web.Response(status=204)
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/api/v1/me", me)
+    router.add_get("/api/v1/admin/apikeys", list_keys)
+    router.add_post("/api/v1/admin/apikeys", create_key)
+    router.add_delete("/api/v1/admin/apikeys/{id}", revoke_key)

@@ -1,0 +1,430 @@
+"""Templates, the catalog and template repositories.
+
+Templates are read from and written to the API server (they are few and small). The catalog is
+read from PostgreSQL, where the operator's repository sync stores it. Repositories are written
+as TemplateRepository CRs (credentials go to a Secret owned by the repository and are never
+returned) and listed from the mirror. Sync requests set the ``stream.space/sync-requested``
+annotation, which the operator acts on.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from psycopg.rows import dict_row
+
+from streamspace import API_GROUP, API_VERSION
+from streamspace.catalog.git import RepositoryError, normalize_url
+from streamspace.conditions import timestamp
+from streamspace.db.mirror import REPOSITORIES
+from streamspace.naming import is_dns_label, is_object_name
+from streamspace.templates import infer_app_type
+from streamspace_facade.errors import ApiError, invalid, not_found
+from streamspace_facade.state import (
+    Fields,
+    audit,
+    duration_problem,
+    json_body,
+    query_int,
+    require,
+    services,
+)
+
+SYNC_REQUESTED = f"{API_GROUP}/sync-requested"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "streamspace"}
+AUTH_TYPES = ("none", "token", "basic", "ssh")
+# Request fields carrying credentials → the Secret keys the operator reads.
+CREDENTIAL_FIELDS = {
+    "token": "token",
+    "username": "username",
+    "password": "password",
+    "sshPrivateKey": "ssh-privatekey",
+    "knownHosts": "known_hosts",
+}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else timestamp(value)
+
+
+# --- templates ----------------------------------------------------------------------------------
+
+
+def template_view(obj: Mapping[str, Any]) -> dict[str, Any]:
+    meta, spec, status = obj["metadata"], dict(obj.get("spec") or {}), obj.get("status") or {}
+    return {
+        **spec,
+        "id": meta["name"],
+        "name": meta["name"],
+        "namespace": meta["namespace"],
+        "appType": status.get("appType") or spec.get("appType") or infer_app_type(spec),
+        "valid": status.get("valid"),
+        "message": status.get("message"),
+        "createdAt": meta.get("creationTimestamp"),
+    }
+
+
+async def list_templates(request: web.Request) -> web.Response:
+    svc = services(request)
+    items, _ = await svc.kube.list("Template", svc.scope)
+    category = request.query.get("category")
+    views = [
+        template_view(t)
+        for t in sorted(items, key=lambda t: str(t["metadata"]["name"]))
+        if not category or (t.get("spec") or {}).get("category") == category
+    ]
+    return web.json_response({"templates": views, "total": len(views)})
+
+
+async def get_template(request: web.Request) -> web.Response:
+    svc = services(request)
+    name = request.match_info["id"]
+    obj = await svc.kube.get("Template", svc.namespace, name)
+    return web.json_response(template_view(obj))
+
+
+async def create_template(request: web.Request) -> web.Response:
+    svc = services(request)
+    require(request, "operator")
+    body = await json_body(request)
+    name = body.pop("name", None)
+    spec = body.pop("spec", None)
+    if spec is None:  # flat form: every other field is a spec field
+        spec, body = body, {}
+    errors: dict[str, str] = {}
+    if not isinstance(name, str) or not is_object_name(name):
+        errors["name"] = "required: a Kubernetes object name (lower-case, digits, '-', '.')"
+    if not isinstance(spec, dict):
+        errors["spec"] = "must be an object"
+    errors.update({key: "unknown field" for key in body})
+    if errors:
+        raise invalid(errors)
+    obj = await svc.kube.create("Template", svc.namespace, {"metadata": {"name": name}, "spec": spec})
+    audit(request, "create", "template", name, {"spec": spec})
+    return web.json_response(template_view(obj), status=201)
+
+
+async def delete_template(request: web.Request) -> web.Response:
+    svc = services(request)
+    require(request, "operator")
+    name = request.match_info["id"]
+    await svc.kube.delete("Template", svc.namespace, name)
+    audit(request, "delete", "template", name)
+    return web.Response(status=204)
+
+
+# --- catalog ------------------------------------------------------------------------------------
+
+
+def catalog_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "displayName": row["display_name"],
+        "description": row["description"],
+        "category": row["category"],
+        "appType": row["app_type"],
+        "icon": row["icon"],
+        "baseImage": row["base_image"],
+        "tags": list(row["tags"] or []),
+        "installCount": row["install_count"],
+        "sourcePath": row["source_path"],
+        "repository": {"id": row["repository_id"], "url": row["repository_url"]},
+        "updatedAt": _iso(row["updated_at"]),
+    }
+
+
+_CATALOG_FROM = """
+    FROM catalog_templates c JOIN repositories r ON r.uid = c.repository_uid
+    WHERE (%(ns)s::text IS NULL OR r.namespace = %(ns)s)
+      AND (%(category)s::text IS NULL OR c.category = %(category)s)
+      AND (%(tag)s::text IS NULL OR %(tag)s = ANY(c.tags))
+      AND (%(app_type)s::text IS NULL OR c.app_type = %(app_type)s)
+      AND (%(search)s::text IS NULL OR c.name ILIKE %(search)s OR c.display_name ILIKE %(search)s
+           OR c.description ILIKE %(search)s)
+"""
+
+
+def _like(text: str) -> str:
+    return "%" + re.sub(r"([%_\\])", r"\\\1", text) + "%"
+
+
+async def list_catalog(request: web.Request) -> web.Response:
+    svc = services(request)
+    q = request.query
+    page = query_int(request, "page", 1, 1, 1_000_000)
+    limit = query_int(request, "limit", 20, 1, 100)
+    app_type = q.get("appType") or None
+    if app_type is not None and app_type not in ("desktop", "webapp"):
+        raise invalid({"query.appType": "must be desktop or webapp"})
+    params = {
+        "ns": svc.scope,
+        "category": q.get("category") or None,
+        "tag": q.get("tag") or None,
+        "app_type": app_type,
+        "search": _like(q["search"]) if q.get("search") else None,
+        "limit": limit,
+        "offset": (page - 1) * limit,
+    }
+    async with svc.db().connection(timeout=2) as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT count(*) AS n " + _CATALOG_FROM, params)
+        total = (await cur.fetchone() or {"n": 0})["n"]
+        await cur.execute(
+            "SELECT c.*, r.id AS repository_id, r.url AS repository_url "
+            + _CATALOG_FROM
+            + " ORDER BY c.display_name, c.name, c.id LIMIT %(limit)s OFFSET %(offset)s",
+            params,
+        )
+        rows = await cur.fetchall()
+    return web.json_response(
+        {"templates": [catalog_view(r) for r in rows], "total": total, "page": page, "limit": limit}
+    )
+
+
+async def install_catalog_template(request: web.Request) -> web.Response:
+    svc = services(request)
+    require(request, "operator")
+    raw_id = request.match_info["id"]
+    if not raw_id.isdigit() or len(raw_id) > 18:
+        raise not_found("catalog template", raw_id)
+    async with svc.db().connection(timeout=2) as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT c.name, c.manifest, r.id AS repository FROM catalog_templates c "
+            "JOIN repositories r ON r.uid = c.repository_uid "
+            "WHERE c.id = %s AND (%s::text IS NULL OR r.namespace = %s)",
+            (int(raw_id), svc.scope, svc.scope),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise not_found("catalog template", raw_id)
+    manifest = row["manifest"] or {}
+    obj = await svc.kube.create(
+        "Template",
+        svc.namespace,
+        {
+            "metadata": {
+                "name": row["name"],
+                "labels": {**MANAGED_BY, "stream.space/catalog-repository": row["repository"]},
+            },
+            "spec": manifest.get("spec") or {},
+        },
+    )
+    async with svc.db().connection(timeout=2) as conn:
+        await conn.execute(
+            "UPDATE catalog_templates SET install_count = install_count + 1 WHERE id = %s",
+            (int(raw_id),),
+        )
+    audit(request, "install", "template", row["name"], {"catalogId": int(raw_id)})
+    return web.json_response(template_view(obj), status=201)
+
+
+async def request_sync(request: web.Request, names: list[str]) -> None:
+    svc = services(request)
+    stamp = timestamp(datetime.now(UTC))
+    for name in names:
+        await svc.kube.patch(
+            "TemplateRepository",
+            svc.namespace,
+            name,
+            {"metadata": {"annotations": {SYNC_REQUESTED: stamp}}},
+        )
+
+
+async def sync_all(request: web.Request) -> web.Response:
+    svc = services(request)
+    require(request, "operator")
+    items, _ = await svc.kube.list("TemplateRepository", svc.namespace)
+    names = sorted(str(i["metadata"]["name"]) for i in items if not (i.get("spec") or {}).get("suspend"))
+    await request_sync(request, names)
+    audit(request, "sync", "repository", "*", {"repositories": names})
+    return web.json_response({"repositories": names, "total": len(names)}, status=202)
+
+
+# --- repositories -------------------------------------------------------------------------------
+
+
+def repository_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "namespace": row["namespace"],
+        "url": row["url"],
+        "branch": row["branch"],
+        "type": row["type"],
+        "authType": row["auth_type"],
+        "syncInterval": row["sync_interval"],
+        "autoInstall": row["auto_install"],
+        "suspend": row["suspend"],
+        "status": row["status"],
+        "message": row["message"],
+        "lastSync": _iso(row["last_sync"]),
+        "lastSyncCommit": row["last_sync_commit"],
+        "templateCount": row["template_count"],
+        "pluginCount": row["plugin_count"],
+        "createdAt": _iso(row["created_at"]),
+    }
+
+
+async def list_repositories(request: web.Request) -> web.Response:
+    svc = services(request)
+    async with svc.db().connection(timeout=2) as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT * FROM repositories WHERE (%(ns)s::text IS NULL OR namespace = %(ns)s) "
+            "ORDER BY name",
+            {"ns": svc.scope},
+        )
+        rows = await cur.fetchall()
+    return web.json_response(
+        {"repositories": [repository_view(r) for r in rows], "total": len(rows)}
+    )
+
+
+def _name_from_url(url: str) -> str:
+    tail = url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git").lower()
+    name = re.sub(r"[^a-z0-9-]+", "-", tail).strip("-")[:55].strip("-")
+    return name or "repository"
+
+
+async def create_repository(request: web.Request) -> web.Response:
+    svc = services(request)
+    require(request, "operator")
+    body = await json_body(request)
+    allowed = {
+        "name", "url", "branch", "type", "authType", "authSecret", "syncInterval",
+        "autoInstall", "suspend", *CREDENTIAL_FIELDS,
+    }  # fmt: skip
+    fields = Fields(body, allowed)
+    url = fields.get("url", str, required=True)
+    if url is not None:
+        try:
+            normalize_url(url, svc.settings.sync.allow_local_repos)
+        except RepositoryError as exc:
+            fields.fail("url", str(exc))
+    name = fields.get(
+        "name",
+        str,
+        check=lambda n: None if is_dns_label(n) and len(n) <= 58 else "must be a DNS label of 1-58 characters",
+    )
+    branch = fields.get("branch", str)
+    kind = fields.get("type", str, check=lambda t: None if t in ("template", "plugin") else "must be template or plugin")
+    auth_type = fields.get("authType", str, check=lambda t: None if t in AUTH_TYPES else f"must be one of {', '.join(AUTH_TYPES)}") or "none"
+    existing_secret = fields.get("authSecret", str, check=lambda n: None if is_object_name(n) else "must be a Secret name")
+    interval = fields.get("syncInterval", str, check=duration_problem)
+    auto_install = fields.get("autoInstall", bool)
+    suspend = fields.get("suspend", bool)
+    credentials = {
+        key: value
+        for field, key in CREDENTIAL_FIELDS.items()
+        if (value := fields.get(field, str)) is not None
+    }
+    if auth_type == "none" and (credentials or existing_secret):
+        fields.fail("authType", "credentials were given; set authType to token, basic or ssh")
+    if auth_type != "none" and not credentials and not existing_secret:
+        fields.fail("authType", f"{auth_type} auth needs credentials or authSecret")
+    if credentials and existing_secret:
+        fields.fail("authSecret", "give either credentials or authSecret, not both")
+    needed = {"token": {"token"}, "basic": {"username", "password"}, "ssh": {"ssh-privatekey", "known_hosts"}}
+    missing = needed.get(auth_type, set()) - set(credentials)
+    if credentials and missing:
+        fields.fail("authType", f"{auth_type} auth needs {', '.join(sorted(missing))}")
+    fields.done()
+    assert url is not None  # noqa: S101 (required above)
+    name = name or _name_from_url(url)
+    spec: dict[str, Any] = {"url": url.strip()}
+    for key, value in (
+        ("branch", branch), ("type", kind), ("syncInterval", interval),
+        ("autoInstall", auto_install), ("suspend", suspend),
+    ):  # fmt: skip
+        if value is not None:
+            spec[key] = value
+    secret_name = existing_secret or (f"{name}-auth" if credentials else None)
+    if auth_type != "none":
+        spec["auth"] = {"type": auth_type, "secretRef": {"name": secret_name}}
+    if credentials:
+        await svc.kube.create_secret(
+            svc.namespace,
+            {
+                "metadata": {"name": secret_name, "labels": {**MANAGED_BY, "stream.space/repository": name}},
+                "type": "Opaque",
+                "data": {k: base64.b64encode(v.encode()).decode() for k, v in credentials.items()},
+            },
+        )
+    try:
+        obj = await svc.kube.create("TemplateRepository", svc.namespace, {"metadata": {"name": name}, "spec": spec})
+    except ApiError:
+        if credentials and secret_name:
+            await svc.kube.delete_secret(svc.namespace, secret_name)
+        raise
+    if credentials and secret_name:
+        owner = {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": "TemplateRepository",
+            "name": name,
+            "uid": obj["metadata"]["uid"],
+        }
+        await svc.kube.patch_secret(svc.namespace, secret_name, {"metadata": {"ownerReferences": [owner]}})
+    await svc.mirror.observed(REPOSITORIES, obj)
+    audit(
+        request,
+        "create",
+        "repository",
+        name,
+        {**spec, "credentials": sorted(credentials) or None},  # which keys, never the values
+    )
+    row = REPOSITORIES.row(obj)
+    return web.json_response(repository_view(row), status=201)
+
+
+async def _repository(request: web.Request) -> dict[str, Any]:
+    svc = services(request)
+    name = request.match_info["id"]
+    try:
+        obj: dict[str, Any] = await svc.kube.get("TemplateRepository", svc.namespace, name)
+    except ApiError as exc:
+        if exc.status == 404:
+            raise not_found("repository", name) from None
+        raise
+    return obj
+
+
+async def sync_repository(request: web.Request) -> web.Response:
+    require(request, "operator")
+    obj = await _repository(request)
+    name = obj["metadata"]["name"]
+    await request_sync(request, [name])
+    audit(request, "sync", "repository", name)
+    return web.json_response({"repositories": [name], "total": 1}, status=202)
+
+
+async def delete_repository(request: web.Request) -> web.Response:
+    svc = services(request)
+    require(request, "operator")
+    obj = await _repository(request)
+    name = obj["metadata"]["name"]
+    await svc.kube.delete("TemplateRepository", svc.namespace, name)
+    await svc.mirror.forget(REPOSITORIES, obj["metadata"]["uid"])
+    secret = ((obj.get("spec") or {}).get("auth") or {}).get("secretRef", {}).get("name")
+    if secret == f"{name}-auth":  # the Secret we made for it (also owned, for the GC)
+        await svc.kube.delete_secret(svc.namespace, secret)
+    audit(request, "delete", "repository", name)
+    return web.Response(status=204)
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/api/v1/templates", list_templates)
+    router.add_post("/api/v1/templates", create_template)
+    router.add_get("/api/v1/templates/{id}", get_template)
+    router.add_delete("/api/v1/templates/{id}", delete_template)
+    router.add_get("/api/v1/catalog/templates", list_catalog)
+    router.add_post("/api/v1/catalog/templates/{id}/install", install_catalog_template)
+    router.add_post("/api/v1/catalog/sync", sync_all)
+    for base in ("/api/v1/repositories", "/api/v1/catalog/repositories"):
+        router.add_get(base, list_repositories)
+        router.add_post(base, create_repository)
+        router.add_post(base + "/{id}/sync", sync_repository)
+        router.add_delete(base + "/{id}", delete_repository)

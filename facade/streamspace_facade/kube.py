@@ -1,0 +1,251 @@
+"""The facade's Kubernetes edge: custom objects and Secrets as plain dicts, watches as streams.
+
+Responses are read as raw JSON (no client-model deserialisation). API failures become
+:class:`~streamspace_facade.errors.ApiError`: 404 → NOT_FOUND, 409 → CONFLICT, 422 (the API
+server's validation, with its field paths) → VALIDATION_FAILED, an unreachable API server → 503.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from streamspace import API_GROUP, API_VERSION
+from streamspace_facade.errors import ApiError, conflict, invalid, unavailable
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "streamspace-facade"
+MERGE = "application/merge-patch+json"
+PLURALS = {
+    "Session": "sessions",
+    "Template": "templates",
+    "Connection": "connections",
+    "TemplateRepository": "templaterepositories",
+}
+
+
+async def connect(kubeconfig: str | None) -> client.ApiClient:
+    """An API client for ``kubeconfig``, or the in-cluster service account when None."""
+    configuration = client.Configuration()
+    if kubeconfig:
+        await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return client.ApiClient(configuration)
+
+
+def _error(kind: str, name: str | None, status: int, raw: bytes) -> ApiError:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = {}
+    message = str(body.get("message") or f"Kubernetes API answered {status}")
+    if status == 404:
+        return ApiError(404, "NOT_FOUND", f"{kind} {name!r} not found")
+    if status == 409:
+        return conflict(message)
+    if status == 422:
+        causes = (body.get("details") or {}).get("causes") or []
+        fields = {
+            str(c.get("field") or "body"): str(c.get("message") or c.get("reason") or "invalid")
+            for c in causes
+        }
+        return invalid(fields or {"body": message})
+    if status in (429, 503):
+        return unavailable("Kubernetes API busy; retry shortly")
+    if status in (400, 413):
+        return ApiError(400, "BAD_REQUEST", message)
+    log.error("Kubernetes API error %s on %s %s: %s", status, kind, name, message)
+    return ApiError(502, "KUBERNETES_ERROR", f"Kubernetes API error ({status})")
+
+
+class Kube:
+    """Typed-enough access to our custom resources and to Secrets in one namespace scope."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+
+    async def _call(self, kind: str, name: str | None, call: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = await call(*args, _preload_content=False, **kwargs)
+            raw = await response.read()
+        except ApiException as exc:
+            raise _error(kind, name, int(exc.status or 500), (exc.body or b"")) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.warning("Kubernetes API unreachable: %s", exc)
+            raise unavailable("Kubernetes API unavailable") from None
+        if response.status >= 400:
+            raise _error(kind, name, response.status, raw)
+        return json.loads(raw) if raw else {}
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        obj: dict[str, Any] = await self._call(
+            kind,
+            name,
+            self.custom.get_namespaced_custom_object,
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            PLURALS[kind],
+            name,
+        )
+        return obj
+
+    async def list(
+        self, kind: str, namespace: str | None, label_selector: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Items and the list's resourceVersion (to start a watch from)."""
+        kwargs: dict[str, Any] = {}
+        if label_selector:
+            kwargs["label_selector"] = label_selector
+        if namespace is None:
+            data = await self._call(
+                kind,
+                None,
+                self.custom.list_cluster_custom_object,
+                API_GROUP,
+                API_VERSION,
+                PLURALS[kind],
+                **kwargs,
+            )
+        else:
+            data = await self._call(
+                kind,
+                None,
+                self.custom.list_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PLURALS[kind],
+                **kwargs,
+            )
+        return list(data.get("items") or []), str(data["metadata"].get("resourceVersion", ""))
+
+    async def create(self, kind: str, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        obj: dict[str, Any] = await self._call(
+            kind,
+            str((body.get("metadata") or {}).get("name")),
+            self.custom.create_namespaced_custom_object,
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            PLURALS[kind],
+            {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": kind, **body},
+            field_manager=FIELD_MANAGER,
+        )
+        return obj
+
+    async def patch(
+        self, kind: str, namespace: str, name: str, patch: Mapping[str, Any], *, status: bool = False
+    ) -> dict[str, Any]:
+        """JSON merge patch of the object (or of its status subresource)."""
+        call = (
+            self.custom.patch_namespaced_custom_object_status
+            if status
+            else self.custom.patch_namespaced_custom_object
+        )
+        obj: dict[str, Any] = await self._call(
+            kind,
+            name,
+            call,
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            PLURALS[kind],
+            name,
+            patch,
+            field_manager=FIELD_MANAGER,
+            _content_type=MERGE,
+        )
+        return obj
+
+    async def delete(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        """Delete; the object as the API server returned it (it may linger for finalizers)."""
+        obj: dict[str, Any] = await self._call(
+            kind,
+            name,
+            self.custom.delete_namespaced_custom_object,
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            PLURALS[kind],
+            name,
+            propagation_policy="Background",
+        )
+        return obj
+
+    async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        obj: dict[str, Any] = await self._call(
+            "Secret",
+            str(body["metadata"]["name"]),
+            self.core.create_namespaced_secret,
+            namespace,
+            {"apiVersion": "v1", "kind": "Secret", **body},
+            field_manager=FIELD_MANAGER,
+        )
+        return obj
+
+    async def patch_secret(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        obj: dict[str, Any] = await self._call(
+            "Secret",
+            name,
+            self.core.patch_namespaced_secret,
+            name,
+            namespace,
+            patch,
+            field_manager=FIELD_MANAGER,
+            _content_type=MERGE,
+        )
+        return obj
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        try:
+            await self._call("Secret", name, self.core.delete_namespaced_secret, name, namespace)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+    async def watch(
+        self, kind: str, namespace: str | None, resource_version: str, timeout_seconds: int
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Watch events after ``resource_version`` as (type, object) until the server ends it.
+
+        An ``ERROR`` event (e.g. 410 Gone) is yielded as is; the caller re-lists.
+        """
+        args: list[Any] = [API_GROUP, API_VERSION]
+        if namespace is None:
+            call = self.custom.list_cluster_custom_object
+        else:
+            call = self.custom.list_namespaced_custom_object
+            args.append(namespace)
+        args.append(PLURALS[kind])
+        try:
+            response = await call(
+                *args,
+                watch=True,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=timeout_seconds,
+                _preload_content=False,
+                _request_timeout=timeout_seconds + 30,
+            )
+        except ApiException as exc:
+            raise _error(kind, None, int(exc.status or 500), exc.body or b"") from None
+        async with response:
+            if response.status >= 400:
+                raise _error(kind, None, response.status, await response.read())
+            async for line in response.content:
+                if line.strip():
+                    event = json.loads(line)
+                    yield str(event["type"]), event["object"]

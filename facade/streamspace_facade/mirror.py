@@ -1,0 +1,216 @@
+"""The PostgreSQL mirror of Sessions, Connections and TemplateRepositories.
+
+One facade replica at a time is the writer: the one holding a PostgreSQL advisory lock on a
+connection of its own. While it holds the lock it lists each kind, resyncs the table (upsert all,
+delete vanished rows) and then follows a watch from the list's resourceVersion. If the lock
+connection, PostgreSQL or the API server fails, it lets go, waits, and starts again with a full
+resync, so the tables catch up after an outage. The other replicas keep trying for the lock.
+
+Read-your-writes: a REST handler that has just written an object calls :meth:`Mirror.observed`.
+On the writer replica the row is written at once (same writer, ordered by resourceVersion);
+elsewhere the call waits, with a deadline, for the writer to store that version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from streamspace.db import mirror as tables
+from streamspace.db.migrate import migrate
+from streamspace_facade.errors import ApiError
+from streamspace_facade.kube import Kube
+
+log = logging.getLogger(__name__)
+
+WATCH_SECONDS = 290
+TOMBSTONE_SECONDS = 300.0
+
+
+class LostLeadership(Exception):
+    """The lock connection failed: another replica may now be the writer."""
+
+
+class Mirror:
+    def __init__(
+        self,
+        database_url: str,
+        pool: AsyncConnectionPool,
+        kube: Kube,
+        namespace: str | None,
+        *,
+        retry_seconds: float = 2.0,
+        observe_timeout: float = 5.0,
+    ) -> None:
+        self.database_url = database_url
+        self.pool = pool
+        self.kube = kube
+        self.namespace = namespace
+        self.retry_seconds = retry_seconds
+        self.observe_timeout = observe_timeout
+        self.leader = False
+        self.ready = asyncio.Event()
+        """Set while this replica is the writer and every table has been resynced."""
+        self.resyncs = 0
+        self._migrated = False
+        self._deleted: dict[str, float] = {}  # uid → monotonic time of deletion
+
+    @property
+    def lock_key(self) -> str:
+        return f"streamspace.mirror:{self.namespace or '*'}"
+
+    async def run(self) -> None:
+        """Forever: become the writer when possible, mirror, and start over after failures."""
+        while True:
+            try:
+                await self._cycle()
+            except asyncio.CancelledError:
+                raise
+            except (psycopg.Error, PoolTimeout, ApiError, LostLeadership, OSError) as exc:
+                log.warning("mirror interrupted (%s); retrying in %.1fs", exc, self.retry_seconds)
+            except Exception:
+                log.exception("mirror failed; retrying in %.1fs", self.retry_seconds)
+            finally:
+                self.leader = False
+                self.ready.clear()
+            await asyncio.sleep(self.retry_seconds)
+
+    async def _cycle(self) -> None:
+        if not self._migrated:
+            await asyncio.to_thread(migrate, self.database_url)
+            self._migrated = True
+        async with await psycopg.AsyncConnection.connect(
+            self.database_url, autocommit=True, connect_timeout=5
+        ) as lock_conn:
+            while not await self._try_lock(lock_conn):
+                await asyncio.sleep(self.retry_seconds)
+            log.info("this replica now writes the mirror (%s)", self.lock_key)
+            self.leader = True
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._hold(lock_conn))
+                followers = [group.create_task(self._follow(t)) for t in tables.TABLES]
+                group.create_task(self._announce_ready(followers))
+
+    async def _try_lock(self, conn: psycopg.AsyncConnection) -> bool:
+        cur = await conn.execute(
+            "SELECT pg_try_advisory_lock(hashtext(%s)::bigint)", (self.lock_key,)
+        )
+        row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def _hold(self, conn: psycopg.AsyncConnection) -> None:
+        """Notice a dead lock connection: the lock died with it, so stop writing."""
+        while True:
+            await asyncio.sleep(self.retry_seconds)
+            try:
+                await conn.execute("SELECT 1")
+            except psycopg.Error as exc:
+                raise LostLeadership(str(exc)) from None
+
+    async def _announce_ready(self, followers: list[asyncio.Task[None]]) -> None:
+        while self.resyncs < len(followers):
+            await asyncio.sleep(0.05)
+        self.ready.set()
+
+    async def _follow(self, table: tables.Table) -> None:
+        while True:
+            items, version = await self.kube.list(table.kind, self.namespace)
+            async with self.pool.connection() as conn:
+                removed = await tables.resync(conn, table, items, self.namespace)
+            log.info("mirror resynced %s: %d rows, %d removed", table.name, len(items), removed)
+            self.resyncs += 1
+            version = await self._watch(table, version)
+            if version is None:
+                continue  # expired: list again
+
+    async def _watch(self, table: tables.Table, version: str) -> str | None:
+        """Apply watch events until the stream expires (None) — re-watching on timeouts."""
+        while True:
+            async for kind, obj in self.kube.watch(table.kind, self.namespace, version, WATCH_SECONDS):
+                if kind == "ERROR":
+                    log.info("mirror watch of %s expired: %s", table.name, obj.get("message"))
+                    return None
+                version = str(obj["metadata"].get("resourceVersion") or version)
+                if kind == "BOOKMARK":
+                    continue
+                async with self.pool.connection() as conn:
+                    if kind == "DELETED":
+                        self._tombstone(str(obj["metadata"]["uid"]))
+                        await tables.remove(conn, table, str(obj["metadata"]["uid"]))
+                    else:
+                        await self._apply(conn, table, obj)
+
+    def _tombstone(self, uid: str) -> None:
+        now = time.monotonic()
+        self._deleted[uid] = now
+        if len(self._deleted) > 10_000:
+            self._deleted = {u: t for u, t in self._deleted.items() if now - t < TOMBSTONE_SECONDS}
+
+    async def _apply(
+        self, conn: psycopg.AsyncConnection, table: tables.Table, obj: Mapping[str, Any]
+    ) -> None:
+        uid = str(obj["metadata"]["uid"])
+        if tables.is_deleted(obj):
+            self._tombstone(uid)
+        elif uid in self._deleted:
+            return  # a late event of an object already gone must not bring its row back
+        await tables.apply(conn, table, obj)
+
+    async def observed(self, table: tables.Table, obj: Mapping[str, Any]) -> None:
+        """Read-your-writes for an object this replica has just written."""
+        if self.leader:
+            async with self.pool.connection(timeout=2) as conn:
+                await self._apply(conn, table, obj)
+            return
+        await self._wait_for(table, obj)
+
+    async def forget(self, table: tables.Table, uid: str) -> None:
+        """Read-your-writes for a deletion: the row is gone when this returns."""
+        if self.leader:
+            self._tombstone(uid)
+            async with self.pool.connection(timeout=2) as conn:
+                await tables.remove(conn, table, uid)
+            return
+        await self._wait_for(table, {"metadata": {"uid": uid, "deletionTimestamp": "now"}})
+
+    async def _wait_for(self, table: tables.Table, obj: Mapping[str, Any]) -> None:
+        meta = obj["metadata"]
+        uid, version = str(meta["uid"]), str(meta.get("resourceVersion", ""))
+        gone = tables.is_deleted(obj)
+        deadline = time.monotonic() + self.observe_timeout
+        query = f"SELECT resource_version FROM {table.name} WHERE uid = %s"  # noqa: S608 (constant)
+        while time.monotonic() < deadline:
+            async with self.pool.connection(timeout=2) as conn:
+                cur = await conn.execute(query, (uid,))
+                row = await cur.fetchone()
+            stored = None if row is None else str(row[0])
+            if gone and stored is None:
+                return
+            if not gone and stored is not None and _not_older(stored, version):
+                return
+            await asyncio.sleep(0.05)
+        log.warning("mirror did not show %s %s within %.1fs", table.kind, uid, self.observe_timeout)
+
+
+def _not_older(stored: str, version: str) -> bool:
+    if stored.isdigit() and version.isdigit():
+        return int(stored) >= int(version)
+    return stored == version
+
+
+@contextlib.asynccontextmanager
+async def running(mirror: Mirror) -> Any:
+    task = asyncio.create_task(mirror.run(), name="mirror")
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,381 @@
+"""Session and connection routes: they write Session and Connection CRs; lists read the mirror.
+
+A user sees and acts on their own sessions only; anyone else's answer 404, exactly as a missing
+one does, so ids cannot be probed. Operators and admins see every session.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from psycopg.rows import dict_row
+
+from streamspace.conditions import timestamp
+from streamspace.db.mirror import CONNECTIONS, SESSIONS, connection_row, session_row
+from streamspace.naming import is_dns_label, is_object_name, label_value
+from streamspace.templates import normalize_resources
+from streamspace_facade.errors import ApiError, conflict, invalid, not_found
+from streamspace_facade.principal import Principal
+from streamspace_facade.state import (
+    Fields,
+    Services,
+    audit,
+    duration_problem,
+    json_body,
+    principal,
+    services,
+)
+
+STATES = ("running", "hibernated", "terminated")
+TAG_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else timestamp(value)
+
+
+def session_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The API's camelCase session, from a mirror row (or a row made from a fresh CR)."""
+    return {
+        "id": row["id"],
+        "name": row["id"],
+        "namespace": row["namespace"],
+        "user": row["user_id"],
+        "template": row["template_name"],
+        "state": row["state"],
+        "phase": row["phase"] or "Pending",
+        "status": row["phase"] or "Pending",
+        "appType": row["app_type"],
+        "url": row["url"],
+        "podName": row["pod_name"],
+        "activeConnections": row["active_connections"],
+        "resources": row["resources"] or {},
+        "persistentHome": row["persistent_home"],
+        "idleTimeout": row["idle_timeout"],
+        "maxSessionDuration": row["max_session_duration"],
+        "tags": list(row["tags"] or []),
+        "lastActivity": _iso(row["last_activity"]),
+        "idleDeadline": _iso(row["idle_deadline"]),
+        "startedAt": _iso(row["started_at"]),
+        "hibernatedAt": _iso(row["hibernated_at"]),
+        "createdAt": _iso(row["created_at"]),
+    }
+
+
+def connection_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "connectionId": row["id"],
+        "sessionId": row["session_id"],
+        "user": row["user_id"],
+        "clientIP": row["client_ip"],
+        "userAgent": row["user_agent"],
+        "state": row["state"],
+        "connectedAt": _iso(row["connected_at"]),
+        "lastHeartbeat": _iso(row["last_heartbeat"]),
+        "createdAt": _iso(row["created_at"]),
+    }
+
+
+def _visible(who: Principal, owner: str) -> bool:
+    return who.sees_everything or owner == who.user
+
+
+async def _own_session(request: web.Request, name: str) -> dict[str, Any]:
+    """The Session named ``name`` if the caller may see it; otherwise 404 as if missing."""
+    svc = services(request)
+    try:
+        obj = await svc.kube.get("Session", svc.namespace, name)
+    except ApiError as exc:
+        if exc.status == 404:
+            raise not_found("session", name) from None
+        raise
+    owner = str((obj.get("spec") or {}).get("user", ""))
+    if not _visible(principal(request), owner) or (obj["metadata"].get("deletionTimestamp")):
+        raise not_found("session", name)
+    return obj
+
+
+def _tags_problem(value: list[Any]) -> str | None:
+    if len(value) > 32:
+        return "at most 32 tags"
+    for tag in value:
+        if not isinstance(tag, str) or not re.match(TAG_PATTERN, tag) or len(tag) > 63:
+            return f"tag {tag!r} must be 1-63 letters, digits, '-', '_' or '.'"
+    return None
+
+
+def _resources(fields: Fields) -> dict[str, Any] | None:
+    raw = fields.get("resources", dict)
+    if raw is None:
+        return None
+    allowed = {"cpu", "memory", "requests", "limits"}
+    unknown = set(raw) - allowed
+    if unknown:
+        fields.fail("resources", f"unknown keys {sorted(unknown)}; use cpu/memory or requests/limits")
+        return None
+    for key in ("cpu", "memory"):
+        if key in raw and not isinstance(raw[key], str | int | float):
+            fields.fail(f"resources.{key}", "must be a quantity like 500m or 2Gi")
+    for part in ("requests", "limits"):
+        if part in raw and not isinstance(raw[part], dict):
+            fields.fail(f"resources.{part}", "must be an object of quantities")
+    if fields.errors:
+        return None
+    return dict(normalize_resources(raw))
+
+
+SPEC_FIELDS = ("persistentHome", "idleTimeout", "maxSessionDuration", "tags", "resources")
+
+
+def _common_spec(fields: Fields) -> dict[str, Any]:
+    spec: dict[str, Any] = {}
+    for key, kind, check in (
+        ("persistentHome", bool, None),
+        ("idleTimeout", str, duration_problem),
+        ("maxSessionDuration", str, duration_problem),
+        ("tags", list, _tags_problem),
+        ("state", str, lambda s: None if s in STATES else f"must be one of {', '.join(STATES)}"),
+    ):
+        value = fields.get(key, kind, check=check)
+        if value is not None:
+            spec[key] = value
+    resources = _resources(fields)
+    if resources is not None:
+        spec["resources"] = resources
+    return spec
+
+
+def new_session_name(user: str, template: str) -> str:
+    """``<user>-<template>-<8 hex>``, cut to fit an object name."""
+    suffix = secrets.token_hex(4)
+    room = 253 - len(user) - len(suffix) - 2
+    return f"{user}-{template[:room].rstrip('.-')}-{suffix}"
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    svc, who = services(request), principal(request)
+    q = request.query
+    user = q.get("user") or None
+    if not who.sees_everything:
+        if user not in (None, who.user):
+            return web.json_response({"sessions": [], "total": 0})
+        user = who.user
+    state = q.get("state") or None
+    if state is not None and state not in STATES:
+        raise invalid({"query.state": f"must be one of {', '.join(STATES)}"})
+    async with svc.db().connection(timeout=2) as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            """
+            SELECT * FROM sessions
+            WHERE (%(ns)s::text IS NULL OR namespace = %(ns)s)
+              AND (%(user)s::text IS NULL OR user_id = %(user)s)
+              AND (%(state)s::text IS NULL OR state = %(state)s)
+              AND (%(template)s::text IS NULL OR template_name = %(template)s)
+              AND (%(tag)s::text IS NULL OR %(tag)s = ANY(tags))
+            ORDER BY created_at DESC, id
+            """,
+            {
+                "ns": svc.scope,
+                "user": user,
+                "state": state,
+                "template": q.get("template") or None,
+                "tag": q.get("tag") or None,
+            },
+        )
+        rows = await cur.fetchall()
+    return web.json_response({"sessions": [session_view(r) for r in rows], "total": len(rows)})
+
+
+async def create_session(request: web.Request) -> web.Response:
+    svc, who = services(request), principal(request)
+    body = await json_body(request)
+    fields = Fields(body, {"user", "template", "state", *SPEC_FIELDS})
+    template = fields.get(
+        "template",
+        str,
+        required=True,
+        check=lambda t: None if is_object_name(t) else "must be a Template name",
+    )
+    user = fields.get(
+        "user", str, check=lambda u: None if is_dns_label(u) else "must be a DNS label"
+    )
+    spec = _common_spec(fields)
+    fields.done()
+    owner = user or who.user
+    if owner != who.user and not who.at_least("admin"):
+        raise ApiError(403, "FORBIDDEN", "only admins may create sessions for another user")
+    try:
+        await svc.kube.get("Template", svc.namespace, template)
+    except ApiError as exc:
+        if exc.status == 404:
+            raise invalid({"template": f"template {template!r} does not exist"}) from None
+        raise
+    name = new_session_name(owner, template)
+    obj = await svc.kube.create(
+        "Session",
+        svc.namespace,
+        {
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "stream.space/user": owner,
+                    "stream.space/template": label_value(template),
+                },
+            },
+            "spec": {"user": owner, "template": template, **spec},
+        },
+    )
+    await svc.mirror.observed(SESSIONS, obj)
+    audit(request, "create", "session", name, {"user": owner, "template": template, **spec})
+    return web.json_response(session_view(session_row(obj)), status=201)
+
+
+async def get_session(request: web.Request) -> web.Response:
+    obj = await _own_session(request, request.match_info["id"])
+    return web.json_response(session_view(session_row(obj)))
+
+
+async def patch_session(request: web.Request) -> web.Response:
+    svc = services(request)
+    name = request.match_info["id"]
+    body = await json_body(request)
+    fields = Fields(body, {"state", *SPEC_FIELDS})
+    spec = _common_spec(fields)
+    fields.done()
+    if not spec:
+        raise invalid({"body": f"nothing to change; send one of state, {', '.join(SPEC_FIELDS)}"})
+    await _own_session(request, name)
+    obj = await svc.kube.patch("Session", svc.namespace, name, {"spec": spec})
+    await svc.mirror.observed(SESSIONS, obj)
+    audit(request, "update", "session", name, spec)
+    return web.json_response(session_view(session_row(obj)))
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    svc = services(request)
+    name = request.match_info["id"]
+    session = await _own_session(request, name)
+    await svc.kube.delete("Session", svc.namespace, name)
+    await svc.mirror.forget(SESSIONS, session["metadata"]["uid"])
+    audit(request, "delete", "session", name)
+    return web.Response(status=204)
+
+
+def _connection_name(session: str) -> str:
+    return f"{session[:240].rstrip('.-')}-{secrets.token_hex(4)}"
+
+
+async def connect(request: web.Request) -> web.Response:
+    svc, who = services(request), principal(request)
+    name = request.match_info["id"]
+    session = await _own_session(request, name)
+    spec, status = session.get("spec") or {}, session.get("status") or {}
+    if spec.get("state") == "terminated":
+        raise conflict(f"session {name!r} is terminated; create a new one")
+    conn_spec: dict[str, Any] = {"session": name, "user": who.user}
+    ip = request.remote
+    if ip and len(ip) <= 45 and ":" not in ip.strip("0123456789abcdefABCDEF:."):
+        conn_spec["clientIP"] = ip
+    agent = request.headers.get("User-Agent")
+    if agent:
+        conn_spec["userAgent"] = agent[:1024]
+    obj = await svc.kube.create(
+        "Connection",
+        svc.namespace,
+        {
+            "metadata": {
+                "name": _connection_name(name),
+                "labels": {"stream.space/session": label_value(name)},
+            },
+            "spec": conn_spec,
+        },
+    )
+    await svc.mirror.observed(CONNECTIONS, obj)
+    connection_id = obj["metadata"]["name"]
+    audit(request, "connect", "session", name, {"connectionId": connection_id})
+    return web.json_response(
+        {
+            "connectionId": connection_id,
+            "sessionUrl": status.get("url"),
+            "state": spec.get("state", "running"),
+            "phase": status.get("phase") or "Pending",
+            "ready": status.get("phase") == "Running" and spec.get("state") == "running",
+        }
+    )
+
+
+async def _own_connection(
+    request: web.Request, session: str
+) -> tuple[Services, str, dict[str, Any]]:
+    svc = services(request)
+    connection_id = request.query.get("connectionId")
+    if not connection_id:
+        raise invalid({"query.connectionId": "required"})
+    await _own_session(request, session)
+    try:
+        obj = await svc.kube.get("Connection", svc.namespace, connection_id)
+    except ApiError as exc:
+        if exc.status == 404:
+            raise not_found("connection", connection_id) from None
+        raise
+    if (obj.get("spec") or {}).get("session") != session:
+        raise not_found("connection", connection_id)
+    return svc, connection_id, obj
+
+
+async def disconnect(request: web.Request) -> web.Response:
+    session = request.match_info["id"]
+    svc, connection_id, obj = await _own_connection(request, session)
+    await svc.kube.delete("Connection", svc.namespace, connection_id)
+    await svc.mirror.forget(CONNECTIONS, obj["metadata"]["uid"])
+    audit(request, "disconnect", "session", session, {"connectionId": connection_id})
+    return web.json_response({"connectionId": connection_id, "disconnected": True})
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    session = request.match_info["id"]
+    svc, connection_id, _ = await _own_connection(request, session)
+    now = timestamp(datetime.now(UTC))
+    obj = await svc.kube.patch(
+        "Connection", svc.namespace, connection_id, {"status": {"lastHeartbeat": now}}, status=True
+    )
+    await svc.mirror.observed(CONNECTIONS, obj)
+    audit(request, "heartbeat", "connection", connection_id)
+    return web.json_response(
+        {"connectionId": connection_id, "lastHeartbeat": now, "state": connection_row(obj)["state"]}
+    )
+
+
+async def list_connections(request: web.Request) -> web.Response:
+    svc = services(request)
+    name = request.match_info["id"]
+    await _own_session(request, name)
+    async with svc.db().connection(timeout=2) as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT * FROM connections WHERE namespace = %s AND session_id = %s "
+            "ORDER BY created_at, id",
+            (svc.namespace, name),
+        )
+        rows = await cur.fetchall()
+    return web.json_response(
+        {"connections": [connection_view(r) for r in rows], "total": len(rows)}
+    )
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/api/v1/sessions", list_sessions)
+    router.add_post("/api/v1/sessions", create_session)
+    router.add_get("/api/v1/sessions/{id}", get_session)
+    router.add_patch("/api/v1/sessions/{id}", patch_session)
+    router.add_delete("/api/v1/sessions/{id}", delete_session)
+    router.add_get("/api/v1/sessions/{id}/connect", connect)
+    router.add_delete("/api/v1/sessions/{id}/disconnect", disconnect)
+    router.add_post("/api/v1/sessions/{id}/disconnect", disconnect)
+    router.add_post("/api/v1/sessions/{id}/heartbeat", heartbeat)
+    router.add_get("/api/v1/sessions/{id}/connections", list_connections)

@@ -1,0 +1,175 @@
+"""Typed application state and the per-request helpers every route uses."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+
+from streamspace.config import Settings
+from streamspace_facade.errors import ApiError, bad_request, forbidden, invalid, unavailable
+from streamspace_facade.principal import Principal
+
+
+@dataclass
+class Services:
+    """What the routes share; built and torn down by the app's cleanup context."""
+
+    settings: Settings
+    kube: Any = None  # streamspace_facade.kube.Kube
+    pool: AsyncConnectionPool | None = None
+    mirror: Any = None  # streamspace_facade.mirror.Mirror
+    auth: Any = None  # streamspace_facade.auth.Authenticator
+    http: aiohttp.ClientSession | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def namespace(self) -> str:
+        """The namespace new objects go to."""
+        return self.settings.kubernetes.namespace
+
+    @property
+    def scope(self) -> str | None:
+        """The namespace whose objects this facade serves (None: all of them)."""
+        k = self.settings.kubernetes
+        return None if k.all_namespaces else k.namespace
+
+    def db(self) -> AsyncConnectionPool:
+        if self.pool is None:
+            raise unavailable("no database configured")
+        return self.pool
+
+
+SERVICES = web.AppKey("services", Services)
+PRINCIPAL = web.RequestKey("principal", Principal)
+AUDIT = web.RequestKey("audit", dict)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+def principal(request: web.Request) -> Principal:
+    who: Principal = request[PRINCIPAL]
+    return who
+
+
+def require(request: web.Request, role: str) -> Principal:
+    who = principal(request)
+    if not who.at_least(role):
+        raise forbidden(f"this needs the {role} role or higher")
+    return who
+
+
+def audit(
+    request: web.Request,
+    action: str,
+    resource_type: str,
+    resource_id: str | None,
+    changes: Mapping[str, Any] | None = None,
+) -> None:
+    """Describe the change this request made; the audit middleware stores it."""
+    request[AUDIT] = {
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "changes": dict(changes or {}),
+    }
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+    raw = await request.read()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise bad_request("request body must be a JSON object")
+    return body
+
+
+class Fields:
+    """Collects field problems of one request and raises them all at once (422)."""
+
+    def __init__(self, body: Mapping[str, Any], allowed: Iterable[str], where: str = "") -> None:
+        self.body = body
+        self.where = where
+        self.errors: dict[str, str] = {}
+        for key in body:
+            if key not in allowed:
+                self.errors[self.path(key)] = "unknown field"
+
+    def path(self, key: str) -> str:
+        return f"{self.where}{key}"
+
+    def get(
+        self,
+        key: str,
+        kind: type | tuple[type, ...],
+        *,
+        required: bool = False,
+        check: Callable[[Any], str | None] | None = None,
+    ) -> Any:
+        if key not in self.body or self.body[key] is None:
+            if required:
+                self.errors[self.path(key)] = "required"
+            return None
+        value = self.body[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+            self.errors[self.path(key)] = f"must be {names}"
+            return None
+        if check is not None:
+            problem = check(value)
+            if problem:
+                self.errors[self.path(key)] = problem
+                return None
+        return value
+
+    def fail(self, key: str, problem: str) -> None:
+        self.errors[self.path(key)] = problem
+
+    def done(self) -> None:
+        if self.errors:
+            raise invalid(self.errors)
+
+
+_TYPE_NAMES = {str: "a string", bool: "a boolean", int: "an integer", list: "a list", dict: "an object"}
+
+DURATION = re.compile(r"^[0-9]+(s|m|h)$")
+
+
+def duration_problem(value: str) -> str | None:
+    return None if DURATION.match(value) else "must be a duration like 90s, 30m or 8h"
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid({f"query.{name}": "must be an integer"}) from None
+    if not low <= value <= high:
+        raise invalid({f"query.{name}": f"must be between {low} and {high}"})
+    return value
+
+
+def client_ip(request: web.Request) -> str | None:
+    return request.remote
+
+
+def ensure(condition: bool, error: ApiError) -> None:
+    if not condition:
+        raise error

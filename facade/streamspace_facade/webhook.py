@@ -1,0 +1,84 @@
+"""``POST /webhooks/repository/sync``: Git pushes request a sync of the matching repositories.
+
+The signature is checked in constant time on the raw body before anything is parsed; any
+mismatch is a 401 that says no more. GitHub and GitLab deliveries with an id are acted on once
+(the id is recorded in PostgreSQL, so replays at any replica are acknowledged without a sync).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from streamspace import webhooks
+from streamspace_facade.catalog import request_sync
+from streamspace_facade.errors import ApiError, bad_request, unauthorized
+from streamspace_facade.state import audit, services
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024**2
+DELIVERY_RETENTION = "7 days"
+
+
+async def repository_sync(request: web.Request) -> web.Response:
+    svc = services(request)
+    auth = svc.settings.auth
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError(413, "TOO_LARGE", "webhook body larger than 1 MiB")
+    body = await request.read()
+    delivery = webhooks.identify(request.headers)
+    if not webhooks.verify(
+        delivery,
+        request.headers,
+        body,
+        auth.webhook_secret,
+        allow_unsigned=auth.webhook_allow_unsigned,
+    ):
+        log.warning("webhook from %s refused: bad or missing signature", request.remote)
+        raise unauthorized("invalid or missing webhook signature")
+    try:
+        push = webhooks.parse_push(delivery, body)
+    except webhooks.WebhookError as exc:
+        raise bad_request(str(exc)) from None
+    if push is None:
+        return web.json_response({"status": "ignored", "reason": "not a branch push"})
+    if delivery.delivery_id:
+        async with svc.db().connection(timeout=2) as conn:
+            cur = await conn.execute(
+                "INSERT INTO webhook_deliveries (provider, delivery_id) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (delivery.provider, delivery.delivery_id[:200]),
+            )
+            first = cur.rowcount == 1
+            await conn.execute(
+                "DELETE FROM webhook_deliveries WHERE received_at < now() - %s::interval",
+                (DELIVERY_RETENTION,),
+            )
+        if not first:
+            return web.json_response({"status": "duplicate", "repositories": [], "total": 0})
+    items, _ = await svc.kube.list("TemplateRepository", svc.namespace)
+    names = sorted(
+        str(obj["metadata"]["name"])
+        for obj in items
+        if not (obj.get("spec") or {}).get("suspend")
+        and webhooks.matches(
+            push, str(obj["spec"].get("url", "")), str(obj["spec"].get("branch", "main"))
+        )
+    )
+    await request_sync(request, names)
+    audit(
+        request,
+        "webhook",
+        "repository",
+        ",".join(names)[:500] or None,
+        {"provider": delivery.provider, "branch": push.branch, "repositories": names},
+    )
+    return web.json_response(
+        {"status": "accepted", "repositories": names, "total": len(names)}, status=202
+    )
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_post("/webhooks/repository/sync", repository_sync)
