@@ -20,13 +20,13 @@ import pytest
 from kubernetes import client, config
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from facade_testing import JWT_SECRET, WEBHOOK_SECRET, Client, FacadeThread, token
 from streamspace.config import Settings, load_dev_settings, load_settings
 from streamspace.dev.cluster import ControlPlane
 from streamspace.dev.postgres import LocalPostgres
 from streamspace.dev.process import wait_until
 from streamspace_facade.state import SERVICES
 from streamspace_operator.runtime import RunOptions, serve
-from facade_testing import JWT_SECRET, WEBHOOK_SECRET, Client, FacadeThread, token
 
 REPO = Path(__file__).resolve().parents[1]
 TIERS = ("unit", "integration", "e2e")
@@ -190,9 +190,7 @@ class Stack:
 
 
 @pytest.fixture
-def start_facade(
-    cluster: Cluster, namespace: str
-) -> Iterator[Callable[..., FacadeThread]]:
+def start_facade(cluster: Cluster, namespace: str) -> Iterator[Callable[..., FacadeThread]]:
     """Start facades on the test's namespace; keyword arguments become environment variables."""
     started: list[FacadeThread] = []
 

@@ -68,7 +68,9 @@ async def create_key(request: web.Request) -> web.Response:
         "role",
         str,
         required=True,
-        check=lambda r: None if r in apikeys.ROLES else f"must be one of {', '.join(apikeys.ROLES)}",
+        check=lambda r: (
+            None if r in apikeys.ROLES else f"must be one of {', '.join(apikeys.ROLES)}"
+        ),
     )
     name = fields.get("name", str) or ""
     fields.done()

@@ -96,10 +96,11 @@ async def audit_trail(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         response = await handler(request)
         status = response.status
-        return response
     except ApiError as exc:
         status, error = exc.status, exc.code
         raise
+    else:
+        return response
     finally:
         if PRINCIPAL in request or AUDIT in request:
             await _write_audit(request, status, error)
@@ -117,9 +118,10 @@ async def _write_audit(request: web.Request, status: int, error: str | None) -> 
         changes["error"] = error
     user = principal(request).user if PRINCIPAL in request else None
     pool = services(request).pool
+    if pool is None:
+        log.warning("audit record not stored (no database): %s", record)
+        return
     try:
-        if pool is None:
-            raise PoolTimeout("no database configured")
         async with pool.connection(timeout=2) as conn:
             await conn.execute(
                 "INSERT INTO audit_log (user_id, action, resource_type, resource_id, changes,"
@@ -194,9 +196,7 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
 
 def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Application:
     """The facade; ``kube`` replaces the client built from KUBECONFIG (tests)."""
-    app = web.Application(
-        client_max_size=1024**2, middlewares=[errors, authenticate, audit_trail]
-    )
+    app = web.Application(client_max_size=1024**2, middlewares=[errors, authenticate, audit_trail])
     svc = Services(settings=settings, kube=kube)
     app[SERVICES] = svc
     app[SETTINGS] = settings

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +45,17 @@ CREDENTIAL_FIELDS = {
     "password": "password",
     "sshPrivateKey": "ssh-privatekey",
     "knownHosts": "known_hosts",
+}
+
+
+REPOSITORY_FIELDS = {
+    "name", "url", "branch", "type", "authType", "authSecret", "syncInterval",
+    "autoInstall", "suspend", *CREDENTIAL_FIELDS,
+}  # fmt: skip
+NEEDED_KEYS = {
+    "token": {"token"},
+    "basic": {"username", "password"},
+    "ssh": {"ssh-privatekey", "known_hosts"},
 }
 
 
@@ -104,7 +115,9 @@ async def create_template(request: web.Request) -> web.Response:
     errors.update({key: "unknown field" for key in body})
     if errors:
         raise invalid(errors)
-    obj = await svc.kube.create("Template", svc.namespace, {"metadata": {"name": name}, "spec": spec})
+    obj = await svc.kube.create(
+        "Template", svc.namespace, {"metadata": {"name": name}, "spec": spec}
+    )
     audit(request, "create", "template", name, {"spec": spec})
     return web.json_response(template_view(obj), status=201)
 
@@ -239,7 +252,9 @@ async def sync_all(request: web.Request) -> web.Response:
     svc = services(request)
     require(request, "operator")
     items, _ = await svc.kube.list("TemplateRepository", svc.namespace)
-    names = sorted(str(i["metadata"]["name"]) for i in items if not (i.get("spec") or {}).get("suspend"))
+    names = sorted(
+        str(i["metadata"]["name"]) for i in items if not (i.get("spec") or {}).get("suspend")
+    )
     await request_sync(request, names)
     audit(request, "sync", "repository", "*", {"repositories": names})
     return web.json_response({"repositories": names, "total": len(names)}, status=202)
@@ -290,33 +305,12 @@ def _name_from_url(url: str) -> str:
     return name or "repository"
 
 
-async def create_repository(request: web.Request) -> web.Response:
-    svc = services(request)
-    require(request, "operator")
-    body = await json_body(request)
-    allowed = {
-        "name", "url", "branch", "type", "authType", "authSecret", "syncInterval",
-        "autoInstall", "suspend", *CREDENTIAL_FIELDS,
-    }  # fmt: skip
-    fields = Fields(body, allowed)
-    url = fields.get("url", str, required=True)
-    if url is not None:
-        try:
-            normalize_url(url, svc.settings.sync.allow_local_repos)
-        except RepositoryError as exc:
-            fields.fail("url", str(exc))
-    name = fields.get(
-        "name",
-        str,
-        check=lambda n: None if is_dns_label(n) and len(n) <= 58 else "must be a DNS label of 1-58 characters",
-    )
-    branch = fields.get("branch", str)
-    kind = fields.get("type", str, check=lambda t: None if t in ("template", "plugin") else "must be template or plugin")
-    auth_type = fields.get("authType", str, check=lambda t: None if t in AUTH_TYPES else f"must be one of {', '.join(AUTH_TYPES)}") or "none"
-    existing_secret = fields.get("authSecret", str, check=lambda n: None if is_object_name(n) else "must be a Secret name")
-    interval = fields.get("syncInterval", str, check=duration_problem)
-    auto_install = fields.get("autoInstall", bool)
-    suspend = fields.get("suspend", bool)
+def _one_of(*choices: str) -> Callable[[str], str | None]:
+    return lambda value: None if value in choices else f"must be one of {', '.join(choices)}"
+
+
+def _credentials(fields: Fields, auth_type: str, existing_secret: str | None) -> dict[str, str]:
+    """The credentials sent with the request, as the Secret keys the operator reads."""
     credentials = {
         key: value
         for field, key in CREDENTIAL_FIELDS.items()
@@ -324,50 +318,96 @@ async def create_repository(request: web.Request) -> web.Response:
     }
     if auth_type == "none" and (credentials or existing_secret):
         fields.fail("authType", "credentials were given; set authType to token, basic or ssh")
-    if auth_type != "none" and not credentials and not existing_secret:
+    elif auth_type != "none" and not credentials and not existing_secret:
         fields.fail("authType", f"{auth_type} auth needs credentials or authSecret")
-    if credentials and existing_secret:
+    elif credentials and existing_secret:
         fields.fail("authSecret", "give either credentials or authSecret, not both")
-    needed = {"token": {"token"}, "basic": {"username", "password"}, "ssh": {"ssh-privatekey", "known_hosts"}}
-    missing = needed.get(auth_type, set()) - set(credentials)
+    missing = NEEDED_KEYS.get(auth_type, set()) - set(credentials)
     if credentials and missing:
         fields.fail("authType", f"{auth_type} auth needs {', '.join(sorted(missing))}")
-    fields.done()
-    assert url is not None  # noqa: S101 (required above)
-    name = name or _name_from_url(url)
-    spec: dict[str, Any] = {"url": url.strip()}
-    for key, value in (
-        ("branch", branch), ("type", kind), ("syncInterval", interval),
-        ("autoInstall", auto_install), ("suspend", suspend),
-    ):  # fmt: skip
+    return credentials
+
+
+def _repository_request(
+    body: dict[str, Any], allow_local: bool
+) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """Validate a create request: the repository name, its spec and any credentials."""
+    fields = Fields(body, REPOSITORY_FIELDS)
+    url = fields.get("url", str, required=True)
+    if url is not None:
+        try:
+            normalize_url(url, allow_local)
+        except RepositoryError as exc:
+            fields.fail("url", str(exc))
+    name = fields.get(
+        "name",
+        str,
+        check=lambda n: (
+            None if is_dns_label(n) and len(n) <= 58 else "must be a DNS label of 1-58 characters"
+        ),
+    )
+    spec: dict[str, Any] = {}
+    for key, kind, check in (
+        ("branch", str, None),
+        ("type", str, _one_of("template", "plugin")),
+        ("syncInterval", str, duration_problem),
+        ("autoInstall", bool, None),
+        ("suspend", bool, None),
+    ):
+        value = fields.get(key, kind, check=check)
         if value is not None:
             spec[key] = value
-    secret_name = existing_secret or (f"{name}-auth" if credentials else None)
+    auth_type = fields.get("authType", str, check=_one_of(*AUTH_TYPES)) or "none"
+    existing_secret = fields.get(
+        "authSecret", str, check=lambda n: None if is_object_name(n) else "must be a Secret name"
+    )
+    credentials = _credentials(fields, auth_type, existing_secret)
+    fields.done()
+    name = name or _name_from_url(str(url))
+    spec["url"] = str(url).strip()
     if auth_type != "none":
+        secret_name = existing_secret or f"{name}-auth"
         spec["auth"] = {"type": auth_type, "secretRef": {"name": secret_name}}
-    if credentials:
+    return name, spec, credentials
+
+
+async def create_repository(request: web.Request) -> web.Response:
+    svc = services(request)
+    require(request, "operator")
+    name, spec, credentials = _repository_request(
+        await json_body(request), svc.settings.sync.allow_local_repos
+    )
+    secret_name = f"{name}-auth" if credentials else None
+    if secret_name:
         await svc.kube.create_secret(
             svc.namespace,
             {
-                "metadata": {"name": secret_name, "labels": {**MANAGED_BY, "stream.space/repository": name}},
+                "metadata": {
+                    "name": secret_name,
+                    "labels": {**MANAGED_BY, "stream.space/repository": name},
+                },
                 "type": "Opaque",
                 "data": {k: base64.b64encode(v.encode()).decode() for k, v in credentials.items()},
             },
         )
     try:
-        obj = await svc.kube.create("TemplateRepository", svc.namespace, {"metadata": {"name": name}, "spec": spec})
+        obj = await svc.kube.create(
+            "TemplateRepository", svc.namespace, {"metadata": {"name": name}, "spec": spec}
+        )
     except ApiError:
-        if credentials and secret_name:
+        if secret_name:
             await svc.kube.delete_secret(svc.namespace, secret_name)
         raise
-    if credentials and secret_name:
+    if secret_name:
         owner = {
             "apiVersion": f"{API_GROUP}/{API_VERSION}",
             "kind": "TemplateRepository",
             "name": name,
             "uid": obj["metadata"]["uid"],
         }
-        await svc.kube.patch_secret(svc.namespace, secret_name, {"metadata": {"ownerReferences": [owner]}})
+        await svc.kube.patch_secret(
+            svc.namespace, secret_name, {"metadata": {"ownerReferences": [owner]}}
+        )
     await svc.mirror.observed(REPOSITORIES, obj)
     audit(
         request,

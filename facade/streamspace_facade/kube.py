@@ -145,7 +145,13 @@ class Kube:
         return obj
 
     async def patch(
-        self, kind: str, namespace: str, name: str, patch: Mapping[str, Any], *, status: bool = False
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        status: bool = False,
     ) -> dict[str, Any]:
         """JSON merge patch of the object (or of its status subresource)."""
         call = (
@@ -224,6 +230,7 @@ class Kube:
         An ``ERROR`` event (e.g. 410 Gone) is yielded as is; the caller re-lists.
         """
         args: list[Any] = [API_GROUP, API_VERSION]
+        call: Any
         if namespace is None:
             call = self.custom.list_cluster_custom_object
         else:

@@ -58,8 +58,8 @@ class Mirror:
         self.leader = False
         self.ready = asyncio.Event()
         """Set while this replica is the writer and every table has been resynced."""
-        self.resyncs = 0
         self._migrated = False
+        self._resynced: dict[str, asyncio.Event] = {}
         self._deleted: dict[str, float] = {}  # uid → monotonic time of deletion
 
     @property
@@ -89,14 +89,16 @@ class Mirror:
         async with await psycopg.AsyncConnection.connect(
             self.database_url, autocommit=True, connect_timeout=5
         ) as lock_conn:
-            while not await self._try_lock(lock_conn):
+            while not await self._try_lock(lock_conn):  # noqa: ASYNC110 (polls PostgreSQL)
                 await asyncio.sleep(self.retry_seconds)
             log.info("this replica now writes the mirror (%s)", self.lock_key)
             self.leader = True
+            self._resynced = {t.name: asyncio.Event() for t in tables.TABLES}
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._hold(lock_conn))
-                followers = [group.create_task(self._follow(t)) for t in tables.TABLES]
-                group.create_task(self._announce_ready(followers))
+                for table in tables.TABLES:
+                    group.create_task(self._follow(table))
+                group.create_task(self._announce_ready())
 
     async def _try_lock(self, conn: psycopg.AsyncConnection) -> bool:
         cur = await conn.execute(
@@ -114,9 +116,8 @@ class Mirror:
             except psycopg.Error as exc:
                 raise LostLeadership(str(exc)) from None
 
-    async def _announce_ready(self, followers: list[asyncio.Task[None]]) -> None:
-        while self.resyncs < len(followers):
-            await asyncio.sleep(0.05)
+    async def _announce_ready(self) -> None:
+        await asyncio.gather(*(resynced.wait() for resynced in self._resynced.values()))
         self.ready.set()
 
     async def _follow(self, table: tables.Table) -> None:
@@ -125,15 +126,15 @@ class Mirror:
             async with self.pool.connection() as conn:
                 removed = await tables.resync(conn, table, items, self.namespace)
             log.info("mirror resynced %s: %d rows, %d removed", table.name, len(items), removed)
-            self.resyncs += 1
-            version = await self._watch(table, version)
-            if version is None:
-                continue  # expired: list again
+            self._resynced[table.name].set()
+            await self._watch(table, version)  # returns when the watch expired: list again
 
     async def _watch(self, table: tables.Table, version: str) -> str | None:
         """Apply watch events until the stream expires (None) — re-watching on timeouts."""
         while True:
-            async for kind, obj in self.kube.watch(table.kind, self.namespace, version, WATCH_SECONDS):
+            async for kind, obj in self.kube.watch(
+                table.kind, self.namespace, version, WATCH_SECONDS
+            ):
                 if kind == "ERROR":
                     log.info("mirror watch of %s expired: %s", table.name, obj.get("message"))
                     return None

@@ -95,6 +95,7 @@ async def _own_session(request: web.Request, name: str) -> dict[str, Any]:
         if exc.status == 404:
             raise not_found("session", name) from None
         raise
+    obj = dict(obj)
     owner = str((obj.get("spec") or {}).get("user", ""))
     if not _visible(principal(request), owner) or (obj["metadata"].get("deletionTimestamp")):
         raise not_found("session", name)
@@ -117,7 +118,9 @@ def _resources(fields: Fields) -> dict[str, Any] | None:
     allowed = {"cpu", "memory", "requests", "limits"}
     unknown = set(raw) - allowed
     if unknown:
-        fields.fail("resources", f"unknown keys {sorted(unknown)}; use cpu/memory or requests/limits")
+        fields.fail(
+            "resources", f"unknown keys {sorted(unknown)}; use cpu/memory or requests/limits"
+        )
         return None
     for key in ("cpu", "memory"):
         if key in raw and not isinstance(raw[key], str | int | float):

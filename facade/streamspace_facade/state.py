@@ -144,7 +144,13 @@ class Fields:
             raise invalid(self.errors)
 
 
-_TYPE_NAMES = {str: "a string", bool: "a boolean", int: "an integer", list: "a list", dict: "an object"}
+_TYPE_NAMES = {
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    list: "a list",
+    dict: "an object",
+}
 
 DURATION = re.compile(r"^[0-9]+(s|m|h)$")
 

@@ -23,10 +23,8 @@ from streamspace.catalog.parse import ParseResult, parse_repository
 from streamspace.conditions import Condition, merge_conditions, parse_timestamp, timestamp
 from streamspace.config import Settings
 from streamspace.db.catalog import (
-    RepositoryRow,
-    delete_repository,
+    delete_catalog,
     replace_catalog,
-    upsert_repository,
 )
 from streamspace.durations import parse_duration
 from streamspace.lifecycle import Event
@@ -37,7 +35,6 @@ log = logging.getLogger(__name__)
 SYNC_REQUESTED = f"{API_GROUP}/sync-requested"
 REPOSITORY_LABEL = f"{API_GROUP}/repository"
 TIMER_TICK = 30.0  # how often due syncs are looked for; syncs happen within one tick of due
-STATUS_WORDS = {"Pending": "pending", "Syncing": "syncing", "Ready": "synced", "Failed": "failed"}
 
 
 def _now() -> datetime:
@@ -60,32 +57,6 @@ async def credentials(ctx: Context, ns: str, spec: dict[str, Any]) -> Credential
         password=data.get("token") if kind == "token" else data.get("password"),
         ssh_private_key=data.get("ssh-privatekey"),
         known_hosts=data.get("known_hosts"),
-    )
-
-
-def _row(body: dict[str, Any], status: dict[str, Any]) -> RepositoryRow:
-    meta, spec = body["metadata"], body.get("spec") or {}
-    auth = spec.get("auth") or {}
-    return RepositoryRow(
-        uid=meta["uid"],
-        name=meta["name"],
-        namespace=meta["namespace"],
-        url=str(spec.get("url", "")),
-        branch=str(spec.get("branch", "main")),
-        type=str(spec.get("type", "template")),
-        auth_type=str(auth.get("type", "none")),
-        auth_secret=(auth.get("secretRef") or {}).get("name"),
-        sync_interval=spec.get("syncInterval"),
-        auto_install=bool(spec.get("autoInstall", False)),
-        suspend=bool(spec.get("suspend", False)),
-        status=STATUS_WORDS.get(str(status.get("phase")), "pending"),
-        message=status.get("message"),
-        last_sync=parse_timestamp(status.get("lastSyncTime")),
-        last_sync_commit=status.get("lastSyncCommit"),
-        template_count=int(status.get("templateCount") or 0),
-        plugin_count=int(status.get("pluginCount") or 0),
-        resource_version=str(meta.get("resourceVersion", "")),
-        created_at=parse_timestamp(meta.get("creationTimestamp")) or _now(),
     )
 
 
@@ -114,9 +85,6 @@ async def sync(ctx: Context, ns: str, name: str) -> None:
             previous.get("conditions"), [ready], generation, _now()
         )
         await ctx.api.patch_status("TemplateRepository", ns, name, status)
-        if ctx.db is not None:
-            async with ctx.db.connection() as conn:
-                await upsert_repository(conn, _row(body, {**previous, **status}))
         for event in events:
             await ctx.api.post_event(body, event)
 
@@ -154,7 +122,6 @@ async def _sync(ctx: Context, body: dict[str, Any]) -> tuple[dict[str, Any], lis
         }, []
     parsed = await asyncio.to_thread(parse_repository, snapshot.files, kind)
     async with ctx.db.connection() as conn, conn.transaction():
-        await upsert_repository(conn, _row(body, dict(body.get("status") or {})))
         await replace_catalog(conn, meta["uid"], parsed.templates, parsed.plugins)
     conflicts = []
     if kind == "template" and spec.get("autoInstall"):
@@ -254,7 +221,7 @@ async def repository_deleted(
     ctx = context(memo)
     if ctx.db is not None:
         async with ctx.db.connection() as conn:
-            await delete_repository(conn, uid)
+            await delete_catalog(conn, uid)
     log.info("repository %s/%s deleted; its catalog rows are gone", namespace, name)
 
 

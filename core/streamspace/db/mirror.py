@@ -139,7 +139,7 @@ def _upsert_statement(table: Table, columns: Iterable[str]) -> sql.Composed:
             for c in cols
             if c != "created_at"
         ),
-        newer=sql.SQL(_NEWER.format(table=table.name)),  # type: ignore[arg-type]
+        newer=sql.SQL(_NEWER.format(table=table.name)),
     )
 
 
