@@ -226,5 +226,5 @@ def stack(
     facade = start_facade(DATABASE_URL=database)
     assert facade.app is not None
     mirror = facade.app[SERVICES].mirror
-    assert wait_until(mirror.ready.is_set, timeout=30), "the mirror did not become ready"
+    assert wait_until(mirror.ready.is_set, timeout=60), "the mirror did not become ready"
     return Stack(facade.url, namespace, database, facade, facade.settings)

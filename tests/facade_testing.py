@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import socket
 import threading
-import urllib.error
-import urllib.request
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -44,12 +44,19 @@ class FacadeThread:
         self.thread = threading.Thread(target=self._run, name="facade", daemon=True)
 
     def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_until_complete(self._serve())
         except BaseException as exc:  # reported by stop()
             self.error = exc
             self.ready.set()
         finally:
+            # as asyncio.run does: finish what is still pending, so sockets close in this loop
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             self.loop.close()
 
     async def _serve(self) -> None:
@@ -110,18 +117,18 @@ class Client:
         raw: bytes | None = None,
     ) -> Response:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        request = urllib.request.Request(self.base + path, data=data, method=method)  # noqa: S310
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
+        sent = {"Content-Type": "application/json"} if data is not None else {}
         if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
-        for name, value in (headers or {}).items():
-            request.add_header(name, value)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as reply:  # noqa: S310
-                return Response(reply.status, _decode(reply.read()), dict(reply.headers))
-        except urllib.error.HTTPError as reply:
-            return Response(reply.code, _decode(reply.read()), dict(reply.headers))
+            sent["Authorization"] = f"Bearer {self.token}"
+        sent.update(headers or {})
+        parts = urllib.parse.urlsplit(self.base)
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
+        try:  # one connection per request, always closed: no socket outlives its request
+            connection.request(method, path, body=data, headers=sent)
+            reply = connection.getresponse()
+            return Response(reply.status, _decode(reply.read()), dict(reply.headers))
+        finally:
+            connection.close()
 
     def get(self, path: str, **kw: Any) -> Response:
         return self.request("GET", path, **kw)

@@ -103,6 +103,9 @@ class HttpSettings:
     cors_allowed_origins: tuple[str, ...] = ()
     """Origins allowed for browsers and WebSocket upgrades (``CORS_ALLOWED_ORIGINS``)."""
 
+    db_pool_size: int = 20
+    """PostgreSQL connections per facade process (``DB_POOL_SIZE``)."""
+
 
 @dataclass(frozen=True)
 class AuthSettings:
@@ -161,6 +164,12 @@ class _Reader:
 
     def flag(self, name: str) -> bool:
         return self.parsed(name, False, _parse_bool, "true or false")
+
+    def count(self, name: str, default: int, high: int) -> int:
+        value = self.parsed(name, default, int, "a whole number")
+        if not 0 < value <= high:
+            self.problems.append(f"{name}={value}: expected a number between 1 and {high}")
+        return value
 
     def port(self, name: str, default: int) -> int:
         value = self.parsed(name, default, int, "a port number")
@@ -227,6 +236,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         http=HttpSettings(
             port=read.port("PORT", HttpSettings.port),
+            db_pool_size=read.count("DB_POOL_SIZE", HttpSettings.db_pool_size, 1000),
             cors_allowed_origins=tuple(
                 origin.strip()
                 for origin in (read.text("CORS_ALLOWED_ORIGINS") or "").split(",")

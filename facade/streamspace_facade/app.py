@@ -14,6 +14,7 @@ one cleanup context, so start-up and shutdown happen in a fixed order.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,7 +29,7 @@ from streamspace import __version__
 from streamspace.config import Settings
 from streamspace_facade import admin, catalog, sessions, webhook
 from streamspace_facade.auth import Authenticator
-from streamspace_facade.errors import ApiError, unauthorized
+from streamspace_facade.errors import ApiError, invalid, unauthorized
 from streamspace_facade.kube import Kube, connect
 from streamspace_facade.mirror import Mirror, running
 from streamspace_facade.openapi import add_routes as add_openapi
@@ -60,6 +61,8 @@ _HTTP_CODES = {
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if any("\x00" in value for value in request.query.values()):
+        return _error_response(invalid({"query": "must not contain NUL characters"}))
     try:
         return await handler(request)
     except ApiError as exc:
@@ -90,8 +93,6 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 
 @web.middleware
 async def audit_trail(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.method not in MUTATING:
-        return await handler(request)
     status, error = 500, None
     try:
         response = await handler(request)
@@ -102,7 +103,8 @@ async def audit_trail(request: web.Request, handler: Handler) -> web.StreamRespo
     else:
         return response
     finally:
-        if PRINCIPAL in request or AUDIT in request:
+        # every mutating request, and reads that changed something (connect makes a Connection)
+        if (request.method in MUTATING and PRINCIPAL in request) or AUDIT in request:
             await _write_audit(request, status, error)
 
 
@@ -171,7 +173,7 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
             svc.pool = AsyncConnectionPool(
                 settings.database.url,
                 min_size=1,
-                max_size=10,
+                max_size=settings.http.db_pool_size,
                 open=False,
                 kwargs={"autocommit": True, "connect_timeout": 5},
                 reconnect_timeout=0,  # keep trying for ever: PostgreSQL may come back
@@ -190,6 +192,9 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
                 await svc.pool.close()
             await svc.kube.api.close()
             await svc.http.close()
+            # TLS connections to the API server finish closing on their own; give them the
+            # moment aiohttp recommends before the loop goes away
+            await asyncio.sleep(0.25)
 
     return context
 

@@ -184,7 +184,7 @@ async def list_catalog(request: web.Request) -> web.Response:
         "limit": limit,
         "offset": (page - 1) * limit,
     }
-    async with svc.db().connection(timeout=2) as conn, conn.cursor(row_factory=dict_row) as cur:
+    async with svc.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute("SELECT count(*) AS n " + _CATALOG_FROM, params)
         total = (await cur.fetchone() or {"n": 0})["n"]
         await cur.execute(
@@ -205,7 +205,7 @@ async def install_catalog_template(request: web.Request) -> web.Response:
     raw_id = request.match_info["id"]
     if not raw_id.isdigit() or len(raw_id) > 18:
         raise not_found("catalog template", raw_id)
-    async with svc.db().connection(timeout=2) as conn, conn.cursor(row_factory=dict_row) as cur:
+    async with svc.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT c.name, c.manifest, r.id AS repository FROM catalog_templates c "
             "JOIN repositories r ON r.uid = c.repository_uid "
@@ -227,7 +227,7 @@ async def install_catalog_template(request: web.Request) -> web.Response:
             "spec": manifest.get("spec") or {},
         },
     )
-    async with svc.db().connection(timeout=2) as conn:
+    async with svc.connection() as conn:
         await conn.execute(
             "UPDATE catalog_templates SET install_count = install_count + 1 WHERE id = %s",
             (int(raw_id),),
@@ -238,7 +238,9 @@ async def install_catalog_template(request: web.Request) -> web.Response:
 
 async def request_sync(request: web.Request, names: list[str]) -> None:
     svc = services(request)
-    stamp = timestamp(datetime.now(UTC))
+    # to the microsecond: the operator reacts to a change of the value, and two requests
+    # within one second must both be seen
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     for name in names:
         await svc.kube.patch(
             "TemplateRepository",
@@ -287,7 +289,7 @@ def repository_view(row: Mapping[str, Any]) -> dict[str, Any]:
 
 async def list_repositories(request: web.Request) -> web.Response:
     svc = services(request)
-    async with svc.db().connection(timeout=2) as conn, conn.cursor(row_factory=dict_row) as cur:
+    async with svc.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT * FROM repositories WHERE (%(ns)s::text IS NULL OR namespace = %(ns)s) "
             "ORDER BY name",

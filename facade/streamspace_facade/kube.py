@@ -17,6 +17,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from streamspace import API_GROUP, API_VERSION
+from streamspace.naming import is_object_name
 from streamspace_facade.errors import ApiError, conflict, invalid, unavailable
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ class Kube:
         self.core = client.CoreV1Api(api)
 
     async def _call(self, kind: str, name: str | None, call: Any, *args: Any, **kwargs: Any) -> Any:
+        if name is not None and not is_object_name(name):
+            # never let "." or ".." turn an object URL into its collection's
+            raise ApiError(404, "NOT_FOUND", f"{kind} {name!r} not found")
         try:
             response = await call(*args, _preload_content=False, **kwargs)
             raw = await response.read()

@@ -27,6 +27,7 @@ from streamspace.db import mirror as tables
 from streamspace.db.migrate import migrate
 from streamspace_facade.errors import ApiError
 from streamspace_facade.kube import Kube
+from streamspace_facade.state import DB_WAIT
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Mirror:
         """Set while this replica is the writer and every table has been resynced."""
         self._migrated = False
         self._resynced: dict[str, asyncio.Event] = {}
+        self._writing = asyncio.Lock()  # one write at a time: the writer is one, not one per task
         self._deleted: dict[str, float] = {}  # uid → monotonic time of deletion
 
     @property
@@ -73,10 +75,15 @@ class Mirror:
                 await self._cycle()
             except asyncio.CancelledError:
                 raise
-            except (psycopg.Error, PoolTimeout, ApiError, LostLeadership, OSError) as exc:
-                log.warning("mirror interrupted (%s); retrying in %.1fs", exc, self.retry_seconds)
-            except Exception:
-                log.exception("mirror failed; retrying in %.1fs", self.retry_seconds)
+            except Exception as exc:
+                if _expected(exc):
+                    log.warning(
+                        "mirror interrupted (%s); retrying in %.1fs",
+                        _reason(exc),
+                        self.retry_seconds,
+                    )
+                else:
+                    log.exception("mirror failed; retrying in %.1fs", self.retry_seconds)
             finally:
                 self.leader = False
                 self.ready.clear()
@@ -123,7 +130,7 @@ class Mirror:
     async def _follow(self, table: tables.Table) -> None:
         while True:
             items, version = await self.kube.list(table.kind, self.namespace)
-            async with self.pool.connection() as conn:
+            async with self._writing, self.pool.connection() as conn:
                 removed = await tables.resync(conn, table, items, self.namespace)
             log.info("mirror resynced %s: %d rows, %d removed", table.name, len(items), removed)
             self._resynced[table.name].set()
@@ -141,7 +148,7 @@ class Mirror:
                 version = str(obj["metadata"].get("resourceVersion") or version)
                 if kind == "BOOKMARK":
                     continue
-                async with self.pool.connection() as conn:
+                async with self._writing, self.pool.connection() as conn:
                     if kind == "DELETED":
                         self._tombstone(str(obj["metadata"]["uid"]))
                         await tables.remove(conn, table, str(obj["metadata"]["uid"]))
@@ -167,7 +174,7 @@ class Mirror:
     async def observed(self, table: tables.Table, obj: Mapping[str, Any]) -> None:
         """Read-your-writes for an object this replica has just written."""
         if self.leader:
-            async with self.pool.connection(timeout=2) as conn:
+            async with self._writing, self.pool.connection(timeout=DB_WAIT) as conn:
                 await self._apply(conn, table, obj)
             return
         await self._wait_for(table, obj)
@@ -176,7 +183,7 @@ class Mirror:
         """Read-your-writes for a deletion: the row is gone when this returns."""
         if self.leader:
             self._tombstone(uid)
-            async with self.pool.connection(timeout=2) as conn:
+            async with self._writing, self.pool.connection(timeout=DB_WAIT) as conn:
                 await tables.remove(conn, table, uid)
             return
         await self._wait_for(table, {"metadata": {"uid": uid, "deletionTimestamp": "now"}})
@@ -188,7 +195,7 @@ class Mirror:
         deadline = time.monotonic() + self.observe_timeout
         query = f"SELECT resource_version FROM {table.name} WHERE uid = %s"  # noqa: S608 (constant)
         while time.monotonic() < deadline:
-            async with self.pool.connection(timeout=2) as conn:
+            async with self.pool.connection(timeout=DB_WAIT) as conn:
                 cur = await conn.execute(query, (uid,))
                 row = await cur.fetchone()
             stored = None if row is None else str(row[0])
@@ -198,6 +205,22 @@ class Mirror:
                 return
             await asyncio.sleep(0.05)
         log.warning("mirror did not show %s %s within %.1fs", table.kind, uid, self.observe_timeout)
+
+
+EXPECTED = (psycopg.Error, PoolTimeout, ApiError, LostLeadership, OSError, TimeoutError)
+
+
+def _expected(exc: BaseException) -> bool:
+    """Outages of PostgreSQL or the API server, possibly grouped by the TaskGroup."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_expected(e) for e in exc.exceptions)
+    return isinstance(exc, EXPECTED)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_reason(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _not_older(stored: str, version: str) -> bool:

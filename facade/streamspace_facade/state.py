@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from streamspace.config import Settings
@@ -45,6 +47,13 @@ class Services:
             raise unavailable("no database configured")
         return self.pool
 
+    def connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
+        """A pooled connection; waits up to DB_WAIT seconds when every one is busy."""
+        return self.db().connection(timeout=DB_WAIT)
+
+
+DB_WAIT = 10.0
+"""Seconds a request waits for a pooled PostgreSQL connection before answering 503."""
 
 SERVICES = web.AppKey("services", Services)
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -128,6 +137,9 @@ class Fields:
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             names = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
             self.errors[self.path(key)] = f"must be {names}"
+            return None
+        if isinstance(value, str) and "\x00" in value:
+            self.errors[self.path(key)] = "must not contain NUL characters"
             return None
         if check is not None:
             problem = check(value)

@@ -45,7 +45,7 @@ async def repository_sync(request: web.Request) -> web.Response:
     if push is None:
         return web.json_response({"status": "ignored", "reason": "not a branch push"})
     if delivery.delivery_id:
-        async with svc.db().connection(timeout=2) as conn:
+        async with svc.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO webhook_deliveries (provider, delivery_id) VALUES (%s, %s) "
                 "ON CONFLICT DO NOTHING",

@@ -12,7 +12,9 @@ def test_smoke(stack, api: client.ApiClient) -> None:
     objects = Objects(api, stack.namespace)
     objects.create("templates", "firefox", TEMPLATE)
     alice = stack.client("alice")
-    r = alice.post("/api/v1/sessions", {"template": "firefox", "resources": {"memory": "1Gi", "cpu": "500m"}})
+    r = alice.post(
+        "/api/v1/sessions", {"template": "firefox", "resources": {"memory": "1Gi", "cpu": "500m"}}
+    )
     assert r.status == 201, r
     listed = alice.get("/api/v1/sessions")
     assert listed.status == 200 and listed.body["total"] == 1, listed

@@ -81,7 +81,13 @@ def normalize_url(url: str, allow_local: bool) -> str:
         if not path.startswith("/") or "\x00" in path:
             raise RepositoryError("a local repository needs an absolute path")
         return "file://" + path
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (validates the port)
+    except ValueError as exc:
+        raise RepositoryError(f"the URL cannot be parsed: {exc}") from None
+    if any(c in url for c in "\x00\r\n\t ") or not url.isprintable():
+        raise RepositoryError("the URL contains spaces or control characters")
     if parts.scheme not in ("https", "ssh"):
         raise RepositoryError(
             f"URL scheme {parts.scheme or '(none)'!r} is not allowed; use https:// or ssh://"

@@ -157,7 +157,16 @@ async def apply(conn: AsyncConnection, table: Table, obj: Mapping[str, Any]) -> 
         await remove(conn, table, str(obj["metadata"]["uid"]))
         return
     row = table.row(obj)
-    await conn.execute(_upsert_statement(table, row), _params(row))
+    async with conn.transaction():
+        # an object deleted and re-created under the same name before the DELETED event of
+        # the old one arrived: the old row goes now
+        await conn.execute(
+            sql.SQL("DELETE FROM {} WHERE namespace = %s AND id = %s AND uid <> %s").format(
+                sql.Identifier(table.name)
+            ),
+            (row["namespace"], row["id"], row["uid"]),
+        )
+        await conn.execute(_upsert_statement(table, row), _params(row))
 
 
 async def remove(conn: AsyncConnection, table: Table, uid: str) -> None:
@@ -179,13 +188,6 @@ async def resync(
     """
     live = [obj for obj in objects if not is_deleted(obj)]
     async with conn.transaction():
-        async with conn.cursor() as cur:
-            by_columns: dict[tuple[str, ...], list[Row]] = {}
-            for obj in live:
-                row = table.row(obj)
-                by_columns.setdefault(tuple(row), []).append(_params(row))
-            for columns, rows in by_columns.items():
-                await cur.executemany(_upsert_statement(table, columns), rows)
         uids = [str(obj["metadata"]["uid"]) for obj in live]
         cur = await conn.execute(
             sql.SQL(
@@ -194,4 +196,12 @@ async def resync(
             ).format(sql.Identifier(table.name)),
             {"uids": uids, "ns": namespace},
         )
-        return cur.rowcount
+        removed = cur.rowcount
+        async with conn.cursor() as cur:
+            by_columns: dict[tuple[str, ...], list[Row]] = {}
+            for obj in live:
+                row = table.row(obj)
+                by_columns.setdefault(tuple(row), []).append(_params(row))
+            for columns, rows in by_columns.items():
+                await cur.executemany(_upsert_statement(table, columns), rows)
+        return removed
