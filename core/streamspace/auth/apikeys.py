@@ -1,7 +1,7 @@
 """API keys: ``sk_`` followed by 43 URL-safe characters, stored only as a SHA-256 hash.
 
-The key is shown once, when it is created. A key has its own role (at most its user's powers are
-granted by the facade) and can be revoked; lookups compare hashes, never keys.
+The key is shown once, when it is created. A key carries its own role, fixed when it is minted,
+and can be revoked; lookups compare hashes, never keys.
 """
 
 from __future__ import annotations
