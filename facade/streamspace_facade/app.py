@@ -4,6 +4,7 @@ Middlewares, outermost first:
 
 * ``errors`` turns every failure into the JSON error shape (never a traceback); PostgreSQL
   being unreachable is a 503, an unexpected bug a 500 whose details stay in the log.
+* ``cors`` answers preflights and labels answers for browsers on ``CORS_ALLOWED_ORIGINS``.
 * ``authenticate`` establishes the caller (Bearer JWT or API key) on every route but the
   public ones (health, version, the OpenAPI document and the signed webhook).
 * ``audit_trail`` writes one ``audit_log`` row for every authenticated mutating request.
@@ -80,9 +81,35 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error_response(ApiError(500, "INTERNAL", "internal error"))
 
 
+CORS_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Max-Age": "600",
+}
+
+
+@web.middleware
+async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Browsers on ``CORS_ALLOWED_ORIGINS`` may call the API; nobody else gets CORS headers."""
+    origin = request.headers.get("Origin")
+    allowed = origin is not None and origin in services(request).settings.http.cors_allowed_origins
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        if not allowed:
+            return _error_response(ApiError(403, "FORBIDDEN", "origin not allowed"))
+        return web.Response(
+            status=204,
+            headers={"Access-Control-Allow-Origin": str(origin), "Vary": "Origin", **CORS_HEADERS},
+        )
+    response = await handler(request)
+    if allowed:
+        response.headers["Access-Control-Allow-Origin"] = str(origin)
+        response.headers["Vary"] = "Origin"
+    return response
+
+
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC or request.method == "OPTIONS":
+    if request.path in PUBLIC:
         return await handler(request)
     header = request.headers.get("Authorization")
     if not header:
@@ -201,7 +228,9 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
 
 def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Application:
     """The facade; ``kube`` replaces the client built from KUBECONFIG (tests)."""
-    app = web.Application(client_max_size=1024**2, middlewares=[errors, authenticate, audit_trail])
+    app = web.Application(
+        client_max_size=1024**2, middlewares=[errors, cors, authenticate, audit_trail]
+    )
     svc = Services(settings=settings, kube=kube)
     app[SERVICES] = svc
     app[SETTINGS] = settings

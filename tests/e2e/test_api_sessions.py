@@ -328,3 +328,27 @@ def test_a_second_replica_waits_for_the_writer_and_takes_over(
     assert wait_until(mirror.ready.is_set, TIMEOUT), "the standby did not take over"
     objects.create("sessions", "after-failover", {"user": "alice", "template": "firefox"})
     assert wait_until(lambda: "after-failover" in session_ids(via_second), TIMEOUT)
+
+
+def test_browsers_on_allowed_origins_only(
+    stack: Any, objects: Objects, start_facade: Callable[..., FacadeThread]
+) -> None:
+    facade = start_facade(
+        DATABASE_URL=stack.database_url, CORS_ALLOWED_ORIGINS="https://ui.example.org"
+    )
+    preflight = {"Origin": "https://ui.example.org", "Access-Control-Request-Method": "POST"}
+    reply = Client(facade.url).request("OPTIONS", "/api/v1/sessions", headers=preflight)
+    assert reply.status == 204
+    assert reply.headers["Access-Control-Allow-Origin"] == "https://ui.example.org"
+    assert "Authorization" in reply.headers["Access-Control-Allow-Headers"]
+    other = {**preflight, "Origin": "https://evil.example"}
+    refused = Client(facade.url).request("OPTIONS", "/api/v1/sessions", headers=other)
+    assert refused.status == 403 and "Access-Control-Allow-Origin" not in refused.headers
+    alice = Client(facade.url, token("alice"))
+    listed = alice.get("/api/v1/sessions", headers={"Origin": "https://ui.example.org"})
+    assert listed.status == 200
+    assert listed.headers["Access-Control-Allow-Origin"] == "https://ui.example.org"
+    assert (
+        "Access-Control-Allow-Origin"
+        not in alice.get("/api/v1/sessions", headers={"Origin": "https://evil.example"}).headers
+    )
