@@ -193,9 +193,9 @@ async def version(request: web.Request) -> web.Response:
 def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         settings = svc.settings
-        svc.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         if svc.kube is None:
             svc.kube = Kube(await connect(settings.kubernetes.kubeconfig))
+        svc.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         if settings.database.configured:
             svc.pool = AsyncConnectionPool(
                 settings.database.url,

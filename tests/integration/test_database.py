@@ -26,6 +26,7 @@ SPEC_TABLES = {
     "catalog_plugins",
     "installed_plugins",
     "plugin_ratings",
+    "webhook_deliveries",
 }
 
 

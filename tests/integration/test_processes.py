@@ -55,11 +55,13 @@ def test_operator_serves_liveness(operator_process: str, namespace: str) -> None
 
 
 @pytest.mark.asyncio
-async def test_facade_health_and_version() -> None:
-    async with TestClient(TestServer(create_app(load_settings({})))) as http:
+async def test_facade_health_and_version(cluster: Any) -> None:
+    """Without a database the facade still starts: health, version and JWT routes work."""
+    settings = load_settings({"KUBECONFIG": str(cluster.kubeconfig)})
+    async with TestClient(TestServer(create_app(settings))) as http:
         resp = await http.get("/health")
         assert resp.status == 200
-        assert await resp.json() == {"status": "ok"}
+        assert await resp.json() == {"status": "ok", "mirror": None, "mirrorReady": False}
         resp = await http.get("/version")
         assert (await resp.json())["version"] == __version__
 

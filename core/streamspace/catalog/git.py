@@ -86,12 +86,12 @@ def normalize_url(url: str, allow_local: bool) -> str:
         parts.port  # noqa: B018 (validates the port)
     except ValueError as exc:
         raise RepositoryError(f"the URL cannot be parsed: {exc}") from None
-    if any(c in url for c in "\x00\r\n\t ") or not url.isprintable():
-        raise RepositoryError("the URL contains spaces or control characters")
     if parts.scheme not in ("https", "ssh"):
         raise RepositoryError(
             f"URL scheme {parts.scheme or '(none)'!r} is not allowed; use https:// or ssh://"
         )
+    if " " in url or not url.isprintable():
+        raise RepositoryError("the URL contains spaces or control characters")
     if parts.password is not None or (parts.scheme == "https" and parts.username is not None):
         raise RepositoryError("credentials in the URL are not accepted; use auth.secretRef")
     host = parts.hostname or ""
