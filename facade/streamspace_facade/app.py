@@ -203,7 +203,6 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
                 max_size=settings.http.db_pool_size,
                 open=False,
                 kwargs={"autocommit": True, "connect_timeout": 5},
-                reconnect_timeout=0,  # keep trying for ever: PostgreSQL may come back
             )
             await svc.pool.open(wait=False)
             svc.mirror = Mirror(settings.database.url, svc.pool, svc.kube, svc.scope)

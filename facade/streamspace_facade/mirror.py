@@ -61,6 +61,7 @@ class Mirror:
         """Set while this replica is the writer and every table has been resynced."""
         self._migrated = False
         self._resynced: dict[str, asyncio.Event] = {}
+        self._lock_pid = 0
         self._writing = asyncio.Lock()  # one write at a time: the writer is one, not one per task
         self._deleted: dict[str, float] = {}  # uid → monotonic time of deletion
 
@@ -98,6 +99,12 @@ class Mirror:
         ) as lock_conn:
             while not await self._try_lock(lock_conn):  # noqa: ASYNC110 (polls PostgreSQL)
                 await asyncio.sleep(self.retry_seconds)
+            cur = await lock_conn.execute("SELECT pg_backend_pid()")
+            self._lock_pid = int((await cur.fetchone() or (0,))[0])
+            # A writer whose lock connection died notices within one hold interval; wait that
+            # long before writing, so that two replicas never both believe they are the writer.
+            # (Every write is also fenced on the lock, see _fence.)
+            await asyncio.sleep(self.retry_seconds + 0.5)
             log.info("this replica now writes the mirror (%s)", self.lock_key)
             self.leader = True
             self._resynced = {t.name: asyncio.Event() for t in tables.TABLES}
@@ -106,6 +113,18 @@ class Mirror:
                 for table in tables.TABLES:
                     group.create_task(self._follow(table))
                 group.create_task(self._announce_ready())
+
+    async def _fence(self, conn: psycopg.AsyncConnection) -> None:
+        """Refuse to write unless our lock connection still holds the mirror lock."""
+        cur = await conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND pid = %s)",
+            (self._lock_pid,),
+        )
+        row = await cur.fetchone()
+        if not (row and row[0]):
+            self.leader = False
+            raise LostLeadership("the mirror lock is gone")
 
     async def _try_lock(self, conn: psycopg.AsyncConnection) -> bool:
         cur = await conn.execute(
@@ -131,6 +150,7 @@ class Mirror:
         while True:
             items, version = await self.kube.list(table.kind, self.namespace)
             async with self._writing, self.pool.connection() as conn:
+                await self._fence(conn)
                 removed = await tables.resync(conn, table, items, self.namespace)
             log.info("mirror resynced %s: %d rows, %d removed", table.name, len(items), removed)
             self._resynced[table.name].set()
@@ -151,6 +171,7 @@ class Mirror:
                 async with self._writing, self.pool.connection() as conn:
                     if kind == "DELETED":
                         self._tombstone(str(obj["metadata"]["uid"]))
+                        await self._fence(conn)
                         await tables.remove(conn, table, str(obj["metadata"]["uid"]))
                     else:
                         await self._apply(conn, table, obj)
@@ -169,23 +190,33 @@ class Mirror:
             self._tombstone(uid)
         elif uid in self._deleted:
             return  # a late event of an object already gone must not bring its row back
+        await self._fence(conn)
         await tables.apply(conn, table, obj)
 
     async def observed(self, table: tables.Table, obj: Mapping[str, Any]) -> None:
         """Read-your-writes for an object this replica has just written."""
         if self.leader:
-            async with self._writing, self.pool.connection(timeout=DB_WAIT) as conn:
-                await self._apply(conn, table, obj)
-            return
+            try:
+                async with self._writing, self.pool.connection(timeout=DB_WAIT) as conn:
+                    await self._apply(conn, table, obj)
+            except LostLeadership:
+                pass  # the new writer stores it; wait for that below
+            else:
+                return
         await self._wait_for(table, obj)
 
     async def forget(self, table: tables.Table, uid: str) -> None:
         """Read-your-writes for a deletion: the row is gone when this returns."""
         if self.leader:
             self._tombstone(uid)
-            async with self._writing, self.pool.connection(timeout=DB_WAIT) as conn:
-                await tables.remove(conn, table, uid)
-            return
+            try:
+                async with self._writing, self.pool.connection(timeout=DB_WAIT) as conn:
+                    await self._fence(conn)
+                    await tables.remove(conn, table, uid)
+            except LostLeadership:
+                pass  # the new writer removes it; wait for that below
+            else:
+                return
         await self._wait_for(table, {"metadata": {"uid": uid, "deletionTimestamp": "now"}})
 
     async def _wait_for(self, table: tables.Table, obj: Mapping[str, Any]) -> None:
