@@ -1,32 +1,47 @@
 """``streamspace dev run``: the whole product on one machine, in the foreground.
 
 Full-profile control plane (or the cluster ``KUBECONFIG`` names, when asked), PostgreSQL (or
-``DATABASE_URL``), migrations, an admin API key, then ``streamspace operator`` and
-``streamspace facade`` as child processes. Ctrl-C stops what this command started, newest first,
-and nothing else.
+``DATABASE_URL``), migrations, an admin API key, the example Template and a local example
+template repository, then ``streamspace operator`` and ``streamspace facade`` as child processes,
+with webhook and JWT secrets made up for the run unless configured. What it prints at the end is
+a curl walkthrough of the REST API that works as pasted (``tests/e2e/test_walkthrough.py`` runs
+the same steps). Ctrl-C stops what this command started, newest first, and nothing else.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
+import secrets
+import shlex
+import shutil
 import signal
 import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import yaml
+from dulwich import porcelain
+from dulwich.refs import Ref
 
+from streamspace import API_GROUP, API_VERSION
 from streamspace.auth.apikeys import create_api_key
-from streamspace.config import DevSettings, Settings
+from streamspace.config import DevSettings, Settings, load_settings
 from streamspace.db.migrate import migrate
 from streamspace.dev import process
-from streamspace.dev.cluster import ClusterError, ControlPlane
+from streamspace.dev.cluster import ClusterError, ControlPlane, ensure_namespace
 from streamspace.dev.postgres import LocalPostgres
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+EXAMPLE_TEMPLATE = EXAMPLES / "template-firefox.yaml"
+EXAMPLE_REPOSITORY = "example-templates"
 
 
 def _facade_healthy(port: int) -> bool:
@@ -66,6 +81,68 @@ def _database(settings: Settings, dev: DevSettings, cleanups: Cleanups) -> str:
     if not already:
         cleanups.append(pg.down)
     return url
+
+
+def _apply_example_template(kubeconfig: Path, namespace: str) -> str:
+    """Create the example Template in ``namespace`` unless one of its name is there; its name."""
+    from kubernetes import client, config  # noqa: PLC0415 - heavy import, dev paths only
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+    manifest = yaml.safe_load(EXAMPLE_TEMPLATE.read_text())
+    manifest["metadata"]["namespace"] = namespace
+    name = str(manifest["metadata"]["name"])
+    ensure_namespace(kubeconfig, namespace)
+    api_client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    with api_client as api:
+        try:
+            client.CustomObjectsApi(api).create_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, "templates", manifest
+            )
+        except ApiException as exc:
+            if exc.status != 409:  # already there: a previous run's, or the user's own
+                raise
+    return name
+
+
+def _example_repository(state_dir: Path) -> Path:
+    """A local Git repository (branch ``main``) holding the example Template, made once."""
+    path = state_dir / EXAMPLE_REPOSITORY
+    if (path / ".git").is_dir():
+        return path
+    shutil.rmtree(path, ignore_errors=True)  # what an interrupted first attempt left
+    target = path / "browsers" / EXAMPLE_TEMPLATE.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(EXAMPLE_TEMPLATE.read_text())
+    with porcelain.init(str(path)) as repo:
+        repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/main"))
+    author = b"StreamSpace dev <dev@streamspace.invalid>"
+    porcelain.add(str(path), paths=[str(target)])
+    porcelain.commit(str(path), message=b"example template", author=author, committer=author)
+    return path
+
+
+def child_env(settings: Settings, inherited: Mapping[str, str]) -> dict[str, str]:
+    """The environment of the operator and the facade: ``inherited``, plus what the run adds.
+
+    Webhook and JWT secrets are made up for this run unless configured, and ``ALLOW_LOCAL_REPOS``
+    defaults to true, so that the example repository on this machine can be added.
+    """
+    env = {**inherited}
+    env.setdefault("ALLOW_LOCAL_REPOS", "true")
+    if not settings.auth.webhook_secret:
+        env["WEBHOOK_SECRET"] = secrets.token_hex(16)
+    if not settings.auth.jwt_secret:
+        env["JWT_SECRET"] = secrets.token_urlsafe(32)
+    return env
+
+
+def made_up_secrets(settings: Settings, env: Mapping[str, str]) -> dict[str, str]:
+    """The secrets ``child_env`` made up (not configured), by variable name."""
+    configured = {
+        "WEBHOOK_SECRET": settings.auth.webhook_secret,
+        "JWT_SECRET": settings.auth.jwt_secret,
+    }
+    return {name: env[name] for name, value in configured.items() if not value}
 
 
 def standalone_operator_argv(liveness_port: int) -> list[str]:
@@ -108,14 +185,18 @@ def run_stack(settings: Settings, dev: DevSettings, port: int | None = None) -> 
         print(f"database ready ({len(applied)} migration(s) applied)")
         with psycopg.connect(db_url, autocommit=True) as conn:
             admin_key = create_api_key(conn, "admin", "admin", name="make run")
+        namespace = settings.kubernetes.namespace
         facade_port = port or settings.http.port
         env = {
-            **os.environ,
+            **child_env(settings, os.environ),
             "KUBECONFIG": str(kubeconfig),
             "DATABASE_URL": db_url,
-            "NAMESPACE": settings.kubernetes.namespace,
+            "NAMESPACE": namespace,
             "PORT": str(facade_port),
         }
+        local_repos = load_settings(env).sync.allow_local_repos  # as the children will see it
+        template = _apply_example_template(kubeconfig, namespace)
+        repository = _example_repository(dev.state_dir) if local_repos else None
         logs = dev.state_dir / "logs"
         children = _start_processes(env, logs, cleanups)
         facade = children[1]
@@ -124,7 +205,16 @@ def run_stack(settings: Settings, dev: DevSettings, port: int | None = None) -> 
         )
         if not _facade_healthy(facade_port):
             raise ClusterError("the facade did not start:\n" + process.log_tail(facade))
-        _print_welcome(facade_port, admin_key, kubeconfig, logs)
+        about = Welcome(
+            api=f"http://127.0.0.1:{facade_port}",
+            key=admin_key,
+            template=template,
+            repository=repository,
+            made_up=made_up_secrets(settings, env),
+            kubeconfig=kubeconfig,
+            logs=logs,
+        )
+        print(welcome(about), flush=True)
         while not stop.wait(1.0):
             for child in children:
                 if not process.is_running(child):
@@ -139,28 +229,132 @@ def run_stack(settings: Settings, dev: DevSettings, port: int | None = None) -> 
                 cleanup()
 
 
-def _print_welcome(port: int, key: str, kubeconfig: Path, logs: Path) -> None:
-    api = f"http://127.0.0.1:{port}"
-    print(
-        f"""
+# -- what to try -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """What the start-up message needs to know about the run."""
+
+    api: str
+    key: str
+    """The admin API key minted for this run."""
+    template: str
+    """The Template applied at start-up."""
+    repository: Path | None
+    """The example Git repository, when local repositories are allowed."""
+    made_up: dict[str, str]
+    """Secrets made up for this run (``WEBHOOK_SECRET``, ``JWT_SECRET``), to export."""
+    kubeconfig: Path
+    logs: Path
+
+
+def _command() -> str:
+    """How to call ``streamspace`` from the directory this run was started in."""
+    script = Path(sys.executable).with_name("streamspace")
+    if not script.exists():
+        return "streamspace"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
+
+
+def welcome(w: Welcome) -> str:
+    """The start-up message: where things are, then a curl walkthrough to paste into a shell."""
+    q = shlex.quote
+    auth = '-H "Authorization: Bearer $TOKEN"'
+    js = '-H "Content-Type: application/json"'
+    cli = q(_command())
+    if w.repository is not None:
+        repo_name, repo_url = EXAMPLE_REPOSITORY, f"file://{w.repository}"
+        repo_note = "a local Git repository holding the example Template, to add below"
+    else:
+        repo_name, repo_url = "your-templates", "https://github.com/your-org/your-templates"
+        repo_note = "local repositories are off (ALLOW_LOCAL_REPOS); name one of yours"
+    session = {
+        "user": "alice",
+        "template": w.template,
+        "resources": {"memory": "2Gi", "cpu": "1000m"},
+    }
+    repository = {"name": repo_name, "url": repo_url, "branch": "main", "authType": "none"}
+    push = {"repository_url": repo_url, "branch": "main", "ref": "refs/heads/main"}
+    secrets_lines = "\n".join(
+        f"  export {name}={q(w.made_up[name])}   # made up for this run"
+        if name in w.made_up
+        else f"  # {name}: as configured in your environment"
+        for name in ("WEBHOOK_SECRET", "JWT_SECRET")
+    )
+    return f"""
 StreamSpace is running.
 
-  API:         {api}   (health: {api}/health)
-  Admin key:   {key}
-  Kubeconfig:  {kubeconfig}
-  Logs:        {logs}/operator.log, {logs}/facade.log
+  API:         {w.api}   (health: /health; OpenAPI: /api/v1/openapi.json)
+  Template:    {w.template} ({EXAMPLE_TEMPLATE.name}), applied at start-up
+  Repository:  {repo_url}
+               ({repo_note})
+  Kubeconfig:  {w.kubeconfig}
+  Logs:        {w.logs}/operator.log, {w.logs}/facade.log
 
-Try:
-  curl {api}/health
-  curl {api}/version
-  export KUBECONFIG={kubeconfig}
-  kubectl get crds | grep stream.space
-  kubectl apply -f examples/template-firefox.yaml -f examples/session.yaml
-  kubectl get ss,tpl -w
-  kubectl patch ss alice-firefox --type=merge -p '{{"spec":{{"state":"hibernated"}}}}'
-  kubectl apply -f examples/connection.yaml    # wakes it again
+Paste into a shell to try the REST API; every /api/v1 call needs the Authorization header.
+
+  export API={w.api}
+  export TOKEN={w.key}   # an admin API key, not shown again
+{secrets_lines}
+  field() {{ python3 -c "import json, sys; print(json.load(sys.stdin)['$1'])"; }}
+  phase() {{ for _ in $(seq 90); do  # wait up to 90 s for the session's phase to be $1
+    [ "$(curl -s {auth} $API/api/v1/sessions/$SID | field phase)" = "$1" ] && break; sleep 1
+  done; curl -s {auth} $API/api/v1/sessions/$SID | field phase; }}
+
+  # no sessions yet; create one for alice (an admin may name another user), see it run
+  curl -s {auth} $API/api/v1/sessions; echo
+  SID=$(curl -s {auth} {js} \\
+    -d {q(json.dumps(session))} \\
+    $API/api/v1/sessions | field id); echo $SID
+  curl -s {auth} $API/api/v1/sessions; echo
+  phase Running; curl -s {auth} $API/api/v1/sessions/$SID; echo   # with a url now
+
+  # hibernate it (its pod goes away); connecting wakes it again
+  curl -s -X PATCH {auth} {js} -d '{{"state": "hibernated"}}' $API/api/v1/sessions/$SID; echo
+  phase Hibernated
+  CONN=$(curl -s {auth} $API/api/v1/sessions/$SID/connect | field connectionId); echo $CONN
+  phase Running; curl -s {auth} $API/api/v1/sessions/$SID/connect; echo   # "ready": true
+  curl -s -X POST {auth} "$API/api/v1/sessions/$SID/heartbeat?connectionId=$CONN"; echo
+
+  # templates, then the catalog: empty until a repository is synced (ids are names)
+  curl -s {auth} $API/api/v1/templates; echo
+  curl -s {auth} "$API/api/v1/catalog/templates?category=Web%20Browsers"; echo
+  curl -s {auth} {js} \\
+    -d {q(json.dumps(repository))} \\
+    $API/api/v1/catalog/repositories; echo
+  curl -s {auth} $API/api/v1/catalog/repositories; echo   # "status": "pending"
+  curl -s -X POST {auth} $API/api/v1/catalog/repositories/{repo_name}/sync; echo
+  curl -s -X POST {auth} $API/api/v1/catalog/sync; echo
+  for _ in $(seq 60); do  # wait up to 60 s for the sync to fill the catalog
+    [ "$(curl -s {auth} "$API/api/v1/catalog/templates?category=Web%20Browsers" | field total)" \\
+      != 0 ] && break; sleep 1
+  done
+  curl -s {auth} "$API/api/v1/catalog/templates?category=Web%20Browsers"; echo
+  curl -s {auth} $API/api/v1/catalog/repositories; echo   # "status": "synced"
+
+  # a push notification as a Git host sends it, signed with WEBHOOK_SECRET: 202
+  BODY={q(json.dumps(push))}
+  SIG=$(printf '%s' "$BODY" | openssl dgst -sha256 -hmac "$WEBHOOK_SECRET" | awk '{{print $NF}}')
+  curl -s {js} -H "X-Webhook-Signature: $SIG" -d "$BODY" $API/webhooks/repository/sync; echo
+  curl -s -o /dev/null -w '%{{http_code}}\\n' {js} -H "X-Webhook-Signature: $(printf %064d 0)" \\
+    -d "$BODY" $API/webhooks/repository/sync   # a wrong signature: 401
+
+  # other callers: bob's API key gets 404 for alice's session; a JWT for alice sees it
+  BOB=$({cli} token create --user bob)
+  curl -s -H "Authorization: Bearer $BOB" $API/api/v1/sessions/$SID; echo
+  ALICE=$({cli} token jwt --user alice)
+  curl -s -H "Authorization: Bearer $ALICE" $API/api/v1/sessions/$SID; echo
+
+  # disconnect, then delete the session: 204
+  curl -s -X DELETE {auth} "$API/api/v1/sessions/$SID/disconnect?connectionId=$CONN"; echo
+  curl -s -o /dev/null -w '%{{http_code}}\\n' -X DELETE {auth} $API/api/v1/sessions/$SID
+
+The same objects with kubectl:
+  export KUBECONFIG={q(str(w.kubeconfig))}
+  kubectl get sessions,templates,connections,templaterepositories
 
 Press Ctrl-C to stop everything this command started.
-""",
-        flush=True,
-    )
+"""
