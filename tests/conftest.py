@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,6 +31,16 @@ from streamspace_operator.runtime import RunOptions, serve
 
 REPO = Path(__file__).resolve().parents[1]
 TIERS = ("unit", "integration", "e2e")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A run stopped with SIGTERM (``timeout``, CI cancelling) tears down like Ctrl-C, so the
+    session fixtures stop the control plane and PostgreSQL they started."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -253,12 +253,6 @@ def _schemas() -> dict[str, Schema]:
                 "state": STATE,
                 "phase": PHASE,
                 "status": {**PHASE, "description": "Same as phase (older clients)."},
-                "appType": _enum(
-                    "Once the operator has resolved the template.",
-                    "desktop",
-                    "webapp",
-                    nullable=True,
-                ),
                 "url": _nullable(_str("Where the session is reached, once running.")),
                 "podName": _nullable(_str("The session's pod, once running.")),
                 "activeConnections": _int("Connections now open.", minimum=0),

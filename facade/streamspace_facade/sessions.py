@@ -50,7 +50,6 @@ def session_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "state": row["state"],
         "phase": row["phase"] or "Pending",
         "status": row["phase"] or "Pending",
-        "appType": row["app_type"],
         "url": row["url"],
         "podName": row["pod_name"],
         "activeConnections": row["active_connections"],
@@ -74,7 +73,7 @@ def _ts(column: str) -> str:
 SESSION_JSON = f"""json_build_object(
     'id', id, 'name', id, 'namespace', namespace, 'user', user_id, 'template', template_name,
     'state', state, 'phase', coalesce(phase, 'Pending'), 'status', coalesce(phase, 'Pending'),
-    'appType', app_type, 'url', url, 'podName', pod_name,
+    'url', url, 'podName', pod_name,
     'activeConnections', active_connections, 'resources', resources,
     'persistentHome', persistent_home, 'idleTimeout', idle_timeout,
     'maxSessionDuration', max_session_duration, 'tags', to_json(tags),
