@@ -214,7 +214,12 @@ def https_git_server(
     )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    # The handshake happens in the handler thread (first read), not in accept(): a client that
+    # hangs up mid-handshake then fails inside the handler, whose socket socketserver closes,
+    # instead of leaving a half-made TLS socket behind in accept().
+    server.socket = context.wrap_socket(
+        server.socket, server_side=True, do_handshake_on_connect=False
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

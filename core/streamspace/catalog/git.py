@@ -281,6 +281,11 @@ def _fetch(
             return _read(repo, head, wanted, limits)
     finally:
         client.close()
+        pool = getattr(client, "pool_manager", None)
+        if (
+            pool is not None
+        ):  # dulwich's https client leaves its urllib3 pool (and TLS sockets) open
+            pool.clear()
         vendor.reap()
 
 
