@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import socket
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
@@ -16,17 +15,11 @@ from aiohttp import web
 
 from streamspace.auth.tokens import mint_hs256
 from streamspace.config import Settings
+from streamspace.dev.process import free_port
 from streamspace_facade.app import create_app
 
 JWT_SECRET = "test-jwt-secret-of-enough-length-for-hs256"
 WEBHOOK_SECRET = "test-webhook-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class FacadeThread:
@@ -34,7 +27,7 @@ class FacadeThread:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.port = free_port()
+        self.port = free_port()  # outside the ephemeral range: no race with clients
         self.url = f"http://127.0.0.1:{self.port}"
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -40,11 +41,28 @@ class Started:
         return cls(data["name"], int(data["pid"]), data["executable"], data["log"])
 
 
+# Below Linux's default ephemeral range (32768-60999): the kernel never hands these out as the
+# source port of an outgoing connection, so a port chosen here cannot be taken by some client's
+# connect() between the choice and the server's bind (which once killed the scheduler of a test
+# control plane: "bind: address already in use").
+_PORTS = range(20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now (and not handed out before)."""
+    for _ in range(200):
+        port = random.choice(_PORTS)  # noqa: S311 (not security relevant)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise OSError("no free TCP port found in 20000-31999 on 127.0.0.1")
 
 
 def start(
