@@ -20,7 +20,6 @@ from psycopg.rows import dict_row
 
 from streamspace import API_GROUP, API_VERSION
 from streamspace.catalog.git import RepositoryError, normalize_url
-from streamspace.conditions import timestamp
 from streamspace.db.mirror import REPOSITORIES
 from streamspace.naming import is_dns_label, is_object_name
 from streamspace.templates import infer_app_type
@@ -29,6 +28,7 @@ from streamspace_facade.state import (
     Fields,
     audit,
     duration_problem,
+    iso,
     json_body,
     query_int,
     require,
@@ -57,10 +57,6 @@ NEEDED_KEYS = {
     "basic": {"username", "password"},
     "ssh": {"ssh-privatekey", "known_hosts"},
 }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else timestamp(value)
 
 
 # --- templates ----------------------------------------------------------------------------------
@@ -148,7 +144,7 @@ def catalog_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "installCount": row["install_count"],
         "sourcePath": row["source_path"],
         "repository": {"id": row["repository_id"], "url": row["repository_url"]},
-        "updatedAt": _iso(row["updated_at"]),
+        "updatedAt": iso(row["updated_at"]),
     }
 
 
@@ -279,11 +275,11 @@ def repository_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "suspend": row["suspend"],
         "status": row["status"],
         "message": row["message"],
-        "lastSync": _iso(row["last_sync"]),
+        "lastSync": iso(row["last_sync"]),
         "lastSyncCommit": row["last_sync_commit"],
         "templateCount": row["template_count"],
         "pluginCount": row["plugin_count"],
-        "createdAt": _iso(row["created_at"]),
+        "createdAt": iso(row["created_at"]),
     }
 
 

@@ -26,6 +26,7 @@ from streamspace_facade.state import (
     Services,
     audit,
     duration_problem,
+    iso,
     json_body,
     principal,
     services,
@@ -33,10 +34,6 @@ from streamspace_facade.state import (
 
 STATES = ("running", "hibernated", "terminated")
 TAG_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else timestamp(value)
 
 
 def session_view(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,11 +55,11 @@ def session_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "idleTimeout": row["idle_timeout"],
         "maxSessionDuration": row["max_session_duration"],
         "tags": list(row["tags"] or []),
-        "lastActivity": _iso(row["last_activity"]),
-        "idleDeadline": _iso(row["idle_deadline"]),
-        "startedAt": _iso(row["started_at"]),
-        "hibernatedAt": _iso(row["hibernated_at"]),
-        "createdAt": _iso(row["created_at"]),
+        "lastActivity": iso(row["last_activity"]),
+        "idleDeadline": iso(row["idle_deadline"]),
+        "startedAt": iso(row["started_at"]),
+        "hibernatedAt": iso(row["hibernated_at"]),
+        "createdAt": iso(row["created_at"]),
     }
 
 
@@ -92,9 +89,9 @@ def connection_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "clientIP": row["client_ip"],
         "userAgent": row["user_agent"],
         "state": row["state"],
-        "connectedAt": _iso(row["connected_at"]),
-        "lastHeartbeat": _iso(row["last_heartbeat"]),
-        "createdAt": _iso(row["created_at"]),
+        "connectedAt": iso(row["connected_at"]),
+        "lastHeartbeat": iso(row["last_heartbeat"]),
+        "createdAt": iso(row["created_at"]),
     }
 
 

@@ -6,7 +6,8 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -14,8 +15,9 @@ from aiohttp import web
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from streamspace.conditions import timestamp
 from streamspace.config import Settings
-from streamspace_facade.errors import ApiError, bad_request, forbidden, invalid, unavailable
+from streamspace_facade.errors import bad_request, forbidden, invalid, unavailable
 from streamspace_facade.principal import Principal
 
 
@@ -29,7 +31,6 @@ class Services:
     mirror: Any = None  # streamspace_facade.mirror.Mirror
     auth: Any = None  # streamspace_facade.auth.Authenticator
     http: aiohttp.ClientSession | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def namespace(self) -> str:
@@ -184,10 +185,6 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     return value
 
 
-def client_ip(request: web.Request) -> str | None:
-    return request.remote
-
-
-def ensure(condition: bool, error: ApiError) -> None:
-    if not condition:
-        raise error
+def iso(value: datetime | None) -> str | None:
+    """A stored time as the API writes times (RFC 3339, UTC, to the second), or None."""
+    return None if value is None else timestamp(value)
