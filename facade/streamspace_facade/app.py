@@ -2,6 +2,7 @@
 
 Middlewares, outermost first:
 
+* ``measure`` times every request by route template and final status for ``/metrics``.
 * ``errors`` turns every failure into the JSON error shape (never a traceback); PostgreSQL
   being unreachable is a 503, an unexpected bug a 500 whose details stay in the log.
 * ``cors`` answers preflights and labels answers for browsers on ``CORS_ALLOWED_ORIGINS``.
@@ -28,7 +29,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from streamspace import __version__
 from streamspace.config import Settings
-from streamspace_facade import admin, catalog, sessions, webhook
+from streamspace_facade import admin, catalog, metrics, sessions, webhook
 from streamspace_facade.auth import Authenticator
 from streamspace_facade.errors import ApiError, invalid, unauthorized
 from streamspace_facade.kube import Kube, connect
@@ -228,7 +229,8 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
 def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Application:
     """The facade; ``kube`` replaces the client built from KUBECONFIG (tests)."""
     app = web.Application(
-        client_max_size=1024**2, middlewares=[errors, cors, authenticate, audit_trail]
+        client_max_size=1024**2,
+        middlewares=[metrics.measure, errors, cors, authenticate, audit_trail],
     )
     svc = Services(settings=settings, kube=kube)
     app[SERVICES] = svc
@@ -240,5 +242,6 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     catalog.add_routes(app.router)
     admin.add_routes(app.router)
     webhook.add_routes(app.router)
+    metrics.add_routes(app.router)
     add_openapi(app.router)
     return app

@@ -8,15 +8,19 @@ object names), so a client cannot grow the series count.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import (
+    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     PlatformCollector,
     ProcessCollector,
+    generate_latest,
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -44,3 +48,120 @@ WS_MESSAGES = Counter(
     ["stream", "type"],
     registry=REGISTRY,
 )
+
+# HTTP requests: route is the route's template (``/api/v1/sessions/{id}``) or ``unmatched``.
+HTTP_DURATION = Histogram(
+    "streamspace_http_request_duration_seconds",
+    "HTTP requests by method, route template and final status",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"
+
+# Repository webhook deliveries; provider ∈ github|gitlab|generic.
+WEBHOOK_DELIVERIES = Counter(
+    "streamspace_webhook_deliveries_total",
+    "Repository webhook deliveries by provider and result (accepted, no-match, duplicate,"
+    " ignored, unauthorized, invalid, too-large)",
+    ["provider", "result"],
+    registry=REGISTRY,
+)
+
+# The PostgreSQL mirror (see mirror.py); table ∈ the mirrored tables.
+MIRROR_EVENT_SECONDS = Histogram(
+    "streamspace_mirror_event_seconds",
+    "Seconds from receiving a watch event to its row change being committed, by table",
+    ["table"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+MIRROR_EVENTS = Counter(
+    "streamspace_mirror_events_total",
+    "Watch events written to the mirror, by table and type (ADDED, MODIFIED, DELETED)",
+    ["table", "type"],
+    registry=REGISTRY,
+)
+MIRROR_RESYNCS = Counter(
+    "streamspace_mirror_resyncs_total",
+    "Full resyncs of a mirror table (list, upsert all, delete vanished rows)",
+    ["table"],
+    registry=REGISTRY,
+)
+MIRROR_WRITER = Gauge(
+    "streamspace_mirror_writer",
+    "1 while this replica holds the mirror lock and writes the mirror, else 0",
+    registry=REGISTRY,
+)
+MIRROR_LAG = Gauge(
+    "streamspace_mirror_lag_seconds",
+    "Age of the oldest watch event received but not yet written to PostgreSQL; 0 when caught up",
+    registry=REGISTRY,
+)
+
+
+class Pending:
+    """Watch events received and not yet committed, for ``streamspace_mirror_lag_seconds``."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._since: dict[object, float] = {}
+
+    def start(self, key: object) -> float:
+        now = self.clock()
+        self._since[key] = now
+        return now
+
+    def done(self, key: object) -> float:
+        """Seconds since :meth:`start` of ``key``."""
+        now = self.clock()
+        return now - self._since.pop(key, now)
+
+    def lag(self) -> float:
+        if not self._since:
+            return 0.0
+        return max(0.0, self.clock() - min(self._since.values()))
+
+
+PENDING = Pending()
+MIRROR_LAG.set_function(PENDING.lag)
+
+
+def route_label(request: web.Request) -> str:
+    """The matched route's template, never the raw path (bounded label values)."""
+    resource = request.match_info.route.resource
+    return UNMATCHED if resource is None else resource.canonical
+
+
+@web.middleware
+async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Time every request by route and final status; outermost, so it sees error answers."""
+    start = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    else:
+        status = response.status
+        return response
+    finally:
+        # A WebSocket (101) lasts as long as the client stays: the websocket_* series count it.
+        if status != 101:
+            HTTP_DURATION.labels(
+                request.method if request.method in METHODS else "other",
+                route_label(request),
+                str(status),
+            ).observe(time.perf_counter() - start)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    del request
+    return web.Response(
+        body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/metrics", metrics)

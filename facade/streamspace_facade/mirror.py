@@ -27,6 +27,13 @@ from streamspace.db import mirror as tables
 from streamspace.db.migrate import migrate
 from streamspace_facade.errors import ApiError
 from streamspace_facade.kube import Kube
+from streamspace_facade.metrics import (
+    MIRROR_EVENT_SECONDS,
+    MIRROR_EVENTS,
+    MIRROR_RESYNCS,
+    MIRROR_WRITER,
+    PENDING,
+)
 from streamspace_facade.state import DB_WAIT
 
 log = logging.getLogger(__name__)
@@ -56,7 +63,7 @@ class Mirror:
         self.namespace = namespace
         self.retry_seconds = retry_seconds
         self.observe_timeout = observe_timeout
-        self.leader = False
+        self._leader = False
         self.ready = asyncio.Event()
         """Set while this replica is the writer and every table has been resynced."""
         self._migrated = False
@@ -64,6 +71,16 @@ class Mirror:
         self._lock_pid = 0
         self._writing = asyncio.Lock()  # one write at a time: the writer is one, not one per task
         self._deleted: dict[str, float] = {}  # uid → monotonic time of deletion
+
+    @property
+    def leader(self) -> bool:
+        """True while this replica holds the mirror lock and writes the tables."""
+        return self._leader
+
+    @leader.setter
+    def leader(self, value: bool) -> None:
+        self._leader = value
+        MIRROR_WRITER.set(1 if value else 0)
 
     @property
     def lock_key(self) -> str:
@@ -152,6 +169,7 @@ class Mirror:
             async with self._writing, self.pool.connection() as conn:
                 await self._fence(conn)
                 removed = await tables.resync(conn, table, items, self.namespace)
+            MIRROR_RESYNCS.labels(table.name).inc()
             log.info("mirror resynced %s: %d rows, %d removed", table.name, len(items), removed)
             self._resynced[table.name].set()
             await self._watch(table, version)  # returns when the watch expired: list again
@@ -168,13 +186,20 @@ class Mirror:
                 version = str(obj["metadata"].get("resourceVersion") or version)
                 if kind == "BOOKMARK":
                     continue
-                async with self._writing, self.pool.connection() as conn:
-                    if kind == "DELETED":
-                        self._tombstone(str(obj["metadata"]["uid"]))
-                        await self._fence(conn)
-                        await tables.remove(conn, table, str(obj["metadata"]["uid"]))
-                    else:
-                        await self._apply(conn, table, obj)
+                key = (id(self), table.name)  # events of one table are written one at a time
+                PENDING.start(key)
+                try:
+                    async with self._writing, self.pool.connection() as conn:
+                        if kind == "DELETED":
+                            self._tombstone(str(obj["metadata"]["uid"]))
+                            await self._fence(conn)
+                            await tables.remove(conn, table, str(obj["metadata"]["uid"]))
+                        else:
+                            await self._apply(conn, table, obj)
+                finally:
+                    seconds = PENDING.done(key)
+                MIRROR_EVENT_SECONDS.labels(table.name).observe(seconds)
+                MIRROR_EVENTS.labels(table.name, kind).inc()
 
     def _tombstone(self, uid: str) -> None:
         now = time.monotonic()

@@ -581,6 +581,8 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
         Op("get", "/health", "health", "Liveness", {200: "Health"}, public=True),
         Op("get", "/version", "version", "Version", {200: "Version"}, public=True),
         Op("get", "/api/v1/openapi.json", "openapi", "This document", {200: None}, public=True),
+        Op("get", "/metrics", "metrics", "Prometheus metrics (text exposition format)",
+           {200: None}, public=True),
         Op("get", "/api/v1/me", "me", "Who the caller is", {200: "Me"}),
     ),
     "sessions": (

@@ -14,6 +14,7 @@ from aiohttp import web
 from streamspace import webhooks
 from streamspace_facade.catalog import request_sync
 from streamspace_facade.errors import ApiError, bad_request, unauthorized
+from streamspace_facade.metrics import WEBHOOK_DELIVERIES
 from streamspace_facade.state import audit, services
 
 log = logging.getLogger(__name__)
@@ -22,13 +23,30 @@ MAX_BODY = 1024**2
 DELIVERY_RETENTION = "7 days"
 
 
+# refusals by status, for streamspace_webhook_deliveries_total{result}
+REFUSED = {400: "invalid", 401: "unauthorized", 413: "too-large"}
+
+
 async def repository_sync(request: web.Request) -> web.Response:
+    delivery = webhooks.identify(request.headers)
+    result = "error"
+    try:
+        result, response = await _deliver(request, delivery)
+    except (ApiError, web.HTTPException) as exc:  # HTTPException: a chunked body over the limit
+        result = REFUSED.get(exc.status, "error")
+        raise
+    finally:
+        WEBHOOK_DELIVERIES.labels(delivery.provider, result).inc()
+    return response
+
+
+async def _deliver(request: web.Request, delivery: webhooks.Delivery) -> tuple[str, web.Response]:
+    """The delivery's result (a metric label) and the answer."""
     svc = services(request)
     auth = svc.settings.auth
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise ApiError(413, "TOO_LARGE", "webhook body larger than 1 MiB")
     body = await request.read()
-    delivery = webhooks.identify(request.headers)
     if not webhooks.verify(
         delivery,
         request.headers,
@@ -43,7 +61,7 @@ async def repository_sync(request: web.Request) -> web.Response:
     except webhooks.WebhookError as exc:
         raise bad_request(str(exc)) from None
     if push is None:
-        return web.json_response({"status": "ignored", "reason": "not a branch push"})
+        return "ignored", web.json_response({"status": "ignored", "reason": "not a branch push"})
     if delivery.delivery_id:
         async with svc.connection() as conn:
             cur = await conn.execute(
@@ -57,7 +75,8 @@ async def repository_sync(request: web.Request) -> web.Response:
                 (DELIVERY_RETENTION,),
             )
         if not first:
-            return web.json_response({"status": "duplicate", "repositories": [], "total": 0})
+            answer = {"status": "duplicate", "repositories": [], "total": 0}
+            return "duplicate", web.json_response(answer)
     items, _ = await svc.kube.list("TemplateRepository", svc.namespace)
     names = sorted(
         str(obj["metadata"]["name"])
@@ -75,7 +94,7 @@ async def repository_sync(request: web.Request) -> web.Response:
         ",".join(names)[:500] or None,
         {"provider": delivery.provider, "branch": push.branch, "repositories": names},
     )
-    return web.json_response(
+    return "accepted" if names else "no-match", web.json_response(
         {"status": "accepted", "repositories": names, "total": len(names)}, status=202
     )
 
