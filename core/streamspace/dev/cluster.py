@@ -5,7 +5,9 @@ Profiles:
 * ``minimal`` — etcd and kube-apiserver: enough for CRD validation, the operator's watches and
   the facade.
 * ``full`` — adds kube-controller-manager, kube-scheduler and kwok with fake Nodes, so that a
-  Deployment gets a Pod that is scheduled and becomes Ready without a kubelet.
+  Deployment gets a Pod that is scheduled and becomes Ready without a kubelet. kwok also plays
+  the kubelet's log endpoint: ``pods/log`` (``kubectl logs -f``) serves the lines a test writes
+  with ``ControlPlane.write_pod_log`` (see ``podlogs``).
 
 Everything lives in one state directory (``.streamspace`` for the dev stack, a temporary one in
 tests): key material, etcd data, logs, ``cluster/state.json`` with the pids we started, and the
@@ -16,6 +18,7 @@ minimal cluster into a full one); ``down`` stops exactly the processes recorded 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import logging
 import shutil
@@ -30,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from streamspace.dev import binaries, pki, process
+from streamspace.dev import binaries, pki, podlogs, process
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,7 @@ class ClusterState:
     profile: str = "minimal"
     api_port: int = 0
     etcd_port: int = 0
+    kubelet_port: int = 0  # kwok's kubelet-like server (full profile): pod logs
     token: str = field(default="", repr=False)
     processes: dict[str, process.Started] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -62,6 +66,7 @@ class ClusterState:
             "profile": self.profile,
             "api_port": self.api_port,
             "etcd_port": self.etcd_port,
+            "kubelet_port": self.kubelet_port,
             "token": self.token,
             "processes": {name: rec.as_dict() for name, rec in self.processes.items()},
             "timings": self.timings,
@@ -75,6 +80,7 @@ class ClusterState:
             profile=data["profile"],
             api_port=data["api_port"],
             etcd_port=data["etcd_port"],
+            kubelet_port=data.get("kubelet_port", 0),
             token=data["token"],
             processes={
                 name: process.Started.from_dict(rec) for name, rec in data["processes"].items()
@@ -93,6 +99,7 @@ class ControlPlane:
         self.dir = state_dir / "cluster"
         self.kubeconfig = state_dir / "kubeconfig"
         self._state_file = self.dir / "state.json"
+        self.pod_logs_dir = self.dir / "pod-logs"
 
     # -- state -------------------------------------------------------------------------------
 
@@ -210,6 +217,9 @@ class ControlPlane:
                 "--authorization-mode=RBAC",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--endpoint-reconciler-type=none",  # loopback may not appear in Endpoints
+                # pods/log and exec reach kwok's kubelet endpoint on the nodes' 127.0.0.1; their
+                # Hostname address (the node name) resolves nowhere.
+                "--kubelet-preferred-address-types=InternalIP",
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--v=1",
@@ -258,10 +268,18 @@ class ControlPlane:
                 self.dir / "logs" / f"{name}.log",
             )
             self._save(state)
+        package = resources.files("streamspace.dev")
         stages = self.dir / "kwok-stages.yaml"
-        stages.write_text(
-            resources.files("streamspace.dev").joinpath("kwok-stages.yaml").read_text()
-        )
+        stages.write_text(package.joinpath("kwok-stages.yaml").read_text())
+        # kwok watches Logs objects (one per pod that prints, see podlogs), so its CRD comes first.
+        kwok_crds = self.dir / "kwok-crds"
+        kwok_crds.mkdir(exist_ok=True)
+        (kwok_crds / "logs.yaml").write_text(package.joinpath("kwok-logs-crd.yaml").read_text())
+        apply_crds(self.kubeconfig, kwok_crds, timeout)
+        # The nodes' InternalIP and kubelet port (set by the node-ready stage from --node-ip and
+        # --node-port) lead the API server to kwok's server, which serves HTTPS with a cert of its
+        # own (the API server has no --kubelet-certificate-authority, so it does not verify it).
+        state.kubelet_port = process.free_port()
         state.processes["kwok"] = process.start(
             "kwok",
             [
@@ -270,7 +288,10 @@ class ControlPlane:
                 f"--config={stages}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-label-selector={KWOK_NODE_LABEL}=true",
-                f"--server-address=127.0.0.1:{process.free_port()}",
+                f"--server-address=127.0.0.1:{state.kubelet_port}",
+                "--node-ip=127.0.0.1",
+                f"--node-port={state.kubelet_port}",
+                "--enable-crds=Logs",
                 "--node-lease-duration-seconds=40",
             ],
             self.dir / "logs" / "kwok.log",
@@ -283,6 +304,49 @@ class ControlPlane:
             self._wait(state, name, lambda: True, timeout)
         self._wait(state, "kwok", lambda: fake_nodes_ready(self.kubeconfig), timeout)
         state.timings["full_start_seconds"] = round(time.monotonic() - started, 2)
+
+    # -- pod logs (full profile) -------------------------------------------------------------
+
+    def pod_log(self, namespace: str, pod: str, container: str, timeout: float = 30.0) -> Path:
+        """The file served as the logs of ``container`` in ``namespace/pod``, once kwok serves it.
+
+        ``<plane dir>/pod-logs/<namespace>/<pod>/<container>.log``, created empty if missing,
+        and named by the pod's kwok ``Logs`` object (created here; the namespace must exist, the
+        pod need not yet). Lines appended in the CRI log format (``podlogs.cri_lines``) are what
+        ``pods/log`` returns for that container, and what a follower receives next.
+        """
+        state = self.load_state()
+        if state is None or state.profile != "full" or not state.kubelet_port:
+            raise ClusterError("pod logs need the full profile, started by this version")
+        path = podlogs.log_path(self.pod_logs_dir, namespace, pod, container)
+        podlogs.ensure(
+            self.kubeconfig,
+            state.kubelet_port,
+            path,
+            namespace=namespace,
+            pod=pod,
+            container=container,
+            timeout=timeout,
+        )
+        return path
+
+    def write_pod_log(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        *lines: str,
+        stream: str = "stdout",
+        at: dt.datetime | None = None,
+    ) -> Path:
+        """Make ``container`` of ``namespace/pod`` print ``lines`` on ``stream``; return the file.
+
+        Each line becomes one record stamped ``at`` (default: now, UTC), appended in one write.
+        """
+        path = self.pod_log(namespace, pod, container)
+        with path.open("a", encoding="utf-8") as file:
+            file.write(podlogs.cri_lines(lines, stream, at))
+        return path
 
     def _wait(self, state: ClusterState, name: str, ready: Any, timeout: float) -> None:
         record = state.processes[name]
