@@ -25,7 +25,7 @@ from facade_testing import JWT_SECRET, WEBHOOK_SECRET, Client, FacadeThread, tok
 from streamspace.config import Settings, load_dev_settings, load_settings
 from streamspace.dev.cluster import ControlPlane
 from streamspace.dev.postgres import LocalPostgres
-from streamspace.dev.process import wait_until
+from streamspace.dev.process import free_port, wait_until
 from streamspace_facade.state import SERVICES
 from streamspace_operator.runtime import RunOptions, serve
 
@@ -139,6 +139,10 @@ class OperatorThread:
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="operator", daemon=True)
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.settings.metrics.host}:{self.settings.metrics.port}/metrics"
+
     def _run(self) -> None:
         options = RunOptions(
             liveness_endpoint=None,
@@ -168,13 +172,19 @@ class OperatorThread:
 def start_operator(cluster: Cluster, namespace: str) -> Iterator[Callable[..., OperatorThread]]:
     """Start the operator on the test's namespace; extra env like RECONCILE_INTERVAL="1s".
 
-    Standalone unless a peering ``priority`` is given.
+    Standalone unless a peering ``priority`` is given. Each serves /metrics on a port of its own.
     """
     started: list[OperatorThread] = []
 
     def start(priority: int | None = None, **env: str) -> OperatorThread:
         settings = load_settings(
-            {"KUBECONFIG": str(cluster.kubeconfig), "NAMESPACE": namespace, **env}
+            {
+                "KUBECONFIG": str(cluster.kubeconfig),
+                "NAMESPACE": namespace,
+                "METRICS_HOST": "127.0.0.1",
+                "METRICS_PORT": str(free_port()),
+                **env,
+            }
         )
         operator = OperatorThread(settings, priority).start()
         started.append(operator)
@@ -195,6 +205,7 @@ class Stack:
     database_url: str
     facade: FacadeThread
     settings: Settings
+    operator: OperatorThread | None = None
 
     def client(self, user: str | None, role: str = "user") -> Client:
         return Client(self.url, None if user is None else token(user, role))
@@ -233,9 +244,9 @@ def stack(
     start_facade: Callable[..., FacadeThread],
 ) -> Stack:
     """The product as a user meets it: operator and facade sharing one fresh database."""
-    start_operator(DATABASE_URL=database, ALLOW_LOCAL_REPOS="true")
+    operator = start_operator(DATABASE_URL=database, ALLOW_LOCAL_REPOS="true")
     facade = start_facade(DATABASE_URL=database)
     assert facade.app is not None
     mirror = facade.app[SERVICES].mirror
     assert wait_until(mirror.ready.is_set, timeout=60), "the mirror did not become ready"
-    return Stack(facade.url, namespace, database, facade, facade.settings)
+    return Stack(facade.url, namespace, database, facade, facade.settings, operator)

@@ -126,6 +126,17 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """The operator's Prometheus endpoint (the facade serves ``/metrics`` on its own ``PORT``)."""
+
+    host: str = "0.0.0.0"  # noqa: S104 (scraped from other pods)
+    """Address the operator's ``/metrics`` listens on (``METRICS_HOST``)."""
+
+    port: int = 9090
+    """Port of the operator's ``/metrics`` (``METRICS_PORT``); 0 serves no metrics."""
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = DatabaseSettings()
     kubernetes: KubernetesSettings = KubernetesSettings()
@@ -133,6 +144,7 @@ class Settings:
     sync: SyncSettings = SyncSettings()
     http: HttpSettings = HttpSettings()
     auth: AuthSettings = AuthSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
 
 class _Reader:
@@ -171,8 +183,10 @@ class _Reader:
             self.problems.append(f"{name}={value}: expected a number between 1 and {high}")
         return value
 
-    def port(self, name: str, default: int) -> int:
+    def port(self, name: str, default: int, *, zero_disables: bool = False) -> int:
         value = self.parsed(name, default, int, "a port number")
+        if value == 0 and zero_disables:
+            return value
         if not 0 < value < 65536:
             self.problems.append(f"{name}={value}: expected a port number between 1 and 65535")
         return value
@@ -249,6 +263,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             oidc_audience=read.text("OIDC_AUDIENCE"),
             webhook_secret=read.text("WEBHOOK_SECRET"),
             webhook_allow_unsigned=read.flag("WEBHOOK_ALLOW_UNSIGNED"),
+        ),
+        metrics=MetricsSettings(
+            host=read.text("METRICS_HOST", MetricsSettings.host) or MetricsSettings.host,
+            port=read.port("METRICS_PORT", MetricsSettings.port, zero_disables=True),
         ),
     )
     if settings.auth.oidc_issuer and not settings.auth.oidc_audience:

@@ -13,12 +13,18 @@ from streamspace_operator.runtime import RunOptions, run
 def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     kube = settings.kubernetes
+    metrics = settings.metrics
     settings = dataclasses.replace(
         settings,
         kubernetes=dataclasses.replace(
             kube,
             namespace=args.namespace or kube.namespace,
             all_namespaces=args.all_namespaces or kube.all_namespaces,
+        ),
+        metrics=dataclasses.replace(
+            metrics,
+            host=args.metrics_host or metrics.host,
+            port=metrics.port if args.metrics_port is None else args.metrics_port,
         ),
     )
     return run(
@@ -29,6 +35,13 @@ def _run(args: argparse.Namespace) -> int:
             priority=args.priority,
         ),
     )
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value < 65536:
+        raise argparse.ArgumentTypeError(f"{raw}: expected 0 (off) or a port number")
+    return value
 
 
 def register(subparsers: Any) -> None:
@@ -42,6 +55,14 @@ def register(subparsers: Any) -> None:
         "--liveness",
         default="http://0.0.0.0:8081/healthz",
         help="liveness endpoint URL ('' to disable); default %(default)s",
+    )
+    parser.add_argument(
+        "--metrics-host", help="address of the Prometheus /metrics endpoint; default METRICS_HOST"
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        help="port of the Prometheus /metrics endpoint, 0 for none; default METRICS_PORT or 9090",
     )
     parser.add_argument(
         "--standalone", action="store_true", help="no peering: for a single local replica only"

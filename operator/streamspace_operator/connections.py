@@ -30,6 +30,7 @@ from streamspace.durations import parse_duration
 from streamspace.idle import ConnectionView, IdleDecision, IdleInput, evaluate
 from streamspace.lifecycle import CAUSE_ANNOTATION, Event
 from streamspace_operator.context import Context, context, namespaced
+from streamspace_operator.metrics import timed
 
 log = logging.getLogger(__name__)
 
@@ -306,9 +307,15 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     kopf.index(API_GROUP, API_VERSION, "connections", registry=registry, id=INDEX)(
         connections_by_session
     )
-    kopf.on.event(API_GROUP, API_VERSION, "connections", registry=registry)(connection_event)
+    kopf.on.event(API_GROUP, API_VERSION, "connections", registry=registry)(
+        timed("Connection")(connection_event)
+    )
     sessions = (API_GROUP, API_VERSION, "sessions")
     heartbeat = settings.sessions.heartbeat_check_interval.total_seconds()
     idle = settings.sessions.idle_check_interval.total_seconds()
-    kopf.timer(*sessions, registry=registry, id="stale_check", interval=heartbeat)(stale_check)
-    kopf.timer(*sessions, registry=registry, id="idle_check", interval=idle)(idle_check)
+    kopf.timer(*sessions, registry=registry, id="stale_check", interval=heartbeat)(
+        timed("Session")(stale_check)
+    )
+    kopf.timer(*sessions, registry=registry, id="idle_check", interval=idle)(
+        timed("Session")(idle_check)
+    )

@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from streamspace.config import Settings
 from streamspace.db.migrate import migrate
-from streamspace_operator import connections, repositories, sessions, templates
+from streamspace_operator import connections, metrics, repositories, sessions, templates
 from streamspace_operator.context import context
 from streamspace_operator.kube import Kube, connect
 
@@ -82,4 +82,5 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     templates.register(registry, settings)
     connections.register(registry, settings)
     repositories.register(registry, settings)
+    metrics.register(registry, settings)
     return registry

@@ -29,11 +29,13 @@ from streamspace.db.catalog import (
 from streamspace.durations import parse_duration
 from streamspace.lifecycle import Event
 from streamspace_operator.context import Context, context, namespaced
+from streamspace_operator.metrics import timed, timing_sync
 
 log = logging.getLogger(__name__)
 
 SYNC_REQUESTED = f"{API_GROUP}/sync-requested"
 REPOSITORY_LABEL = f"{API_GROUP}/repository"
+KIND = "TemplateRepository"
 TIMER_TICK = 30.0  # how often due syncs are looked for; syncs happen within one tick of due
 
 
@@ -69,7 +71,8 @@ async def sync(ctx: Context, ns: str, name: str) -> None:
         previous = dict(body.get("status") or {})
         await ctx.api.patch_status("TemplateRepository", ns, name, {"phase": "Syncing"})
         try:
-            status, events = await _sync(ctx, body)
+            with timing_sync():
+                status, events = await _sync(ctx, body)
         except RepositoryError as exc:
             status = {
                 "phase": "Failed",
@@ -227,12 +230,15 @@ async def repository_deleted(
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     repos = (API_GROUP, API_VERSION, "templaterepositories")
-    kopf.on.create(*repos, registry=registry, backoff=10)(repository_changed)
-    kopf.on.update(*repos, registry=registry, field="spec", backoff=10)(repository_changed)
+    changed = timed(KIND)(repository_changed)
+    kopf.on.create(*repos, registry=registry, backoff=10)(changed)
+    kopf.on.update(*repos, registry=registry, field="spec", backoff=10)(changed)
     annotation = ("metadata", "annotations", SYNC_REQUESTED)  # a tuple: the key holds dots
     kopf.on.field(*repos, registry=registry, id="sync_requested", field=annotation, backoff=10)(
-        repository_changed
+        timed(KIND, "sync_requested")(repository_changed)
     )
     tick = min(TIMER_TICK, settings.sync.interval.total_seconds())
-    kopf.timer(*repos, registry=registry, id="sync_due", interval=tick)(repository_due)
-    kopf.on.delete(*repos, registry=registry)(repository_deleted)
+    kopf.timer(*repos, registry=registry, id="sync_due", interval=tick)(
+        timed(KIND, "sync_due")(repository_due)
+    )
+    kopf.on.delete(*repos, registry=registry)(timed(KIND)(repository_deleted))

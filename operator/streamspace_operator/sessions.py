@@ -26,6 +26,7 @@ from streamspace.lifecycle import (
 from streamspace.manifests import MANAGED_BY, SESSION_ANNOTATION, selector
 from streamspace.naming import workload_name
 from streamspace_operator.context import Context, context, namespaced
+from streamspace_operator.metrics import timed, transitioned
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> None:
             await kube.patch_status("Session", namespace, name, plan.status)
         for event in plan.events:
             await kube.post_event(body, event)
+            transitioned(event.reason, session)
         if plan.spec_patch:
             await kube.patch_custom("Session", namespace, name, {"spec": plan.spec_patch})
         if plan.clear_cause:
@@ -95,13 +97,14 @@ async def child_changed(memo: kopf.Memo, namespace: str | None, meta: kopf.Meta,
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     sessions = (API_GROUP, API_VERSION, "sessions")
+    changed = timed("Session")(session_changed)
     for decorator in (kopf.on.resume, kopf.on.create, kopf.on.update):
-        decorator(*sessions, registry=registry, backoff=RETRY_BACKOFF)(session_changed)
+        decorator(*sessions, registry=registry, backoff=RETRY_BACKOFF)(changed)
     interval = settings.sessions.reconcile_interval.total_seconds()
     # The drift timer: catches up with anything a missed event left behind, and enforces
     # maxSessionDuration within one interval.
     kopf.timer(
         *sessions, registry=registry, id="session_drift", interval=interval, initial_delay=interval
-    )(session_changed)
+    )(timed("Session", "session_drift")(session_changed))
     for child in (("apps", "v1", "deployments"), ("", "v1", "pods")):
-        kopf.on.event(*child, registry=registry, labels=MANAGED_BY)(child_changed)
+        kopf.on.event(*child, registry=registry, labels=MANAGED_BY)(timed("Session")(child_changed))

@@ -20,6 +20,7 @@ from streamspace.config import Settings
 from streamspace.lifecycle import status_changed
 from streamspace.templates import template_problems, view_template
 from streamspace_operator.context import context, namespaced
+from streamspace_operator.metrics import timed
 from streamspace_operator.sessions import reconcile
 
 
@@ -83,4 +84,6 @@ def _now() -> datetime:
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     del settings  # nothing configurable here yet
     kopf.index(API_GROUP, API_VERSION, "sessions", registry=registry)(sessions_by_template)
-    kopf.on.event(API_GROUP, API_VERSION, "templates", registry=registry)(template_changed)
+    kopf.on.event(API_GROUP, API_VERSION, "templates", registry=registry)(
+        timed("Template")(template_changed)
+    )

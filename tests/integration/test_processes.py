@@ -54,6 +54,21 @@ def test_operator_serves_liveness(operator_process: str, namespace: str) -> None
     assert json.loads(payload)["namespace"] == namespace
 
 
+def test_operator_serves_metrics_on_the_port_it_is_given(
+    cluster: Any, tmp_path: Path, namespace: str
+) -> None:
+    metrics = process.free_port()
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "NAMESPACE": namespace}
+    argv = standalone_operator_argv(process.free_port(), metrics)
+    record = process.start("operator", argv, tmp_path / "operator.log", env=env)
+    try:
+        url = f"http://127.0.0.1:{metrics}/metrics"
+        assert process.wait_until(lambda: _get(url)[0] == 200, 60), process.log_tail(record)
+        assert b"streamspace_sessions{phase=" in _get(url)[1]
+    finally:
+        process.stop(record)
+
+
 @pytest.mark.asyncio
 async def test_facade_health_and_version(cluster: Any) -> None:
     """Without a database the facade still starts: health, version and JWT routes work."""

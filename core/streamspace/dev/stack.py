@@ -145,8 +145,9 @@ def made_up_secrets(settings: Settings, env: Mapping[str, str]) -> dict[str, str
     return {name: env[name] for name, value in configured.items() if not value}
 
 
-def standalone_operator_argv(liveness_port: int) -> list[str]:
-    """``streamspace operator`` for one local replica, with its liveness endpoint on loopback."""
+def standalone_operator_argv(liveness_port: int, metrics_port: int = 0) -> list[str]:
+    """``streamspace operator`` for one local replica, its liveness and metrics on loopback
+    (``metrics_port`` 0: no metrics endpoint)."""
     return [
         sys.executable,
         "-m",
@@ -154,15 +155,19 @@ def standalone_operator_argv(liveness_port: int) -> list[str]:
         "operator",
         "--standalone",
         f"--liveness=http://127.0.0.1:{liveness_port}/healthz",
+        "--metrics-host=127.0.0.1",
+        f"--metrics-port={metrics_port}",
     ]
 
 
-def _start_processes(env: dict[str, str], logs: Path, cleanups: Cleanups) -> list[process.Started]:
+def _start_processes(
+    env: dict[str, str], logs: Path, metrics_port: int, cleanups: Cleanups
+) -> list[process.Started]:
     facade = [sys.executable, "-m", "streamspace.cli", "facade", "--host", "127.0.0.1"]
     children = [
         process.start(
             "operator",
-            standalone_operator_argv(process.free_port()),
+            standalone_operator_argv(process.free_port(), metrics_port),
             logs / "operator.log",
             env=env,
         ),
@@ -198,7 +203,8 @@ def run_stack(settings: Settings, dev: DevSettings, port: int | None = None) -> 
         template = _apply_example_template(kubeconfig, namespace)
         repository = _example_repository(dev.state_dir) if local_repos else None
         logs = dev.state_dir / "logs"
-        children = _start_processes(env, logs, cleanups)
+        operator_metrics = process.free_port()
+        children = _start_processes(env, logs, operator_metrics, cleanups)
         facade = children[1]
         process.wait_until(
             lambda: _facade_healthy(facade_port) or not process.is_running(facade), 60
@@ -207,6 +213,7 @@ def run_stack(settings: Settings, dev: DevSettings, port: int | None = None) -> 
             raise ClusterError("the facade did not start:\n" + process.log_tail(facade))
         about = Welcome(
             api=f"http://127.0.0.1:{facade_port}",
+            operator_metrics=f"http://127.0.0.1:{operator_metrics}/metrics",
             key=admin_key,
             template=template,
             repository=repository,
@@ -237,6 +244,8 @@ class Welcome:
     """What the start-up message needs to know about the run."""
 
     api: str
+    operator_metrics: str
+    """The operator's Prometheus endpoint (the facade's is ``{api}/metrics``)."""
     key: str
     """The admin API key minted for this run."""
     template: str
@@ -288,6 +297,7 @@ def welcome(w: Welcome) -> str:
 StreamSpace is running.
 
   API:         {w.api}   (health: /health; OpenAPI: /api/v1/openapi.json)
+  Metrics:     {w.api}/metrics (facade), {w.operator_metrics} (operator)
   Template:    {w.template} ({EXAMPLE_TEMPLATE.name}), applied at start-up
   Repository:  {repo_url}
                ({repo_note})
