@@ -16,7 +16,7 @@ help:
 	@echo "make run            control plane, PostgreSQL, operator and facade (Ctrl-C stops all)"
 	@echo "make test           the whole test suite against a real apiserver and PostgreSQL"
 	@echo "make lint           ruff, mypy --strict, import-linter"
-	@echo "make bench          benchmarks (SCENARIO=reconcile|idle|sync|api); tables + .streamspace/bench/*.json"
+	@echo "make bench          benchmarks (SCENARIO=reconcile|idle|sync|api|ws); tables + .streamspace/bench/*.json"
 	@echo "make cluster-up     local control plane only (PROFILE=minimal|full)"
 	@echo "make cluster-down   stop it"
 

@@ -18,50 +18,43 @@ firefox pods, and 1,000 running sessions would keep the scheduler busy while the
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
-import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 from kubernetes import client
 
 from bench.common import (
-    RESULTS,
+    GROUP,
+    SESSIONS,
+    VERSION,
+    FacadeProcess,
     OperatorProcess,
+    Rest,
     api_client,
     control_plane,
+    database,
+    facade,
+    machine_ticks,
+    namespace_with_firefox,
     operator,
     print_table,
     summary,
     write_results,
 )
 from streamspace.auth.tokens import mint_hs256
-from streamspace.db.migrate import migrate
 from streamspace.dev import process
-from streamspace.dev.postgres import LocalPostgres
 
 NAMESPACE = "bench-api"
-GROUP, VERSION = "stream.space", "v1alpha1"
-TEMPLATE = {
-    "displayName": "Firefox",
-    "baseImage": "lscr.io/linuxserver/firefox:latest",
-    "kasmvnc": {"enabled": True, "port": 3000},
-    "defaultResources": {"memory": "2Gi", "cpu": "1000m"},
-}
 JWT_SECRET = secrets.token_urlsafe(32)  # given to the facade; tokens are minted with it here
 USER = "bench"
 WAKES = 20
@@ -72,84 +65,6 @@ LIST_REQUESTS = 2000
 SINGLE_REQUESTS = 200
 CREATES = 200
 CREATE_CLIENTS = 16
-SESSIONS = "/api/v1/sessions"
-
-
-@dataclass
-class FacadeProcess:
-    record: process.Started
-    url: str
-
-    def rss_mib(self) -> float:
-        return round(process.rss_bytes(self.record.pid) / 2**20, 1)
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.record.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _health(url: str) -> dict[str, Any]:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:  # noqa: S310
-            body: dict[str, Any] = json.loads(resp.read())
-            return body
-    except (OSError, ValueError):
-        return {}
-
-
-@contextmanager
-def facade(kubeconfig: Path, database_url: str) -> Iterator[FacadeProcess]:
-    """``streamspace facade`` on a free loopback port, once its mirror has resynced."""
-    port = process.free_port()
-    log = RESULTS / f"facade-{NAMESPACE}.log"
-    log.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "streamspace.cli", "facade", "--host", "127.0.0.1"]
-    record = process.start(
-        "facade",
-        [*argv, "--port", str(port)],
-        log,
-        env={
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            "NAMESPACE": NAMESPACE,
-            "DATABASE_URL": database_url,
-            "JWT_SECRET": JWT_SECRET,
-        },
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        ready = process.wait_until(
-            lambda: bool(_health(url).get("mirrorReady")) or not process.is_running(record), 60
-        )
-        if not ready or not process.is_running(record):
-            raise RuntimeError("facade did not become ready:\n" + process.log_tail(record))
-        yield FacadeProcess(record, url)
-    finally:
-        process.stop(record)
-
-
-class Rest:
-    """Synchronous calls for setting up and polling; failures raise with the facade's answer."""
-
-    def __init__(self, url: str, token: str) -> None:
-        self.url = url
-        self.token = token
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
-        request.add_header("Authorization", f"Bearer {self.token}")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:500]
-            raise RuntimeError(f"{method} {path} answered {exc.code}: {detail}") from None
-
-    def in_phase(self, session: str, phase: str) -> bool:
-        return bool(self.call("GET", f"{SESSIONS}/{session}")["phase"] == phase)
 
 
 @dataclass
@@ -196,12 +111,6 @@ async def _load(
         await asyncio.gather(*(caller(session) for _ in range(clients)))
         seconds = time.perf_counter() - started
     return Load(answers, seconds)
-
-
-def _machine_ticks() -> tuple[int, int]:
-    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat."""
-    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # idle and iowait are not busy
 
 
 def _connect_to_running(rest: Rest) -> dict[str, Any]:
@@ -276,9 +185,9 @@ def _list_load(rest: Rest, front: FacadeProcess, op: OperatorProcess) -> dict[st
     with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
         size = len(resp.read())
     asyncio.run(_load(rest, "GET", SESSIONS, total=50, clients=4))  # warm-up, not counted
-    facade_cpu, operator_cpu, machine = front.cpu_seconds(), op.cpu_seconds(), _machine_ticks()
+    facade_cpu, operator_cpu, machine = front.cpu_seconds(), op.cpu_seconds(), machine_ticks()
     loaded = asyncio.run(_load(rest, "GET", SESSIONS, total=LIST_REQUESTS, clients=LIST_CLIENTS))
-    busy, total = (now - then for now, then in zip(_machine_ticks(), machine, strict=True))
+    busy, total = (now - then for now, then in zip(machine_ticks(), machine, strict=True))
     cpu = {
         "facade_percent": round(100 * (front.cpu_seconds() - facade_cpu) / loaded.seconds, 1),
         "operator_percent": round(100 * (op.cpu_seconds() - operator_cpu) / loaded.seconds, 1),
@@ -296,56 +205,32 @@ def run() -> dict[str, Any]:
     results: dict[str, Any] = {"scenario": "api", "cpu_count": os.cpu_count()}
     token = mint_hs256(JWT_SECRET, USER, "admin", timedelta(hours=2))
     rss: dict[str, float] = {}
-    with (
-        tempfile.TemporaryDirectory(prefix="streamspace-bench-api-") as tmp,
-        control_plane("full") as kubeconfig,
-    ):
-        server = LocalPostgres(Path(tmp))
-        database_url = server.up()
-        try:
-            migrate(database_url)
-            api = api_client(kubeconfig)
-            custom = client.CustomObjectsApi(api)
-            client.CoreV1Api(api).create_namespace(
-                client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE))
-            )
-            custom.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                NAMESPACE,
-                "templates",
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "Template",
-                    "metadata": {"name": "firefox"},
-                    "spec": TEMPLATE,
-                },
-            )
-            with (
-                operator(kubeconfig, NAMESPACE, DATABASE_URL=database_url) as op,
-                facade(kubeconfig, database_url) as front,
-            ):
-                rest = Rest(front.url, token)
-                rss["started"] = front.rss_mib()
-                results["wake"] = _connect_to_running(rest)
-                results["bulk"] = _bulk_sessions(custom, rest)
-                rss["sessions_1000"] = front.rss_mib()
-                results["list"] = _list_load(rest, front, op)
-                rss["after_list_load"] = front.rss_mib()
-                creates = asyncio.run(
-                    _load(
-                        rest,
-                        "POST",
-                        SESSIONS,
-                        total=CREATES,
-                        clients=CREATE_CLIENTS,
-                        body={"template": "firefox"},
-                    )
+    with control_plane("full") as kubeconfig, database() as database_url:
+        custom = client.CustomObjectsApi(api_client(kubeconfig))
+        namespace_with_firefox(kubeconfig, NAMESPACE)
+        with (
+            operator(kubeconfig, NAMESPACE, DATABASE_URL=database_url) as op,
+            facade(kubeconfig, database_url, NAMESPACE, JWT_SECRET) as front,
+        ):
+            rest = Rest(front.url, token)
+            rss["started"] = front.rss_mib()
+            results["wake"] = _connect_to_running(rest)
+            results["bulk"] = _bulk_sessions(custom, rest)
+            rss["sessions_1000"] = front.rss_mib()
+            results["list"] = _list_load(rest, front, op)
+            rss["after_list_load"] = front.rss_mib()
+            creates = asyncio.run(
+                _load(
+                    rest,
+                    "POST",
+                    SESSIONS,
+                    total=CREATES,
+                    clients=CREATE_CLIENTS,
+                    body={"template": "firefox"},
                 )
-                results["create"] = {"clients": CREATE_CLIENTS, **creates.figures()}
-                rss["after_creates"] = front.rss_mib()
-        finally:
-            server.down()
+            )
+            results["create"] = {"clients": CREATE_CLIENTS, **creates.figures()}
+            rss["after_creates"] = front.rss_mib()
     results["facade_rss_mib"] = rss
     return results
 

@@ -1,13 +1,17 @@
-"""Shared benchmark plumbing: a control plane, the operator as a process, a watch recorder."""
+"""Shared benchmark plumbing: a control plane, PostgreSQL, the operator and the facade as
+processes, a watch recorder, summaries."""
 
 from __future__ import annotations
 
 import json
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,11 +21,21 @@ from typing import Any
 from kubernetes import client, config, watch
 
 from streamspace.config import load_dev_settings
+from streamspace.db.migrate import migrate
 from streamspace.dev import process
 from streamspace.dev.cluster import ControlPlane
+from streamspace.dev.postgres import LocalPostgres
 from streamspace.dev.stack import standalone_operator_argv
 
 RESULTS = Path(".streamspace") / "bench"
+GROUP, VERSION = "stream.space", "v1alpha1"
+SESSIONS = "/api/v1/sessions"
+FIREFOX = {
+    "displayName": "Firefox",
+    "baseImage": "lscr.io/linuxserver/firefox:latest",
+    "kasmvnc": {"enabled": True, "port": 3000},
+    "defaultResources": {"memory": "2Gi", "cpu": "1000m"},
+}
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -36,6 +50,7 @@ def summary(values: list[float]) -> dict[str, float]:
     return {
         "n": len(values),
         "p50_ms": round(percentile(values, 50) * 1000, 1),
+        "p95_ms": round(percentile(values, 95) * 1000, 1),
         "p99_ms": round(percentile(values, 99) * 1000, 1),
         "mean_ms": round(statistics.fmean(values) * 1000, 1) if values else float("nan"),
         "max_ms": round(max(values) * 1000, 1) if values else float("nan"),
@@ -56,6 +71,39 @@ def control_plane(profile: str = "minimal") -> Iterator[Path]:
             yield plane.kubeconfig
         finally:
             plane.down()
+
+
+@contextmanager
+def database() -> Iterator[str]:
+    """A throw-away PostgreSQL server with the schema migrated; yields its URL."""
+    with tempfile.TemporaryDirectory(prefix="streamspace-bench-pg-") as tmp:
+        server = LocalPostgres(Path(tmp))
+        url = server.up()
+        try:
+            migrate(url)
+            yield url
+        finally:
+            server.down()
+
+
+def namespace_with_firefox(kubeconfig: Path, namespace: str) -> None:
+    """Create ``namespace`` holding the Template ``firefox``."""
+    api = api_client(kubeconfig)
+    client.CoreV1Api(api).create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
+    )
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "templates",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Template",
+            "metadata": {"name": "firefox"},
+            "spec": FIREFOX,
+        },
+    )
 
 
 @dataclass
@@ -98,6 +146,91 @@ def operator(kubeconfig: Path, namespace: str, **env: str) -> Iterator[OperatorP
         yield OperatorProcess(record)
     finally:
         process.stop(record)
+
+
+@dataclass
+class FacadeProcess:
+    record: process.Started
+    url: str
+
+    def rss_mib(self) -> float:
+        return round(process.rss_bytes(self.record.pid) / 2**20, 1)
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.record.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _health(url: str) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:  # noqa: S310
+            body: dict[str, Any] = json.loads(resp.read())
+            return body
+    except (OSError, ValueError):
+        return {}
+
+
+@contextmanager
+def facade(
+    kubeconfig: Path, database_url: str, namespace: str, jwt_secret: str
+) -> Iterator[FacadeProcess]:
+    """``streamspace facade`` on a free loopback port, once its mirror has resynced."""
+    port = process.free_port()
+    log = RESULTS / f"facade-{namespace}.log"
+    log.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "streamspace.cli", "facade", "--host", "127.0.0.1"]
+    record = process.start(
+        "facade",
+        [*argv, "--port", str(port)],
+        log,
+        env={
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "NAMESPACE": namespace,
+            "DATABASE_URL": database_url,
+            "JWT_SECRET": jwt_secret,
+        },
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        ready = process.wait_until(
+            lambda: bool(_health(url).get("mirrorReady")) or not process.is_running(record), 60
+        )
+        if not ready or not process.is_running(record):
+            raise RuntimeError("facade did not become ready:\n" + process.log_tail(record))
+        yield FacadeProcess(record, url)
+    finally:
+        process.stop(record)
+
+
+class Rest:
+    """Synchronous calls for setting up and polling; failures raise with the facade's answer."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url
+        self.token = token
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
+        request.add_header("Authorization", f"Bearer {self.token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:500]
+            raise RuntimeError(f"{method} {path} answered {exc.code}: {detail}") from None
+
+    def in_phase(self, session: str, phase: str) -> bool:
+        return bool(self.call("GET", f"{SESSIONS}/{session}")["phase"] == phase)
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # idle and iowait are not busy
 
 
 def api_client(kubeconfig: Path) -> client.ApiClient:

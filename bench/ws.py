@@ -1,0 +1,631 @@
+"""Scenario `ws`: 2,500 WebSocket subscribers of ``/api/v1/ws/sessions`` on one facade process.
+
+* delivery latency: a Session's ``spec.tags`` merge-patched straight through the Kubernetes API
+  (as ``kubectl patch`` would) with a unique marker, until each client holds a
+  ``sessions_update`` carrying it; 20 rounds, each waiting until every client has the marker (or
+  a deadline past the 3 s periodic snapshot) and then for quiet; p50/p95/p99/max over every
+  delivery, and how many of the expected deliveries arrived,
+* memory per client: facade VmRSS with all clients connected minus VmRSS before the first one,
+  divided by the number connected,
+* message sizes, connect times, facade CPU while idle-subscribed and during the rounds, and the
+  facade's own WebSocket metrics (clients, drops by reason, messages by type).
+
+Most clients have role ``operator`` and see all 20 sessions; every tenth has role ``user`` and
+sees only its own session, which is the one changed each round, so every client must receive
+every change. The clients live in a few worker processes (each an asyncio loop with its share
+of ``ws_connect``\\s), so the client side does not starve one core; they connect in batches,
+read continuously and take ``time.time()`` as a frame arrives, before looking at it for the
+marker (a substring test, no JSON parsing on that path). The writer takes ``time.time()`` just
+before the patch: both are CLOCK_REALTIME on the same machine.
+
+The operator runs only until the sessions have settled (phase and status as in production,
+so messages have their real size), then stops: its status write after each change would be a
+second broadcast overlapping the measured one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import resource
+import secrets
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from kubernetes import client
+
+from bench.common import (
+    GROUP,
+    SESSIONS,
+    VERSION,
+    FacadeProcess,
+    Rest,
+    api_client,
+    control_plane,
+    database,
+    facade,
+    machine_ticks,
+    namespace_with_firefox,
+    operator,
+    print_table,
+    summary,
+    write_results,
+)
+from streamspace.auth.tokens import mint_hs256
+from streamspace.dev import process
+
+NAMESPACE = "bench-ws"
+JWT_SECRET = secrets.token_urlsafe(32)
+STREAM = "/api/v1/ws/sessions"
+CLIENTS = 2500
+USER_EVERY = 10  # every tenth client has role user and owns the changed session
+OWNER = "ws-owner"
+TARGET = "ws-target"
+SESSION_COUNT = 20
+ROUNDS = 20
+ROUND_DEADLINE = 8.0  # past two 3 s periodic snapshots: a missed update still arrives by then
+QUIET = 1.0  # between rounds
+BATCH = 25  # concurrent handshakes per worker
+IDLE_WINDOW = 6.0  # two periodic snapshots with everybody subscribed
+WORKERS = max(2, min(4, (os.cpu_count() or 2) - 1))
+
+
+def _raise_nofile() -> int:
+    """Soft RLIMIT_NOFILE up to the hard limit (children inherit it); return the soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# ---------------------------------------------------------------- the clients (worker processes)
+
+
+@dataclass
+class Client:
+    role: str
+    token: str
+    ws: aiohttp.ClientWebSocketResponse | None = None
+    task: asyncio.Task[None] | None = None
+    connect_s: float | None = None
+    error: str | None = None
+    seen: dict[int, float] = field(default_factory=dict)  # round → time.time() of the marker
+    via: dict[int, str] = field(default_factory=dict)  # round → the message's ``reason``
+    first: dict[str, Any] | None = None  # shape of the first message
+    messages: int = 0
+    chars: int = 0
+    other: Counter[str] = field(default_factory=Counter)  # messages of other types
+    closed: str | None = None  # set when the server ended the stream before we did
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "connect_s": self.connect_s,
+            "error": self.error,
+            "seen": self.seen,
+            "via": self.via,
+            "first": self.first,
+            "messages": self.messages,
+            "chars": self.chars,
+            "other": dict(self.other),
+            "closed": self.closed,
+        }
+
+
+def _shape(data: str) -> dict[str, Any]:
+    import json  # noqa: PLC0415 - only for the first message of each client
+
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return {"type": "not JSON", "bytes": len(data.encode())}
+    sessions = body.get("sessions") if isinstance(body, dict) else None
+    return {
+        "type": body.get("type") if isinstance(body, dict) else type(body).__name__,
+        "sessions": len(sessions) if isinstance(sessions, list) else None,
+        "bytes": len(data.encode()),
+    }
+
+
+def _reason(data: str) -> str:
+    """The ``reason`` of a sessions_update (change, snapshot, subscribe), found from the end."""
+    at = data.rfind('"reason": "')
+    if at < 0:
+        return "?"
+    start = at + len('"reason": "')
+    return data[start : data.find('"', start)]
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass(frozen=True)
+class Share:
+    """What a worker process is given: whom to connect as, and how."""
+
+    url: str
+    tokens: dict[str, str]  # role → token
+    roles: list[str]  # one per client
+    compress: int  # zlib window bits offered for permessage-deflate; 0 offers none
+
+
+class Subscribers:
+    """One worker's share of the clients, driven by commands from the benchmark process."""
+
+    def __init__(self, commands: Connection, replies: Connection, share: Share) -> None:
+        self.commands, self.replies = commands, replies
+        self.url = share.url + STREAM
+        self.compress = share.compress
+        self.clients = [Client(role, share.tokens[role]) for role in share.roles]
+        self.armed: tuple[int, str] | None = None
+        self.hits = 0
+        self.done_sent = True
+        self.closing = False
+
+    def open_clients(self) -> int:
+        return sum(1 for c in self.clients if c.ws is not None and c.closed is None)
+
+    def _check_done(self) -> None:
+        if self.armed is not None and not self.done_sent and self.hits >= self.open_clients():
+            self.done_sent = True
+            self.replies.send(("done", self.armed[0], self.hits))
+
+    async def _read(self, c: Client, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            now = time.time()
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                c.other[msg.type.name] += 1
+                continue
+            data: str = msg.data
+            c.messages += 1
+            c.chars += len(data)
+            armed = self.armed
+            if armed is not None and armed[1] in data and armed[0] not in c.seen:
+                c.seen[armed[0]] = now
+                c.via[armed[0]] = _reason(data)
+                self.hits += 1
+                self._check_done()
+            if c.first is None:
+                c.first = _shape(data)
+            elif "sessions_update" not in data:
+                c.other[str(_shape(data)["type"])] += 1
+        if not self.closing:
+            c.closed = f"code {ws.close_code}, {ws.exception()!r}"
+            self._check_done()
+
+    async def _connect(self, http: aiohttp.ClientSession, c: Client) -> None:
+        started = time.perf_counter()
+        try:
+            ws = await asyncio.wait_for(
+                http.ws_connect(
+                    self.url,
+                    headers={"Authorization": f"Bearer {c.token}"},
+                    compress=self.compress,
+                ),
+                60,
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            c.error = f"{type(exc).__name__}: {exc}"[:200]
+            return
+        c.connect_s = time.perf_counter() - started
+        c.ws = ws
+        c.task = asyncio.create_task(self._read(c, ws))
+
+    async def _connect_all(self, http: aiohttp.ClientSession) -> dict[str, Any]:
+        started = time.perf_counter()
+        for i in range(0, len(self.clients), BATCH):
+            await asyncio.gather(*(self._connect(http, c) for c in self.clients[i : i + BATCH]))
+        seconds = time.perf_counter() - started
+        # Every stream starts with a snapshot; wait for them (bounded) before reporting. A poll
+        # at 10 Hz, not an Event: the readers' hot path stays a substring test.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(  # noqa: ASYNC110
+            c.ws is not None and c.closed is None and c.first is None for c in self.clients
+        ):
+            await asyncio.sleep(0.1)
+        return {"connected": self.open_clients(), "seconds": seconds, "cpu": _cpu_seconds()}
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
+        ) as http:
+            while True:
+                command = await loop.run_in_executor(None, self.commands.recv)
+                if command[0] == "connect":
+                    self.replies.send(("connected", await self._connect_all(http)))
+                elif command[0] == "arm":
+                    self.armed, self.hits, self.done_sent = (command[1], command[2]), 0, False
+                    self.replies.send(("armed", command[1]))
+                    self._check_done()  # nobody left to wait for
+                elif command[0] == "report":
+                    reports = [c.report() for c in self.clients]
+                    self.replies.send(("report", {"clients": reports, "cpu": _cpu_seconds()}))
+                elif command[0] == "close":
+                    self.closing = True
+                    await asyncio.gather(
+                        *(c.ws.close() for c in self.clients if c.ws is not None),
+                        return_exceptions=True,
+                    )
+                    await asyncio.gather(
+                        *(c.task for c in self.clients if c.task is not None),
+                        return_exceptions=True,
+                    )
+                    self.replies.send(("closed", None))
+                    return
+
+
+def _worker(commands: Connection, replies: Connection, share: Share) -> None:
+    _raise_nofile()
+    asyncio.run(Subscribers(commands, replies, share).run())
+
+
+# ------------------------------------------------------------------- the benchmark process
+
+
+class Workers:
+    """The worker processes and their pipes: broadcast a command, gather the replies."""
+
+    def __init__(self, url: str, roles: list[str], compress: int) -> None:
+        # Minted here: a spawned worker imports this module afresh, with another JWT_SECRET.
+        tokens = {
+            role: mint_hs256(JWT_SECRET, user, role, timedelta(hours=1))
+            for role, user in (("operator", "ws-watcher"), ("user", OWNER))
+        }
+        ctx = multiprocessing.get_context("spawn")
+        self.commands: list[Connection] = []
+        self.replies: list[Connection] = []
+        self.processes = []
+        for i in range(WORKERS):
+            receive, send = ctx.Pipe(duplex=False)
+            reply_receive, reply_send = ctx.Pipe(duplex=False)
+            share = Share(url, tokens, roles[i::WORKERS], compress)
+            proc = ctx.Process(target=_worker, args=(receive, reply_send, share), daemon=True)
+            proc.start()
+            self.commands.append(send)
+            self.replies.append(reply_receive)
+            self.processes.append(proc)
+
+    def _gather(self, wanted: Callable[[tuple[Any, ...]], bool], timeout: float) -> list[Any]:
+        """Each worker's first reply that ``wanted`` accepts (None where none came in time)."""
+        answers: dict[int, Any] = {}
+        deadline = time.monotonic() + timeout
+        while len(answers) < len(self.replies):
+            pending = [c for i, c in enumerate(self.replies) if i not in answers]
+            ready = wait(pending, max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            for conn in ready:
+                assert isinstance(conn, Connection)
+                reply = conn.recv()
+                if wanted(reply):  # e.g. a late "done" of an earlier round is dropped
+                    answers[self.replies.index(conn)] = reply
+        return [answers.get(i) for i in range(len(self.replies))]
+
+    def ask(self, *command: Any, expect: str, timeout: float) -> list[Any]:
+        """Send ``command`` to every worker; the payloads of their ``expect`` replies."""
+        for pipe in self.commands:
+            pipe.send(command)
+        replies = self._gather(lambda reply: reply[0] == expect, timeout)
+        return [None if r is None else r[1] for r in replies]
+
+    def wait_done(self, round_: int, timeout: float) -> list[int | None]:
+        """Hits per worker once each has seen ``round_`` at all its clients (None: deadline)."""
+        replies = self._gather(lambda r: r[0] == "done" and r[1] == round_, timeout)
+        return [None if r is None else r[2] for r in replies]
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+
+
+def _create_sessions(custom: client.CustomObjectsApi) -> None:
+    for i in range(SESSION_COUNT):
+        name, user = (TARGET, OWNER) if i == 0 else (f"ws-{i}", f"user{i % 5}")
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            "sessions",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Session",
+                "metadata": {"name": name},
+                "spec": {
+                    "user": user,
+                    "template": "firefox",
+                    "state": "hibernated",
+                    "persistentHome": False,
+                    "tags": ["bench", f"group{i % 3}"],
+                },
+            },
+        )
+
+
+def _settle(kubeconfig: Path, database_url: str, rest: Rest) -> dict[str, int]:
+    """Run the operator until no session is Pending; the phases the clients will see."""
+    with operator(kubeconfig, NAMESPACE, DATABASE_URL=database_url):
+
+        def phases() -> Counter[str]:
+            return Counter(s["phase"] for s in rest.call("GET", SESSIONS)["sessions"])
+
+        process.wait_until(lambda: "Pending" not in phases(), 120, interval=0.5)
+    return dict(phases())
+
+
+def _metrics(url: str) -> dict[str, Any]:
+    """The facade's ``streamspace_websocket_*`` series."""
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:  # noqa: S310
+            text = resp.read().decode()
+    except OSError as exc:
+        return {"error": str(exc)}
+    series: dict[str, Any] = {}
+    for line in text.splitlines():
+        if line.startswith("streamspace_websocket_") and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            series[name] = float(value)
+    return series
+
+
+def _open_files_limit(pid: int) -> str:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return " / ".join(line.split()[3:5])
+    return "?"
+
+
+def _rounds(workers: Workers, custom: client.CustomObjectsApi) -> list[dict[str, Any]]:
+    """Change the target session ROUNDS times; when each change was written and who saw it."""
+    nonce = secrets.token_hex(4)
+    rounds = []
+    for k in range(ROUNDS):
+        marker = f"ws-{nonce}-{k}"
+        armed = workers.ask("arm", k, marker, expect="armed", timeout=10)
+        assert all(a is not None for a in armed), f"a worker did not arm round {k}"
+        t0 = time.time()
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, "sessions", TARGET, {"spec": {"tags": ["bench", marker]}}
+        )
+        written = time.time()
+        hits = workers.wait_done(k, ROUND_DEADLINE)
+        rounds.append({"t0": t0, "write_s": written - t0, "complete": None not in hits})
+        time.sleep(QUIET)
+    return rounds
+
+
+def _subscribe(
+    front: FacadeProcess, custom: client.CustomObjectsApi, compress: int
+) -> dict[str, Any]:
+    """One pass: connect every client, watch them idle, run the rounds, close."""
+    roles = ["user" if i % USER_EVERY == 0 else "operator" for i in range(CLIENTS)]
+    workers = Workers(front.url, roles, compress)
+    try:
+        time.sleep(1)  # let the facade's heap settle after the setup traffic
+        rss_before = process.rss_bytes(front.record.pid)
+        connected = workers.ask("connect", expect="connected", timeout=240)
+        assert all(c is not None for c in connected), "a worker did not finish connecting"
+        count = sum(c["connected"] for c in connected)
+        subscribed = time.monotonic()
+        time.sleep(2)
+        rss_connected = process.rss_bytes(front.record.pid)
+        cpu = front.cpu_seconds()
+        time.sleep(IDLE_WINDOW)
+        idle_cpu = (front.cpu_seconds() - cpu) / IDLE_WINDOW
+        metrics_connected = _metrics(front.url)
+        cpu, started, machine = front.cpu_seconds(), time.monotonic(), machine_ticks()
+        rounds = _rounds(workers, custom)
+        rounds_cpu = (front.cpu_seconds() - cpu) / (time.monotonic() - started)
+        busy, total = (now - then for now, then in zip(machine_ticks(), machine, strict=True))
+        rss_rounds = process.rss_bytes(front.record.pid)
+        reports = [r for r in workers.ask("report", expect="report", timeout=60) if r]
+        elapsed = time.monotonic() - subscribed
+        metrics_end = _metrics(front.url)
+        workers.ask("close", expect="closed", timeout=60)
+    finally:
+        workers.stop()
+    time.sleep(2)
+    rss_closed = process.rss_bytes(front.record.pid)
+    metrics_closed = _metrics(front.url)
+    clients = [c for report in reports for c in report["clients"]]
+    client_cpu = [
+        round(100 * (report["cpu"] - start["cpu"]) / elapsed, 1)
+        for report, start in zip(reports, connected, strict=True)
+    ]
+    return {
+        "permessage_deflate": bool(compress),
+        "connect": {
+            "clients": CLIENTS,
+            "connected": count,
+            "seconds": round(max(c["seconds"] for c in connected), 2),
+            "handshake": summary([c["connect_s"] for c in clients if c["connect_s"] is not None]),
+            "errors": dict(Counter(c["error"] for c in clients if c["error"]).most_common(5)),
+        },
+        "deliveries": _deliveries(clients, rounds),
+        "messages": _messages(clients),
+        "rss_mib": {
+            "before_clients": round(rss_before / 2**20, 1),
+            "all_connected": round(rss_connected / 2**20, 1),
+            "after_rounds": round(rss_rounds / 2**20, 1),
+            "after_close": round(rss_closed / 2**20, 1),
+        },
+        "kib_per_client": round((rss_connected - rss_before) / max(count, 1) / 1024, 1),
+        "mib_per_client": round((rss_connected - rss_before) / max(count, 1) / 2**20, 4),
+        "facade_cpu_percent": {
+            "subscribed_idle": round(100 * idle_cpu, 1),
+            "during_rounds": round(100 * rounds_cpu, 1),
+        },
+        "client_worker_cpu_percent": client_cpu,  # from all connected to the report
+        # all processes, this benchmark's and any other work on the machine
+        "machine_busy_percent_during_rounds": round(100 * busy / total, 1),
+        "facade_metrics": {
+            "connected": metrics_connected,
+            "end": metrics_end,
+            "closed": metrics_closed,
+        },
+        "dropped_by_server": dict(
+            Counter(c["closed"] for c in clients if c["closed"]).most_common(5)
+        ),
+    }
+
+
+def _deliveries(clients: list[dict[str, Any]], rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    latencies: list[float] = []
+    per_round = []
+    subscribed = [c for c in clients if c["connect_s"] is not None]
+    for k, info in enumerate(rounds):
+        times = [c["seen"][k] - info["t0"] for c in subscribed if k in c["seen"]]
+        latencies += times
+        per_round.append(
+            {
+                "received": len(times),
+                "complete": info["complete"],
+                "write_ms": round(info["write_s"] * 1000, 1),
+                "first_ms": round(min(times) * 1000, 1) if times else None,
+                **summary(times),
+            }
+        )
+    return {
+        "expected": len(subscribed) * len(rounds),
+        "received": len(latencies),
+        **summary(latencies),
+        "over_1s": sum(1 for t in latencies if t > 1.0),
+        "by_role": {
+            role: summary(
+                [
+                    t - rounds[k]["t0"]
+                    for c in subscribed
+                    if c["role"] == role
+                    for k, t in c["seen"].items()
+                ]
+            )
+            for role in ("operator", "user")
+        },
+        # the message that first carried the change: its publish ``reason``
+        "via": dict(Counter(via for c in subscribed for via in c["via"].values())),
+        "per_round": per_round,
+    }
+
+
+def _messages(clients: list[dict[str, Any]]) -> dict[str, Any]:
+    firsts: dict[str, dict[str, Any]] = {}
+    for c in clients:
+        if c["first"] is not None:
+            firsts.setdefault(c["role"], c["first"])
+    total = sum(c["messages"] for c in clients)
+    other: Counter[str] = Counter()
+    for c in clients:
+        other.update(c["other"])
+    return {
+        "first_message": firsts,  # one sample per role: type, session count, bytes
+        "total": total,
+        "mean_bytes": round(sum(c["chars"] for c in clients) / max(total, 1)),
+        "other_types": dict(other),
+        "first_types": dict(Counter(str(c["first"]["type"]) for c in clients if c["first"])),
+    }
+
+
+def run() -> dict[str, Any]:
+    nofile = _raise_nofile()
+    results: dict[str, Any] = {
+        "scenario": "ws",
+        "cpu_count": os.cpu_count(),
+        "clock": f"time.time() ({time.get_clock_info('time').implementation}), one machine",
+        "nofile_soft_limit": nofile,
+        "workers": WORKERS,
+    }
+    token = mint_hs256(JWT_SECRET, "ws-admin", "admin", timedelta(hours=1))
+    with control_plane() as kubeconfig, database() as database_url:
+        custom = client.CustomObjectsApi(api_client(kubeconfig))
+        namespace_with_firefox(kubeconfig, NAMESPACE)
+        _create_sessions(custom)
+        with facade(kubeconfig, database_url, NAMESPACE, JWT_SECRET) as front:
+            results["facade_open_files"] = _open_files_limit(front.record.pid)
+            results["session_phases"] = _settle(kubeconfig, database_url, Rest(front.url, token))
+            # Plain clients first, then clients that offer permessage-deflate as browsers do.
+            results["passes"] = [_subscribe(front, custom, compress) for compress in (0, 15)]
+    return results
+
+
+def _table(results: dict[str, Any], one: dict[str, Any]) -> None:
+    connect, deliveries, messages = one["connect"], one["deliveries"], one["messages"]
+    rss, cpu = one["rss_mib"], one["facade_cpu_percent"]
+    sizes = ", ".join(
+        f"{role} {first['bytes']} B ({first['sessions']} sessions)"
+        for role, first in messages["first_message"].items()
+    )
+    clients = (
+        "browser-like clients (permessage-deflate)"
+        if one["permessage_deflate"]
+        else ("clients without compression")
+    )
+    print_table(
+        f"ws: {connect['connected']} subscribers on one facade, {clients}; "
+        f"{results['workers']} client processes, {results['cpu_count']} cores",
+        [
+            (
+                "clients connected",
+                f"{connect['connected']} / {connect['clients']} in {connect['seconds']} s   "
+                f"handshake p50 {connect['handshake']['p50_ms']} ms p99 "
+                f"{connect['handshake']['p99_ms']} ms",
+            ),
+            (
+                f"change → every client ({ROUNDS} rounds)",
+                f"p50 {deliveries['p50_ms']} ms   p95 {deliveries['p95_ms']} ms   "
+                f"p99 {deliveries['p99_ms']} ms   max {deliveries['max_ms']} ms",
+            ),
+            (
+                "deliveries received",
+                f"{deliveries['received']} / {deliveries['expected']}   "
+                f"(over 1 s: {deliveries['over_1s']}; first carried by {deliveries['via']})",
+            ),
+            ("first message", sizes),
+            (
+                "messages received",
+                f"{messages['total']}, mean {messages['mean_bytes']} B"
+                + (f", other types {messages['other_types']}" if messages["other_types"] else ""),
+            ),
+            (
+                "facade RSS before / connected / after rounds / closed",
+                f"{rss['before_clients']} / {rss['all_connected']} / {rss['after_rounds']} / "
+                f"{rss['after_close']} MiB",
+            ),
+            (
+                "memory per client (RSS connected minus before) / clients",
+                f"{one['kib_per_client']} KiB ({one['mib_per_client']} MiB)",
+            ),
+            (
+                "CPU: facade subscribed idle / facade, machine during rounds",
+                f"{cpu['subscribed_idle']} % / {cpu['during_rounds']} %, "
+                f"{one['machine_busy_percent_during_rounds']} %",
+            ),
+            (
+                "client worker processes CPU",
+                " / ".join(f"{v} %" for v in one["client_worker_cpu_percent"]),
+            ),
+            ("dropped by the server", str(one["dropped_by_server"] or "none")),
+            ("connect errors", str(connect["errors"] or "none")),
+        ],
+    )
+
+
+def main() -> None:
+    results = run()
+    for one in results["passes"]:
+        _table(results, one)
+    print(f"\nwritten to {write_results('ws', results)}")
