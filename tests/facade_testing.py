@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import queue
 import threading
+import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from streamspace.auth.tokens import mint_hs256
@@ -147,3 +151,141 @@ def _decode(raw: bytes) -> Any:
 
 def token(user: str, role: str = "user") -> str:
     return mint_hs256(JWT_SECRET, user, role, timedelta(hours=1))
+
+
+ENDS = (
+    aiohttp.WSMsgType.CLOSE,
+    aiohttp.WSMsgType.CLOSING,
+    aiohttp.WSMsgType.CLOSED,
+    aiohttp.WSMsgType.ERROR,
+)
+
+
+@dataclass
+class Received:
+    at: float
+    """``time.monotonic()`` when the message arrived."""
+    data: Any
+    """The decoded JSON, or the text as is when it is not JSON (log lines)."""
+
+
+class WebSocket:
+    """A WebSocket client of the facade with a loop of its own in a thread.
+
+    Messages are collected with their arrival time; ``close_code`` is set once the server (or
+    the network) ends the stream. ``autoping=False`` makes a client that never answers pings.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        protocols: tuple[str, ...] = (),
+        autoping: bool = True,
+    ) -> None:
+        self.url = url.replace("http://", "ws://", 1)
+        self.headers = dict(headers or {})
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+        self.protocols = protocols
+        self.autoping = autoping
+        self.messages: queue.Queue[Received] = queue.Queue()
+        self.seen: list[Received] = []
+        self.protocol: str | None = None
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.failure: BaseException | None = None
+        self.connected = threading.Event()
+        self.closed = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._thread = threading.Thread(target=self._run, name="websocket", daemon=True)
+
+    def open(self) -> WebSocket:
+        """Connect; raises the handshake failure (e.g. ``WSServerHandshakeError`` with .status)."""
+        self._thread.start()
+        assert self.connected.wait(30), "no WebSocket handshake within 30 s"
+        if self.failure is not None:
+            self._thread.join(10)
+            raise self.failure
+        return self
+
+    def _run(self) -> None:
+        try:
+            self._loop.run_until_complete(self._main())
+        finally:
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
+
+    async def _main(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            try:
+                ws = await session.ws_connect(
+                    self.url,
+                    headers=self.headers,
+                    protocols=self.protocols,
+                    autoping=self.autoping,
+                    max_msg_size=0,
+                )
+            except BaseException as exc:
+                self.failure = exc
+                self.connected.set()
+                self.closed.set()
+                return
+            self._ws = ws
+            self.protocol = ws.protocol
+            self.connected.set()
+            try:
+                while True:
+                    msg = await ws.receive()
+                    if msg.type is aiohttp.WSMsgType.TEXT:
+                        self.messages.put(Received(time.monotonic(), _decode(msg.data.encode())))
+                    elif msg.type in ENDS:
+                        if msg.type is aiohttp.WSMsgType.CLOSE:
+                            self.close_reason = str(msg.extra or "")
+                        break
+            finally:
+                if not ws.closed:
+                    await ws.close()
+                self.close_code = ws.close_code
+                self.closed.set()
+
+    def next(self, match: Callable[[Any], bool] = lambda _: True, timeout: float = 10) -> Received:
+        """The next message that ``match`` accepts; the others are kept in ``seen``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no matching message within {timeout}s; got {self.seen[-3:]}")
+            try:
+                received = self.messages.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                if self.closed.is_set() and self.messages.empty():
+                    raise AssertionError(
+                        f"stream closed ({self.close_code}) before a matching message"
+                    ) from None
+                continue
+            self.seen.append(received)
+            if match(received.data):
+                return received
+
+    def drain(self) -> list[Received]:
+        """Everything received so far and not yet taken."""
+        while True:
+            try:
+                self.seen.append(self.messages.get_nowait())
+            except queue.Empty:
+                return self.seen
+
+    def close(self) -> None:
+        if self._ws is not None and not self.closed.is_set():
+            asyncio.run_coroutine_threadsafe(self._ws.close(), self._loop).result(10)
+        self._thread.join(10)
+
+    def __enter__(self) -> WebSocket:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

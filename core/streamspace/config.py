@@ -106,6 +106,14 @@ class HttpSettings:
     db_pool_size: int = 20
     """PostgreSQL connections per facade process (``DB_POOL_SIZE``)."""
 
+    ws_heartbeat: timedelta = timedelta(seconds=30)
+    """WebSocket ping interval; a client that does not answer within half of it is closed
+    (``WS_HEARTBEAT``)."""
+
+    ws_queue: int = 256
+    """Messages waiting for one WebSocket client before it counts as too slow and is dropped
+    (``WS_QUEUE``)."""
+
 
 @dataclass(frozen=True)
 class AuthSettings:
@@ -251,6 +259,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         http=HttpSettings(
             port=read.port("PORT", HttpSettings.port),
             db_pool_size=read.count("DB_POOL_SIZE", HttpSettings.db_pool_size, 1000),
+            ws_heartbeat=read.duration("WS_HEARTBEAT", HttpSettings.ws_heartbeat),
+            ws_queue=read.count("WS_QUEUE", HttpSettings.ws_queue, 100_000),
             cors_allowed_origins=tuple(
                 origin.strip()
                 for origin in (read.text("CORS_ALLOWED_ORIGINS") or "").split(",")

@@ -17,6 +17,7 @@ one cleanup context, so start-up and shutdown happen in a fixed order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from streamspace import __version__
 from streamspace.config import Settings
-from streamspace_facade import admin, catalog, metrics, sessions, webhook
+from streamspace_facade import admin, catalog, metrics, sessions, webhook, ws
 from streamspace_facade.auth import Authenticator
 from streamspace_facade.errors import ApiError, invalid, unauthorized
 from streamspace_facade.kube import Kube, connect
@@ -112,7 +113,7 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in PUBLIC:
         return await handler(request)
-    header = request.headers.get("Authorization")
+    header = request.headers.get("Authorization") or ws.credential(request)
     if not header:
         raise unauthorized("authentication required: send Authorization: Bearer <token>")
     request[PRINCIPAL] = await services(request).auth.authenticate(header)
@@ -209,10 +210,10 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
             svc.mirror = Mirror(settings.database.url, svc.pool, svc.kube, svc.scope)
         svc.auth = Authenticator(settings.auth, svc.pool, svc.http)
         try:
-            if svc.mirror is not None:
-                async with running(svc.mirror):
-                    yield
-            else:
+            async with contextlib.AsyncExitStack() as stack:
+                if svc.mirror is not None:
+                    await stack.enter_async_context(running(svc.mirror))
+                svc.live = await stack.enter_async_context(ws.running(svc))
                 yield
         finally:
             if svc.pool is not None:
@@ -226,6 +227,13 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
     return context
 
 
+async def _close_streams(app: web.Application) -> None:
+    """WebSocket clients hear that the server is going away (1001) before it stops."""
+    live = app[SERVICES].live
+    if live is not None:
+        await ws.shutdown(live)
+
+
 def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Application:
     """The facade; ``kube`` replaces the client built from KUBECONFIG (tests)."""
     app = web.Application(
@@ -236,12 +244,14 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     app[SERVICES] = svc
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources(svc))
+    app.on_shutdown.append(_close_streams)
     app.router.add_get("/health", health)
     app.router.add_get("/version", version)
     sessions.add_routes(app.router)
     catalog.add_routes(app.router)
     admin.add_routes(app.router)
     webhook.add_routes(app.router)
+    ws.add_routes(app.router)
     metrics.add_routes(app.router)
     add_openapi(app.router)
     return app

@@ -7,6 +7,7 @@ server's validation, with its field paths) → VALIDATION_FAILED, an unreachable
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -40,6 +41,17 @@ async def connect(kubeconfig: str | None) -> client.ApiClient:
     else:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     return client.ApiClient(configuration)
+
+
+THROTTLE_RETRIES = 3
+
+
+def _retry_after(raw: bytes) -> float:
+    try:
+        seconds = float(json.loads(raw)["details"]["retryAfterSeconds"])
+    except (ValueError, KeyError, TypeError):
+        seconds = 1.0
+    return min(max(seconds, 0.1), 1.0)
 
 
 def _error(kind: str, name: str | None, status: int, raw: bytes) -> ApiError:
@@ -79,16 +91,23 @@ class Kube:
         if name is not None and not is_object_name(name):
             # never let "." or ".." turn an object URL into its collection's
             raise ApiError(404, "NOT_FOUND", f"{kind} {name!r} not found")
-        try:
-            response = await call(*args, _preload_content=False, **kwargs)
-            raw = await response.read()
-        except ApiException as exc:
-            raise _error(kind, name, int(exc.status or 500), (exc.body or b"")) from None
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            log.warning("Kubernetes API unreachable: %s", exc)
-            raise unavailable("Kubernetes API unavailable") from None
-        if response.status >= 400:
-            raise _error(kind, name, response.status, raw)
+        for attempt in range(THROTTLE_RETRIES + 1):
+            try:
+                response = await call(*args, _preload_content=False, **kwargs)
+                raw = await response.read()
+            except ApiException as exc:
+                raise _error(kind, name, int(exc.status or 500), (exc.body or b"")) from None
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.warning("Kubernetes API unreachable: %s", exc)
+                raise unavailable("Kubernetes API unavailable") from None
+            if response.status == 429 and attempt < THROTTLE_RETRIES:
+                # not processed (throttled, or a watch cache still initialising): retry, as
+                # client-go does, after the time the server asks for (capped)
+                await asyncio.sleep(_retry_after(raw))
+                continue
+            if response.status >= 400:
+                raise _error(kind, name, response.status, raw)
+            break
         return json.loads(raw) if raw else {}
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
@@ -226,6 +245,83 @@ class Kube:
             if exc.status != 404:
                 raise
 
+    async def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        pod: dict[str, Any] = await self._call(
+            "Pod", name, self.core.read_namespaced_pod, name, namespace
+        )
+        return pod
+
+    async def pod_log(
+        self, namespace: str, name: str, container: str, tail_lines: int
+    ) -> aiohttp.ClientResponse:
+        """The follow stream of a container's log, with timestamps; the caller releases it."""
+        if not is_object_name(name):
+            raise ApiError(404, "NOT_FOUND", f"Pod {name!r} not found")
+        try:
+            response: Any = await self.core.read_namespaced_pod_log(
+                name,
+                namespace,
+                container=container,
+                follow=True,
+                timestamps=True,
+                tail_lines=tail_lines,
+                _preload_content=False,
+            )
+        except ApiException as exc:
+            raise _error("Pod", name, int(exc.status or 500), exc.body or b"") from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.warning("Kubernetes API unreachable: %s", exc)
+            raise unavailable("Kubernetes API unavailable") from None
+        if response.status >= 400:
+            raw = await response.read()
+            response.release()
+            raise _error("Pod", name, response.status, raw)
+        stream: aiohttp.ClientResponse = response
+        return stream
+
+    async def watch_pod(
+        self, namespace: str, name: str, resource_version: str, timeout_seconds: int
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Watch events of one Pod, as :meth:`watch` does for our kinds."""
+        response = await self._open_watch(
+            "Pod",
+            self.core.list_namespaced_pod,
+            (namespace,),
+            resource_version,
+            timeout_seconds,
+            field_selector=f"metadata.name={name}",
+        )
+        async for event in _events(response):
+            yield event
+
+    async def _open_watch(
+        self,
+        kind: str,
+        call: Any,
+        args: tuple[Any, ...],
+        resource_version: str,
+        timeout_seconds: int,
+        **kwargs: Any,
+    ) -> aiohttp.ClientResponse:
+        try:
+            response: aiohttp.ClientResponse = await call(
+                *args,
+                watch=True,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=timeout_seconds,
+                _preload_content=False,
+                _request_timeout=timeout_seconds + 30,
+                **kwargs,
+            )
+        except ApiException as exc:
+            raise _error(kind, None, int(exc.status or 500), exc.body or b"") from None
+        if response.status >= 400:
+            raw = await response.read()
+            response.release()
+            raise _error(kind, None, response.status, raw)
+        return response
+
     async def watch(
         self, kind: str, namespace: str | None, resource_version: str, timeout_seconds: int
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
@@ -241,22 +337,16 @@ class Kube:
             call = self.custom.list_namespaced_custom_object
             args.append(namespace)
         args.append(PLURALS[kind])
-        try:
-            response = await call(
-                *args,
-                watch=True,
-                resource_version=resource_version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=timeout_seconds,
-                _preload_content=False,
-                _request_timeout=timeout_seconds + 30,
-            )
-        except ApiException as exc:
-            raise _error(kind, None, int(exc.status or 500), exc.body or b"") from None
-        async with response:
-            if response.status >= 400:
-                raise _error(kind, None, response.status, await response.read())
-            async for line in response.content:
-                if line.strip():
-                    event = json.loads(line)
-                    yield str(event["type"]), event["object"]
+        response = await self._open_watch(
+            kind, call, tuple(args), resource_version, timeout_seconds
+        )
+        async for event in _events(response):
+            yield event
+
+
+async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    async with response:
+        async for line in response.content:
+            if line.strip():
+                event = json.loads(line)
+                yield str(event["type"]), event["object"]

@@ -491,10 +491,17 @@ ERRORS: dict[int, tuple[str, str]] = {
     409: ("Conflict", "It exists already, or its state does not allow this."),
     413: ("TooLarge", "The body is larger than 1 MiB."),
     422: ("Invalid", "The request failed validation; details.fields says where and why."),
+    426: ("UpgradeRequired", "A WebSocket stream was requested without the upgrade."),
     502: ("BadGateway", "The Kubernetes API answered with an unexpected error."),
     503: ("Unavailable", "PostgreSQL, Kubernetes or the identity provider is unreachable."),
 }
-SUCCESS = {200: "OK.", 201: "Created.", 202: "Accepted: the operator acts on it.", 204: "Done."}
+SUCCESS = {
+    101: "Switching to the WebSocket protocol; the messages are described in the summary.",
+    200: "OK.",
+    201: "Created.",
+    202: "Accepted: the operator acts on it.",
+    204: "Done.",
+}
 KUBE = (502, 503)
 """What every route that calls the Kubernetes API may also answer."""
 
@@ -508,6 +515,10 @@ def _path(description: str, schema: Schema | None = None) -> Schema:
         "description": description,
         "schema": schema,
     }
+
+
+def _named_path(name: str, description: str) -> Schema:
+    return {**_path(description), "name": name}
 
 
 def _query(name: str, description: str, schema: Schema | None = None, **extra: Any) -> Schema:
@@ -575,6 +586,13 @@ SIGNATURES = (
     _header("X-Webhook-Signature", "Generic: hex HMAC-SHA256 of the body."),
 )
 S = "/api/v1/sessions/{id}"
+STREAM_AUTH = (
+    _query(
+        "token",
+        "For browsers: the bearer token (or send the subprotocols "
+        "'streamspace.v1' and 'bearer.<token>').",
+    ),
+)
 
 OPERATIONS: dict[str, tuple[Op, ...]] = {
     "meta": (
@@ -655,6 +673,23 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
            "this once (admin)", {201: "NewApiKey"}, (403,), body="ApiKeyCreate"),
         Op("delete", "/api/v1/admin/apikeys/{id}", "revokeApiKey", "Revoke an API key (admin)",
            {204: None}, (403, 404), (NUMBER,)),
+    ),
+    "streams": (
+        Op("get", "/api/v1/ws/sessions", "sessionStream", "WebSocket: sessions_update "
+           "messages (the caller's sessions; all for operators) at once, within 1 s of a "
+           "change and every 3 s; hibernate_warning before an idle session hibernates",
+           {101: None}, (403, 426, 503), STREAM_AUTH),
+        Op("get", "/api/v1/ws/cluster", "clusterStream", "WebSocket: metrics_update every 5 s "
+           "(operator)", {101: None}, (403, 426, *KUBE), STREAM_AUTH),
+        Op("get", "/api/v1/ws/logs/{namespace}/{pod}", "podLogStream", "WebSocket: follow a "
+           "container's log, one '<RFC 3339 time> <line>' text message per line; closed "
+           "normally when the pod is deleted (operators, or the owner of the session's pod)",
+           {101: None}, (403, 404, 409, 422, 426, *KUBE),
+           (_named_path("namespace", "The pod's namespace."), _named_path("pod", "The pod."),
+            _query("container", "Default: the pod's first container."),
+            _query("tailLines", "Lines of history first.",
+                   _int(minimum=0, maximum=100_000, default=100)),
+            *STREAM_AUTH)),
     ),
     "webhooks": (
         Op("post", "/webhooks/repository/sync", "repositoryWebhook", "A signed Git push: sync "

@@ -31,6 +31,7 @@ class Services:
     mirror: Any = None  # streamspace_facade.mirror.Mirror
     auth: Any = None  # streamspace_facade.auth.Authenticator
     http: aiohttp.ClientSession | None = None
+    live: Any = None  # streamspace_facade.ws.Live: the WebSocket streams
 
     @property
     def namespace(self) -> str:

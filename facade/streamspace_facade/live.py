@@ -1,0 +1,332 @@
+"""What the WebSocket streams publish: a watched copy of the Sessions, fanned out to subscribers.
+
+Every facade replica keeps its own copy of the Sessions in its scope (:class:`Informer`: list,
+then watch from the list's resourceVersion, list again when the watch expires or fails), so a
+change reaches the subscribers of every replica straight from the API server, whichever replica
+or tool (kubectl, GitOps) made it, and without waiting for the PostgreSQL mirror.
+
+:class:`SessionFeed` turns changes into ``sessions_update`` messages. Subscribers fall into
+groups that see the same sessions: one group per user, and one for operators and admins, who see
+everything. A change marks the groups that can see the session (before and after the change,
+since an owner may change); dirty groups are flushed together a moment later
+(``FLUSH_DELAY``), so a burst of changes costs one message per group, and every message is
+serialised once per group, not once per subscriber. Every ``SNAPSHOT_INTERVAL`` each group
+gets a snapshot whether anything changed or not (the seed's behaviour, which clients rely on to
+heal after a missed message).
+
+Idle warnings: a running session with ``status.idleDeadline`` gets one ``hibernate_warning``
+message, ``HIBERNATE_WARNING`` before the deadline, to the subscribers who can see it. A
+subscriber who joins inside the warning window gets the warning at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from streamspace.conditions import parse_timestamp, timestamp
+from streamspace.db.mirror import session_row
+from streamspace_facade import metrics
+from streamspace_facade.kube import Kube
+from streamspace_facade.principal import Principal
+from streamspace_facade.sessions import session_view
+
+log = logging.getLogger(__name__)
+
+EVERYONE = "*"
+"""The group of operators and admins."""
+FLUSH_DELAY = 0.05
+"""Seconds between the first change of a burst and its message (changes meanwhile coalesce)."""
+SNAPSHOT_INTERVAL = 3.0
+WATCH_SECONDS = 290
+
+Object = dict[str, Any]
+Change = Callable[[Object | None, Object | None], None]
+
+
+class Subscriber(Protocol):
+    principal: Principal
+
+    def send(self, message: str) -> None:
+        """Queue a text message; never blocks (a subscriber that cannot keep up is dropped)."""
+
+
+def group_of(who: Principal) -> str:
+    return EVERYONE if who.sees_everything else f"user:{who.user}"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def message(kind: str, **fields: Any) -> str:
+    return json.dumps({"type": kind, **fields, "timestamp": timestamp(now())}, default=str)
+
+
+class Informer:
+    """A current copy of one kind's objects in a namespace scope (None: all namespaces).
+
+    ``on_change(old, new)`` is called for every difference: ``old`` None for a new object,
+    ``new`` None for a removed one. Objects being deleted (``deletionTimestamp``) count as gone,
+    as they do for the REST API.
+    """
+
+    def __init__(
+        self,
+        kube: Kube,
+        kind: str,
+        namespace: str | None,
+        on_change: Change,
+        *,
+        retry_seconds: float = 2.0,
+    ) -> None:
+        self.kube = kube
+        self.kind = kind
+        self.namespace = namespace
+        self.on_change = on_change
+        self.retry_seconds = retry_seconds
+        self.objects: dict[str, Object] = {}
+        self.synced = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                version = await self._relist()
+                self.synced.set()
+                await self._watch(version)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "watch of %s interrupted (%s: %s); listing again in %.1fs",
+                    self.kind,
+                    type(exc).__name__,
+                    exc,
+                    self.retry_seconds,
+                )
+                await asyncio.sleep(self.retry_seconds)
+
+    async def _relist(self) -> str:
+        items, version = await self.kube.list(self.kind, self.namespace)
+        fresh = {str(o["metadata"]["uid"]): o for o in items if _alive(o)}
+        for uid in list(self.objects):
+            if uid not in fresh:
+                self._set(uid, None)
+        for uid, obj in fresh.items():
+            self._set(uid, obj)
+        return version
+
+    async def _watch(self, version: str) -> None:
+        while True:
+            async for kind, obj in self.kube.watch(
+                self.kind, self.namespace, version, WATCH_SECONDS
+            ):
+                if kind == "ERROR":
+                    log.info("watch of %s expired: %s", self.kind, obj.get("message"))
+                    return
+                version = str(obj["metadata"].get("resourceVersion") or version)
+                if kind == "BOOKMARK":
+                    continue
+                uid = str(obj["metadata"]["uid"])
+                self._set(uid, obj if kind != "DELETED" and _alive(obj) else None)
+
+    def _set(self, uid: str, obj: Object | None) -> None:
+        old = self.objects.get(uid)
+        if obj is None:
+            if old is None:
+                return
+            del self.objects[uid]
+        else:
+            if old is not None and _version(old) == _version(obj):
+                return
+            self.objects[uid] = obj
+        try:
+            self.on_change(old, obj)
+        except Exception:
+            log.exception("handling a change of %s %s failed", self.kind, uid)
+
+
+def _alive(obj: Mapping[str, Any]) -> bool:
+    return not obj["metadata"].get("deletionTimestamp")
+
+
+def _version(obj: Mapping[str, Any]) -> str:
+    return str(obj["metadata"].get("resourceVersion", ""))
+
+
+def _owner(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("spec") or {}).get("user", ""))
+
+
+class SessionFeed:
+    """Sessions as the ``/api/v1/ws/sessions`` subscribers see them, and the fan-out to them."""
+
+    def __init__(self, warning: timedelta) -> None:
+        self.warning = warning
+        self.views: dict[str, dict[str, Any]] = {}  # uid → session view
+        self.groups: dict[str, set[Subscriber]] = {}
+        self.objects: dict[str, Object] = {}
+        self._dirty: set[str] = set()
+        self._flush: asyncio.TimerHandle | None = None
+        self._warnings: dict[str, asyncio.TimerHandle] = {}  # uid → pending warning
+        self._warned: dict[str, str] = {}  # uid → the deadline already warned about
+        self.changes = 0
+
+    # -- changes --------------------------------------------------------------------------
+
+    def on_change(self, old: Object | None, new: Object | None) -> None:
+        self.changes += 1
+        uid = str((new or old or {}).get("metadata", {}).get("uid"))
+        for obj in (old, new):
+            if obj is not None:
+                self._dirty.add(f"user:{_owner(obj)}")
+        self._dirty.add(EVERYONE)
+        if new is None:
+            self.views.pop(uid, None)
+            self.objects.pop(uid, None)
+        else:
+            self.views[uid] = session_view(session_row(new))
+            self.objects[uid] = new
+        self._schedule_warning(uid, new)
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(FLUSH_DELAY, self._flush_dirty)
+
+    def _flush_dirty(self) -> None:
+        self._flush = None
+        dirty, self._dirty = self._dirty, set()
+        for group in dirty:
+            self.publish(group, "change")
+
+    # -- messages -------------------------------------------------------------------------
+
+    def visible(self, group: str) -> list[dict[str, Any]]:
+        if group == EVERYONE:
+            views = list(self.views.values())
+        else:
+            user = group.removeprefix("user:")
+            views = [v for v in self.views.values() if v["user"] == user]
+        # the REST list's order: newest first
+        views.sort(key=lambda v: (v["createdAt"] or "", v["id"]), reverse=True)
+        return views
+
+    def snapshot(self, group: str, reason: str) -> str:
+        """``reason`` (an addition to the seed's format): ``subscribe``, ``change`` or
+        ``snapshot`` (the periodic one)."""
+        sessions = self.visible(group)
+        return message("sessions_update", sessions=sessions, count=len(sessions), reason=reason)
+
+    def publish(self, group: str, reason: str) -> int:
+        """Send the group's current sessions to its subscribers; how many were sent to."""
+        subscribers = self.groups.get(group)
+        if not subscribers:
+            return 0
+        payload = self.snapshot(group, reason)
+        for subscriber in list(subscribers):
+            subscriber.send(payload)
+        metrics.WS_MESSAGES.labels("sessions", "sessions_update").inc(len(subscribers))
+        return len(subscribers)
+
+    async def snapshots(self, interval: float = SNAPSHOT_INTERVAL) -> None:
+        """Forever: every group with subscribers gets its snapshot."""
+        while True:
+            await asyncio.sleep(interval)
+            for group in list(self.groups):
+                self.publish(group, "snapshot")
+
+    # -- subscribers ----------------------------------------------------------------------
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        group = group_of(subscriber.principal)
+        self.groups.setdefault(group, set()).add(subscriber)
+        subscriber.send(self.snapshot(group, "subscribe"))
+        for uid in self._warning_window():
+            if _can_see(subscriber.principal, self.views[uid]):
+                subscriber.send(self._warning_message(uid))
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        group = group_of(subscriber.principal)
+        members = self.groups.get(group)
+        if members is not None:
+            members.discard(subscriber)
+            if not members:
+                del self.groups[group]
+
+    def subscribers(self) -> Iterator[Subscriber]:
+        for members in self.groups.values():
+            yield from members
+
+    # -- idle warnings --------------------------------------------------------------------
+
+    def _deadline(self, obj: Object | None) -> datetime | None:
+        """The idle deadline of a running session, or None."""
+        if obj is None:
+            return None
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        if spec.get("state", "running") != "running" or status.get("phase") != "Running":
+            return None
+        return parse_timestamp(status.get("idleDeadline"))
+
+    def _schedule_warning(self, uid: str, obj: Object | None) -> None:
+        pending = self._warnings.pop(uid, None)
+        if pending is not None:
+            pending.cancel()
+        deadline = self._deadline(obj)
+        if deadline is None:
+            self._warned.pop(uid, None)
+            return
+        if self._warned.get(uid) == timestamp(deadline):
+            return
+        delay = (deadline - self.warning - now()).total_seconds()
+        loop = asyncio.get_running_loop()
+        self._warnings[uid] = loop.call_later(max(0.0, delay), self._warn, uid, deadline)
+
+    def _warn(self, uid: str, deadline: datetime) -> None:
+        self._warnings.pop(uid, None)
+        if self._deadline(self.objects.get(uid)) != deadline or now() >= deadline:
+            return
+        self._warned[uid] = timestamp(deadline)
+        payload = self._warning_message(uid)
+        owner = self.views[uid]["user"]
+        for group in (f"user:{owner}", EVERYONE):
+            for subscriber in list(self.groups.get(group, ())):
+                subscriber.send(payload)
+                metrics.WS_MESSAGES.labels("sessions", "hibernate_warning").inc()
+
+    def _warning_window(self) -> list[str]:
+        moment = now()
+        return [
+            uid
+            for uid, obj in self.objects.items()
+            if (deadline := self._deadline(obj)) is not None
+            and deadline - self.warning <= moment < deadline
+        ]
+
+    def _warning_message(self, uid: str) -> str:
+        view = self.views[uid]
+        deadline = self._deadline(self.objects[uid])
+        left = 0 if deadline is None else max(0, round((deadline - now()).total_seconds()))
+        return message(
+            "hibernate_warning",
+            sessionId=view["id"],
+            namespace=view["namespace"],
+            user=view["user"],
+            idleDeadline=view["idleDeadline"],
+            secondsRemaining=left,
+            message=f"session {view['id']} hibernates at {view['idleDeadline']} unless used",
+        )
+
+    def close(self) -> None:
+        for handle in self._warnings.values():
+            handle.cancel()
+        self._warnings.clear()
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+
+
+def _can_see(who: Principal, view: Mapping[str, Any]) -> bool:
+    return who.sees_everything or view["user"] == who.user
