@@ -20,7 +20,7 @@ from aiohttp import web
 from streamspace.auth.tokens import mint_hs256
 from streamspace.config import Settings
 from streamspace.dev.process import free_port
-from streamspace_facade.app import create_app
+from streamspace_facade.app import AccessLog, create_app
 
 JWT_SECRET = "test-jwt-secret-of-enough-length-for-hs256"
 WEBHOOK_SECRET = "test-webhook-secret"
@@ -59,7 +59,7 @@ class FacadeThread:
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
         self.app = create_app(self.settings)
-        runner = web.AppRunner(self.app, shutdown_timeout=5)
+        runner = web.AppRunner(self.app, shutdown_timeout=5, access_log_class=AccessLog)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", self.port)
         await site.start()

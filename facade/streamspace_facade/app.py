@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 import psycopg
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -172,6 +173,32 @@ async def _write_audit(request: web.Request, status: int, error: str | None) -> 
             "audit record not stored (%s): %s",
             exc,
             json.dumps({**record, "changes": changes, "user": user}, default=str),
+        )
+
+
+SECRET_QUERY = frozenset({"token", "access_token"})
+
+
+def loggable_path(request: web.BaseRequest) -> str:
+    """The path and query with credentials in the query (WebSocket ``token=``) blanked out."""
+    if not SECRET_QUERY & set(request.query):
+        return request.path_qs
+    query = [(k, "REDACTED" if k in SECRET_QUERY else v) for k, v in request.query.items()]
+    return str(request.rel_url.with_query(query))
+
+
+class AccessLog(AbstractAccessLogger):
+    """One line per request, like aiohttp's, without the credentials browsers put in URLs."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %s %s %.3fs',
+            request.remote,
+            request.method,
+            loggable_path(request),
+            response.status,
+            response.body_length,
+            time,
         )
 
 

@@ -8,13 +8,19 @@ from typing import Any
 from aiohttp import web
 
 from streamspace.config import load_settings
-from streamspace_facade.app import create_app
+from streamspace_facade.app import AccessLog, create_app
 
 
 def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     port = args.port or settings.http.port
-    web.run_app(create_app(settings), host=args.host, port=port, shutdown_timeout=10)
+    web.run_app(
+        create_app(settings),
+        host=args.host,
+        port=port,
+        shutdown_timeout=10,
+        access_log_class=AccessLog,
+    )
     return 0
 
 

@@ -1,0 +1,64 @@
+"""Pure parts of the WebSocket edge: where the token may come from, origins, log redaction."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from multidict import CIMultiDict
+
+from streamspace_facade.app import loggable_path
+from streamspace_facade.ws import credential, origin_allowed
+
+pytestmark = pytest.mark.unit
+
+WS = "/api/v1/ws/sessions"
+
+
+def request(path: str, **headers: str) -> web.Request:
+    return make_mocked_request("GET", path, headers=CIMultiDict(headers))
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "expected"),
+    [
+        (WS, {"Sec-WebSocket-Protocol": "streamspace.v1, bearer.abc.def"}, "Bearer abc.def"),
+        (WS, {"Sec-WebSocket-Protocol": "bearer.abc"}, "Bearer abc"),
+        (WS + "?token=xyz", {}, "Bearer xyz"),
+        # the subprotocol wins over the query
+        (WS + "?token=xyz", {"Sec-WebSocket-Protocol": "bearer.abc"}, "Bearer abc"),
+        (WS, {"Sec-WebSocket-Protocol": "bearer."}, None),
+        (WS + "?token=", {}, None),
+        (WS, {}, None),
+        # only the streams take tokens from places other than the Authorization header
+        ("/api/v1/sessions?token=xyz", {}, None),
+        ("/api/v1/sessions", {"Sec-WebSocket-Protocol": "bearer.abc"}, None),
+    ],
+)
+def test_credential(path: str, headers: dict[str, str], expected: str | None) -> None:
+    assert credential(request(path, **headers)) == expected
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        (None, True),  # not a browser
+        ("https://ui.example.com", True),  # listed
+        ("http://facade.local:8080", True),  # the facade's own host
+        ("https://evil.example.net", False),
+        ("https://ui.example.com.evil.net", False),
+        ("null", False),
+        ("http://[", False),
+    ],
+)
+def test_origin_allowed(origin: str | None, allowed: bool) -> None:
+    headers = {"Host": "facade.local:8080"}
+    if origin is not None:
+        headers["Origin"] = origin
+    assert origin_allowed(request(WS, **headers), ("https://ui.example.com",)) is allowed
+
+
+def test_access_log_never_shows_a_query_token() -> None:
+    assert loggable_path(request(WS + "?token=s3cret&x=1")) == WS + "?token=REDACTED&x=1"
+    assert loggable_path(request(WS + "?access_token=s3cret")) == WS + "?access_token=REDACTED"
+    assert loggable_path(request("/api/v1/sessions?user=a")) == "/api/v1/sessions?user=a"
