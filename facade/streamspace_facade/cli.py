@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Any
 
 from aiohttp import web
 
 from streamspace.config import load_settings
+from streamspace_facade import watch
 from streamspace_facade.app import AccessLog, create_app
 
 
@@ -24,7 +27,27 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _watch(args: argparse.Namespace) -> int:
+    token = args.token or os.environ.get("STREAMSPACE_TOKEN")
+    if not token:
+        print("pass --token or set STREAMSPACE_TOKEN (an API key or a JWT)", file=sys.stderr)
+        return 2
+    return watch.run(args.url, args.stream, args.target, token, brief=args.summary)
+
+
 def register(subparsers: Any) -> None:
+    follow = subparsers.add_parser("watch", help="print a facade's WebSocket stream as it arrives")
+    follow.add_argument("stream", choices=watch.STREAMS)
+    follow.add_argument("target", nargs="?", help="for logs: <namespace>/<pod>")
+    follow.add_argument(
+        "--url",
+        default=os.environ.get("STREAMSPACE_API", "http://127.0.0.1:8080"),
+        help="the facade (default: STREAMSPACE_API or %(default)s)",
+    )
+    follow.add_argument("--token", help="API key or JWT (default: STREAMSPACE_TOKEN)")
+    follow.add_argument("--summary", action="store_true", help="one short line per message")
+    follow.set_defaults(func=_watch)
+
     parser = subparsers.add_parser("facade", help="run the REST/WebSocket facade")
     parser.add_argument("--host", default="0.0.0.0", help="address to bind; default %(default)s")  # noqa: S104
     parser.add_argument("--port", type=int, default=None, help="port; default PORT or 8080")

@@ -88,5 +88,5 @@ def test_console_script_lists_every_subcommand() -> None:
         text=True,
         check=True,
     ).stdout
-    for command in ("operator", "facade", "migrate", "dev", "token"):
+    for command in ("operator", "facade", "watch", "migrate", "dev", "token"):
         assert command in out

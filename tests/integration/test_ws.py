@@ -6,7 +6,12 @@ so every message here was caused by a watch event, not by the facade's own REST 
 
 from __future__ import annotations
 
+import os
+import queue
 import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -358,3 +363,26 @@ def test_every_replica_streams_every_change(
     finally:
         on_one.close()
         on_two.close()
+
+
+def test_watch_command_prints_the_stream(facade: FacadeThread, objects: Objects) -> None:
+    """``streamspace watch sessions --summary``: a line on connecting and one per change."""
+    command = [
+        sys.executable, "-m", "streamspace.cli", "watch", "sessions", "--summary",
+        "--url", facade.url,
+    ]  # fmt: skip
+    env = {**os.environ, "STREAMSPACE_TOKEN": token("alice")}
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as watcher:
+        assert watcher.stdout is not None
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(target=lambda: [lines.put(x) for x in watcher.stdout or ()])
+        reader.start()
+        try:
+            assert " subscribe: 0 []" in lines.get(timeout=30)
+            objects.create("sessions", "alice-watched", session_spec("alice"))
+            deadline = time.monotonic() + 30
+            while "change: 1 [alice-watched=Pending]" not in lines.get(timeout=30):
+                assert time.monotonic() < deadline
+        finally:
+            watcher.terminate()
+            reader.join(10)

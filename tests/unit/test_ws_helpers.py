@@ -7,6 +7,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
+from streamspace_facade import watch
 from streamspace_facade.app import loggable_path
 from streamspace_facade.ws import credential, origin_allowed
 
@@ -62,3 +63,36 @@ def test_access_log_never_shows_a_query_token() -> None:
     assert loggable_path(request(WS + "?token=s3cret&x=1")) == WS + "?token=REDACTED&x=1"
     assert loggable_path(request(WS + "?access_token=s3cret")) == WS + "?access_token=REDACTED"
     assert loggable_path(request("/api/v1/sessions?user=a")) == "/api/v1/sessions?user=a"
+
+
+@pytest.mark.parametrize(
+    ("api", "stream", "target", "url"),
+    [
+        ("http://127.0.0.1:8080", "sessions", None, "ws://127.0.0.1:8080/api/v1/ws/sessions"),
+        ("https://ss.example.com/", "cluster", None, "wss://ss.example.com/api/v1/ws/cluster"),
+        ("http://h", "logs", "team-a/pod-1", "ws://h/api/v1/ws/logs/team-a/pod-1"),
+        ("http://h", "logs", "a/b/../c", "ws://h/api/v1/ws/logs/a/b%2F..%2Fc"),
+    ],
+)
+def test_watch_urls(api: str, stream: str, target: str | None, url: str) -> None:
+    assert watch.stream_url(api, stream, target) == url
+
+
+@pytest.mark.parametrize(("stream", "target"), [("logs", None), ("logs", "pod"), ("x", None)])
+def test_watch_refuses_incomplete_targets(stream: str, target: str | None) -> None:
+    with pytest.raises(ValueError, match=r"logs needs|unknown stream"):
+        watch.stream_url("http://h", stream, target)
+
+
+def test_watch_summary_lines() -> None:
+    update = {
+        "type": "sessions_update",
+        "sessions": [{"id": "alice-ff-1", "phase": "Running"}],
+        "count": 1,
+        "reason": "change",
+        "timestamp": "2026-01-01T00:00:00Z",
+    }
+    assert watch.summary(update) == "2026-01-01T00:00:00Z change: 1 [alice-ff-1=Running]"
+    warning = {"type": "hibernate_warning", "sessionId": "s", "idleDeadline": "T", "timestamp": "t"}
+    assert watch.summary(warning) == "t WARNING s hibernates at T"
+    assert watch.summary("2026-01-01T00:00:00.1Z hello") == "2026-01-01T00:00:00.1Z hello"

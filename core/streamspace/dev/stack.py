@@ -362,6 +362,10 @@ Paste into a shell to try the REST API; every /api/v1 call needs the Authorizati
   curl -s -X DELETE {auth} "$API/api/v1/sessions/$SID/disconnect?connectionId=$CONN"; echo
   curl -s -o /dev/null -w '%{{http_code}}\\n' -X DELETE {auth} $API/api/v1/sessions/$SID
 
+Live updates: in a second shell, watch the sessions stream while you run the steps above
+(`cluster` and `logs <namespace>/<pod>` are the other streams):
+  STREAMSPACE_TOKEN={w.key} {cli} watch sessions --summary --url {w.api}
+
 The same objects with kubectl:
   export KUBECONFIG={q(str(w.kubeconfig))}
   kubectl get sessions,templates,connections,templaterepositories
