@@ -341,6 +341,7 @@ async def _cluster_loop(svc: Services, live: Live) -> None:
             continue
         for client in list(live.cluster_clients):
             client.send(payload)
+        metrics.WS_MESSAGES.labels("cluster", "metrics_update").inc(len(live.cluster_clients))
 
 
 async def cluster_stream(request: web.Request) -> web.StreamResponse:
@@ -350,6 +351,7 @@ async def cluster_stream(request: web.Request) -> web.StreamResponse:
     first = await _cluster_payload(svc, live)  # before the upgrade: failures are HTTP errors
     ws, client = await _upgrade(request, "cluster")
     client.send(first)
+    metrics.WS_MESSAGES.labels("cluster", "metrics_update").inc()
     await _serve(
         request,
         client,
@@ -438,8 +440,10 @@ async def _follow(kube: Kube, pod: PodRef, stream: aiohttp.ClientResponse, clien
 
 
 async def _lines(stream: aiohttp.ClientResponse, client: Client) -> None:
+    counter = metrics.WS_MESSAGES.labels("logs", "line")
     async for line in stream.content:
         client.send(line.decode(errors="replace").rstrip("\r\n"))
+        counter.inc()
 
 
 async def _exists(kube: Kube, pod: PodRef) -> bool | None:

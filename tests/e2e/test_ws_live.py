@@ -13,14 +13,24 @@ from typing import Any
 import aiohttp
 import pytest
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 
-from facade_testing import WebSocket, token
+from facade_testing import Client, WebSocket, token
 from streamspace.dev.cluster import ControlPlane
 from streamspace_testing import TEMPLATE, Objects
 
 pytestmark = pytest.mark.e2e
 
 STAMPED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z (.*)$")
+
+
+def metric_values(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = Client(base).get("/metrics").body
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def session_in(sid: str, phase: str) -> Any:
@@ -69,6 +79,11 @@ def test_a_session_streamed_from_create_to_delete_with_its_log(
                 "listening on 3000",
             ]
             assert operator.next().data.endswith(" listening on 3000"), "tailLines=1"
+            scraped = metric_values(stack.url)
+            assert scraped[("streamspace_websocket_clients", (("stream", "logs"),))] >= 2
+            assert scraped[("streamspace_websocket_clients", (("stream", "sessions"),))] >= 1
+            lines_sent = (("stream", "logs"), ("type", "line"))
+            assert scraped[("streamspace_websocket_messages_total", lines_sent)] >= 3
             plane.write_pod_log(stack.namespace, pod, name, "a request")
             assert follower.next().data.endswith(" a request")
             assert operator.next().data.endswith(" a request")
