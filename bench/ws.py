@@ -7,8 +7,13 @@
   delivery, and how many of the expected deliveries arrived,
 * memory per client: facade VmRSS with all clients connected minus VmRSS before the first one,
   divided by the number connected,
-* message sizes, connect times, facade CPU while idle-subscribed and during the rounds, and the
-  facade's own WebSocket metrics (clients, drops by reason, messages by type).
+* message sizes, connect times, facade CPU while idle-subscribed and during the rounds, the
+  facade's own WebSocket metrics (clients, drops by reason, messages by type), and how late the
+  client loops ran (their lag is part of every measured latency).
+
+Two passes over the same facade: clients that offer no compression, then clients that offer
+permessage-deflate as browsers do (the server then keeps a compressor per client and compresses
+every message for each of them).
 
 Most clients have role ``operator`` and see all 20 sessions; every tenth has role ``user`` and
 sees only its own session, which is the one changed each round, so every client must receive
@@ -16,7 +21,8 @@ every change. The clients live in a few worker processes (each an asyncio loop w
 of ``ws_connect``\\s), so the client side does not starve one core; they connect in batches,
 read continuously and take ``time.time()`` as a frame arrives, before looking at it for the
 marker (a substring test, no JSON parsing on that path). The writer takes ``time.time()`` just
-before the patch: both are CLOCK_REALTIME on the same machine.
+before the patch: both are CLOCK_REALTIME on the same machine. The facade inherits this
+process's RLIMIT_NOFILE, raised to its hard limit first.
 
 The operator runs only until the sessions have settled (phase and status as in production,
 so messages have their real size), then stops: its status write after each change would be a
@@ -172,6 +178,15 @@ class Subscribers:
         self.hits = 0
         self.done_sent = True
         self.closing = False
+        self.lags: list[float] = []  # how late this loop woke from 10 ms sleeps
+
+    async def _watch_lag(self) -> None:
+        """A client loop that is behind delays the timestamps it takes: record by how much."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(0.01)
+            self.lags.append(loop.time() - started - 0.01)
 
     def open_clients(self) -> int:
         return sum(1 for c in self.clients if c.ws is not None and c.closed is None)
@@ -238,6 +253,7 @@ class Subscribers:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        lag: asyncio.Task[None] | None = None
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
@@ -246,13 +262,18 @@ class Subscribers:
                 command = await loop.run_in_executor(None, self.commands.recv)
                 if command[0] == "connect":
                     self.replies.send(("connected", await self._connect_all(http)))
+                    lag = asyncio.create_task(self._watch_lag())
                 elif command[0] == "arm":
                     self.armed, self.hits, self.done_sent = (command[1], command[2]), 0, False
                     self.replies.send(("armed", command[1]))
                     self._check_done()  # nobody left to wait for
                 elif command[0] == "report":
+                    if lag is not None:
+                        lag.cancel()
                     reports = [c.report() for c in self.clients]
-                    self.replies.send(("report", {"clients": reports, "cpu": _cpu_seconds()}))
+                    self.replies.send(
+                        ("report", {"clients": reports, "cpu": _cpu_seconds(), "lag": self.lags})
+                    )
                 elif command[0] == "close":
                     self.closing = True
                     await asyncio.gather(
@@ -471,6 +492,7 @@ def _subscribe(
             "during_rounds": round(100 * rounds_cpu, 1),
         },
         "client_worker_cpu_percent": client_cpu,  # from all connected to the report
+        "client_loop_lag": [summary(report["lag"]) for report in reports],
         # all processes, this benchmark's and any other work on the machine
         "machine_busy_percent_during_rounds": round(100 * busy / total, 1),
         "facade_metrics": {
@@ -615,8 +637,13 @@ def _table(results: dict[str, Any], one: dict[str, Any]) -> None:
                 f"{one['machine_busy_percent_during_rounds']} %",
             ),
             (
-                "client worker processes CPU",
-                " / ".join(f"{v} %" for v in one["client_worker_cpu_percent"]),
+                "client worker processes CPU; loop lag p99, max",
+                " / ".join(
+                    f"{cpu} %; {lag['p99_ms']}, {lag['max_ms']} ms"
+                    for cpu, lag in zip(
+                        one["client_worker_cpu_percent"], one["client_loop_lag"], strict=True
+                    )
+                ),
             ),
             ("dropped by the server", str(one["dropped_by_server"] or "none")),
             ("connect errors", str(connect["errors"] or "none")),
