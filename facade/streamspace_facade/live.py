@@ -143,6 +143,7 @@ class Informer:
         else:
             if old is not None and _version(old) == _version(obj):
                 return
+            obj["metadata"].pop("managedFields", None)  # a third of an object, never read here
             self.objects[uid] = obj
         try:
             self.on_change(old, obj)
