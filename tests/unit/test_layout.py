@@ -46,7 +46,7 @@ def test_import_operator_is_the_standard_library_from_the_repo_root(flags: list[
 def test_cli_has_every_subcommand() -> None:
     parser = build_parser()
     subparsers = next(a for a in parser._actions if a.dest == "command")
-    assert set(subparsers.choices) == {"operator", "facade", "migrate", "dev", "token"}
+    assert set(subparsers.choices) == {"operator", "facade", "watch", "migrate", "dev", "token"}
 
 
 def test_migrations_are_numbered_from_one_without_gaps() -> None:
