@@ -51,8 +51,8 @@ Change = Callable[[Object | None, Object | None], None]
 class Subscriber(Protocol):
     principal: Principal
 
-    def send(self, message: str) -> None:
-        """Queue a text message; never blocks (a subscriber that cannot keep up is dropped)."""
+    def send(self, message: bytes) -> None:
+        """Queue a UTF-8 text message; never blocks (one that cannot keep up is dropped)."""
 
 
 def group_of(who: Principal) -> str:
@@ -63,8 +63,10 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def message(kind: str, **fields: Any) -> str:
-    return json.dumps({"type": kind, **fields, "timestamp": timestamp(now())}, default=str)
+def message(kind: str, **fields: Any) -> bytes:
+    """A stream message as the UTF-8 bytes of its JSON: encoded once, sent to many."""
+    body = {"type": kind, **fields, "timestamp": timestamp(now())}
+    return json.dumps(body, default=str).encode()
 
 
 class Informer:
@@ -214,7 +216,7 @@ class SessionFeed:
         views.sort(key=lambda v: (v["createdAt"] or "", v["id"]), reverse=True)
         return views
 
-    def snapshot(self, group: str, reason: str) -> str:
+    def snapshot(self, group: str, reason: str) -> bytes:
         """``reason`` (an addition to the seed's format): ``subscribe``, ``change`` or
         ``snapshot`` (the periodic one)."""
         sessions = self.visible(group)
@@ -306,7 +308,7 @@ class SessionFeed:
             and deadline - self.warning <= moment < deadline
         ]
 
-    def _warning_message(self, uid: str) -> str:
+    def _warning_message(self, uid: str) -> bytes:
         view = self.views[uid]
         deadline = self._deadline(self.objects[uid])
         left = 0 if deadline is None else max(0, round((deadline - now()).total_seconds()))

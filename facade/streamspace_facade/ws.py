@@ -99,11 +99,12 @@ class Client:
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
 
-    def send(self, text: str) -> None:
+    def send(self, data: bytes) -> None:
+        """Queue a text message (UTF-8 bytes, encoded once by the publisher)."""
         if self.closed:
             return
         try:
-            self.queue.put_nowait(text)
+            self.queue.put_nowait(data)
         except asyncio.QueueFull:
             self.drop(WSCloseCode.TRY_AGAIN_LATER, "too slow", reason="slow")
 
@@ -151,7 +152,7 @@ class Client:
             if item is _END:
                 self._closer = asyncio.create_task(self._close(*self._end))
                 return
-            await self.ws.send_str(item)
+            await self.ws.send_frame(item, WSMsgType.TEXT)
 
     async def run(self) -> None:
         """Serve until the client leaves or is closed: read (pongs, close), write the queue."""
@@ -178,7 +179,7 @@ class Live:
     informer: Informer
     clients: set[Client] = field(default_factory=set)
     cluster_clients: set[Client] = field(default_factory=set)
-    cluster_payload: str | None = None
+    cluster_payload: bytes | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -326,7 +327,7 @@ async def _catalog_count(svc: Services) -> int | None:
     return int(row[0]) if row else 0
 
 
-async def _cluster_payload(svc: Services, live: Live) -> str:
+async def _cluster_payload(svc: Services, live: Live) -> bytes:
     payload = message("metrics_update", metrics=await cluster_metrics(svc, live))
     live.cluster_payload = payload
     return payload
@@ -445,7 +446,8 @@ async def _follow(kube: Kube, pod: PodRef, stream: aiohttp.ClientResponse, clien
 async def _lines(stream: aiohttp.ClientResponse, client: Client) -> None:
     counter = metrics.WS_MESSAGES.labels("logs", "line")
     async for line in stream.content:
-        client.send(line.decode(errors="replace").rstrip("\r\n"))
+        # a text frame must be UTF-8: undecodable bytes of a log become U+FFFD
+        client.send(line.rstrip(b"\r\n").decode(errors="replace").encode())
         counter.inc()
 
 
