@@ -152,6 +152,9 @@ def decide(
         "startedAt": session.status.get("startedAt"),
         "hibernatedAt": session.status.get("hibernatedAt"),
     }
+    if state != "running":
+        # only a running session has an idle deadline (the idle timer keeps it while running)
+        status["idleDeadline"] = None
     if state == "terminated":
         phase, workload = _terminate(session, observed, plan)
     elif state == "hibernated":

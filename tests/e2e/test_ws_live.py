@@ -100,3 +100,34 @@ def test_a_session_streamed_from_create_to_delete_with_its_log(
             operator.close()
     finally:
         sessions.close()
+
+
+def test_an_idle_session_is_warned_about_then_hibernated(
+    full_cluster: Any,
+    api: client.ApiClient,
+    database: str,
+    start_operator: Any,
+    start_facade: Any,
+) -> None:
+    """The operator's idle deadline, the facade's warning before it, then the hibernation."""
+    fast = {"IDLE_CHECK_INTERVAL": "1s", "HIBERNATE_WARNING": "6s"}
+    start_operator(DATABASE_URL=database, **fast)
+    facade = start_facade(DATABASE_URL=database, **fast)
+    objects = Objects(api, facade.settings.kubernetes.namespace)
+    objects.create("templates", "firefox", TEMPLATE)
+    alice = WebSocket(facade.url + "/api/v1/ws/sessions", token=token("alice")).open()
+    try:
+        alice.next()
+        objects.create(
+            "sessions", "alice-idle", {"user": "alice", "template": "firefox", "idleTimeout": "15s"}
+        )
+        running = alice.next(session_in("alice-idle", "Running"), timeout=60)
+        warning = alice.next(lambda d: d["type"] == "hibernate_warning", timeout=60)
+        assert warning.data["sessionId"] == "alice-idle"
+        assert 0 < warning.data["secondsRemaining"] <= 6
+        hibernated = alice.next(session_in("alice-idle", "Hibernated"), timeout=60)
+        assert running.at < warning.at < hibernated.at
+        view = next(s for s in hibernated.data["sessions"] if s["id"] == "alice-idle")
+        assert view["state"] == "hibernated" and view["idleDeadline"] is None
+    finally:
+        alice.close()

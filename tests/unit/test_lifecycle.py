@@ -203,8 +203,9 @@ def test_ingress_domain_adds_an_ingress_and_its_url() -> None:
 
 
 def test_hibernation_records_when_and_clears_url() -> None:
+    deadline = timestamp(NOW - timedelta(seconds=1))
     plan = decide(
-        session("hibernated", phase="Running", url="http://x", podName="p"),
+        session("hibernated", phase="Running", url="http://x", podName="p", idleDeadline=deadline),
         TEMPLATE,
         Observed(deployment(0)),
         NOW,
@@ -212,6 +213,14 @@ def test_hibernation_records_when_and_clears_url() -> None:
     )
     assert plan.status["hibernatedAt"] == timestamp(NOW)
     assert plan.status["url"] is None and plan.status["podName"] is None
+    assert plan.status["idleDeadline"] is None, "a hibernated session has no idle deadline"
+
+
+def test_a_running_session_leaves_its_idle_deadline_to_the_idle_timer() -> None:
+    deadline = timestamp(NOW + timedelta(minutes=5))
+    observed = Observed(deployment(1, 1), service=True, pods=(POD,))
+    plan = decide(session(phase="Running", idleDeadline=deadline), TEMPLATE, observed, NOW, OPTS)
+    assert "idleDeadline" not in plan.status
 
 
 def test_a_settled_session_plans_nothing_twice() -> None:
