@@ -573,6 +573,11 @@ class Op:
 
 SESSION = _path("The Session's id (its name).")
 CONNECTION = _query("connectionId", "From the connect answer.", _str(minLength=1), required=True)
+IN_NAMESPACE = _query(
+    "namespace",
+    "Only with ALL_NAMESPACES: the session's namespace, needed when its id is in several "
+    "(409 otherwise); ignored when the facade serves one namespace.",
+)
 NAME = _path("The object's name.")
 NUMBER = _path("The numeric id.", _int(minimum=1, format="int64"))
 CATEGORY = _query("category", "Only of this category.")
@@ -611,23 +616,24 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
         Op("post", "/api/v1/sessions", "createSession", "Create a session (owner: the caller; "
            "admins may name another user)", {201: "Session"}, (403, 409, *KUBE),
            body="SessionCreate"),
-        Op("get", S, "getSession", "One session", {200: "Session"}, (404, *KUBE), (SESSION,)),
+        Op("get", S, "getSession", "One session", {200: "Session"}, (404, 409, *KUBE),
+           (SESSION, IN_NAMESPACE)),
         Op("patch", S, "updateSession", "Change state, resources, timeouts or tags",
-           {200: "Session"}, (404, *KUBE), (SESSION,), body="SessionPatch"),
+           {200: "Session"}, (404, 409, *KUBE), (SESSION, IN_NAMESPACE), body="SessionPatch"),
         Op("delete", S, "deleteSession", "Delete a session and its workload", {204: None},
-           (404, *KUBE), (SESSION,)),
+           (404, 409, *KUBE), (SESSION, IN_NAMESPACE)),
     ),
     "connections": (
         Op("get", S + "/connect", "connectSession", "Open a connection (wakes a hibernated "
-           "session)", {200: "ConnectResult"}, (404, 409, 422, *KUBE), (SESSION,)),
+           "session)", {200: "ConnectResult"}, (404, 409, 422, *KUBE), (SESSION, IN_NAMESPACE)),
         Op("delete", S + "/disconnect", "disconnectSession", "Close a connection",
-           {200: "DisconnectResult"}, (404, 422, *KUBE), (SESSION, CONNECTION)),
+           {200: "DisconnectResult"}, (404, 409, 422, *KUBE), (SESSION, IN_NAMESPACE, CONNECTION)),
         Op("post", S + "/disconnect", "disconnectSessionPost", "Close a connection (alias)",
-           {200: "DisconnectResult"}, (404, 422, *KUBE), (SESSION, CONNECTION)),
+           {200: "DisconnectResult"}, (404, 409, 422, *KUBE), (SESSION, IN_NAMESPACE, CONNECTION)),
         Op("post", S + "/heartbeat", "heartbeat", "Keep a connection alive (every 30 s)",
-           {200: "HeartbeatResult"}, (404, 422, *KUBE), (SESSION, CONNECTION)),
+           {200: "HeartbeatResult"}, (404, 409, 422, *KUBE), (SESSION, IN_NAMESPACE, CONNECTION)),
         Op("get", S + "/connections", "listConnections", "A session's open connections",
-           {200: "ConnectionList"}, (404, *KUBE), (SESSION,)),
+           {200: "ConnectionList"}, (404, 409, *KUBE), (SESSION, IN_NAMESPACE)),
     ),
     "templates": (
         Op("get", "/api/v1/templates", "listTemplates", "Installed templates",

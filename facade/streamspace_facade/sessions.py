@@ -99,11 +99,33 @@ def _visible(who: Principal, owner: str) -> bool:
     return who.sees_everything or owner == who.user
 
 
+def _namespace_of(request: web.Request, name: str) -> str:
+    """Where session ``name`` lives: the facade's namespace, or with ``ALL_NAMESPACES`` the
+    ``?namespace=`` given, else the one namespace where the caller can see a session of that
+    name (the streams' copy of the Sessions knows), else ``NAMESPACE``."""
+    svc = services(request)
+    if svc.scope is not None:
+        return svc.scope
+    asked = request.query.get("namespace")
+    if asked:
+        if not is_dns_label(asked):
+            raise not_found("session", name)
+        return asked
+    who = principal(request)
+    views = svc.live.feed.views.values() if svc.live is not None else ()
+    found = {v["namespace"] for v in views if v["id"] == name and _visible(who, v["user"])}
+    if len(found) > 1:
+        raise conflict(
+            f"session {name!r} exists in namespaces {', '.join(sorted(found))}; add ?namespace="
+        )
+    return found.pop() if found else svc.namespace
+
+
 async def _own_session(request: web.Request, name: str) -> dict[str, Any]:
     """The Session named ``name`` if the caller may see it; otherwise 404 as if missing."""
     svc = services(request)
     try:
-        obj = await svc.kube.get("Session", svc.namespace, name)
+        obj = await svc.kube.get("Session", _namespace_of(request, name), name)
     except ApiError as exc:
         if exc.status == 404:
             raise not_found("session", name) from None
@@ -113,6 +135,10 @@ async def _own_session(request: web.Request, name: str) -> dict[str, Any]:
     if not _visible(principal(request), owner) or (obj["metadata"].get("deletionTimestamp")):
         raise not_found("session", name)
     return obj
+
+
+def _ns(obj: Mapping[str, Any]) -> str:
+    return str(obj["metadata"]["namespace"])
 
 
 def _tags_problem(value: list[Any]) -> str | None:
@@ -271,8 +297,8 @@ async def patch_session(request: web.Request) -> web.Response:
     fields.done()
     if not spec:
         raise invalid({"body": f"nothing to change; send one of state, {', '.join(SPEC_FIELDS)}"})
-    await _own_session(request, name)
-    obj = await svc.kube.patch("Session", svc.namespace, name, {"spec": spec})
+    session = await _own_session(request, name)
+    obj = await svc.kube.patch("Session", _ns(session), name, {"spec": spec})
     await svc.mirror.observed(SESSIONS, obj)
     audit(request, "update", "session", name, spec)
     return web.json_response(session_view(session_row(obj)))
@@ -282,7 +308,7 @@ async def delete_session(request: web.Request) -> web.Response:
     svc = services(request)
     name = request.match_info["id"]
     session = await _own_session(request, name)
-    await svc.kube.delete("Session", svc.namespace, name)
+    await svc.kube.delete("Session", _ns(session), name)
     await svc.mirror.forget(SESSIONS, session["metadata"]["uid"])
     audit(request, "delete", "session", name)
     return web.Response(status=204)
@@ -308,7 +334,7 @@ async def connect(request: web.Request) -> web.Response:
         conn_spec["userAgent"] = agent[:1024]
     obj = await svc.kube.create(
         "Connection",
-        svc.namespace,
+        _ns(session),  # beside its session: the session owns it
         {
             "metadata": {
                 "name": _connection_name(name),
@@ -338,9 +364,9 @@ async def _own_connection(
     connection_id = request.query.get("connectionId")
     if not connection_id:
         raise invalid({"query.connectionId": "required"})
-    await _own_session(request, session)
+    owner = await _own_session(request, session)
     try:
-        obj = await svc.kube.get("Connection", svc.namespace, connection_id)
+        obj = await svc.kube.get("Connection", _ns(owner), connection_id)
     except ApiError as exc:
         if exc.status == 404:
             raise not_found("connection", connection_id) from None
@@ -353,7 +379,7 @@ async def _own_connection(
 async def disconnect(request: web.Request) -> web.Response:
     session = request.match_info["id"]
     svc, connection_id, obj = await _own_connection(request, session)
-    await svc.kube.delete("Connection", svc.namespace, connection_id)
+    await svc.kube.delete("Connection", _ns(obj), connection_id)
     await svc.mirror.forget(CONNECTIONS, obj["metadata"]["uid"])
     audit(request, "disconnect", "session", session, {"connectionId": connection_id})
     return web.json_response({"connectionId": connection_id, "disconnected": True})
@@ -361,10 +387,10 @@ async def disconnect(request: web.Request) -> web.Response:
 
 async def heartbeat(request: web.Request) -> web.Response:
     session = request.match_info["id"]
-    svc, connection_id, _ = await _own_connection(request, session)
+    svc, connection_id, current = await _own_connection(request, session)
     now = timestamp(datetime.now(UTC))
     obj = await svc.kube.patch(
-        "Connection", svc.namespace, connection_id, {"status": {"lastHeartbeat": now}}, status=True
+        "Connection", _ns(current), connection_id, {"status": {"lastHeartbeat": now}}, status=True
     )
     await svc.mirror.observed(CONNECTIONS, obj)
     audit(request, "heartbeat", "connection", connection_id)
@@ -376,12 +402,12 @@ async def heartbeat(request: web.Request) -> web.Response:
 async def list_connections(request: web.Request) -> web.Response:
     svc = services(request)
     name = request.match_info["id"]
-    await _own_session(request, name)
+    session = await _own_session(request, name)
     async with svc.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT * FROM connections WHERE namespace = %s AND session_id = %s "
             "ORDER BY created_at, id",
-            (svc.namespace, name),
+            (_ns(session), name),
         )
         rows = await cur.fetchall()
     return web.json_response(
