@@ -220,6 +220,14 @@ class WebSocket:
             self._loop.close()
 
     async def _main(self) -> None:
+        try:
+            await self._session()
+        finally:
+            # closed transports finish closing on the next loop iterations; let them before the
+            # loop goes away, or they are reported unclosed when collected
+            await asyncio.sleep(0.05)
+
+    async def _session(self) -> None:
         async with aiohttp.ClientSession() as session:
             try:
                 ws = await session.ws_connect(
