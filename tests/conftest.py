@@ -28,6 +28,7 @@ from streamspace.dev.postgres import LocalPostgres
 from streamspace.dev.process import free_port, wait_until
 from streamspace_facade.state import SERVICES
 from streamspace_operator.runtime import RunOptions, serve
+from streamspace_testing import new_namespace
 
 REPO = Path(__file__).resolve().parents[1]
 TIERS = ("unit", "integration", "e2e")
@@ -91,13 +92,8 @@ def api(cluster: Cluster) -> Iterator[client.ApiClient]:
 @pytest.fixture
 def namespace(api: client.ApiClient) -> Iterator[str]:
     """A namespace of the test's own, deleted afterwards."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": name}})
-    try:
+    with new_namespace(api) as name:
         yield name
-    finally:
-        core.delete_namespace(name)
 
 
 @pytest.fixture(scope="session")

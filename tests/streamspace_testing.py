@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from kubernetes import client
@@ -18,6 +21,18 @@ TEMPLATE = {
     "kasmvnc": {"enabled": True, "port": 3000},
     "defaultResources": {"memory": "2Gi", "cpu": "1000m"},
 }
+
+
+@contextmanager
+def new_namespace(api: client.ApiClient) -> Iterator[str]:
+    """A namespace of its own for the block, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": name}})
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)
 
 
 class Objects:

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from streamspace.conditions import parse_timestamp, timestamp
-from streamspace.db.mirror import session_row
+from streamspace.db.mirror import is_deleted, session_row
 from streamspace_facade import metrics
 from streamspace_facade.kube import Kube
 from streamspace_facade.principal import Principal
@@ -114,7 +114,7 @@ class Informer:
 
     async def _relist(self) -> str:
         items, version = await self.kube.list(self.kind, self.namespace)
-        fresh = {str(o["metadata"]["uid"]): o for o in items if _alive(o)}
+        fresh = {str(o["metadata"]["uid"]): o for o in items if not is_deleted(o)}
         for uid in list(self.objects):
             if uid not in fresh:
                 self._set(uid, None)
@@ -134,7 +134,7 @@ class Informer:
                 if kind == "BOOKMARK":
                     continue
                 uid = str(obj["metadata"]["uid"])
-                self._set(uid, obj if kind != "DELETED" and _alive(obj) else None)
+                self._set(uid, None if kind == "DELETED" or is_deleted(obj) else obj)
 
     def _set(self, uid: str, obj: Object | None) -> None:
         old = self.objects.get(uid)
@@ -151,10 +151,6 @@ class Informer:
             self.on_change(old, obj)
         except Exception:
             log.exception("handling a change of %s %s failed", self.kind, uid)
-
-
-def _alive(obj: Mapping[str, Any]) -> bool:
-    return not obj["metadata"].get("deletionTimestamp")
 
 
 def _version(obj: Mapping[str, Any]) -> str:
@@ -177,12 +173,10 @@ class SessionFeed:
         self._flush: asyncio.TimerHandle | None = None
         self._warnings: dict[str, asyncio.TimerHandle] = {}  # uid → pending warning
         self._warned: dict[str, str] = {}  # uid → the deadline already warned about
-        self.changes = 0
 
     # -- changes --------------------------------------------------------------------------
 
     def on_change(self, old: Object | None, new: Object | None) -> None:
-        self.changes += 1
         uid = str((new or old or {}).get("metadata", {}).get("uid"))
         for obj in (old, new):
             if obj is not None:

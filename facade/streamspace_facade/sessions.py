@@ -16,7 +16,7 @@ from aiohttp import web
 from psycopg.rows import dict_row
 
 from streamspace.conditions import timestamp
-from streamspace.db.mirror import CONNECTIONS, SESSIONS, connection_row, session_row
+from streamspace.db.mirror import CONNECTIONS, SESSIONS, connection_row, is_deleted, session_row
 from streamspace.naming import is_dns_label, is_object_name, label_value
 from streamspace.templates import normalize_resources
 from streamspace_facade.errors import ApiError, conflict, invalid, not_found
@@ -132,7 +132,7 @@ async def _own_session(request: web.Request, name: str) -> dict[str, Any]:
         raise
     obj = dict(obj)
     owner = str((obj.get("spec") or {}).get("user", ""))
-    if not _visible(principal(request), owner) or (obj["metadata"].get("deletionTimestamp")):
+    if not _visible(principal(request), owner) or is_deleted(obj):
         raise not_found("session", name)
     return obj
 

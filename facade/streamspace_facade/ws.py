@@ -27,6 +27,7 @@ import psycopg
 from aiohttp import WSCloseCode, WSMsgType, web
 from psycopg_pool import PoolTimeout
 
+from streamspace.db.mirror import is_deleted
 from streamspace.manifests import MANAGED_BY, USER_LABEL
 from streamspace.naming import is_dns_label, is_object_name
 from streamspace_facade import metrics
@@ -174,12 +175,10 @@ class Client:
 class Live:
     """The streams of one facade process: the Session watch, its feed and every client."""
 
-    kube: Kube
     feed: SessionFeed
     informer: Informer
     clients: set[Client] = field(default_factory=set)
     cluster_clients: set[Client] = field(default_factory=set)
-    cluster_payload: bytes | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -187,7 +186,7 @@ class Live:
 async def running(svc: Services) -> AsyncIterator[Live]:
     feed = SessionFeed(svc.settings.sessions.hibernate_warning)
     informer = Informer(svc.kube, "Session", svc.scope, feed.on_change)
-    live = Live(kube=svc.kube, feed=feed, informer=informer)
+    live = Live(feed=feed, informer=informer)
     live.tasks = [
         asyncio.create_task(informer.run(), name="sessions-informer"),
         asyncio.create_task(feed.snapshots(), name="sessions-snapshots"),
@@ -298,7 +297,7 @@ async def cluster_metrics(svc: Services, live: Live) -> dict[str, Any]:
     counts = {}
     for kind in ("Connection", "TemplateRepository", "Template"):
         items, _ = await svc.kube.list(kind, svc.scope)
-        counts[kind] = sum(1 for o in items if not o["metadata"].get("deletionTimestamp"))
+        counts[kind] = sum(1 for o in items if not is_deleted(o))
     figures: dict[str, Any] = {
         "sessions": {
             "running": phases.get("Running", 0),
@@ -328,9 +327,7 @@ async def _catalog_count(svc: Services) -> int | None:
 
 
 async def _cluster_payload(svc: Services, live: Live) -> bytes:
-    payload = message("metrics_update", metrics=await cluster_metrics(svc, live))
-    live.cluster_payload = payload
-    return payload
+    return message("metrics_update", metrics=await cluster_metrics(svc, live))
 
 
 async def _cluster_loop(svc: Services, live: Live) -> None:
@@ -457,8 +454,7 @@ async def _exists(kube: Kube, pod: PodRef) -> bool | None:
         current = await kube.get_pod(pod.namespace, pod.name)
     except ApiError as exc:
         return False if exc.status == 404 else None
-    meta = current["metadata"]
-    return bool(meta["uid"] == pod.uid and not meta.get("deletionTimestamp"))
+    return current["metadata"]["uid"] == pod.uid and not is_deleted(current)
 
 
 async def _pod_gone(kube: Kube, pod: PodRef) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,20 +11,15 @@ from kubernetes import client
 from facade_testing import Client, FacadeThread, token
 from streamspace.dev.process import wait_until
 from streamspace_facade.state import SERVICES
-from streamspace_testing import Objects
+from streamspace_testing import Objects, new_namespace
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def other(api: client.ApiClient) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": name}})
-    try:
+    with new_namespace(api) as name:
         yield name
-    finally:
-        core.delete_namespace(name)
 
 
 def test_sessions_in_any_namespace_are_found_by_id(
