@@ -5,481 +5,27 @@ contract: ``tests/e2e/test_openapi.py`` checks that it names exactly the app's r
 Schemathesis against a live facade to check that every answer matches it. A handler that
 changes what it accepts or returns changes this document in the same commit.
 
-Conventions: bodies are camelCase JSON; handlers reject unknown request fields (422), hence
-``additionalProperties: false``; response fields a handler always writes are ``required``, and
-those that may be null are ``nullable``; every failure is an ``Error``.
+The component schemas (and the conventions they follow) are in ``openapi_schemas``.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from streamspace import __version__
-from streamspace.naming import DNS_LABEL, DNS_SUBDOMAIN
-from streamspace_facade.sessions import TAG_PATTERN
-from streamspace_facade.state import DURATION
-
-Schema = dict[str, Any]
-
-QUANTITY = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+from streamspace_facade.openapi_schemas import (
+    APP_TYPE,
+    STATE,
+    Schema,
+    integer,
+    ref,
+    schemas,
+    string,
 )
-
-# --- schema helpers -----------------------------------------------------------------------------
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _str(description: str = "", **keywords: Any) -> Schema:
-    return {"type": "string", **({"description": description} if description else {}), **keywords}
-
-
-def _enum(description: str, *values: str, nullable: bool = False) -> Schema:
-    if nullable:  # OpenAPI 3.0: a nullable enum lists null among its values
-        return {
-            "type": "string",
-            "description": description,
-            "nullable": True,
-            "enum": [*values, None],
-        }
-    return {"type": "string", "description": description, "enum": list(values)}
-
-
-def _int(description: str = "", **keywords: Any) -> Schema:
-    return {"type": "integer", **({"description": description} if description else {}), **keywords}
-
-
-def _bool(description: str) -> Schema:
-    return {"type": "boolean", "description": description}
-
-
-def _time(description: str, *, nullable: bool = False) -> Schema:
-    schema = _str(description, format="date-time")
-    return {**schema, "nullable": True} if nullable else schema
-
-
-def _nullable(schema: Schema) -> Schema:
-    return {**schema, "nullable": True}
-
-
-def _array(items: Schema, description: str = "", **keywords: Any) -> Schema:
-    return {
-        "type": "array",
-        "items": items,
-        **({"description": description} if description else {}),
-        **keywords,
-    }
-
-
-def _response(properties: dict[str, Schema], description: str = "") -> Schema:
-    """An object the facade writes: every property is always present."""
-    schema: Schema = {"type": "object", "required": list(properties), "properties": properties}
-    return {"description": description, **schema} if description else schema
-
-
-def _request(properties: dict[str, Schema], required: Iterable[str] = (), **extra: Any) -> Schema:
-    """An object the facade reads: anything else is an unknown field (422)."""
-    schema: Schema = {"type": "object", "properties": properties, "additionalProperties": False}
-    if required:
-        schema["required"] = list(required)
-    return {**schema, **extra}
-
-
-def _list(key: str, item: str, **paging: Schema) -> Schema:
-    return _response(
-        {key: _array(_ref(item)), "total": _int("How many items there are.", minimum=0), **paging}
-    )
-
-
-# --- component schemas --------------------------------------------------------------------------
-
-OBJECT_NAME = _str("A Kubernetes object name.", pattern=DNS_SUBDOMAIN.pattern, maxLength=253)
-USER = _str("A user name: a DNS label.", pattern=DNS_LABEL.pattern, maxLength=63)
-DURATION_STRING = _str("A duration like 90s, 30m or 8h.", pattern=DURATION.pattern, maxLength=16)
-ROLE = _enum("A role.", "user", "operator", "admin")
-STATE = _enum("The state the user asked for.", "running", "hibernated", "terminated")
-PHASE = _enum(
-    "What the operator observed (Pending until it has).",
-    "Pending",
-    "Running",
-    "Hibernated",
-    "Failed",
-    "Terminated",
-)
-APP_TYPE = _enum("desktop (streamed over VNC) or webapp (served over HTTP).", "desktop", "webapp")
-CONNECTION_STATE = _enum("The connection's state.", "active", "stale", "disconnected")
-TAGS = _array(
-    _str("A tag.", pattern=TAG_PATTERN, minLength=1, maxLength=63),
-    "Labels for finding sessions.",
-    maxItems=32,
-    uniqueItems=True,
-)
-QUANTITY_VALUE: Schema = {
-    "description": "A Kubernetes quantity such as 500m, 2 or 1Gi.",
-    "anyOf": [_str(pattern=QUANTITY, maxLength=64), {"type": "number", "minimum": 0}],
-}
-QUANTITY_MAP: Schema = {
-    "type": "object",
-    "maxProperties": 16,
-    "additionalProperties": QUANTITY_VALUE,
-}
-RESOURCES_REQUEST: Schema = {
-    "description": "Flat {cpu, memory} (requests and limits both) or {requests, limits} maps.",
-    "anyOf": [
-        _request({"cpu": QUANTITY_VALUE, "memory": QUANTITY_VALUE}),
-        _request({"requests": QUANTITY_MAP, "limits": QUANTITY_MAP}),
-    ],
-}
-RESOURCES_RESPONSE: Schema = {
-    "type": "object",
-    "description": "The session's own requests and limits ({} when it uses the template's).",
-    "properties": {
-        part: {"type": "object", "additionalProperties": {"anyOf": [_str(), {"type": "integer"}]}}
-        for part in ("requests", "limits")
-    },
-}
-SESSION_SPEC: dict[str, Schema] = {
-    "state": STATE,
-    "resources": RESOURCES_REQUEST,
-    "persistentHome": _bool("Mount the user's home volume (default true)."),
-    "idleTimeout": {**DURATION_STRING, "description": "Hibernate after this long idle (30m)."},
-    "maxSessionDuration": {**DURATION_STRING, "description": "Terminate after this long (8h)."},
-    "tags": TAGS,
-}
-
-PORT = _int("A port number.", minimum=1, maximum=65535)
-VNC: Schema = {
-    "type": "object",
-    "properties": {
-        "enabled": _bool("Streamed over VNC."),
-        "port": PORT,
-        "protocol": _str(maxLength=64),
-    },
-}
-TEMPLATE_SPEC: dict[str, Schema] = {
-    "displayName": _str("Name shown in catalogs.", maxLength=256),
-    "baseImage": _str("Container image.", minLength=1, maxLength=1024, pattern=r"^[^\s]+$"),
-    "description": _str(maxLength=4096),
-    "category": _str(maxLength=256),
-    "icon": _str("URL of an icon.", maxLength=2048),
-    "tags": _array(_str(maxLength=128), maxItems=64),
-    "appType": APP_TYPE,
-    "defaultResources": {
-        "description": "Flat {cpu, memory} or {requests, limits} maps.",
-        "anyOf": [
-            _request({"cpu": QUANTITY_VALUE, "memory": QUANTITY_VALUE}),
-            _request({"requests": QUANTITY_MAP, "limits": QUANTITY_MAP}),
-        ],
-    },
-    "ports": _array(
-        {
-            "type": "object",
-            "required": ["containerPort"],
-            "properties": {
-                "name": _str(pattern=DNS_LABEL.pattern, maxLength=15),
-                "containerPort": PORT,
-                "protocol": _enum("Transport protocol.", "TCP", "UDP", "SCTP"),
-            },
-        },
-        maxItems=32,
-    ),
-    "env": _array(
-        {
-            "type": "object",
-            "required": ["name"],
-            "properties": {
-                "name": _str(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", maxLength=256),
-                "value": _str(maxLength=32768),
-            },
-        },
-        maxItems=128,
-    ),
-    "volumeMounts": _array(
-        {
-            "type": "object",
-            "required": ["name", "mountPath"],
-            "properties": {
-                "name": _str(pattern=DNS_LABEL.pattern, maxLength=63),
-                "mountPath": _str(pattern="^/", maxLength=1024),
-            },
-        },
-        maxItems=32,
-    ),
-    "vnc": VNC,
-    "kasmvnc": {**VNC, "description": "Legacy name of vnc."},
-    "webapp": {
-        "type": "object",
-        "properties": {
-            "enabled": _bool("Served over HTTP."),
-            "port": PORT,
-            "path": _str(maxLength=1024),
-            "healthCheck": _str(maxLength=1024),
-        },
-    },
-    "capabilities": _array(_str(maxLength=64), maxItems=32),
-}
-
-ERROR_CODES = (
-    "BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, METHOD_NOT_ALLOWED, CONFLICT, TOO_LARGE, "
-    "VALIDATION_FAILED, KUBERNETES_ERROR, UNAVAILABLE"
-)
-
-
-def _schemas() -> dict[str, Schema]:
-    return {
-        "Error": _response(
-            {
-                "error": _str("What went wrong, for people."),
-                "code": _str(f"A stable code: {ERROR_CODES}."),
-                "details": {"type": "object", "description": "e.g. fields: path → problem"},
-            },
-            "Every failure.",
-        ),
-        "Session": _response(
-            {
-                "id": _str("The Session's name: <user>-<template>-<8 hex>."),
-                "name": _str("Same as id."),
-                "namespace": _str(),
-                "user": _str("The owner."),
-                "template": _str("The Template's name."),
-                "state": STATE,
-                "phase": PHASE,
-                "status": {**PHASE, "description": "Same as phase (older clients)."},
-                "url": _nullable(_str("Where the session is reached, once running.")),
-                "podName": _nullable(_str("The session's pod, once running.")),
-                "activeConnections": _int("Connections now open.", minimum=0),
-                "resources": RESOURCES_RESPONSE,
-                "persistentHome": _bool("Whether the user's home volume is mounted."),
-                "idleTimeout": _nullable(_str("Hibernate after this long idle.")),
-                "maxSessionDuration": _nullable(_str("Terminate after this long.")),
-                "tags": _array(_str()),
-                "lastActivity": _time("Last connect, heartbeat or disconnect.", nullable=True),
-                "idleDeadline": _time("When it hibernates if nothing happens.", nullable=True),
-                "startedAt": _time("When it last started running.", nullable=True),
-                "hibernatedAt": _time("When it last hibernated.", nullable=True),
-                "createdAt": _time("When it was created."),
-            }
-        ),
-        "SessionList": _list("sessions", "Session"),
-        "SessionCreate": _request(
-            {
-                "user": {**USER, "description": "The owner (admins only; default: the caller)."},
-                "template": {**OBJECT_NAME, "description": "The Template to run."},
-                **SESSION_SPEC,
-            },
-            required=["template"],
-            example={
-                "template": "firefox",
-                "resources": {"memory": "1Gi", "cpu": "500m"},
-                "tags": ["demo"],
-            },
-        ),
-        "SessionPatch": _request(SESSION_SPEC, minProperties=1, example={"state": "hibernated"}),
-        "Connection": _response(
-            {
-                "id": _str("The Connection's name."),
-                "connectionId": _str("Same as id."),
-                "sessionId": _str(),
-                "user": _str(),
-                "clientIP": _nullable(_str()),
-                "userAgent": _nullable(_str()),
-                "state": CONNECTION_STATE,
-                "connectedAt": _time("When the operator saw it.", nullable=True),
-                "lastHeartbeat": _time("The last heartbeat.", nullable=True),
-                "createdAt": _time("When it was created."),
-            }
-        ),
-        "ConnectionList": _list("connections", "Connection"),
-        "ConnectResult": _response(
-            {
-                "connectionId": _str("Send it with heartbeats and the disconnect."),
-                "sessionUrl": _nullable(_str("Where the session is reached, once running.")),
-                "state": STATE,
-                "phase": PHASE,
-                "ready": _bool("Running and reachable now (otherwise it is starting)."),
-            }
-        ),
-        "DisconnectResult": _response(
-            {"connectionId": _str(), "disconnected": {"type": "boolean", "enum": [True]}}
-        ),
-        "HeartbeatResult": _response(
-            {"connectionId": _str(), "lastHeartbeat": _time("Now."), "state": CONNECTION_STATE}
-        ),
-        "Template": {
-            "type": "object",
-            "description": "The Template's spec fields, plus these.",
-            "required": ["id", "name", "namespace", "appType", "valid", "message", "createdAt"],
-            "properties": {
-                **TEMPLATE_SPEC,
-                "id": _str("The Template's name."),
-                "name": _str("Same as id."),
-                "namespace": _str(),
-                "appType": APP_TYPE,
-                "valid": {
-                    **_bool("Whether sessions can run it (null until checked)."),
-                    "nullable": True,
-                },
-                "message": _nullable(_str("Why it is invalid, or a summary.")),
-                "createdAt": _time("When it was created."),
-            },
-        },
-        "TemplateList": _list("templates", "Template"),
-        "TemplateCreate": {
-            "description": "{name, spec}, or flat: name beside the spec fields.",
-            "anyOf": [
-                _request(
-                    {"name": OBJECT_NAME, "spec": _ref("TemplateSpec")}, required=["name", "spec"]
-                ),
-                {
-                    "type": "object",
-                    "required": ["name", "baseImage"],
-                    "properties": {"name": OBJECT_NAME, **TEMPLATE_SPEC},
-                },
-            ],
-            "example": {
-                "name": "firefox",
-                "spec": {
-                    "displayName": "Firefox",
-                    "baseImage": "lscr.io/linuxserver/firefox",
-                    "vnc": {"enabled": True, "port": 3000},
-                },
-            },
-        },
-        "TemplateSpec": {"type": "object", "required": ["baseImage"], "properties": TEMPLATE_SPEC},
-        "CatalogTemplate": _response(
-            {
-                "id": _int("The catalog entry's id (install it with this).", format="int64"),
-                "name": _str("The Template name it installs as."),
-                "displayName": _str(),
-                "description": _str(),
-                "category": _str(),
-                "appType": APP_TYPE,
-                "icon": _nullable(_str()),
-                "baseImage": _str(),
-                "tags": _array(_str()),
-                "installCount": _int("How often it was installed.", minimum=0),
-                "sourcePath": _str("The file it came from in the repository."),
-                "repository": _response({"id": _str(), "url": _str()}),
-                "updatedAt": _time("When the sync last wrote it."),
-            }
-        ),
-        "CatalogTemplateList": _list(
-            "templates",
-            "CatalogTemplate",
-            page=_int("This page (from 1).", minimum=1),
-            limit=_int("Items per page.", minimum=1, maximum=100),
-        ),
-        "Repository": _response(
-            {
-                "id": _str("The TemplateRepository's name."),
-                "name": _str("Same as id."),
-                "namespace": _str(),
-                "url": _str(),
-                "branch": _str(),
-                "type": _enum("What it holds.", "template", "plugin"),
-                "authType": _enum("How it is fetched.", "none", "token", "basic", "ssh"),
-                "syncInterval": _nullable(_str("Sync every (default from SYNC_INTERVAL).")),
-                "autoInstall": _bool("Templates are also installed as Template objects."),
-                "suspend": _bool("Not synced while true."),
-                "status": _enum("Sync status.", "pending", "syncing", "synced", "failed"),
-                "message": _nullable(_str("What the last sync found or why it failed.")),
-                "lastSync": _time("When it last synced.", nullable=True),
-                "lastSyncCommit": _nullable(_str("The commit last synced.")),
-                "templateCount": _int("Templates found.", minimum=0),
-                "pluginCount": _int("Plugins found.", minimum=0),
-                "createdAt": _time("When it was created."),
-            }
-        ),
-        "RepositoryList": _list("repositories", "Repository"),
-        "RepositoryCreate": _request(
-            {
-                "name": _str("Default: from the URL.", pattern=DNS_LABEL.pattern, maxLength=58),
-                "url": _str("https:// or ssh:// (or user@host:path).", minLength=1, maxLength=2048),
-                "branch": _str(
-                    "Default main.", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", maxLength=255
-                ),
-                "type": _enum("Default template.", "template", "plugin"),
-                "authType": _enum("Default none.", "none", "token", "basic", "ssh"),
-                "authSecret": {**OBJECT_NAME, "description": "An existing Secret instead."},
-                "token": _str("authType token."),
-                "username": _str("authType basic."),
-                "password": _str("authType basic."),
-                "sshPrivateKey": _str("authType ssh."),
-                "knownHosts": _str("authType ssh."),
-                "syncInterval": DURATION_STRING,
-                "autoInstall": _bool("Also install every template as a Template."),
-                "suspend": _bool("Do not sync."),
-            },
-            required=["url"],
-            example={"url": "https://github.com/example/templates.git", "branch": "main"},
-        ),
-        "SyncResult": _response(
-            {
-                "repositories": _array(_str(), "Repositories asked to sync."),
-                "total": _int("How many.", minimum=0),
-            }
-        ),
-        "WebhookResult": {
-            "type": "object",
-            "required": ["status"],
-            "properties": {
-                "status": _enum("What was done.", "accepted", "ignored", "duplicate"),
-                "reason": _str("Why it was ignored."),
-                "repositories": _array(_str(), "Repositories asked to sync."),
-                "total": _int("How many.", minimum=0),
-            },
-        },
-        "Me": _response({"user": _str(), "role": ROLE, "via": _enum("How.", "jwt", "apikey")}),
-        "ApiKey": _response(
-            {
-                "id": _int("Revoke it with this.", format="int64"),
-                "user": _str(),
-                "name": _str(),
-                "prefix": _str("The key's first characters."),
-                "role": ROLE,
-                "createdAt": _time("When it was created."),
-                "lastUsedAt": _time("Roughly when it was last used.", nullable=True),
-                "revokedAt": _time("When it was revoked.", nullable=True),
-            }
-        ),
-        "ApiKeyList": _list("apiKeys", "ApiKey"),
-        "WebhookPush": {
-            "type": "object",
-            "description": "A GitHub or GitLab push, or generic {repository_url, branch?, ref?}.",
-            "example": {"repository_url": "https://github.com/example/templates.git"},
-        },
-        "ApiKeyCreate": _request(
-            {"user": USER, "role": ROLE, "name": _str("What it is for.")},
-            required=["user", "role"],
-            example={"user": "alice", "role": "user", "name": "ci"},
-        ),
-        "NewApiKey": _response(
-            {
-                "key": _str("The key: shown this once only.", pattern="^sk_"),
-                "user": _str(),
-                "role": ROLE,
-                "name": _str(),
-                "prefix": _str(),
-            }
-        ),
-        "Health": _response(
-            {
-                "status": _enum("Serving.", "ok"),
-                "mirror": _enum("This replica's mirror role.", "writer", "standby", nullable=True),
-                "mirrorReady": _bool("The mirror has caught up with the API server."),
-            }
-        ),
-        "Version": _response({"name": _str(), "version": _str(), "api": _str()}),
-    }
-
 
 # --- operations ---------------------------------------------------------------------------------
 
@@ -507,7 +53,7 @@ KUBE = (502, 503)
 
 
 def _path(description: str, schema: Schema | None = None) -> Schema:
-    schema = schema or _str(minLength=1, maxLength=253)
+    schema = schema or string(minLength=1, maxLength=253)
     return {
         "name": "id",
         "in": "path",
@@ -526,13 +72,13 @@ def _query(name: str, description: str, schema: Schema | None = None, **extra: A
         "name": name,
         "in": "query",
         "description": description,
-        "schema": schema or _str(),
+        "schema": schema or string(),
         **extra,
     }
 
 
 def _header(name: str, description: str) -> Schema:
-    return {"name": name, "in": "header", "description": description, "schema": _str()}
+    return {"name": name, "in": "header", "description": description, "schema": string()}
 
 
 @dataclass(frozen=True)
@@ -558,13 +104,13 @@ class Op:
             op["parameters"] = list(self.parameters)
         if self.body is not None:
             codes |= {400, 413, 422}
-            content = {"application/json": {"schema": _ref(self.body)}}
+            content = {"application/json": {"schema": ref(self.body)}}
             op["requestBody"] = {"required": True, "content": content}
         responses: dict[str, Schema] = {}
         for status, name in self.ok.items():
             responses[str(status)] = {"description": SUCCESS[status]}
             if name is not None:
-                responses[str(status)]["content"] = {"application/json": {"schema": _ref(name)}}
+                responses[str(status)]["content"] = {"application/json": {"schema": ref(name)}}
         for status in sorted(codes):
             responses[str(status)] = {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
         op["responses"] = responses
@@ -572,14 +118,14 @@ class Op:
 
 
 SESSION = _path("The Session's id (its name).")
-CONNECTION = _query("connectionId", "From the connect answer.", _str(minLength=1), required=True)
+CONNECTION = _query("connectionId", "From the connect answer.", string(minLength=1), required=True)
 IN_NAMESPACE = _query(
     "namespace",
     "Only with ALL_NAMESPACES: the session's namespace, needed when its id is in several "
     "(409 otherwise); ignored when the facade serves one namespace.",
 )
 NAME = _path("The object's name.")
-NUMBER = _path("The numeric id.", _int(minimum=1, format="int64"))
+NUMBER = _path("The numeric id.", integer(minimum=1, format="int64"))
 CATEGORY = _query("category", "Only of this category.")
 TAG = _query("tag", "Only with this tag.")
 SIGNATURES = (
@@ -650,8 +196,8 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
            "a page at a time", {200: "CatalogTemplateList"}, (422,),
            (CATEGORY, TAG, _query("search", "In the name, display name or description."),
             _query("appType", "Only of this app type.", APP_TYPE),
-            _query("page", "From 1.", _int(minimum=1, maximum=1_000_000, default=1)),
-            _query("limit", "Per page.", _int(minimum=1, maximum=100, default=20)))),
+            _query("page", "From 1.", integer(minimum=1, maximum=1_000_000, default=1)),
+            _query("limit", "Per page.", integer(minimum=1, maximum=100, default=20)))),
         Op("post", "/api/v1/catalog/templates/{id}/install", "installCatalogTemplate",
            "Install a catalog entry as a Template (operator)", {201: "Template"},
            (403, 404, 409, 422, *KUBE), (NUMBER,)),
@@ -694,7 +240,7 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
            (_named_path("namespace", "The pod's namespace."), _named_path("pod", "The pod."),
             _query("container", "Default: the pod's first container."),
             _query("tailLines", "Lines of history first.",
-                   _int(minimum=0, maximum=100_000, default=100)),
+                   integer(minimum=0, maximum=100_000, default=100)),
             *STREAM_AUTH)),
     ),
     "webhooks": (
@@ -736,11 +282,11 @@ def document(app: web.Application) -> dict[str, Any]:
                     "description": "A JWT (HS256, or RS256 from the OIDC issuer) or an API key.",
                 }
             },
-            "schemas": _schemas(),
+            "schemas": schemas(),
             "responses": {
                 name: {
                     "description": description,
-                    "content": {"application/json": {"schema": _ref("Error")}},
+                    "content": {"application/json": {"schema": ref("Error")}},
                 }
                 for name, description in ERRORS.values()
             },
