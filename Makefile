@@ -1,6 +1,7 @@
 # StreamSpace developer commands. Everything runs from a fresh clone: the virtualenv, the local
-# control plane (built from the Go module proxy into ~/.cache/streamspace) and PostgreSQL are
-# created on demand.
+# control plane (built from the Go module proxy into ~/.cache/streamspace, or STREAMSPACE_CACHE_DIR)
+# and PostgreSQL are created on demand. The control plane is built as a step of its own, with
+# progress, before the tests, the benchmarks or the stack start (never inside a test).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -10,29 +11,34 @@ PROFILE ?= minimal
 PYTEST_ARGS ?=
 SCENARIO ?=
 
-.PHONY: help venv test lint bench run cluster-up cluster-down cluster-status clean
+.PHONY: help venv controlplane test lint bench run cluster-up cluster-down cluster-status clean
 
 help:
 	@echo "make run            control plane, PostgreSQL, operator and facade (Ctrl-C stops all)"
+	@echo "make controlplane   build the local control plane (once, 10-15 min cold; make test/run/bench do it)"
 	@echo "make test           the whole test suite against a real apiserver and PostgreSQL"
 	@echo "make lint           ruff, mypy --strict, import-linter"
 	@echo "make bench          benchmarks (SCENARIO=reconcile|idle|sync|api|ws); tables + .streamspace/bench/*.json"
 	@echo "make cluster-up     local control plane only (PROFILE=minimal|full)"
 	@echo "make cluster-down   stop it"
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml devtools/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' -e ./devtools
 	touch $@
 
 venv: $(VENV)/.installed
 
-test: venv
+# Skipped when the tests use an existing cluster (STREAMSPACE_TEST_KUBECONFIG).
+controlplane: venv
+	@if [ -z "$$STREAMSPACE_TEST_KUBECONFIG" ]; then $(STREAMSPACE) dev build --profile full; fi
+
+test: controlplane
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: venv
+bench: controlplane
 	$(PY) -m bench $(SCENARIO)
 
 lint: venv

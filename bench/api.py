@@ -52,7 +52,7 @@ from bench.common import (
     write_results,
 )
 from streamspace.auth.tokens import mint_hs256
-from streamspace.dev import process
+from streamspace_dev import process
 
 NAMESPACE = "bench-api"
 JWT_SECRET = secrets.token_urlsafe(32)  # given to the facade; tokens are minted with it here

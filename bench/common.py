@@ -20,12 +20,12 @@ from typing import Any
 
 from kubernetes import client, config, watch
 
-from streamspace.config import load_dev_settings
 from streamspace.db.migrate import migrate
-from streamspace.dev import process
-from streamspace.dev.cluster import ControlPlane
-from streamspace.dev.postgres import LocalPostgres
-from streamspace.dev.stack import standalone_operator_argv
+from streamspace_dev import process
+from streamspace_dev.cluster import ControlPlane
+from streamspace_dev.postgres import LocalPostgres
+from streamspace_dev.settings import load_dev_settings
+from streamspace_dev.stack import standalone_operator_argv
 
 RESULTS = Path(".streamspace") / "bench"
 GROUP, VERSION = "stream.space", "v1alpha1"

@@ -29,7 +29,7 @@ from bench.common import (
     write_results,
 )
 from streamspace.conditions import parse_timestamp, timestamp
-from streamspace.dev import process
+from streamspace_dev import process
 
 NAMESPACE = "bench-idle"
 GROUP, VERSION = "stream.space", "v1alpha1"

@@ -25,7 +25,7 @@ from bench.common import (
     summary,
     write_results,
 )
-from streamspace.dev import process
+from streamspace_dev import process
 
 NAMESPACE = "bench-reconcile"
 GROUP, VERSION = "stream.space", "v1alpha1"

@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.common import print_table, write_results
 from streamspace.db.migrate import migrate
-from streamspace.dev.postgres import LocalPostgres
+from streamspace_dev.postgres import LocalPostgres
 
 TEMPLATES = 500
 

@@ -64,7 +64,7 @@ from bench.common import (
 )
 from bench.ws_clients import WORKERS, Workers, raise_nofile
 from streamspace.auth.tokens import mint_hs256
-from streamspace.dev import process
+from streamspace_dev import process
 
 NAMESPACE = "bench-ws"
 JWT_SECRET = secrets.token_urlsafe(32)

@@ -22,10 +22,12 @@ from kubernetes import client, config
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from facade_testing import JWT_SECRET, WEBHOOK_SECRET, Client, FacadeThread, token
-from streamspace.config import Settings, load_dev_settings, load_settings
-from streamspace.dev.cluster import ControlPlane
-from streamspace.dev.postgres import LocalPostgres
-from streamspace.dev.process import free_port, wait_until
+from streamspace.config import Settings, load_settings
+from streamspace_dev import binaries
+from streamspace_dev.cluster import ControlPlane
+from streamspace_dev.postgres import LocalPostgres
+from streamspace_dev.process import free_port, wait_until
+from streamspace_dev.settings import load_dev_settings
 from streamspace_facade.state import SERVICES
 from streamspace_operator.runtime import RunOptions, serve
 from streamspace_testing import new_namespace
@@ -61,6 +63,15 @@ class Cluster:
         return config.new_client_from_config(config_file=str(self.kubeconfig))
 
 
+def _require_binaries(plane: ControlPlane, profile: str) -> None:
+    """Tests never build the control plane (a cold build outlasts any test timeout): without the
+    binaries the run stops here, saying which command builds them."""
+    try:
+        binaries.require(plane.cache_dir, profile)
+    except binaries.BuildError as exc:
+        pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     existing = os.environ.get("STREAMSPACE_TEST_KUBECONFIG")
@@ -68,6 +79,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield Cluster(Path(existing), None)
         return
     plane = ControlPlane(tmp_path_factory.mktemp("state"), load_dev_settings().cache_dir)
+    _require_binaries(plane, "full")
     plane.up("minimal")
     try:
         yield Cluster(plane.kubeconfig, plane)

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from streamspace.auth.tokens import mint_hs256
 from streamspace.config import Settings
-from streamspace.dev.process import free_port
+from streamspace_dev.process import free_port
 from streamspace_facade.app import AccessLog, create_app
 
 JWT_SECRET = "test-jwt-secret-of-enough-length-for-hs256"

@@ -250,7 +250,7 @@ def ssh_git_server(directory: Path) -> Iterator[SshGitServer]:
     import shutil  # noqa: PLC0415
     import subprocess  # noqa: PLC0415
 
-    from streamspace.dev import process  # noqa: PLC0415
+    from streamspace_dev import process  # noqa: PLC0415
 
     sshd = shutil.which("sshd") or "/usr/sbin/sshd"
     if not Path(sshd).exists():

@@ -10,8 +10,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from streamspace.dev.process import wait_until
 from streamspace.naming import workload_name
+from streamspace_dev.process import wait_until
 
 GROUP, VERSION = "stream.space", "v1alpha1"
 TIMEOUT = 60

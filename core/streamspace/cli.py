@@ -1,13 +1,13 @@
-"""The ``streamspace`` command: ``operator``, ``facade``, ``migrate``, ``dev`` and ``token``.
+"""The ``streamspace`` command: ``operator``, ``facade``, ``migrate``, ``watch`` and ``token``.
 
-``operator`` and ``facade`` are contributed through the ``streamspace.commands`` entry points by
-their own packages, so this core module never imports either process.
+``operator``, ``facade`` and ``watch`` are contributed through the ``streamspace.commands`` entry
+points by their own packages, so this core module never imports either process; ``dev`` comes the
+same way from the developer tooling (``streamspace_dev``), which a production install lacks.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -18,32 +18,34 @@ import psycopg
 
 from streamspace import __version__
 from streamspace.auth import apikeys, tokens
-from streamspace.config import ConfigError, load_dev_settings, load_settings
+from streamspace.config import ConfigError, load_settings
 from streamspace.db.migrate import MigrationError, migrate
-from streamspace.dev.binaries import BuildError
-from streamspace.dev.cluster import PROFILES, ClusterError, ControlPlane
-from streamspace.dev.postgres import LocalPostgres, PostgresError
 from streamspace.durations import format_duration, parse_duration
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-class UsageError(RuntimeError):
+class CommandError(RuntimeError):
+    """A command cannot do what was asked; the message is one paragraph saying what to do.
+
+    Subcommands contributed by other packages (``streamspace dev``) raise subclasses of it, and
+    ``main`` prints them without a traceback.
+    """
+
+
+class UsageError(CommandError):
     """A command cannot run as asked; the message says what to do instead."""
 
 
 def database_url() -> str:
-    """``DATABASE_URL``/``DB_*``, else the local dev server started by ``streamspace dev``."""
+    """``DATABASE_URL`` or ``DB_*``; never a guess (the dev stack exports its own)."""
     settings = load_settings()
-    if settings.database.configured:
-        return settings.database.url
-    url = LocalPostgres(load_dev_settings().state_dir).url()
-    if url is None:
+    if not settings.database.configured:
         raise UsageError(
-            "no database: set DATABASE_URL (or DB_HOST and friends), "
-            "or start the local one with `streamspace dev postgres up`"
+            "no database: set DATABASE_URL (or DB_HOST and friends); "
+            "`make run` prints the DATABASE_URL of its local server"
         )
-    return url
+    return settings.database.url
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -52,48 +54,6 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
         print(f"applied {m.version:04d}_{m.name}")
     print("schema is up to date" if not applied else f"{len(applied)} migration(s) applied")
     return 0
-
-
-def _control_plane() -> ControlPlane:
-    dev = load_dev_settings()
-    return ControlPlane(dev.state_dir, dev.cache_dir)
-
-
-def _cmd_cluster(args: argparse.Namespace) -> int:
-    plane = _control_plane()
-    if args.action == "up":
-        state = plane.up(args.profile)
-        print(f"control plane ({state.profile}) ready at https://127.0.0.1:{state.api_port}")
-        print(f"kubeconfig: {plane.kubeconfig}")
-        print(f"  kubectl --kubeconfig {plane.kubeconfig} get crds")
-        print(f"timings: {json.dumps(state.timings)}")
-    elif args.action == "down":
-        stopped = plane.down()
-        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
-    else:
-        status = plane.status()
-        print(json.dumps(status, indent=2))
-        return 0 if status["running"] else 1
-    return 0
-
-
-def _cmd_postgres(args: argparse.Namespace) -> int:
-    server = LocalPostgres(load_dev_settings().state_dir)
-    if args.action == "up":
-        print(server.up())
-    elif args.action == "down":
-        print("stopped" if server.down() else "nothing was running")
-    else:
-        url = server.url()
-        print(url or "not running")
-        return 0 if url else 1
-    return 0
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    from streamspace.dev.stack import run_stack  # noqa: PLC0415 - only `dev run` needs it
-
-    return run_stack(load_settings(), load_dev_settings(), port=args.port)
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
@@ -147,20 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_cmd_migrate)
 
-    dev = sub.add_parser("dev", help="local development stack").add_subparsers(
-        dest="dev_command", required=True, metavar="WHAT"
-    )
-    cluster = dev.add_parser("cluster", help="local control plane (etcd, kube-apiserver, ...)")
-    cluster.add_argument("action", choices=("up", "down", "status"))
-    cluster.add_argument("--profile", choices=PROFILES, default="minimal")
-    cluster.set_defaults(func=_cmd_cluster)
-    pg = dev.add_parser("postgres", help="throw-away local PostgreSQL")
-    pg.add_argument("action", choices=("up", "down", "status"))
-    pg.set_defaults(func=_cmd_postgres)
-    run = dev.add_parser("run", help="control plane, PostgreSQL, operator and facade, foreground")
-    run.add_argument("--port", type=int, default=None, help="facade port (default: PORT or 8080)")
-    run.set_defaults(func=_cmd_run)
-
     token = sub.add_parser("token", help="API keys and JWTs").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
@@ -197,10 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except (
         ConfigError,
-        UsageError,
-        ClusterError,
-        BuildError,
-        PostgresError,
+        CommandError,
         MigrationError,
         ValueError,
         psycopg.OperationalError,

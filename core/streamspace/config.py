@@ -35,7 +35,7 @@ class DatabaseSettings:
     """libpq connection string or URL (``DATABASE_URL``, else built from ``DB_*``); secret."""
 
     configured: bool = False
-    """True when the environment named a database; False means "start a throw-away one" in dev."""
+    """True when the environment named a database; False means none (the facade answers 503)."""
 
 
 @dataclass(frozen=True)
@@ -155,8 +155,11 @@ class Settings:
     metrics: MetricsSettings = MetricsSettings()
 
 
-class _Reader:
-    """Reads typed values from an environment mapping, collecting problems instead of raising."""
+class EnvReader:
+    """Reads typed values from an environment mapping, collecting problems instead of raising.
+
+    Public so that the developer tooling (``streamspace_dev``) reads its own settings the same way.
+    """
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
@@ -209,7 +212,7 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
-def _database(read: _Reader) -> DatabaseSettings:
+def _database(read: EnvReader) -> DatabaseSettings:
     url = read.text("DATABASE_URL")
     if url:
         return DatabaseSettings(url=url, configured=True)
@@ -228,7 +231,7 @@ def _database(read: _Reader) -> DatabaseSettings:
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``env`` (default: the process environment)."""
-    read = _Reader(os.environ if env is None else env)
+    read = EnvReader(os.environ if env is None else env)
     defaults = SessionSettings()
     settings = Settings(
         database=_database(read),
@@ -283,35 +286,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         read.problems.append(
             "OIDC_ISSUER is set without OIDC_AUDIENCE: OIDC tokens are checked for an audience"
         )
-    if read.problems:
-        raise ConfigError(read.problems)
-    return settings
-
-
-@dataclass(frozen=True)
-class DevSettings:
-    """Settings of the local development tooling (``streamspace dev``), not of the product."""
-
-    state_dir: Path = Path(".streamspace")
-    """Git-ignored directory for the local stack's kubeconfig, pids, logs and data."""
-
-    cache_dir: Path = Path.home() / ".cache" / "streamspace"
-    """Where control-plane binaries are built, outside the repo (``STREAMSPACE_CACHE_DIR``)."""
-
-    use_existing_cluster: bool = False
-    """Use the cluster ``KUBECONFIG`` points at instead of starting one
-    (``STREAMSPACE_USE_EXISTING_CLUSTER=true``)."""
-
-
-def load_dev_settings(env: Mapping[str, str] | None = None) -> DevSettings:
-    read = _Reader(os.environ if env is None else env)
-    xdg = read.text("XDG_CACHE_HOME")
-    cache_default = Path(xdg) / "streamspace" if xdg else DevSettings.cache_dir
-    settings = DevSettings(
-        state_dir=Path(read.text("STREAMSPACE_STATE_DIR") or DevSettings.state_dir).absolute(),
-        cache_dir=Path(read.text("STREAMSPACE_CACHE_DIR") or cache_default).absolute(),
-        use_existing_cluster=read.flag("STREAMSPACE_USE_EXISTING_CLUSTER"),
-    )
     if read.problems:
         raise ConfigError(read.problems)
     return settings

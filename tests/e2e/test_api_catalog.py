@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from facade_testing import WEBHOOK_SECRET, Client, FacadeThread, Response
 from gitfixtures import PUBLIC_FORMAT, PUBLIC_FORMAT_TEMPLATES, make_repo, template_yaml
 from streamspace.conditions import parse_timestamp
-from streamspace.dev.process import wait_until
+from streamspace_dev.process import wait_until
 from streamspace_testing import GROUP, VERSION, Objects
 
 pytestmark = pytest.mark.e2e

@@ -24,7 +24,7 @@ from kubernetes import client
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from facade_testing import Client, FacadeThread, Response, token
-from streamspace.dev.process import wait_until
+from streamspace_dev.process import wait_until
 from streamspace_facade.state import SERVICES
 from streamspace_testing import GROUP, TEMPLATE, VERSION, Objects
 

@@ -15,7 +15,7 @@ from kubernetes import client
 
 from facade_testing import JWT_SECRET, Client, FacadeThread, token
 from streamspace.auth.apikeys import create_api_key, revoke_api_key
-from streamspace.dev.process import wait_until
+from streamspace_dev.process import wait_until
 from streamspace_testing import GROUP, TEMPLATE, VERSION, Objects
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from streamspace.conditions import parse_timestamp, timestamp
-from streamspace.dev.process import wait_until
+from streamspace_dev.process import wait_until
 from streamspace_testing import GROUP, TEMPLATE, VERSION, Objects
 
 pytestmark = pytest.mark.e2e

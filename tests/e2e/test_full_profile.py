@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from streamspace.dev.cluster import FAKE_NODES
-from streamspace.dev.process import wait_until
+from streamspace_dev.cluster import FAKE_NODES
+from streamspace_dev.process import wait_until
 
 pytestmark = pytest.mark.e2e
 

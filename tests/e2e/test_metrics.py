@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from facade_testing import Client
 from gitfixtures import PUBLIC_FORMAT, make_repo
-from streamspace.dev.process import wait_until
+from streamspace_dev.process import wait_until
 from streamspace_testing import TEMPLATE, Objects
 
 pytestmark = pytest.mark.e2e

@@ -36,7 +36,7 @@ from schemathesis.specs.openapi.checks import (
 from facade_testing import JWT_SECRET, WEBHOOK_SECRET, token
 from gitfixtures import PUBLIC_FORMAT, make_repo
 from streamspace.config import load_settings
-from streamspace.dev.process import wait_until
+from streamspace_dev.process import wait_until
 from streamspace_facade.app import create_app
 from streamspace_facade.openapi import document
 from streamspace_testing import TEMPLATE, Objects

@@ -19,8 +19,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from streamspace.dev.cluster import FAKE_NODES, ControlPlane
-from streamspace.dev.process import wait_until
+from streamspace_dev.cluster import FAKE_NODES, ControlPlane
+from streamspace_dev.process import wait_until
 
 pytestmark = pytest.mark.e2e
 

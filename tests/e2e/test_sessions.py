@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from streamspace.dev.process import wait_until
+from streamspace_dev.process import wait_until
 from streamspace_testing import GROUP, TEMPLATE, TIMEOUT, VERSION, Objects
 
 pytestmark = pytest.mark.e2e

@@ -21,7 +21,7 @@ from kubernetes import client
 from facade_testing import WEBHOOK_SECRET, Client, Response
 from gitfixtures import PUBLIC_FORMAT, PUBLIC_FORMAT_TEMPLATES, make_repo, template_yaml
 from streamspace.auth.apikeys import create_api_key
-from streamspace.dev.process import wait_until
+from streamspace_dev.process import wait_until
 from streamspace_testing import TEMPLATE, Objects
 
 pytestmark = pytest.mark.e2e

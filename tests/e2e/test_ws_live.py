@@ -16,7 +16,7 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from facade_testing import Client, WebSocket, token
-from streamspace.dev.cluster import ControlPlane
+from streamspace_dev.cluster import ControlPlane
 from streamspace_testing import TEMPLATE, Objects
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client
 
 from facade_testing import Client, FacadeThread, token
-from streamspace.dev.process import wait_until
+from streamspace_dev.process import wait_until
 from streamspace_facade.state import SERVICES
 from streamspace_testing import Objects, new_namespace
 

@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from streamspace import __version__
 from streamspace.config import load_settings
-from streamspace.dev import process
-from streamspace.dev.stack import standalone_operator_argv
+from streamspace_dev import process
+from streamspace_dev.stack import standalone_operator_argv
 from streamspace_facade.app import create_app
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from gitfixtures import (
     ssh_git_server,
 )
 from streamspace.db.migrate import migrate
-from streamspace.dev.process import wait_until
+from streamspace_dev.process import wait_until
 from streamspace_testing import GROUP, VERSION, Objects
 
 pytestmark = pytest.mark.integration

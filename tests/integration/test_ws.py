@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from facade_testing import Client, FacadeThread, WebSocket, token
 from streamspace.conditions import timestamp
-from streamspace.dev.process import wait_until
+from streamspace_dev.process import wait_until
 from streamspace_testing import GROUP, VERSION, Objects
 
 pytestmark = pytest.mark.integration

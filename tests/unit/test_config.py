@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from streamspace.config import ConfigError, load_dev_settings, load_settings
+from streamspace.config import ConfigError, load_settings
 from streamspace.durations import format_duration, parse_duration
+from streamspace_dev.settings import load_dev_settings
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,7 @@ import yaml
 
 from streamspace.cli import build_parser
 from streamspace.db.migrate import available_migrations
-from streamspace.dev.binaries import staging_replacements
+from streamspace_dev.binaries import staging_replacements
 
 pytestmark = pytest.mark.unit
 

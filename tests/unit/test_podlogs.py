@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streamspace.dev.podlogs import cri_lines, log_path, with_entry
+from streamspace_dev.podlogs import cri_lines, log_path, with_entry
 
 pytestmark = pytest.mark.unit
 

@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
 
-from streamspace.dev import process
+from streamspace.cli import CommandError
+from streamspace_dev import process
 
 GROUP = "kwok.x-k8s.io"
 VERSION = "v1alpha1"
@@ -27,7 +28,7 @@ PLURAL = "logs"
 STREAMS = ("stdout", "stderr")
 
 
-class PodLogError(RuntimeError):
+class PodLogError(CommandError):
     """kwok did not start serving a registered log file in time."""
 
 

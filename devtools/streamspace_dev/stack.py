@@ -33,13 +33,13 @@ from dulwich.refs import Ref
 
 from streamspace import API_GROUP, API_VERSION
 from streamspace.auth.apikeys import create_api_key
-from streamspace.config import DevSettings, Settings, load_settings
+from streamspace.config import Settings, load_settings
 from streamspace.db.migrate import migrate
-from streamspace.dev import process
-from streamspace.dev.cluster import ClusterError, ControlPlane, ensure_namespace
-from streamspace.dev.postgres import LocalPostgres
+from streamspace_dev import binaries, process
+from streamspace_dev.cluster import ClusterError, ControlPlane, ensure_namespace
+from streamspace_dev.postgres import LocalPostgres
+from streamspace_dev.settings import EXAMPLES, DevSettings
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 EXAMPLE_TEMPLATE = EXAMPLES / "template-firefox.yaml"
 EXAMPLE_REPOSITORY = "example-templates"
 
@@ -63,7 +63,8 @@ def _kubeconfig(settings: Settings, dev: DevSettings, cleanups: Cleanups) -> Pat
         print(f"using the existing cluster of {settings.kubernetes.kubeconfig}")
         return Path(settings.kubernetes.kubeconfig)
     plane = ControlPlane(dev.state_dir, dev.cache_dir)
-    print("starting the local control plane (full profile; the first run builds it)...")
+    binaries.build(dev.cache_dir, "full")  # a step of its own, with progress; cached after
+    print("starting the local control plane (full profile)...")
     already = plane.status()["running"]
     plane.up("full")
     if not already:
@@ -218,6 +219,7 @@ def run_stack(settings: Settings, dev: DevSettings, port: int | None = None) -> 
             template=template,
             repository=repository,
             made_up=made_up_secrets(settings, env),
+            database=db_url,
             kubeconfig=kubeconfig,
             logs=logs,
         )
@@ -254,6 +256,8 @@ class Welcome:
     """The example Git repository, when local repositories are allowed."""
     made_up: dict[str, str]
     """Secrets made up for this run (``WEBHOOK_SECRET``, ``JWT_SECRET``), to export."""
+    database: str
+    """The database's URL, for ``streamspace token`` (which never guesses one)."""
     kubeconfig: Path
     logs: Path
 
@@ -309,6 +313,7 @@ Paste into a shell to try the REST API; every /api/v1 call needs the Authorizati
   export API={w.api}
   export TOKEN={w.key}   # an admin API key, not shown again
 {secrets_lines}
+  export DATABASE_URL={q(w.database)}   # for `streamspace token`
   field() {{ python3 -c "import json, sys; print(json.load(sys.stdin)['$1'])"; }}
   phase() {{ for _ in $(seq 90); do  # wait up to 90 s for the session's phase to be $1
     [ "$(curl -s {auth} $API/api/v1/sessions/$SID | field phase)" = "$1" ] && break; sleep 1

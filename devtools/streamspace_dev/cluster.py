@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 import logging
 import shutil
@@ -33,19 +34,21 @@ from typing import Any
 
 import yaml
 
-from streamspace.dev import binaries, pki, podlogs, process
+from streamspace.cli import CommandError
+from streamspace_dev import binaries, pki, podlogs, process
+from streamspace_dev.settings import REPO_CRDS
 
 log = logging.getLogger(__name__)
 
 PROFILES = ("minimal", "full")
+FULL_ONLY = ("kube-controller-manager", "kube-scheduler", "kwok")
 FAKE_NODES = ("kwok-node-0", "kwok-node-1")
 KWOK_NODE_LABEL = "streamspace.dev/kwok"
 DEFAULT_NAMESPACE = "streamspace"
 SERVICE_CIDR = "10.96.0.0/16"
-REPO_CRDS = Path(__file__).resolve().parents[3] / "crds"
 
 
-class ClusterError(RuntimeError):
+class ClusterError(CommandError):
     """The control plane could not be brought up or reached."""
 
 
@@ -57,6 +60,7 @@ class ClusterState:
     api_port: int = 0
     etcd_port: int = 0
     kubelet_port: int = 0  # kwok's kubelet-like server (full profile): pod logs
+    health_ports: dict[str, int] = field(default_factory=dict)  # controller manager, scheduler
     token: str = field(default="", repr=False)
     processes: dict[str, process.Started] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -67,6 +71,7 @@ class ClusterState:
             "api_port": self.api_port,
             "etcd_port": self.etcd_port,
             "kubelet_port": self.kubelet_port,
+            "health_ports": self.health_ports,
             "token": self.token,
             "processes": {name: rec.as_dict() for name, rec in self.processes.items()},
             "timings": self.timings,
@@ -81,6 +86,7 @@ class ClusterState:
             api_port=data["api_port"],
             etcd_port=data["etcd_port"],
             kubelet_port=data.get("kubelet_port", 0),
+            health_ports=data.get("health_ports", {}),
             token=data["token"],
             processes={
                 name: process.Started.from_dict(rec) for name, rec in data["processes"].items()
@@ -138,22 +144,57 @@ class ControlPlane:
     # -- up ----------------------------------------------------------------------------------
 
     def up(self, profile: str = "minimal", timeout: float = 120.0) -> ClusterState:
-        """Start what ``profile`` needs and is not running yet; return once the API is ready."""
+        """Start what ``profile`` needs and is not running yet; return once every component runs
+        and answers its health check.
+
+        Never builds: missing binaries are a ``BuildError`` naming the build command
+        (``streamspace dev build``), which ``make test``/``make run`` run as a step of their own.
+        """
         if profile not in PROFILES:
             raise ClusterError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-        build = binaries.ensure_binaries(self.cache_dir, profile)
-        if build.built:
-            log.info("built %s in %.0fs", ", ".join(build.built), build.seconds)
+        bins = binaries.require(self.cache_dir, profile)
         state = self.load_state()
         if state is None or not self._core_running(state):
             if state is not None:
                 self.down()
-            state = self._start_core(build.binaries, timeout)
+            state = self._start_core(bins, timeout)
         if profile == "full" and not self._full_running(state):
-            self._start_full(state, build.binaries, timeout)
-        state.timings["build_seconds"] = round(build.seconds, 2)
+            for name in FULL_ONLY:  # one of them died: start the three afresh
+                if name in state.processes:
+                    process.stop(state.processes.pop(name))
+            self._start_full(state, bins, timeout)
         self._save(state)
+        self.check(state)
         return state
+
+    def check(self, state: ClusterState | None = None) -> None:
+        """Every component recorded runs and answers its health check; else a ``ClusterError``
+        naming the first that does not, with the last lines of its log."""
+        state = state or self.load_state()
+        if state is None:
+            raise ClusterError("no control plane is recorded here; start one with `up`")
+        for name, record in state.processes.items():
+            if not process.is_running(record):
+                raise ClusterError(
+                    f"{name} is not running; last lines of {record.log}:\n"
+                    + process.last_words(record)
+                )
+            if not self._healthy(state, name):
+                raise ClusterError(
+                    f"{name} runs but does not answer its health check; last lines of "
+                    f"{record.log}:\n" + process.log_tail(record)
+                )
+
+    def _healthy(self, state: ClusterState, name: str) -> bool:
+        if name == "etcd":
+            return _http_ok(f"http://127.0.0.1:{state.etcd_port}/health")
+        if name == "kube-apiserver":
+            return self._api_ready(state)
+        if name == "kwok":
+            return fake_nodes_ready(self.kubeconfig)
+        port = state.health_ports.get(name)
+        # controller manager and scheduler: /healthz is open to anonymous callers by default.
+        return port is not None and _http_ok(f"https://127.0.0.1:{port}/healthz", insecure=True)
 
     def _core_running(self, state: ClusterState) -> bool:
         return all(
@@ -162,8 +203,9 @@ class ControlPlane:
         ) and self._api_ready(state)
 
     def _full_running(self, state: ClusterState) -> bool:
-        names = ("kube-controller-manager", "kube-scheduler", "kwok")
-        return all(n in state.processes and process.is_running(state.processes[n]) for n in names)
+        return all(
+            n in state.processes and process.is_running(state.processes[n]) for n in FULL_ONLY
+        )
 
     def _start_core(self, bins: dict[str, Path], timeout: float) -> ClusterState:
         started = time.monotonic()
@@ -262,13 +304,14 @@ class ControlPlane:
             ("kube-scheduler", ["--kube-api-qps=200", "--kube-api-burst=400"]),
         ):
             port = process.free_port()
+            state.health_ports[name] = port
             state.processes[name] = process.start(
                 name,
                 [str(bins[name]), *common, *delegated, f"--secure-port={port}", *extra],
                 self.dir / "logs" / f"{name}.log",
             )
             self._save(state)
-        package = resources.files("streamspace.dev")
+        package = resources.files("streamspace_dev")
         stages = self.dir / "kwok-stages.yaml"
         stages.write_text(package.joinpath("kwok-stages.yaml").read_text())
         # kwok watches Logs objects (one per pod that prints, see podlogs), so its CRD comes first.
@@ -300,8 +343,8 @@ class ControlPlane:
         self._save(state)
         register_fake_nodes(self.kubeconfig)
         ensure_default_storage_class(self.kubeconfig)
-        for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
-            self._wait(state, name, lambda: True, timeout)
+        for name in ("kube-controller-manager", "kube-scheduler"):
+            self._wait(state, name, functools.partial(self._healthy, state, name), timeout)
         self._wait(state, "kwok", lambda: fake_nodes_ready(self.kubeconfig), timeout)
         state.timings["full_start_seconds"] = round(time.monotonic() - started, 2)
 
@@ -355,7 +398,7 @@ class ControlPlane:
             if not process.is_running(record):
                 raise ClusterError(
                     f"{name} exited during start-up; last lines of {record.log}:\n"
-                    + process.log_tail(record)
+                    + process.last_words(record)
                 )
             return bool(ready())
 
@@ -420,11 +463,17 @@ class ControlPlane:
         return stopped
 
 
-def _http_ok(url: str, token: str | None = None, cafile: Path | None = None) -> bool:
+def _http_ok(
+    url: str, token: str | None = None, cafile: Path | None = None, *, insecure: bool = False
+) -> bool:
     request = urllib.request.Request(url)  # noqa: S310 - fixed loopback URLs we built
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
+    if insecure:  # a loopback component's self-signed serving certificate
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     try:
         with urllib.request.urlopen(request, timeout=2, context=context) as response:  # noqa: S310
             return bool(response.status == 200)

@@ -110,6 +110,16 @@ def is_running(record: Started) -> bool:
     return exe.removesuffix(" (deleted)") == record.executable
 
 
+def last_words(record: Started, timeout: float = 5.0) -> str:
+    """The tail of the log of a process that stopped running: waits (briefly) for a child of
+    ours to really exit first, so that what it printed on the way out is in the tail."""
+    child = _children.get(record.pid)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout)
+    return log_tail(record)
+
+
 def stop(record: Started, timeout: float = 15.0) -> bool:
     """Stop a recorded process (TERM, then KILL after ``timeout``); False if it was not running."""
     if not is_running(record):

@@ -20,13 +20,14 @@ from pathlib import Path
 
 import psycopg
 
-from streamspace.dev import process
+from streamspace.cli import CommandError
+from streamspace_dev import process
 
 DB_NAME = "streamspace"
 DB_USER = "streamspace"
 
 
-class PostgresError(RuntimeError):
+class PostgresError(CommandError):
     """The throw-away server could not be found, initialised or started."""
 
 
