@@ -187,7 +187,12 @@ class ControlPlane:
 
     def _healthy(self, state: ClusterState, name: str) -> bool:
         if name == "etcd":
-            return _http_ok(f"http://127.0.0.1:{state.etcd_port}/health")
+            pki_dir = self.dir / "pki"
+            return _http_ok(
+                f"https://127.0.0.1:{state.etcd_port}/health",
+                cafile=pki_dir / "ca.crt",
+                client_cert=(pki_dir / "etcd-client.crt", pki_dir / "etcd-client.key"),
+            )
         if name == "kube-apiserver":
             return self._api_ready(state)
         if name == "kwok":
@@ -220,8 +225,13 @@ class ControlPlane:
         )
         self._save(state)  # record early: a failed start can still be taken down
         peer_port = process.free_port()
-        etcd_url = f"http://127.0.0.1:{state.etcd_port}"
-        peer_url = f"http://127.0.0.1:{peer_port}"
+        etcd_url = f"https://127.0.0.1:{state.etcd_port}"
+        peer_url = f"https://127.0.0.1:{peer_port}"
+        tls = {
+            "cert-file": pki_dir / "etcd.crt",
+            "key-file": pki_dir / "etcd.key",
+            "trusted-ca-file": pki_dir / "ca.crt",
+        }
         state.processes["etcd"] = process.start(
             "etcd",
             [
@@ -233,18 +243,25 @@ class ControlPlane:
                 f"--listen-peer-urls={peer_url}",
                 f"--initial-advertise-peer-urls={peer_url}",
                 f"--initial-cluster=streamspace-dev={peer_url}",
+                *(f"--{flag}={path}" for flag, path in tls.items()),
+                "--client-cert-auth",
+                *(f"--peer-{flag}={path}" for flag, path in tls.items()),
+                "--peer-client-cert-auth",
                 "--unsafe-no-fsync",
                 "--log-level=warn",
             ],
             self.dir / "logs" / "etcd.log",
         )
         self._save(state)
-        self._wait(state, "etcd", lambda: _http_ok(f"{etcd_url}/health"), timeout)
+        self._wait(state, "etcd", functools.partial(self._healthy, state, "etcd"), timeout)
         state.processes["kube-apiserver"] = process.start(
             "kube-apiserver",
             [
                 str(bins["kube-apiserver"]),
                 f"--etcd-servers={etcd_url}",
+                f"--etcd-cafile={pki_dir / 'ca.crt'}",
+                f"--etcd-certfile={pki_dir / 'etcd-client.crt'}",
+                f"--etcd-keyfile={pki_dir / 'etcd-client.key'}",
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
                 f"--secure-port={state.api_port}",
@@ -464,7 +481,12 @@ class ControlPlane:
 
 
 def _http_ok(
-    url: str, token: str | None = None, cafile: Path | None = None, *, insecure: bool = False
+    url: str,
+    token: str | None = None,
+    cafile: Path | None = None,
+    *,
+    insecure: bool = False,
+    client_cert: tuple[Path, Path] | None = None,
 ) -> bool:
     request = urllib.request.Request(url)  # noqa: S310 - fixed loopback URLs we built
     if token:
@@ -474,6 +496,8 @@ def _http_ok(
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+    if context is not None and client_cert is not None:
+        context.load_cert_chain(*client_cert)
     try:
         with urllib.request.urlopen(request, timeout=2, context=context) as response:  # noqa: S310
             return bool(response.status == 200)

@@ -2,7 +2,8 @@
 
 Used only when no database is configured (``DATABASE_URL`` / ``DB_*``). It runs the machine's
 PostgreSQL server binaries (``pg_ctl`` on the PATH or ``/usr/lib/postgresql/<n>/bin``) with
-durability switched off, trust authentication on 127.0.0.1 and nothing else listening.
+durability switched off, listening on 127.0.0.1 only, and a password made up for each server
+(SCRAM; no trust authentication, not even on its socket), kept in its state file (mode 0600).
 ``initdb`` refuses to run as root, so as root the server runs as ``nobody``.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -95,6 +97,12 @@ class LocalPostgres:
         if run_as is not None:
             os.chown(data_dir, run_as, -1)
         data_dir.chmod(0o700)
+        password = secrets.token_hex(16)
+        pwfile = data_dir / "initdb-password"
+        pwfile.write_text(password + "\n")
+        if run_as is not None:
+            os.chown(pwfile, run_as, -1)
+        pwfile.chmod(0o600)
         initdb = subprocess.run(
             [
                 str(bindir / "initdb"),
@@ -103,7 +111,8 @@ class LocalPostgres:
                 "-U",
                 DB_USER,
                 "-A",
-                "trust",
+                "scram-sha-256",
+                f"--pwfile={pwfile}",
                 "-E",
                 "UTF8",
                 "--no-locale",
@@ -114,6 +123,7 @@ class LocalPostgres:
             check=False,
             user=run_as,
         )
+        pwfile.unlink()
         if initdb.returncode != 0:
             raise PostgresError(f"initdb failed:\n{initdb.stderr or initdb.stdout}")
         port = process.free_port()
@@ -143,11 +153,12 @@ class LocalPostgres:
             self.dir / "postgres.log",
             user=run_as,
         )
-        url = f"postgresql://{DB_USER}@127.0.0.1:{port}/{DB_NAME}"
+        url = f"postgresql://{DB_USER}:{password}@127.0.0.1:{port}/{DB_NAME}"
+        self._state_file.touch(mode=0o600)
         self._state_file.write_text(
             json.dumps({"url": url, "process": record.as_dict(), "data_dir": str(data_dir)})
         )
-        admin = f"postgresql://{DB_USER}@127.0.0.1:{port}/postgres"
+        admin = f"postgresql://{DB_USER}:{password}@127.0.0.1:{port}/postgres"
         deadline = time.monotonic() + timeout
         while True:
             if not process.is_running(record):

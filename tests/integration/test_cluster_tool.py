@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,7 @@ def test_up_is_idempotent_and_down_stops_only_its_own(tmp_path: Path) -> None:
         assert status["running"] and status["profile"] == "minimal"
         assert set(status["components"]) == {"etcd", "kube-apiserver"}
         assert all(c["running"] and c["rss_mib"] > 0 for c in status["components"].values())
+        _assert_etcd_takes_only_our_clients(plane, first.etcd_port)
 
         second = plane.up("minimal")  # nothing new is started
         assert {n: r.pid for n, r in second.processes.items()} == {
@@ -99,3 +102,19 @@ def test_up_refuses_to_build(tmp_path: Path) -> None:
     with pytest.raises(binaries.BuildError, match="streamspace dev build --profile full"):
         plane.up("minimal")
     assert not (tmp_path / "empty-cache").exists()
+
+
+def _assert_etcd_takes_only_our_clients(plane: ControlPlane, port: int) -> None:
+    """etcd holds every Secret of the cluster: no plain HTTP, no TLS client without our cert."""
+    with pytest.raises(OSError):  # plain HTTP to a TLS port: the connection is dropped
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/v3/kv/range", timeout=5)
+    ca = plane.dir / "pki" / "ca.crt"
+    anonymous = ssl.create_default_context(cafile=str(ca))
+    with pytest.raises((ssl.SSLError, OSError)):
+        urllib.request.urlopen(f"https://127.0.0.1:{port}/health", timeout=5, context=anonymous)
+    ours = ssl.create_default_context(cafile=str(ca))
+    ours.load_cert_chain(
+        plane.dir / "pki" / "etcd-client.crt", plane.dir / "pki" / "etcd-client.key"
+    )
+    with urllib.request.urlopen(f"https://127.0.0.1:{port}/health", timeout=5, context=ours) as r:
+        assert r.status == 200

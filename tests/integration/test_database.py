@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from streamspace.auth import apikeys
 from streamspace.cli import main
@@ -107,3 +108,16 @@ def test_token_rejects_bad_input_without_writing(
     assert "DNS label" in capsys.readouterr().err
     with psycopg.connect(database) as conn:
         assert conn.execute("SELECT count(*) FROM api_keys").fetchone() == (0,)
+
+
+def test_the_local_server_takes_no_one_without_its_password(postgres_url: str) -> None:
+    """The dev stack's PostgreSQL has a password made up per server, on TCP and its socket."""
+    info = conninfo_to_dict(postgres_url)
+    assert info.get("password")
+    without = make_conninfo(postgres_url, password="", connect_timeout=5)
+    wrong = make_conninfo(postgres_url, password="not-the-password", connect_timeout=5)
+    for conninfo in (without, wrong):
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(conninfo).close()
+    with psycopg.connect(postgres_url, connect_timeout=5) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
