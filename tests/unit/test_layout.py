@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +108,35 @@ def test_every_crd_field_has_a_description(path: Path) -> None:
         schema = version["schema"]["openAPIV3Schema"]
         assert schema.get("description")
         assert _undescribed(schema, "") == []
+
+
+def test_the_product_does_not_ship_or_import_the_dev_tooling() -> None:
+    product = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert product["tool"]["setuptools"]["packages"]["find"]["where"] == [
+        "core",
+        "operator",
+        "facade",
+    ]
+    assert all(
+        "dev" not in pattern
+        for pattern in product["tool"]["setuptools"]["package-data"]["streamspace"]
+    )
+    assert not (REPO / "core" / "streamspace" / "dev").exists()
+    contracts = product["tool"]["importlinter"]["contracts"]
+    assert any(
+        c["type"] == "forbidden"
+        and set(c["source_modules"])
+        == {"streamspace", "streamspace_operator", "streamspace_facade"}
+        and c["forbidden_modules"] == ["streamspace_dev"]
+        for c in contracts
+    )
+    dev = tomllib.loads((REPO / "devtools" / "pyproject.toml").read_text())
+    assert dev["project"]["entry-points"]["streamspace.commands"] == {
+        "dev": "streamspace_dev.cli:register"
+    }
+
+
+def test_product_code_never_reaches_into_the_repository() -> None:
+    for root in ("core", "operator", "facade"):
+        for path in (REPO / root).rglob("*.py"):
+            assert "parents[" not in path.read_text(), path
