@@ -98,11 +98,13 @@ class LocalPostgres:
             os.chown(data_dir, run_as, -1)
         data_dir.chmod(0o700)
         password = secrets.token_hex(16)
-        pwfile = data_dir / "initdb-password"
-        pwfile.write_text(password + "\n")
+        # initdb wants the data directory empty and reads the password as the server's user.
+        fd, name = tempfile.mkstemp(prefix="streamspace-pg-password-")
+        pwfile = Path(name)
+        with os.fdopen(fd, "w") as file:
+            file.write(password + "\n")
         if run_as is not None:
             os.chown(pwfile, run_as, -1)
-        pwfile.chmod(0o600)
         initdb = subprocess.run(
             [
                 str(bindir / "initdb"),
