@@ -362,6 +362,10 @@ def test_catalog_filters_pages_installs_and_syncs(
     wait_listed(ops, "public", lambda row: row["lastSyncCommit"] == head)
     assert names(search="xterm") == {"xterm"}
     assert catalog().body["total"] == len(everything) + 1
+    # the re-sync kept every entry's id and the install count (upsert by repository and name)
+    after = {t["name"]: t for t in catalog(limit=100).body["templates"]}
+    assert {n: after[n]["id"] for n in everything} == {n: entries[n]["id"] for n in everything}
+    assert after["firefox"]["installCount"] == 1
 
 
 # --- templates --------------------------------------------------------------------------------
