@@ -148,6 +148,12 @@ def catalog_view(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# Every column a list shows, and never ``manifest``: only the install path reads a manifest.
+_CATALOG_COLUMNS = (
+    "c.id, c.name, c.display_name, c.description, c.category, c.app_type, c.icon, "
+    "c.base_image, c.tags, c.install_count, c.source_path, c.updated_at"
+)
+
 _CATALOG_FROM = """
     FROM catalog_templates c JOIN repositories r ON r.uid = c.repository_uid
     WHERE (%(ns)s::text IS NULL OR r.namespace = %(ns)s)
@@ -184,7 +190,7 @@ async def list_catalog(request: web.Request) -> web.Response:
         await cur.execute("SELECT count(*) AS n " + _CATALOG_FROM, params)
         total = (await cur.fetchone() or {"n": 0})["n"]
         await cur.execute(
-            "SELECT c.*, r.id AS repository_id, r.url AS repository_url "
+            f"SELECT {_CATALOG_COLUMNS}, r.id AS repository_id, r.url AS repository_url "
             + _CATALOG_FROM
             + " ORDER BY c.display_name, c.name, c.id LIMIT %(limit)s OFFSET %(offset)s",
             params,

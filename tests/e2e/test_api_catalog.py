@@ -17,11 +17,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from facade_testing import WEBHOOK_SECRET, Client, FacadeThread, Response
+from facade_testing import WEBHOOK_SECRET, Client, FacadeThread, Response, token
 from gitfixtures import PUBLIC_FORMAT, PUBLIC_FORMAT_TEMPLATES, make_repo, template_yaml
 from streamspace.conditions import parse_timestamp
 from streamspace.dev.process import wait_until
@@ -366,6 +367,53 @@ def test_catalog_filters_pages_installs_and_syncs(
     after = {t["name"]: t for t in catalog(limit=100).body["templates"]}
     assert {n: after[n]["id"] for n in everything} == {n: entries[n]["id"] for n in everything}
     assert after["firefox"]["installCount"] == 1
+
+
+def test_catalog_lists_never_read_a_manifest(
+    stack: Any, tmp_path: Path, start_facade: Callable[..., FacadeThread]
+) -> None:
+    """A facade whose database role may read every catalog column but ``manifest`` lists the
+    catalog as usual: no list can pull the (potentially large) manifests, only an install."""
+    git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
+    ops = stack.client("olivia", "operator")
+    assert ops.post(REPOS, {"name": "public", "url": git.url}).status == 201
+    wait_listed(ops, "public", lambda row: row["status"] == "synced")
+    role, password = f"no_manifest_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        columns = [
+            name
+            for (name,) in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'catalog_templates' AND column_name <> 'manifest'"
+            ).fetchall()
+        ]
+        for statement in (
+            f"CREATE ROLE {role} LOGIN PASSWORD '{password}'",
+            f"GRANT CREATE, USAGE ON SCHEMA public TO {role}",
+            f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}",
+            f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}",
+            f"REVOKE SELECT ON catalog_templates FROM {role}",
+            f"GRANT SELECT ({', '.join(columns)}) ON catalog_templates TO {role}",
+        ):
+            conn.execute(statement)  # type: ignore[arg-type]
+    try:
+        limited = start_facade(
+            DATABASE_URL=make_conninfo(stack.database_url, user=role, password=password)
+        )
+        reader = Client(limited.url, token("ulrich"))
+        for query in ("", "?limit=100", "?category=Testing&page=2&limit=2", "?search=fox"):
+            r = reader.get(CATALOG + query)
+            assert r.status == 200 and r.body["total"] > 0, (query, r)
+        first = reader.get(CATALOG).body["templates"][0]
+        # ... and the install path is the one that reads it (this role may not).
+        with psycopg.connect(stack.database_url) as conn, pytest.raises(psycopg.Error):
+            conn.execute(f"SET ROLE {role}")  # type: ignore[arg-type]
+            conn.execute("SELECT manifest FROM catalog_templates WHERE id = %s", (first["id"],))
+        limited.stop()
+    finally:
+        with psycopg.connect(stack.database_url, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")  # type: ignore[arg-type]
+            conn.execute(f"DROP ROLE {role}")  # type: ignore[arg-type]
 
 
 # --- templates --------------------------------------------------------------------------------
