@@ -17,10 +17,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from psycopg.conninfo import make_conninfo
 
 from facade_testing import WEBHOOK_SECRET, Client, FacadeThread, Response, token
 from gitfixtures import PUBLIC_FORMAT, PUBLIC_FORMAT_TEMPLATES, make_repo, template_yaml
@@ -392,7 +392,7 @@ def test_catalog_lists_never_read_a_manifest(
             f"GRANT CREATE, USAGE ON SCHEMA public TO {role}",
             f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}",
             f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}",
-            f"REVOKE SELECT ON catalog_templates FROM {role}",
+            f"REVOKE SELECT ON catalog_templates FROM {role}",  # noqa: S608 - our own name
             f"GRANT SELECT ({', '.join(columns)}) ON catalog_templates TO {role}",
         ):
             conn.execute(statement)  # type: ignore[arg-type]
