@@ -22,6 +22,7 @@ from streamspace import API_GROUP, API_VERSION
 from streamspace.catalog.git import RepositoryError, normalize_url
 from streamspace.db.mirror import REPOSITORIES
 from streamspace.naming import is_dns_label, is_object_name
+from streamspace.sync_requests import SYNC_REQUESTED, stamp
 from streamspace.templates import infer_app_type
 from streamspace_facade.errors import ApiError, invalid, not_found
 from streamspace_facade.state import (
@@ -35,7 +36,6 @@ from streamspace_facade.state import (
     services,
 )
 
-SYNC_REQUESTED = f"{API_GROUP}/sync-requested"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "streamspace"}
 AUTH_TYPES = ("none", "token", "basic", "ssh")
 # Request fields carrying credentials → the Secret keys the operator reads.
@@ -240,15 +240,15 @@ async def install_catalog_template(request: web.Request) -> web.Response:
 
 async def request_sync(request: web.Request, names: list[str]) -> None:
     svc = services(request)
-    # to the microsecond: the operator reacts to a change of the value, and two requests
+    # now, to the microsecond: the operator reacts to a change of the value, and two requests
     # within one second must both be seen
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    value = stamp(datetime.now(UTC))
     for name in names:
         await svc.kube.patch(
             "TemplateRepository",
             svc.namespace,
             name,
-            {"metadata": {"annotations": {SYNC_REQUESTED: stamp}}},
+            {"metadata": {"annotations": {SYNC_REQUESTED: value}}},
         )
 
 

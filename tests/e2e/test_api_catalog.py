@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -552,6 +553,21 @@ def github_headers(body: bytes, delivery: str, event: str = "push") -> dict[str,
     }
 
 
+def standard_headers(
+    body: bytes, *, delivery: str | None = None, age: int = 0, secret: str = WEBHOOK_SECRET
+) -> dict[str, str]:
+    """A generic delivery signed as Standard Webhooks senders sign it, ``age`` seconds old."""
+    delivery = delivery or f"msg_{uuid.uuid4().hex}"
+    stamp = str(int(time.time()) - age)
+    signed = f"{delivery}.{stamp}.".encode() + body
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).digest()
+    return {
+        "webhook-id": delivery,
+        "webhook-timestamp": stamp,
+        "webhook-signature": "v1," + base64.b64encode(digest).decode(),
+    }
+
+
 def gitlab_push(http_url: str) -> bytes:
     after = hashlib.sha1(uuid.uuid4().bytes).hexdigest()  # noqa: S324 - a fake commit id
     web = http_url.removesuffix(".git")
@@ -616,7 +632,12 @@ def test_webhook_deliveries_request_syncs_of_matching_repositories(
     before = reset()
     r = hook.post(WEBHOOK, raw=body, headers=github_headers(body, delivery))
     assert r.status == 202, r
-    assert r.body == {"status": "accepted", "repositories": ["github"], "total": 1}, r
+    assert r.body == {
+        "status": "accepted",
+        "repositories": ["github"],
+        "total": 1,
+        "deferred": [],
+    }, r
     assert_sync_requested(objects, "github", before["github"])
     unchanged(before, "github")
 
@@ -651,7 +672,8 @@ def test_webhook_deliveries_request_syncs_of_matching_repositories(
     assert 200 <= r.status < 300 and r.body["status"] == "ignored", r
     other = github_push(GITHUB_REPO + ".git", ref="refs/heads/dev")
     r = hook.post(WEBHOOK, raw=other, headers=github_headers(other, str(uuid.uuid4())))
-    assert r.status == 202 and r.body == {"status": "accepted", "repositories": [], "total": 0}
+    assert r.status == 202, r
+    assert r.body == {"status": "accepted", "repositories": [], "total": 0, "deferred": []}, r
     unchanged(before)
 
     # GitLab: the token header
@@ -666,7 +688,7 @@ def test_webhook_deliveries_request_syncs_of_matching_repositories(
     assert_sync_requested(objects, "gitlab", before["gitlab"])
     unchanged(before, "gitlab")
 
-    # generic: a hex signature; the local repository really syncs the new commit
+    # generic: Standard Webhooks headers; the local repository really syncs the new commit
     wait_listed(ops, "local", lambda row: row["status"] == "synced")
     head = git.commit({"extra/xterm.yaml": template_yaml("xterm", "XTerm")}, message="add xterm")
     before = reset()
@@ -674,10 +696,15 @@ def test_webhook_deliveries_request_syncs_of_matching_repositories(
         {"repository_url": git.url, "branch": "main", "ref": "refs/heads/main"}
     ).encode()
     assert_error(hook.post(WEBHOOK, raw=body), 401, "UNAUTHORIZED")
-    bad = {"X-Webhook-Signature": hub_signature(body, "wrong")[7:]}
+    bad = standard_headers(body, secret="wrong")
     assert_error(hook.post(WEBHOOK, raw=body, headers=bad), 401, "UNAUTHORIZED")
+    # the old body-only hex signature is refused, right or not, and says what to use instead
+    legacy = {"X-Webhook-Signature": hub_signature(body)[7:]}
+    r = hook.post(WEBHOOK, raw=body, headers=legacy)
+    assert_error(r, 401, "UNAUTHORIZED")
+    assert "webhook-signature" in r.body["error"], r
     unchanged(before)
-    signed = {"X-Webhook-Signature": hub_signature(body)[7:]}
+    signed = standard_headers(body)
     r = hook.post(WEBHOOK, raw=body, headers=signed)
     assert r.status == 202 and r.body["repositories"] == ["local"], r
     assert_sync_requested(objects, "local", before["local"])
@@ -689,7 +716,7 @@ def test_webhook_deliveries_request_syncs_of_matching_repositories(
     # malformed JSON, correctly signed
     before = reset()
     for raw in (b'{"repository_url": ', b"[1, 2]", b"\xff\xfe"):
-        r = hook.post(WEBHOOK, raw=raw, headers={"X-Webhook-Signature": hub_signature(raw)[7:]})
+        r = hook.post(WEBHOOK, raw=raw, headers=standard_headers(raw))
         assert_error(r, 400, "BAD_REQUEST")
     raw = b'{"ref": "refs/heads/main", "repository": '
     r = hook.post(WEBHOOK, raw=raw, headers=github_headers(raw, str(uuid.uuid4())))
@@ -721,3 +748,60 @@ def test_webhook_deliveries_request_syncs_of_matching_repositories(
         (None, "local", "generic", ["local"], 202),
         (None, "local", "generic", ["local"], 202),
     ]
+
+
+def test_webhook_replays_stale_deliveries_missing_ids_and_bursts(
+    stack: Any, api: client.ApiClient, tmp_path: Path
+) -> None:
+    """Replay, a stale timestamp and a missing GitHub delivery id are refused; a burst of valid
+    deliveries makes one (deferred) sync request, and the last push is synced all the same."""
+    objects = Objects(api, stack.namespace)
+    git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
+    ops = stack.client("olivia", "operator")
+    hook = Client(stack.url)
+    assert ops.post(REPOS, {"name": "local", "url": git.url}).status == 201
+    assert ops.post(REPOS, {"name": "hub", "url": GITHUB_REPO}).status == 201
+    wait_listed(ops, "local", lambda row: row["status"] == "synced")
+    body = json.dumps({"repository_url": git.url, "branch": "main"}).encode()
+
+    # a signed delivery: a sync at once
+    headers = standard_headers(body)
+    r = hook.post(WEBHOOK, raw=body, headers=headers)
+    assert r.status == 202 and r.body["repositories"] == ["local"], r
+    assert r.body["deferred"] == [], r
+    requested = annotation(objects, "local")
+    assert_sync_requested(objects, "local", None)
+
+    # the same delivery again (within the tolerance window): acknowledged, nothing requested
+    r = hook.post(WEBHOOK, raw=body, headers=headers)
+    assert 200 <= r.status < 300 and r.body["status"] == "duplicate", r
+    # a captured delivery replayed later (a new id cannot be signed without the secret, so the
+    # replay keeps its old timestamp): refused
+    for age in (301, 3600):
+        stale = standard_headers(body, age=age)
+        assert_error(hook.post(WEBHOOK, raw=body, headers=stale), 401, "UNAUTHORIZED")
+    assert annotation(objects, "local") == requested
+
+    # GitHub without its delivery id (which it does not sign): refused, not de-duplication-free
+    push = github_push(GITHUB_REPO + ".git")
+    no_id = {k: v for k, v in github_headers(push, "x").items() if k != "X-GitHub-Delivery"}
+    r = hook.post(WEBHOOK, raw=push, headers=no_id)
+    assert_error(r, 400, "BAD_REQUEST")
+    assert "X-GitHub-Delivery" in r.body["error"], r
+    assert annotation(objects, "hub") is None
+
+    # a burst of valid, distinct deliveries after a push: one request, for later, and that
+    # sync picks up the pushed commit
+    head = git.commit({"extra/xterm.yaml": template_yaml("xterm", "XTerm")}, message="xterm")
+    seen = set()
+    for _ in range(20):
+        r = hook.post(WEBHOOK, raw=body, headers=standard_headers(body))
+        assert r.status == 202 and r.body["deferred"] == ["local"], r
+        seen.add(annotation(objects, "local"))
+    assert len(seen) == 1 and requested not in seen, seen  # one write for the whole burst
+    (scheduled,) = seen
+    due, first = parse_timestamp(scheduled), parse_timestamp(requested)
+    assert due is not None and first is not None
+    assert due - first == stack.settings.sync.request_interval
+    row = wait_listed(ops, "local", lambda row: row["lastSyncCommit"] == head)
+    assert row["templateCount"] == len(PUBLIC_FORMAT_TEMPLATES) + 1

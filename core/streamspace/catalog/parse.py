@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from streamspace.config import SyncSettings
 from streamspace.naming import is_object_name
 from streamspace.templates import infer_app_type, normalize_resources
 
@@ -44,9 +45,10 @@ class Limits:
     max_yaml_nodes: int = 50_000  # nodes of a document with its aliases expanded
     max_manifest_bytes: int = 256 * 1024  # JSON of one stored manifest (and expanded YAML)
     max_parse_bytes: int = 64 * 1024 * 1024  # bytes parsed per repository, all files together
+    max_read_bytes: int = 64 * 1024 * 1024  # distinct blobs read from the store, together
     max_repository_bytes: int = 256 * 1024 * 1024  # packed size, counted while downloading
     max_object_bytes: int = 16 * 1024 * 1024  # any object of the pack, from its header
-    max_inflated_bytes: int = 256 * 1024 * 1024  # all objects of the pack, from their headers
+    max_inflated_bytes: int = 64 * 1024 * 1024  # all objects of the pack, from their headers
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,18 @@ class ParseResult:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def sync_limits(sync: SyncSettings) -> Limits:
+    """The limits of a sync, as configured."""
+    return Limits(
+        max_manifest_bytes=sync.max_manifest_bytes,
+        max_parse_bytes=sync.max_bytes,
+        max_read_bytes=sync.max_bytes,
+        max_repository_bytes=sync.max_pack_bytes,
+        max_object_bytes=sync.max_object_bytes,
+        max_inflated_bytes=sync.max_bytes,
+    )
 
 
 class UnsafeYaml(ValueError):
