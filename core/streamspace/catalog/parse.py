@@ -48,6 +48,8 @@ class Limits:
     max_read_bytes: int = 64 * 1024 * 1024  # distinct blobs read from the store, together
     max_repository_bytes: int = 256 * 1024 * 1024  # packed size, counted while downloading
     max_object_bytes: int = 16 * 1024 * 1024  # any object of the pack, from its header
+    max_pack_objects: int = 100_000  # objects a pack may declare
+    max_tree_entries: int = 100_000  # tree entries walked to find the files
     max_inflated_bytes: int = 64 * 1024 * 1024  # all objects of the pack, from their headers
 
 
