@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -751,14 +752,17 @@ def test_webhook_deliveries_request_syncs_of_matching_repositories(
 
 
 def test_webhook_replays_stale_deliveries_missing_ids_and_bursts(
-    stack: Any, api: client.ApiClient, tmp_path: Path
+    stack: Any, api: client.ApiClient, tmp_path: Path, start_facade: Callable[..., FacadeThread]
 ) -> None:
     """Replay, a stale timestamp and a missing GitHub delivery id are refused; a burst of valid
     deliveries makes one (deferred) sync request, and the last push is synced all the same."""
     objects = Objects(api, stack.namespace)
     git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
     ops = stack.client("olivia", "operator")
-    hook = Client(stack.url)
+    # A long interval, so the burst below surely falls within it however slow this machine is
+    # (the operator waits no longer than its own interval, 10 s, for the deferred sync).
+    interval = timedelta(minutes=1)
+    hook = Client(start_facade(DATABASE_URL=stack.database_url, SYNC_REQUEST_INTERVAL="1m").url)
     assert ops.post(REPOS, {"name": "local", "url": git.url}).status == 201
     assert ops.post(REPOS, {"name": "hub", "url": GITHUB_REPO}).status == 201
     wait_listed(ops, "local", lambda row: row["status"] == "synced")
@@ -802,6 +806,6 @@ def test_webhook_replays_stale_deliveries_missing_ids_and_bursts(
     (scheduled,) = seen
     due, first = parse_timestamp(scheduled), parse_timestamp(requested)
     assert due is not None and first is not None
-    assert due - first == stack.settings.sync.request_interval
+    assert due - first == interval
     row = wait_listed(ops, "local", lambda row: row["lastSyncCommit"] == head)
     assert row["templateCount"] == len(PUBLIC_FORMAT_TEMPLATES) + 1
