@@ -765,7 +765,7 @@ def test_webhook_replays_stale_deliveries_missing_ids_and_bursts(
     hook = Client(start_facade(DATABASE_URL=stack.database_url, SYNC_REQUEST_INTERVAL="1m").url)
     assert ops.post(REPOS, {"name": "local", "url": git.url}).status == 201
     assert ops.post(REPOS, {"name": "hub", "url": GITHUB_REPO}).status == 201
-    wait_listed(ops, "local", lambda row: row["status"] == "synced")
+    synced = wait_listed(ops, "local", lambda row: row["status"] == "synced")["lastSync"]
     body = json.dumps({"repository_url": git.url, "branch": "main"}).encode()
 
     # a signed delivery: a sync at once
@@ -775,6 +775,7 @@ def test_webhook_replays_stale_deliveries_missing_ids_and_bursts(
     assert r.body["deferred"] == [], r
     requested = annotation(objects, "local")
     assert_sync_requested(objects, "local", None)
+    wait_listed(ops, "local", lambda row: row["lastSync"] != synced)  # done before the push
 
     # the same delivery again (within the tolerance window): acknowledged, nothing requested
     r = hook.post(WEBHOOK, raw=body, headers=headers)
