@@ -1,4 +1,4 @@
-"""Git sync against hostile repositories over real transports: what a fetch may cost is bounded.
+"""Git sync against hostile repositories over real transports: what a sync may cost is bounded.
 
 The repositories are made here; the servers are loopback ones (dulwich over HTTPS in a thread,
 OpenSSH's sshd running Git's own ``git-upload-pack``). The fetch is the product's
@@ -14,14 +14,28 @@ import os
 import subprocess
 import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from dulwich import porcelain
+from kubernetes import client
 
-from gitfixtures import AUTHOR, PUBLIC_FORMAT, https_git_server, make_repo, ssh_git_server
+from gitfixtures import (
+    AUTHOR,
+    PUBLIC_FORMAT,
+    PUBLIC_FORMAT_TEMPLATES,
+    https_git_server,
+    make_repo,
+    ssh_git_server,
+)
 from streamspace.catalog.git import Credentials, RepositoryError, fetch_snapshot
 from streamspace.catalog.parse import Limits
+from streamspace.db.migrate import migrate
+from streamspace.dev.process import wait_until
+from streamspace_testing import GROUP, VERSION, Objects
 
 pytestmark = pytest.mark.integration
 
@@ -131,3 +145,56 @@ def test_a_zero_bomb_is_refused_without_inflating_it(tmp_path: Path) -> None:
     assert "a blob of 400 MiB, over the 16 MiB limit per object" in result["outcome"], result
     # An interpreter with dulwich and our modules: well under 150 MiB; inflating: over 400.
     assert result["peak_kib"] < 150 * 1024, result
+
+
+ALIAS_BOMB = (
+    "apiVersion: stream.space/v1alpha1\nkind: Template\nmetadata: {name: bomb}\n"
+    "spec:\n  displayName: Bomb\n  baseImage: bomb:1\n  env:\n"
+    "    l0: &l0 [xxxxxxxxxxxxxxxx, xxxxxxxxxxxxxxxx, xxxxxxxxxxxxxxxx, xxxxxxxxxxxxxxxx]\n"
+    + "".join(
+        f"    l{i}: &l{i} [*l{i - 1}, *l{i - 1}, *l{i - 1}, *l{i - 1}]\n" for i in range(1, 12)
+    )
+)
+
+
+def test_an_alias_bomb_in_a_repository_is_reported_and_never_stored(
+    api: client.ApiClient,
+    namespace: str,
+    database: str,
+    start_operator: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    """The real operator syncs a repository holding a 4**12-string alias bomb next to good
+    templates: the bomb is a reported problem, the rest of the catalog is stored."""
+    migrate(database)
+    git = make_repo(tmp_path / "templates", {**PUBLIC_FORMAT, "evil/bomb.yaml": ALIAS_BOMB})
+    start_operator(
+        DATABASE_URL=database, ALLOW_LOCAL_REPOS="true", SYNC_WORK_DIR=str(tmp_path / "work")
+    )
+    objects = Objects(api, namespace)
+    objects.custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "templaterepositories",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "TemplateRepository",
+            "metadata": {"name": "bombed"},
+            "spec": {"url": git.url},
+        },
+    )
+
+    def status() -> dict[str, Any]:
+        return dict((objects.get("templaterepositories", "bombed") or {}).get("status") or {})
+
+    assert wait_until(lambda: status().get("phase") == "Ready", 60), status()
+    expected = "evil/bomb.yaml: larger than 262144 bytes once aliases expand"
+    assert expected in status()["message"], status()
+    assert status()["templateCount"] == len(PUBLIC_FORMAT_TEMPLATES)
+    with psycopg.connect(database) as conn:
+        names = {n for (n,) in conn.execute("SELECT name FROM catalog_templates").fetchall()}
+        largest = conn.execute("SELECT max(pg_column_size(manifest)) FROM catalog_templates")
+        (size,) = largest.fetchone() or (0,)
+    assert names == PUBLIC_FORMAT_TEMPLATES
+    assert size < 4096
