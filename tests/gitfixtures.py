@@ -188,6 +188,43 @@ class HttpsGitServer:
     base_url: str
     ca_bundle: Path
     requests: list[str]  # the Authorization header of every request ("" when none)
+    sent: list[int]  # bytes of response body handed to the socket, per request
+
+
+def _counting(
+    app: Callable[..., Any], sent: list[int]
+) -> Callable[[dict[str, Any], Callable[..., Any]], Any]:
+    """``app``, counting the response bytes the socket accepted, through either of WSGI's
+    ways to send them (dulwich streams a pack through ``start_response``'s ``write``); once
+    the client hangs up a write fails and counting stops."""
+
+    def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        index = len(sent)
+        sent.append(0)
+
+        def start(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            write = start_response(status, headers, *exc_info)
+
+            def counted_write(data: bytes) -> None:
+                write(data)
+                sent[index] += len(data)
+
+            return counted_write
+
+        def body() -> Iterator[bytes]:
+            result = app(environ, start)
+            try:
+                for chunk in result:
+                    yield chunk
+                    sent[index] += len(chunk)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+
+        return body()
+
+    return counted
 
 
 @contextmanager
@@ -196,7 +233,8 @@ def https_git_server(
 ) -> Iterator[HttpsGitServer]:
     """Serve ``repos`` (name → repository path) over HTTPS on 127.0.0.1 behind basic auth."""
     backend = DictBackend({f"/{name}": Repo(str(path)) for name, path in repos.items()})
-    git_app = make_wsgi_chain(backend)
+    sent: list[int] = []
+    git_app = _counting(make_wsgi_chain(backend), sent)
     expected = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
     seen: list[str] = []
 
@@ -223,7 +261,7 @@ def https_git_server(
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield HttpsGitServer(f"https://127.0.0.1:{server.server_port}", ca, seen)
+        yield HttpsGitServer(f"https://127.0.0.1:{server.server_port}", ca, seen, sent)
     finally:
         server.shutdown()
         server.server_close()

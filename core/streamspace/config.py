@@ -94,6 +94,25 @@ class SyncSettings:
     ca_bundle: Path | None = None
     """Extra CA certificates (PEM) trusted for https Git servers (``SYNC_CA_BUNDLE``)."""
 
+    request_interval: timedelta = timedelta(seconds=10)
+    """Webhook-requested syncs of one repository run at most this often; requests in between
+    are folded into one later sync, never dropped (``SYNC_REQUEST_INTERVAL``)."""
+
+    max_pack_bytes: int = 256 * 2**20
+    """A fetch is aborted once the pack it downloads grows past this (``SYNC_MAX_PACK_BYTES``)."""
+
+    max_object_bytes: int = 16 * 2**20
+    """Largest object a pack may declare in its header, checked before it is inflated
+    (``SYNC_MAX_OBJECT_BYTES``)."""
+
+    max_bytes: int = 64 * 2**20
+    """Byte budget of one sync: the sizes all objects of the pack declare, the distinct blobs
+    read and the bytes parsed, each (``SYNC_MAX_BYTES``)."""
+
+    max_manifest_bytes: int = 256 * 2**10
+    """Largest catalog manifest stored, as JSON, and largest YAML document once its aliases
+    are expanded (``SYNC_MAX_MANIFEST_BYTES``)."""
+
 
 @dataclass(frozen=True)
 class HttpSettings:
@@ -131,6 +150,10 @@ class AuthSettings:
 
     webhook_allow_unsigned: bool = False
     """Accept unsigned webhook deliveries (``WEBHOOK_ALLOW_UNSIGNED=true``); never in production."""
+
+    webhook_tolerance: timedelta = timedelta(minutes=5)
+    """How far a generic delivery's ``webhook-timestamp`` may be from now
+    (``WEBHOOK_TOLERANCE``)."""
 
 
 @dataclass(frozen=True)
@@ -258,6 +281,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             interval=read.duration("SYNC_INTERVAL", SyncSettings.interval),
             allow_local_repos=read.flag("ALLOW_LOCAL_REPOS"),
             ca_bundle=Path(ca) if (ca := read.text("SYNC_CA_BUNDLE")) else None,
+            request_interval=read.duration("SYNC_REQUEST_INTERVAL", SyncSettings.request_interval),
+            max_pack_bytes=read.count("SYNC_MAX_PACK_BYTES", SyncSettings.max_pack_bytes, 2**40),
+            max_object_bytes=read.count(
+                "SYNC_MAX_OBJECT_BYTES", SyncSettings.max_object_bytes, 2**40
+            ),
+            max_bytes=read.count("SYNC_MAX_BYTES", SyncSettings.max_bytes, 2**40),
+            max_manifest_bytes=read.count(
+                "SYNC_MAX_MANIFEST_BYTES", SyncSettings.max_manifest_bytes, 2**30
+            ),
         ),
         http=HttpSettings(
             port=read.port("PORT", HttpSettings.port),
@@ -276,6 +308,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             oidc_audience=read.text("OIDC_AUDIENCE"),
             webhook_secret=read.text("WEBHOOK_SECRET"),
             webhook_allow_unsigned=read.flag("WEBHOOK_ALLOW_UNSIGNED"),
+            webhook_tolerance=read.duration("WEBHOOK_TOLERANCE", AuthSettings.webhook_tolerance),
         ),
         metrics=MetricsSettings(
             host=read.text("METRICS_HOST", MetricsSettings.host) or MetricsSettings.host,

@@ -12,11 +12,21 @@ Headers used (matched case-insensitively):
   and ``X-GitHub-Event`` (``push``; ``ping`` and every other event are not syncs).
 * GitLab, recognised by ``X-Gitlab-Event`` or ``X-Gitlab-Token``: ``X-Gitlab-Token`` must equal
   the secret; ``X-Gitlab-Event-UUID`` is the delivery id; ``X-Gitlab-Event`` the event.
-* Anything else is generic: ``X-Webhook-Signature: <hex HMAC-SHA256(secret, body)>``, with an
-  optional ``sha256=`` prefix.
+* Anything else is generic, signed as Standard Webhooks (standardwebhooks.com) sign:
+  ``webhook-id`` (the delivery id), ``webhook-timestamp`` (Unix seconds) and
+  ``webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>`` (several
+  space-separated signatures may be sent; one must match). The key is the secret's UTF-8 bytes,
+  or for a ``whsec_<base64>`` secret the bytes it encodes, as the Standard Webhooks libraries
+  do. A timestamp further than the tolerance (default 5 minutes) from now is refused, so a
+  captured delivery cannot be replayed later, and within the window its id is de-duplicated.
+  The old ``X-Webhook-Signature`` (an HMAC of the body alone, replayable for ever) is refused
+  (decision 47).
 
 A signature header that appears more than once is refused. An empty configured secret refuses
-every delivery (it is a configuration mistake, not a way to turn signing off).
+every delivery (it is a configuration mistake, not a way to turn signing off). GitHub and GitLab
+deliveries must carry their delivery id (``required_delivery_id``): GitHub does not sign it, so
+de-duplication cannot stop a replay under a new id; the per-repository rate limit on the syncs
+a webhook requests (``streamspace.sync_requests``) bounds what such a replay costs.
 
 Payload fields used (the body must be a JSON object):
 
@@ -38,12 +48,15 @@ scp-like ``git@host:org/repo`` forms of one repository match).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,7 +66,14 @@ GENERIC = "generic"
 
 _GITHUB_SIGNATURE = "x-hub-signature-256"
 _GITLAB_SECRET = "x-gitlab-token"  # noqa: S105 - a header name, not a secret
-_GENERIC_SIGNATURE = "x-webhook-signature"
+_LEGACY_SIGNATURE = "x-webhook-signature"
+_STANDARD_ID = "webhook-id"
+_STANDARD_TIMESTAMP = "webhook-timestamp"
+_STANDARD_SIGNATURE = "webhook-signature"
+_DELIVERY_HEADERS = {"github": "X-GitHub-Delivery", "gitlab": "X-Gitlab-Event-UUID"}
+
+DEFAULT_TOLERANCE = timedelta(minutes=5)
+_TIMESTAMP = re.compile(r"[0-9]{1,12}", re.ASCII)
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}", re.ASCII | re.IGNORECASE)
 _BRANCH_REF = "refs/heads/"
@@ -118,7 +138,19 @@ def identify(headers: Mapping[str, str]) -> Delivery:
         return Delivery(
             GITLAB, _first(headers, "x-gitlab-event-uuid"), _first(headers, "x-gitlab-event")
         )
-    return Delivery(GENERIC, None, None)
+    return Delivery(GENERIC, _first(headers, _STANDARD_ID), None)
+
+
+def legacy_signature(headers: Mapping[str, str]) -> bool:
+    """Whether the delivery is signed with the old, refused ``X-Webhook-Signature`` only."""
+    return bool(_values(headers, _LEGACY_SIGNATURE)) and not _values(headers, _STANDARD_SIGNATURE)
+
+
+def required_delivery_id(delivery: Delivery) -> str | None:
+    """The header a GitHub or GitLab delivery lacks (its delivery id), or None."""
+    if delivery.delivery_id or delivery.provider == GENERIC:
+        return None  # a signed generic delivery cannot lack its id: the signature covers it
+    return _DELIVERY_HEADERS[delivery.provider]
 
 
 # --- signatures -----------------------------------------------------------------------------
@@ -133,16 +165,55 @@ def _bytes(value: str) -> bytes:
         return value.encode("utf-8", "surrogatepass")
 
 
-def _hmac_ok(value: str, secret: str, body: bytes, *, prefix_required: bool) -> bool:
+def _hmac_ok(value: str, secret: str, body: bytes) -> bool:
     value = value.strip()
-    if value[:7].lower() == "sha256=":
-        value = value[7:]
-    elif prefix_required:
+    if value[:7].lower() != "sha256=":
         return False
+    value = value[7:]
     if not _HEX_DIGEST.fullmatch(value):
         return False
     expected = hmac.new(_bytes(secret), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(value.lower().encode("ascii"), expected.encode("ascii"))
+
+
+def _standard_key(secret: str) -> bytes | None:
+    if not secret.startswith("whsec_"):
+        return _bytes(secret)
+    try:
+        return base64.b64decode(secret[6:], validate=True) or None
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _one(headers: Mapping[str, str], name: str) -> str | None:
+    values = _values(headers, name)
+    return values[0].strip() if len(values) == 1 and values[0].strip() else None
+
+
+def _standard_ok(
+    headers: Mapping[str, str], body: bytes, secret: str, now: datetime, tolerance: timedelta
+) -> bool:
+    """The Standard Webhooks check: id, a timestamp within ``tolerance`` of ``now``, and one
+    ``v1`` signature of ``id.timestamp.body`` that matches."""
+    delivery_id = _one(headers, _STANDARD_ID)
+    stamp = _one(headers, _STANDARD_TIMESTAMP)
+    signatures = _one(headers, _STANDARD_SIGNATURE)
+    key = _standard_key(secret)
+    if delivery_id is None or stamp is None or signatures is None or key is None:
+        return False
+    if not _TIMESTAMP.fullmatch(stamp):
+        return False
+    if abs(now.timestamp() - int(stamp)) > tolerance.total_seconds():
+        return False  # stale (a replay) or from the future
+    signed = _bytes(delivery_id) + b"." + stamp.encode("ascii") + b"." + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
+    matched = False
+    for candidate in signatures.split(" "):
+        version, _, value = candidate.partition(",")
+        if version == "v1" and value.isascii():
+            # every candidate is compared, so the time taken does not say which one matched
+            matched |= hmac.compare_digest(_bytes(value), expected)
+    return matched
 
 
 def verify(
@@ -152,8 +223,11 @@ def verify(
     secret: str | None,
     *,
     allow_unsigned: bool,
+    now: datetime,
+    tolerance: timedelta = DEFAULT_TOLERANCE,
 ) -> bool:
-    """Whether the raw ``body`` is authentic; never raises on garbage headers.
+    """Whether the raw ``body`` is authentic (and, for generic deliveries, fresh at ``now``);
+    never raises on garbage headers.
 
     Without a configured secret the answer is ``allow_unsigned``; with one, the provider's
     signature must be present, well-formed and right, whatever ``allow_unsigned`` says.
@@ -162,18 +236,22 @@ def verify(
         return allow_unsigned
     if not secret:
         return False
-    if delivery.provider == GITHUB:
-        name = _GITHUB_SIGNATURE
-    elif delivery.provider == GITLAB:
-        name = _GITLAB_SECRET
-    else:
-        name = _GENERIC_SIGNATURE
+    if delivery.provider == GENERIC:
+        return _standard_ok(headers, body, secret, now, tolerance)
+    name = _GITHUB_SIGNATURE if delivery.provider == GITHUB else _GITLAB_SECRET
     values = _values(headers, name)
     if len(values) != 1 or not values[0]:
         return False
     if delivery.provider == GITLAB:
         return hmac.compare_digest(_bytes(values[0]), _bytes(secret))
-    return _hmac_ok(values[0], secret, body, prefix_required=delivery.provider == GITHUB)
+    return _hmac_ok(values[0], secret, body)
+
+
+def standard_signature(secret: str, delivery_id: str, stamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value a sender computes (for clients and tests)."""
+    key = _standard_key(secret) or b""
+    signed = _bytes(delivery_id) + b"." + str(stamp).encode() + b"." + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
 # --- payloads -------------------------------------------------------------------------------

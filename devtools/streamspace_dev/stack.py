@@ -350,12 +350,18 @@ Paste into a shell to try the REST API; every /api/v1 call needs the Authorizati
   curl -s {auth} "$API/api/v1/catalog/templates?category=Web%20Browsers"; echo
   curl -s {auth} $API/api/v1/catalog/repositories; echo   # "status": "synced"
 
-  # a push notification as a Git host sends it, signed with WEBHOOK_SECRET: 202
+  # a push notification as a Git host sends it, signed with WEBHOOK_SECRET
+  # (Standard Webhooks): 202
   BODY={q(json.dumps(push))}
-  SIG=$(printf '%s' "$BODY" | openssl dgst -sha256 -hmac "$WEBHOOK_SECRET" | awk '{{print $NF}}')
-  curl -s {js} -H "X-Webhook-Signature: $SIG" -d "$BODY" $API/webhooks/repository/sync; echo
-  curl -s -o /dev/null -w '%{{http_code}}\\n' {js} -H "X-Webhook-Signature: $(printf %064d 0)" \\
-    -d "$BODY" $API/webhooks/repository/sync   # a wrong signature: 401
+  ID=msg_$(date +%s%N); TS=$(date +%s)
+  SIG=$(printf '%s' "$ID.$TS.$BODY" | openssl dgst -sha256 -hmac "$WEBHOOK_SECRET" -binary | base64)
+  curl -s {js} -H "webhook-id: $ID" -H "webhook-timestamp: $TS" -H "webhook-signature: v1,$SIG" \\
+    -d "$BODY" $API/webhooks/repository/sync; echo
+  curl -s {js} -H "webhook-id: $ID" -H "webhook-timestamp: $TS" -H "webhook-signature: v1,$SIG" \\
+    -d "$BODY" $API/webhooks/repository/sync; echo   # the same delivery again: "duplicate"
+  curl -s -o /dev/null -w '%{{http_code}}\\n' {js} -H "webhook-id: $ID" -H "webhook-timestamp: $TS" \\
+    -H "webhook-signature: v1,$(printf %043d 0)=" -d "$BODY" \\
+    $API/webhooks/repository/sync   # a wrong signature: 401
 
   # other callers: bob's API key gets 404 for alice's session; a JWT for alice sees it
   BOB=$({cli} token create --user bob)

@@ -22,6 +22,7 @@ from streamspace import API_GROUP, API_VERSION
 from streamspace.catalog.git import RepositoryError, normalize_url
 from streamspace.db.mirror import REPOSITORIES
 from streamspace.naming import is_dns_label, is_object_name
+from streamspace.sync_requests import SYNC_REQUESTED, stamp
 from streamspace.templates import infer_app_type
 from streamspace_facade.errors import ApiError, invalid, not_found
 from streamspace_facade.state import (
@@ -35,7 +36,6 @@ from streamspace_facade.state import (
     services,
 )
 
-SYNC_REQUESTED = f"{API_GROUP}/sync-requested"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "streamspace"}
 AUTH_TYPES = ("none", "token", "basic", "ssh")
 # Request fields carrying credentials → the Secret keys the operator reads.
@@ -148,6 +148,12 @@ def catalog_view(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# Every column a list shows, and never ``manifest``: only the install path reads a manifest.
+_CATALOG_COLUMNS = (
+    "c.id, c.name, c.display_name, c.description, c.category, c.app_type, c.icon, "
+    "c.base_image, c.tags, c.install_count, c.source_path, c.updated_at"
+)
+
 _CATALOG_FROM = """
     FROM catalog_templates c JOIN repositories r ON r.uid = c.repository_uid
     WHERE (%(ns)s::text IS NULL OR r.namespace = %(ns)s)
@@ -184,7 +190,7 @@ async def list_catalog(request: web.Request) -> web.Response:
         await cur.execute("SELECT count(*) AS n " + _CATALOG_FROM, params)
         total = (await cur.fetchone() or {"n": 0})["n"]
         await cur.execute(
-            "SELECT c.*, r.id AS repository_id, r.url AS repository_url "
+            f"SELECT {_CATALOG_COLUMNS}, r.id AS repository_id, r.url AS repository_url "
             + _CATALOG_FROM
             + " ORDER BY c.display_name, c.name, c.id LIMIT %(limit)s OFFSET %(offset)s",
             params,
@@ -234,15 +240,15 @@ async def install_catalog_template(request: web.Request) -> web.Response:
 
 async def request_sync(request: web.Request, names: list[str]) -> None:
     svc = services(request)
-    # to the microsecond: the operator reacts to a change of the value, and two requests
+    # now, to the microsecond: the operator reacts to a change of the value, and two requests
     # within one second must both be seen
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    value = stamp(datetime.now(UTC))
     for name in names:
         await svc.kube.patch(
             "TemplateRepository",
             svc.namespace,
             name,
-            {"metadata": {"annotations": {SYNC_REQUESTED: stamp}}},
+            {"metadata": {"annotations": {SYNC_REQUESTED: value}}},
         )
 
 

@@ -131,10 +131,16 @@ TAG = _query("tag", "Only with this tag.")
 SIGNATURES = (
     _header("X-Hub-Signature-256", "GitHub: sha256=<hex HMAC-SHA256 of the body>."),
     _header("X-GitHub-Event", "GitHub: push (other events are ignored)."),
-    _header("X-GitHub-Delivery", "GitHub: the delivery id; a delivery is acted on once."),
+    _header("X-GitHub-Delivery", "GitHub: the delivery id (required); acted on once."),
     _header("X-Gitlab-Token", "GitLab: the shared secret."),
     _header("X-Gitlab-Event", "GitLab: Push Hook."),
-    _header("X-Webhook-Signature", "Generic: hex HMAC-SHA256 of the body."),
+    _header("X-Gitlab-Event-UUID", "GitLab: the delivery id (required); acted on once."),
+    _header("webhook-id", "Generic (Standard Webhooks): the delivery id; acted on once."),
+    _header("webhook-timestamp", "Generic: Unix seconds; refused beyond WEBHOOK_TOLERANCE."),
+    _header(
+        "webhook-signature",
+        "Generic: v1,<base64 HMAC-SHA256 of '<webhook-id>.<webhook-timestamp>.<body>'>.",
+    ),
 )
 S = "/api/v1/sessions/{id}"
 STREAM_AUTH = (

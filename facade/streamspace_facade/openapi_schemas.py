@@ -427,6 +427,11 @@ def schemas() -> dict[str, Schema]:
                 "reason": string("Why it was ignored."),
                 "repositories": _array(string(), "Repositories asked to sync."),
                 "total": integer("How many.", minimum=0),
+                "deferred": _array(
+                    string(),
+                    "Of those, the ones whose sync runs later (SYNC_REQUEST_INTERVAL per "
+                    "repository); it will fetch the newest commit.",
+                ),
             },
         },
         "Me": _response({"user": string(), "role": ROLE, "via": _enum("How.", "jwt", "apikey")}),

@@ -1,7 +1,8 @@
 """TemplateRepository sync: fetch with dulwich (off the event loop), parse, store, materialise.
 
 Triggers: create, spec change, resume, the ``stream.space/sync-requested`` annotation changing
-(set by the facade's sync endpoints and webhook), and a timer that syncs a repository once its
+(set by the facade's sync endpoints and webhook; a time in the future, which the webhook's rate
+limit writes, is waited for first), and a timer that syncs a repository once its
 ``syncInterval`` (default ``SYNC_INTERVAL``) has passed since the last sync, unless ``suspend``.
 One sync per repository at a time (a lock here; peering across replicas). A failing repository
 only ever changes its own status.
@@ -19,7 +20,7 @@ import kopf
 
 from streamspace import API_GROUP, API_VERSION
 from streamspace.catalog.git import Credentials, RepositoryError, fetch_snapshot
-from streamspace.catalog.parse import ParseResult, parse_repository
+from streamspace.catalog.parse import ParseResult, parse_repository, sync_limits
 from streamspace.conditions import Condition, merge_conditions, parse_timestamp, timestamp
 from streamspace.config import Settings
 from streamspace.db.catalog import (
@@ -28,12 +29,12 @@ from streamspace.db.catalog import (
 )
 from streamspace.durations import parse_duration
 from streamspace.lifecycle import Event
+from streamspace.sync_requests import SYNC_REQUESTED, wait_before_sync
 from streamspace_operator.context import Context, context, namespaced
 from streamspace_operator.metrics import timed, timing_sync
 
 log = logging.getLogger(__name__)
 
-SYNC_REQUESTED = f"{API_GROUP}/sync-requested"
 REPOSITORY_LABEL = f"{API_GROUP}/repository"
 KIND = "TemplateRepository"
 TIMER_TICK = 30.0  # how often due syncs are looked for; syncs happen within one tick of due
@@ -98,6 +99,7 @@ async def _sync(ctx: Context, body: dict[str, Any]) -> tuple[dict[str, Any], lis
     if ctx.db is None:
         raise RepositoryError("no database configured (DATABASE_URL): nowhere to store a catalog")
     kind = str(spec.get("type", "template"))
+    limits = sync_limits(ctx.settings.sync)
     creds = await credentials(ctx, ns, spec)
     snapshot = await asyncio.to_thread(
         fetch_snapshot,
@@ -109,6 +111,7 @@ async def _sync(ctx: Context, body: dict[str, Any]) -> tuple[dict[str, Any], lis
         allow_local=ctx.settings.sync.allow_local_repos,
         ca_bundle=ctx.settings.sync.ca_bundle,
         wanted=("manifest.json",) if kind == "plugin" else (".yaml", ".yml"),
+        limits=limits,
     )
     previous = body.get("status") or {}
     if (
@@ -123,7 +126,7 @@ async def _sync(ctx: Context, body: dict[str, Any]) -> tuple[dict[str, Any], lis
             "lastSyncTime": timestamp(_now()),
             "message": str(previous.get("message") or unchanged),
         }, []
-    parsed = await asyncio.to_thread(parse_repository, snapshot.files, kind)
+    parsed = await asyncio.to_thread(parse_repository, snapshot.files, kind, limits)
     async with ctx.db.connection() as conn, conn.transaction():
         await replace_catalog(conn, meta["uid"], parsed.templates, parsed.plugins)
     conflicts = []
@@ -196,6 +199,19 @@ async def repository_changed(memo: kopf.Memo, namespace: str | None, name: str, 
     await sync(context(memo), namespaced(namespace), name)
 
 
+async def sync_requested(
+    memo: kopf.Memo, namespace: str | None, name: str, new: Any, **_: Any
+) -> None:
+    """A sync request: at once, or at the (rate-limited) time the request names."""
+    ctx = context(memo)
+    wait = wait_before_sync(
+        new if isinstance(new, str) else None, _now(), ctx.settings.sync.request_interval
+    )
+    if wait is not None:  # at most request_interval: the object's other events wait as long
+        await asyncio.sleep(wait.total_seconds())
+    await sync(ctx, namespaced(namespace), name)
+
+
 async def repository_due(
     memo: kopf.Memo,
     namespace: str | None,
@@ -235,7 +251,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     kopf.on.update(*repos, registry=registry, field="spec", backoff=10)(changed)
     annotation = ("metadata", "annotations", SYNC_REQUESTED)  # a tuple: the key holds dots
     kopf.on.field(*repos, registry=registry, id="sync_requested", field=annotation, backoff=10)(
-        timed(KIND, "sync_requested")(repository_changed)
+        timed(KIND, "sync_requested")(sync_requested)
     )
     tick = min(TIMER_TICK, settings.sync.interval.total_seconds())
     kopf.timer(*repos, registry=registry, id="sync_due", interval=tick)(

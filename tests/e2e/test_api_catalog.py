@@ -10,8 +10,10 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -20,8 +22,9 @@ import psycopg
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from psycopg.conninfo import make_conninfo
 
-from facade_testing import WEBHOOK_SECRET, Client, FacadeThread, Response
+from facade_testing import WEBHOOK_SECRET, Client, FacadeThread, Response, token
 from gitfixtures import PUBLIC_FORMAT, PUBLIC_FORMAT_TEMPLATES, make_repo, template_yaml
 from streamspace.conditions import parse_timestamp
 from streamspace_dev.process import wait_until
@@ -78,6 +81,14 @@ def assert_sync_requested(objects: Objects, name: str, previous: str | None) -> 
     value = annotation(objects, name)
     assert value is not None and value != previous, (name, value)
     assert parse_timestamp(value) is not None
+
+
+def handled(objects: Objects, name: str, value: str | None) -> bool:
+    """Whether the operator finished handling the sync request ``value`` (Kopf records what it
+    handled last, annotations included, once every handler succeeded)."""
+    annotations = ((repository(objects, name) or {}).get("metadata") or {}).get("annotations")
+    last = (annotations or {}).get("operator.stream.space/last-handled-configuration", "")
+    return value is not None and value in last
 
 
 def listed(caller: Client, path: str = REPOS) -> dict[str, dict[str, Any]]:
@@ -362,6 +373,57 @@ def test_catalog_filters_pages_installs_and_syncs(
     wait_listed(ops, "public", lambda row: row["lastSyncCommit"] == head)
     assert names(search="xterm") == {"xterm"}
     assert catalog().body["total"] == len(everything) + 1
+    # the re-sync kept every entry's id and the install count (upsert by repository and name)
+    after = {t["name"]: t for t in catalog(limit=100).body["templates"]}
+    assert {n: after[n]["id"] for n in everything} == {n: entries[n]["id"] for n in everything}
+    assert after["firefox"]["installCount"] == 1
+
+
+def test_catalog_lists_never_read_a_manifest(
+    stack: Any, tmp_path: Path, start_facade: Callable[..., FacadeThread]
+) -> None:
+    """A facade whose database role may read every catalog column but ``manifest`` lists the
+    catalog as usual: no list can pull the (potentially large) manifests, only an install."""
+    git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
+    ops = stack.client("olivia", "operator")
+    assert ops.post(REPOS, {"name": "public", "url": git.url}).status == 201
+    wait_listed(ops, "public", lambda row: row["status"] == "synced")
+    role, password = f"no_manifest_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        columns = [
+            name
+            for (name,) in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'catalog_templates' AND column_name <> 'manifest'"
+            ).fetchall()
+        ]
+        for statement in (
+            f"CREATE ROLE {role} LOGIN PASSWORD '{password}'",
+            f"GRANT CREATE, USAGE ON SCHEMA public TO {role}",
+            f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}",
+            f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}",
+            f"REVOKE SELECT ON catalog_templates FROM {role}",  # noqa: S608 - our own name
+            f"GRANT SELECT ({', '.join(columns)}) ON catalog_templates TO {role}",
+        ):
+            conn.execute(statement)  # type: ignore[arg-type]
+    try:
+        limited = start_facade(
+            DATABASE_URL=make_conninfo(stack.database_url, user=role, password=password)
+        )
+        reader = Client(limited.url, token("ulrich"))
+        for query in ("", "?limit=100", "?category=Testing&page=2&limit=2", "?search=fox"):
+            r = reader.get(CATALOG + query)
+            assert r.status == 200 and r.body["total"] > 0, (query, r)
+        first = reader.get(CATALOG).body["templates"][0]
+        # ... and the install path is the one that reads it (this role may not).
+        with psycopg.connect(stack.database_url) as conn, pytest.raises(psycopg.Error):
+            conn.execute(f"SET ROLE {role}")  # type: ignore[arg-type]
+            conn.execute("SELECT manifest FROM catalog_templates WHERE id = %s", (first["id"],))
+        limited.stop()
+    finally:
+        with psycopg.connect(stack.database_url, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")  # type: ignore[arg-type]
+            conn.execute(f"DROP ROLE {role}")  # type: ignore[arg-type]
 
 
 # --- templates --------------------------------------------------------------------------------
@@ -500,6 +562,21 @@ def github_headers(body: bytes, delivery: str, event: str = "push") -> dict[str,
     }
 
 
+def standard_headers(
+    body: bytes, *, delivery: str | None = None, age: int = 0, secret: str = WEBHOOK_SECRET
+) -> dict[str, str]:
+    """A generic delivery signed as Standard Webhooks senders sign it, ``age`` seconds old."""
+    delivery = delivery or f"msg_{uuid.uuid4().hex}"
+    stamp = str(int(time.time()) - age)
+    signed = f"{delivery}.{stamp}.".encode() + body
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).digest()
+    return {
+        "webhook-id": delivery,
+        "webhook-timestamp": stamp,
+        "webhook-signature": "v1," + base64.b64encode(digest).decode(),
+    }
+
+
 def gitlab_push(http_url: str) -> bytes:
     after = hashlib.sha1(uuid.uuid4().bytes).hexdigest()  # noqa: S324 - a fake commit id
     web = http_url.removesuffix(".git")
@@ -564,7 +641,12 @@ def test_webhook_deliveries_request_syncs_of_matching_repositories(
     before = reset()
     r = hook.post(WEBHOOK, raw=body, headers=github_headers(body, delivery))
     assert r.status == 202, r
-    assert r.body == {"status": "accepted", "repositories": ["github"], "total": 1}, r
+    assert r.body == {
+        "status": "accepted",
+        "repositories": ["github"],
+        "total": 1,
+        "deferred": [],
+    }, r
     assert_sync_requested(objects, "github", before["github"])
     unchanged(before, "github")
 
@@ -599,7 +681,8 @@ def test_webhook_deliveries_request_syncs_of_matching_repositories(
     assert 200 <= r.status < 300 and r.body["status"] == "ignored", r
     other = github_push(GITHUB_REPO + ".git", ref="refs/heads/dev")
     r = hook.post(WEBHOOK, raw=other, headers=github_headers(other, str(uuid.uuid4())))
-    assert r.status == 202 and r.body == {"status": "accepted", "repositories": [], "total": 0}
+    assert r.status == 202, r
+    assert r.body == {"status": "accepted", "repositories": [], "total": 0, "deferred": []}, r
     unchanged(before)
 
     # GitLab: the token header
@@ -614,7 +697,7 @@ def test_webhook_deliveries_request_syncs_of_matching_repositories(
     assert_sync_requested(objects, "gitlab", before["gitlab"])
     unchanged(before, "gitlab")
 
-    # generic: a hex signature; the local repository really syncs the new commit
+    # generic: Standard Webhooks headers; the local repository really syncs the new commit
     wait_listed(ops, "local", lambda row: row["status"] == "synced")
     head = git.commit({"extra/xterm.yaml": template_yaml("xterm", "XTerm")}, message="add xterm")
     before = reset()
@@ -622,10 +705,15 @@ def test_webhook_deliveries_request_syncs_of_matching_repositories(
         {"repository_url": git.url, "branch": "main", "ref": "refs/heads/main"}
     ).encode()
     assert_error(hook.post(WEBHOOK, raw=body), 401, "UNAUTHORIZED")
-    bad = {"X-Webhook-Signature": hub_signature(body, "wrong")[7:]}
+    bad = standard_headers(body, secret="wrong")
     assert_error(hook.post(WEBHOOK, raw=body, headers=bad), 401, "UNAUTHORIZED")
+    # the old body-only hex signature is refused, right or not, and says what to use instead
+    legacy = {"X-Webhook-Signature": hub_signature(body)[7:]}
+    r = hook.post(WEBHOOK, raw=body, headers=legacy)
+    assert_error(r, 401, "UNAUTHORIZED")
+    assert "webhook-signature" in r.body["error"], r
     unchanged(before)
-    signed = {"X-Webhook-Signature": hub_signature(body)[7:]}
+    signed = standard_headers(body)
     r = hook.post(WEBHOOK, raw=body, headers=signed)
     assert r.status == 202 and r.body["repositories"] == ["local"], r
     assert_sync_requested(objects, "local", before["local"])
@@ -637,7 +725,7 @@ def test_webhook_deliveries_request_syncs_of_matching_repositories(
     # malformed JSON, correctly signed
     before = reset()
     for raw in (b'{"repository_url": ', b"[1, 2]", b"\xff\xfe"):
-        r = hook.post(WEBHOOK, raw=raw, headers={"X-Webhook-Signature": hub_signature(raw)[7:]})
+        r = hook.post(WEBHOOK, raw=raw, headers=standard_headers(raw))
         assert_error(r, 400, "BAD_REQUEST")
     raw = b'{"ref": "refs/heads/main", "repository": '
     r = hook.post(WEBHOOK, raw=raw, headers=github_headers(raw, str(uuid.uuid4())))
@@ -669,3 +757,65 @@ def test_webhook_deliveries_request_syncs_of_matching_repositories(
         (None, "local", "generic", ["local"], 202),
         (None, "local", "generic", ["local"], 202),
     ]
+
+
+def test_webhook_replays_stale_deliveries_missing_ids_and_bursts(
+    stack: Any, api: client.ApiClient, tmp_path: Path, start_facade: Callable[..., FacadeThread]
+) -> None:
+    """Replay, a stale timestamp and a missing GitHub delivery id are refused; a burst of valid
+    deliveries makes one (deferred) sync request, and the last push is synced all the same."""
+    objects = Objects(api, stack.namespace)
+    git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
+    ops = stack.client("olivia", "operator")
+    # A long interval, so the burst below surely falls within it however slow this machine is
+    # (the operator waits no longer than its own interval, 10 s, for the deferred sync).
+    interval = timedelta(minutes=1)
+    hook = Client(start_facade(DATABASE_URL=stack.database_url, SYNC_REQUEST_INTERVAL="1m").url)
+    assert ops.post(REPOS, {"name": "local", "url": git.url}).status == 201
+    assert ops.post(REPOS, {"name": "hub", "url": GITHUB_REPO}).status == 201
+    wait_listed(ops, "local", lambda row: row["status"] == "synced")
+    body = json.dumps({"repository_url": git.url, "branch": "main"}).encode()
+
+    # a signed delivery: a sync at once
+    headers = standard_headers(body)
+    r = hook.post(WEBHOOK, raw=body, headers=headers)
+    assert r.status == 202 and r.body["repositories"] == ["local"], r
+    assert r.body["deferred"] == [], r
+    requested = annotation(objects, "local")
+    assert_sync_requested(objects, "local", None)
+    # that sync is over before the push below: only the deferred one can pick the push up
+    assert wait_until(lambda: handled(objects, "local", requested), TIMEOUT)
+
+    # the same delivery again (within the tolerance window): acknowledged, nothing requested
+    r = hook.post(WEBHOOK, raw=body, headers=headers)
+    assert 200 <= r.status < 300 and r.body["status"] == "duplicate", r
+    # a captured delivery replayed later (a new id cannot be signed without the secret, so the
+    # replay keeps its old timestamp): refused
+    for age in (301, 3600):
+        stale = standard_headers(body, age=age)
+        assert_error(hook.post(WEBHOOK, raw=body, headers=stale), 401, "UNAUTHORIZED")
+    assert annotation(objects, "local") == requested
+
+    # GitHub without its delivery id (which it does not sign): refused, not de-duplication-free
+    push = github_push(GITHUB_REPO + ".git")
+    no_id = {k: v for k, v in github_headers(push, "x").items() if k != "X-GitHub-Delivery"}
+    r = hook.post(WEBHOOK, raw=push, headers=no_id)
+    assert_error(r, 400, "BAD_REQUEST")
+    assert "X-GitHub-Delivery" in r.body["error"], r
+    assert annotation(objects, "hub") is None
+
+    # a burst of valid, distinct deliveries after a push: one request, for later, and that
+    # sync picks up the pushed commit
+    head = git.commit({"extra/xterm.yaml": template_yaml("xterm", "XTerm")}, message="xterm")
+    seen = set()
+    for _ in range(20):
+        r = hook.post(WEBHOOK, raw=body, headers=standard_headers(body))
+        assert r.status == 202 and r.body["deferred"] == ["local"], r
+        seen.add(annotation(objects, "local"))
+    assert len(seen) == 1 and requested not in seen, seen  # one write for the whole burst
+    (scheduled,) = seen
+    due, first = parse_timestamp(scheduled), parse_timestamp(requested)
+    assert due is not None and first is not None
+    assert due - first == interval
+    row = wait_listed(ops, "local", lambda row: row["lastSyncCommit"] == head)
+    assert row["templateCount"] == len(PUBLIC_FORMAT_TEMPLATES) + 1

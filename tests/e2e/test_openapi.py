@@ -10,9 +10,11 @@ derandomized, so it takes the same requests every time.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,9 +200,16 @@ def test_live_answers_match_the_document(
     webhook = schema["/webhooks/repository/sync"]["POST"]
     for ref in ("refs/heads/main", "refs/tags/v1"):
         raw = json.dumps({"repository_url": known["url"], "ref": ref}).encode()
-        signature = hmac.new(WEBHOOK_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+        delivery, stamp = f"msg_{ref[-4:]}", str(int(time.time()))
+        signed = f"{delivery}.{stamp}.".encode() + raw
+        signature = hmac.new(WEBHOOK_SECRET.encode(), signed, hashlib.sha256).digest()
+        headers = {
+            "webhook-id": delivery,
+            "webhook-timestamp": stamp,
+            "webhook-signature": "v1," + base64.b64encode(signature).decode(),
+        }
         case = webhook.Case(body={}, media_type="application/json")
-        runner.send(case, {"X-Webhook-Signature": signature}, data=raw)
+        runner.send(case, headers, data=raw)
 
     print(
         "\n".join(

@@ -7,9 +7,12 @@ step checks what the call did to the Kubernetes objects or to the mirror, not on
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -49,8 +52,15 @@ def refused(r: Response, status: int, code: str) -> None:
     assert r.body["code"] == code and r.body["error"], r
 
 
-def signature(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signed_headers(body: bytes, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
+    """What the walkthrough's openssl lines send: Standard Webhooks id, timestamp, signature."""
+    delivery, stamp = f"msg_{uuid.uuid4().hex}", str(int(time.time()))
+    digest = hmac.new(secret.encode(), f"{delivery}.{stamp}.".encode() + body, hashlib.sha256)
+    return {
+        "webhook-id": delivery,
+        "webhook-timestamp": stamp,
+        "webhook-signature": "v1," + base64.b64encode(digest.digest()).decode(),
+    }
 
 
 def session_ids(caller: Client) -> set[str]:
@@ -223,12 +233,14 @@ def test_readme_walkthrough(
     body = json.dumps(
         {"repository_url": git.url, "branch": "main", "ref": "refs/heads/main"}
     ).encode()
-    forged = {"X-Webhook-Signature": signature(body, "not-the-secret")}
+    forged = signed_headers(body, "not-the-secret")
     refused(anonymous.post(WEBHOOK, raw=body, headers=forged), 401, "UNAUTHORIZED")
-    signed = {"X-Webhook-Signature": signature(body)}
+    signed = signed_headers(body)
     requested = sync_requested(objects)
     hooked = ok(anonymous.post(WEBHOOK, raw=body, headers=signed), 202)
-    assert hooked == {"status": "accepted", "repositories": [REPO_NAME], "total": 1}, hooked
+    assert hooked["repositories"] == [REPO_NAME] and hooked["total"] == 1, hooked
+    # the same delivery again is acknowledged, not acted on
+    assert ok(anonymous.post(WEBHOOK, raw=body, headers=signed), 200)["status"] == "duplicate"
     assert sync_requested(objects) not in (None, requested)
     assert wait_synced(alice, head)["templateCount"] == len(PUBLIC_FORMAT_TEMPLATES) + 1
     assert catalog_names(alice, category="Testing") == TESTING | {"xterm"}

@@ -86,6 +86,11 @@ def catalog(database: str) -> dict[str, tuple[str, str]]:
     return {name: (app_type, path) for name, app_type, path in rows}
 
 
+def catalog_ids(database: str) -> dict[str, int]:
+    with psycopg.connect(database) as conn:
+        return dict(conn.execute("SELECT name, id FROM catalog_templates").fetchall())
+
+
 def request_sync(objects: Objects, name: str, token: str) -> None:
     objects.custom.patch_namespaced_custom_object(
         GROUP,
@@ -150,6 +155,10 @@ def test_auto_install_materialises_updates_and_prunes_templates(
         lambda: all(t.get("status", {}).get("valid") for t in templates().values()), TIMEOUT
     )
 
+    ids = catalog_ids(database)
+    with psycopg.connect(database) as conn:  # what the facade's install does, three times
+        conn.execute("UPDATE catalog_templates SET install_count = 3 WHERE name = 'firefox'")
+
     # A push, then an on-demand sync: gimp goes, firefox changes.
     changed = PUBLIC_FORMAT["browsers/firefox.yaml"].replace(
         "displayName: Firefox", "displayName: Firefox ESR"
@@ -162,6 +171,13 @@ def test_auto_install_materialises_updates_and_prunes_templates(
     assert objects.get("templates", "chromium") is not None  # not ours: never pruned
     assert templates()["firefox"]["spec"]["displayName"] == "Firefox ESR"
     assert "gimp" not in catalog(database)
+    # Rows are upserted by (repository, name): ids and install counts survive the re-sync.
+    assert catalog_ids(database) == {n: i for n, i in ids.items() if n != "gimp"}
+    with psycopg.connect(database) as conn:
+        row = conn.execute(
+            "SELECT install_count, display_name FROM catalog_templates WHERE name = 'firefox'"
+        ).fetchone()
+    assert row == (3, "Firefox ESR")
 
 
 def test_local_repositories_need_permission(

@@ -184,3 +184,70 @@ def test_symlinks_and_submodules_are_not_followed(tmp_path: Path) -> None:
         "link.yaml (link or submodule, not followed)",
         "vendor.yaml (link or submodule, not followed)",
     ]
+
+
+def alias_bomb(levels: int = 10, fan_out: int = 9) -> str:
+    """A Template whose spec holds ``fan_out ** levels`` strings once its aliases expand, in a
+    few hundred bytes and under the alias cap (the shape of the attack review's 601-byte file)."""
+    lines = ["    l0: &l0 [" + ", ".join(["xxxxxxxxxxxxxxxx"] * fan_out) + "]"]
+    lines += [
+        f"    l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * fan_out) + "]" for i in range(1, levels)
+    ]
+    return (
+        "apiVersion: stream.space/v1alpha1\nkind: Template\nmetadata: {name: bomb}\n"
+        "spec:\n  displayName: Bomb\n  baseImage: bomb:1\n  env:\n" + "\n".join(lines) + "\n"
+    )
+
+
+def test_alias_bomb_under_every_event_cap_is_refused_before_expanding() -> None:
+    bomb = alias_bomb()
+    assert len(bomb) < 1024 and bomb.count("*") < Limits().max_yaml_aliases
+    tracemalloc.start()
+    result = parse_repository([("bomb.yaml", bomb.encode())])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert result.templates == []  # nothing to store
+    assert result.problems == ["bomb.yaml: more than 50000 nodes once aliases expand"]
+    assert peak < 10 * 2**20, peak  # 9**10 strings were never built
+
+
+def test_expanded_bytes_are_capped_and_small_aliases_still_work() -> None:
+    # Few nodes, long strings: the byte side of the count refuses it.
+    wide = alias_bomb(levels=3, fan_out=9).replace("xxxxxxxxxxxxxxxx", "y" * 2000)
+    result = parse_repository([("wide.yaml", wide.encode())])
+    assert result.problems == ["wide.yaml: larger than 262144 bytes once aliases expand"]
+    assert result.templates == []
+    # Aliases in reasonable measure are YAML as usual (and merge keys expand as they should).
+    ok = template_yaml("ok", "OK", extra="  env: &env {A: '1'}\n  labels: {<<: *env, B: '2'}\n")
+    result = parse_repository([("ok.yaml", ok.encode())])
+    assert result.problems == [] and result.templates[0].manifest["spec"]["labels"] == {
+        "A": "1",
+        "B": "2",
+    }
+
+
+def test_recursive_aliases_are_refused() -> None:
+    result = parse_repository([("loop.yaml", b"a: &a [1, *a]\n")])
+    assert result.problems == ["loop.yaml: a recursive alias"]
+
+
+def test_stored_manifests_and_bytes_parsed_per_repository_have_budgets() -> None:
+    big = template_yaml("big", "Big", extra="  notes: " + "z" * 5000 + "\n")
+    plugin = b'{"name": "p", "version": "1", "type": "ui", "blob": "' + b"q" * 5000 + b'"}'
+    limits = Limits(max_manifest_bytes=4096)
+    result = parse_repository([("big.yaml", big.encode())], limits=limits)
+    assert result.templates == []
+    assert result.problems[0].startswith("big.yaml: larger than 4096 bytes once aliases expand")
+    plugins = parse_repository([("p/manifest.json", plugin)], kind="plugin", limits=limits)
+    assert plugins.plugins == []
+    assert "p: manifest of 5" in plugins.problems[0] and "larger than 4096" in plugins.problems[0]
+    # One blob under many names: every name is parsed, and every parse counts.
+    same = template_yaml("same", "Same").encode()
+    many = [(f"copy-{i:04}.yaml", same) for i in range(1200)]
+    result = parse_repository(many, limits=Limits(max_parse_bytes=20 * len(same)))
+    assert [t.name for t in result.templates] == ["same"]
+    assert len(result.duplicates) == 19
+    assert result.problems == [
+        f"copy-0020.yaml: over the {20 * len(same)} bytes parsed per repository; "
+        "it and the files after it are skipped"
+    ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,9 +16,12 @@ from streamspace.webhooks import (
     Push,
     WebhookError,
     identify,
+    legacy_signature,
     matches,
     parse_push,
     repo_key,
+    required_delivery_id,
+    standard_signature,
     verify,
 )
 
@@ -25,7 +30,8 @@ pytestmark = pytest.mark.unit
 SECRET = "s3cr3t-webhook"
 GITHUB = Delivery("github", "72d3162e-cc78-11e3-81ab-4c9367dc0958", "push")
 GITLAB = Delivery("gitlab", "13792a34-cac6-4fda-95a8-c58e00a3954e", "Push Hook")
-GENERIC = Delivery("generic", None, None)
+GENERIC = Delivery("generic", "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", None)
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 # Trimmed from GitHub's documented ``push`` event payload.
 GITHUB_PUSH: dict[str, Any] = {
@@ -148,6 +154,7 @@ def sign(body: bytes, secret: str = SECRET) -> str:
         ),
         ({"x-gitlab-token": "t"}, Delivery("gitlab", None, None)),
         ({"X-Webhook-Signature": "ab"}, Delivery("generic", None, None)),
+        ({"Webhook-Id": "msg_1", "webhook-signature": "v1,x"}, Delivery("generic", "msg_1", None)),
         ({}, Delivery("generic", None, None)),
         # The legacy SHA-1 header alone does not make a GitHub delivery.
         ({"X-Hub-Signature": "sha1=00"}, Delivery("generic", None, None)),
@@ -191,8 +198,8 @@ GOOD = sign(BODY)
     ],
 )
 def test_verify_github(headers: dict[str, str], body: bytes, ok: bool) -> None:
-    assert verify(GITHUB, headers, body, SECRET, allow_unsigned=False) is ok
-    assert verify(GITHUB, headers, body, SECRET, allow_unsigned=True) is ok
+    assert verify(GITHUB, headers, body, SECRET, allow_unsigned=False, now=NOW) is ok
+    assert verify(GITHUB, headers, body, SECRET, allow_unsigned=True, now=NOW) is ok
 
 
 @pytest.mark.parametrize(
@@ -210,64 +217,171 @@ def test_verify_github(headers: dict[str, str], body: bytes, ok: bool) -> None:
 )
 def test_verify_gitlab(headers: dict[str, str], ok: bool) -> None:
     body = body_of(GITLAB_PUSH)
-    assert verify(GITLAB, headers, body, SECRET, allow_unsigned=False) is ok
-    assert verify(GITLAB, headers, body, SECRET, allow_unsigned=True) is ok
+    assert verify(GITLAB, headers, body, SECRET, allow_unsigned=False, now=NOW) is ok
+    assert verify(GITLAB, headers, body, SECRET, allow_unsigned=True, now=NOW) is ok
 
 
 def test_gitlab_token_does_not_depend_on_the_body() -> None:
     headers = {"X-Gitlab-Token": SECRET}
-    assert verify(GITLAB, headers, b"anything", SECRET, allow_unsigned=False)
+    assert verify(GITLAB, headers, b"anything", SECRET, allow_unsigned=False, now=NOW)
 
 
 GENERIC_BODY = body_of({"repository_url": "https://git.example.com/a/b.git", "branch": "main"})
+STAMP = int(NOW.timestamp())
+
+
+def standard(
+    body: bytes = GENERIC_BODY,
+    *,
+    delivery: str = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+    stamp: int = STAMP,
+    secret: str = SECRET,
+) -> dict[str, str]:
+    """Standard Webhooks headers, signed as its reference libraries sign (computed here)."""
+    signed = f"{delivery}.{stamp}.".encode() + body
+    key = base64.b64decode(secret[6:]) if secret.startswith("whsec_") else secret.encode()
+    value = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return {
+        "webhook-id": delivery,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": f"v1,{value}",
+    }
+
+
+def test_standard_webhooks_reference_vector() -> None:
+    # The example of the Standard Webhooks specification (its secret, id, timestamp and body).
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    body = b'{"test": 2432232314}'
+    headers = {
+        "webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        "webhook-timestamp": "1614265330",
+        "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+    }
+    then = datetime.fromtimestamp(1614265330, UTC)
+    delivery = identify(headers)
+    assert delivery == Delivery("generic", "msg_p5jXN8AQM9LWM0D4loKWxJek", None)
+    assert verify(delivery, headers, body, secret, allow_unsigned=False, now=then)
+    assert (
+        standard_signature(secret, headers["webhook-id"], 1614265330, body)
+        == (headers["webhook-signature"])
+    )
 
 
 @pytest.mark.parametrize(
     ("headers", "body", "ok"),
     [
-        ({"X-Webhook-Signature": sign(GENERIC_BODY)}, GENERIC_BODY, True),
-        ({"X-Webhook-Signature": f"sha256={sign(GENERIC_BODY)}"}, GENERIC_BODY, True),
-        ({"x-webhook-signature": f" {sign(GENERIC_BODY)} "}, GENERIC_BODY, True),
-        ({"X-Webhook-Signature": sign(GENERIC_BODY, "other")}, GENERIC_BODY, False),
-        ({"X-Webhook-Signature": sign(GENERIC_BODY)}, GENERIC_BODY[:-1] + b" }", False),
+        (standard(), GENERIC_BODY, True),
+        ({k.upper(): v for k, v in standard().items()}, GENERIC_BODY, True),
+        (standard(stamp=STAMP - 299), GENERIC_BODY, True),
+        (standard(stamp=STAMP + 299), GENERIC_BODY, True),
+        # several signatures (a key rotation): one must match
+        (
+            {**standard(), "webhook-signature": "v1,bm9wZQ== " + standard()["webhook-signature"]},
+            GENERIC_BODY,
+            True,
+        ),
+        (standard(secret="whsec_" + base64.b64encode(b"k" * 24).decode()), GENERIC_BODY, False),
+        (standard(secret="other"), GENERIC_BODY, False),
+        (standard(), GENERIC_BODY[:-1] + b" }", False),
+        (standard(stamp=STAMP - 301), GENERIC_BODY, False),  # stale: a replay
+        (standard(stamp=STAMP + 301), GENERIC_BODY, False),  # from the future
+        ({**standard(), "webhook-id": "another-id"}, GENERIC_BODY, False),  # the id is signed
+        ({**standard(), "webhook-timestamp": str(STAMP + 1)}, GENERIC_BODY, False),
+        ({**standard(), "webhook-timestamp": f"{STAMP}.0"}, GENERIC_BODY, False),
+        ({**standard(), "webhook-timestamp": "-1"}, GENERIC_BODY, False),
+        ({**standard(), "webhook-timestamp": "9" * 40}, GENERIC_BODY, False),
+        (
+            {**standard(), "webhook-signature": "v2," + standard()["webhook-signature"][3:]},
+            GENERIC_BODY,
+            False,
+        ),
+        (
+            {**standard(), "webhook-signature": standard()["webhook-signature"][3:]},
+            GENERIC_BODY,
+            False,
+        ),
+        ({**standard(), "webhook-signature": "v1,ü"}, GENERIC_BODY, False),
+        ({k: v for k, v in standard().items() if k != "webhook-id"}, GENERIC_BODY, False),
+        ({k: v for k, v in standard().items() if k != "webhook-timestamp"}, GENERIC_BODY, False),
+        ({k: v for k, v in standard().items() if k != "webhook-signature"}, GENERIC_BODY, False),
         ({}, GENERIC_BODY, False),
-        ({"X-Webhook-Signature": ""}, GENERIC_BODY, False),
-        ({"X-Webhook-Signature": f"sha1={sign(GENERIC_BODY)}"}, GENERIC_BODY, False),
-        ({"X-Webhook-Signature": "not-hex-at-all"}, GENERIC_BODY, False),
-        ({"X-Webhook-Signature": "ü" * 64}, GENERIC_BODY, False),
-        ({"X-Webhook-Signature": "sha256="}, GENERIC_BODY, False),
+        # the old body-only signature: refused, however right
+        ({"X-Webhook-Signature": sign(GENERIC_BODY)}, GENERIC_BODY, False),
+        ({"X-Webhook-Signature": f"sha256={sign(GENERIC_BODY)}"}, GENERIC_BODY, False),
     ],
 )
 def test_verify_generic(headers: dict[str, str], body: bytes, ok: bool) -> None:
-    assert verify(GENERIC, headers, body, SECRET, allow_unsigned=False) is ok
-    assert verify(GENERIC, headers, body, SECRET, allow_unsigned=True) is ok
+    delivery = identify(headers)
+    assert delivery.provider == "generic"
+    assert verify(delivery, headers, body, SECRET, allow_unsigned=False, now=NOW) is ok
+    assert verify(delivery, headers, body, SECRET, allow_unsigned=True, now=NOW) is ok
+
+
+def test_tolerance_is_configurable() -> None:
+    headers = standard(stamp=STAMP - 30)
+    assert verify(GENERIC, headers, GENERIC_BODY, SECRET, allow_unsigned=False, now=NOW)
+    assert not verify(
+        GENERIC,
+        headers,
+        GENERIC_BODY,
+        SECRET,
+        allow_unsigned=False,
+        now=NOW,
+        tolerance=timedelta(seconds=10),
+    )
+
+
+def test_a_repeated_standard_header_is_refused() -> None:
+    headers = {**standard(), "Webhook-Id": "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"}
+    assert not verify(GENERIC, headers, GENERIC_BODY, SECRET, allow_unsigned=False, now=NOW)
+
+
+def test_legacy_signature_is_recognised_for_a_clear_refusal() -> None:
+    assert legacy_signature({"X-Webhook-Signature": "ab"})
+    assert not legacy_signature(standard())
+    assert not legacy_signature({})
+
+
+@pytest.mark.parametrize(
+    ("delivery", "missing"),
+    [
+        (Delivery("github", None, "push"), "X-GitHub-Delivery"),
+        (Delivery("gitlab", None, "Push Hook"), "X-Gitlab-Event-UUID"),
+        (Delivery("github", "", "push"), "X-GitHub-Delivery"),
+        (GITHUB, None),
+        (GITLAB, None),
+        (GENERIC, None),
+    ],
+)
+def test_delivery_ids_are_required(delivery: Delivery, missing: str | None) -> None:
+    assert required_delivery_id(delivery) == missing
 
 
 @pytest.mark.parametrize("delivery", [GITHUB, GITLAB, GENERIC])
 def test_unsigned_only_when_allowed_and_no_secret(delivery: Delivery) -> None:
-    assert verify(delivery, {}, BODY, None, allow_unsigned=True)
-    assert not verify(delivery, {}, BODY, None, allow_unsigned=False)
-    assert not verify(delivery, {}, BODY, SECRET, allow_unsigned=True)
+    assert verify(delivery, {}, BODY, None, allow_unsigned=True, now=NOW)
+    assert not verify(delivery, {}, BODY, None, allow_unsigned=False, now=NOW)
+    assert not verify(delivery, {}, BODY, SECRET, allow_unsigned=True, now=NOW)
 
 
 def test_empty_configured_secret_refuses_everything() -> None:
-    assert not verify(GITLAB, {"X-Gitlab-Token": ""}, BODY, "", allow_unsigned=True)
+    assert not verify(GITLAB, {"X-Gitlab-Token": ""}, BODY, "", allow_unsigned=True, now=NOW)
     headers = {"X-Hub-Signature-256": f"sha256={sign(BODY, '')}"}
-    assert not verify(GITHUB, headers, BODY, "", allow_unsigned=True)
+    assert not verify(GITHUB, headers, BODY, "", allow_unsigned=True, now=NOW)
 
 
 def test_repeated_signature_header_is_refused() -> None:
     # A plain dict can hold the same header under two spellings, as a multidict holds repeats.
     headers = {"X-Gitlab-Token": SECRET, "x-gitlab-token": "wrong"}
-    assert not verify(GITLAB, headers, BODY, SECRET, allow_unsigned=False)
+    assert not verify(GITLAB, headers, BODY, SECRET, allow_unsigned=False, now=NOW)
 
 
 def test_verify_accepts_a_non_ascii_secret() -> None:
     secret = "clé-🔑"
     signature = hmac.new(secret.encode(), BODY, hashlib.sha256).hexdigest()
     headers = {"X-Hub-Signature-256": f"sha256={signature}"}
-    assert verify(GITHUB, headers, BODY, secret, allow_unsigned=False)
-    assert verify(GITLAB, {"X-Gitlab-Token": secret}, BODY, secret, allow_unsigned=False)
+    assert verify(GITHUB, headers, BODY, secret, allow_unsigned=False, now=NOW)
+    assert verify(GITLAB, {"X-Gitlab-Token": secret}, BODY, secret, allow_unsigned=False, now=NOW)
 
 
 # --- parse_push -----------------------------------------------------------------------------

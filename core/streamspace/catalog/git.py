@@ -4,8 +4,9 @@ Blocking (call it through ``asyncio.to_thread``). The URL is checked first: ``ht
 only, ``file://`` and local paths only when explicitly allowed, no credentials inside URLs, no
 option-looking hosts. The branch head is fetched with depth 1 into a bare repository under the
 work directory (later syncs fetch into the same one and move to the new head); files are read
-from the object store, never written out. Symlinks and submodules are skipped, and blob size and
-file count are capped. Error messages never contain credentials.
+from the object store, never written out. Symlinks and submodules are skipped. What a fetch may
+cost is bounded while the pack downloads and before any object is inflated
+(``streamspace.catalog.objects``). Error messages never contain credentials.
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ import logging
 import re
 import shlex
 import shutil
-import stat
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,14 +29,20 @@ from dulwich.client import (
     get_transport_and_path,
 )
 from dulwich.config import ConfigDict
-from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
 
+from streamspace.catalog.objects import (
+    SUBMODULE_MODE,
+    Snapshot,
+    SnapshotError,
+    fetch_pack,
+    read_snapshot,
+)
 from streamspace.catalog.parse import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 
-SUBMODULE_MODE = 0o160000
+__all__ = ["SUBMODULE_MODE", "Credentials", "RepositoryError", "Snapshot", "fetch_snapshot"]
 _SCP_LIKE = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)$")
 
 
@@ -57,13 +62,6 @@ class Credentials:
 
     def secrets(self) -> list[str]:
         return [s for s in (self.password, self.ssh_private_key) if s]
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    commit: str
-    files: list[tuple[str, bytes]]
-    skipped: list[str]  # symlinks, submodules, oversized blobs (paths only)
 
 
 def normalize_url(url: str, allow_local: bool) -> str:
@@ -198,17 +196,6 @@ def _scrub(message: str, creds: Credentials) -> str:
     return message
 
 
-def _walk(repo: Any, tree: Tree, prefix: str) -> Iterator[tuple[str, int, bytes]]:
-    for entry in tree.iteritems():
-        path = f"{prefix}{entry.path.decode('utf-8', 'replace')}"
-        if stat.S_ISDIR(entry.mode):
-            subtree = repo.object_store[entry.sha]
-            if isinstance(subtree, Tree):
-                yield from _walk(repo, subtree, path + "/")
-        else:
-            yield path, entry.mode, entry.sha
-
-
 def fetch_snapshot(
     url: str,
     branch: str,
@@ -271,13 +258,11 @@ def _fetch(
             shutil.rmtree(directory)
         fresh: Any = Repo.init_bare(str(directory), mkdir=True)
         with fresh as repo:
-            client.fetch(path, repo, determine_wants=wants, depth=1)
+            try:
+                fetch_pack(client, path, repo, wants, limits)  # metered while it downloads
+            except SnapshotError as exc:
+                raise RepositoryError(str(exc)) from None
             repo.refs[ref] = head
-            pack_dir = directory / "objects" / "pack"
-            packed = sum(p.stat().st_size for p in pack_dir.glob("*.pack"))
-            if packed > limits.max_repository_bytes:
-                megabytes = limits.max_repository_bytes // 2**20
-                raise RepositoryError(f"repository is larger than {megabytes} MiB packed")
             return _read(repo, head, wanted, limits)
     finally:
         client.close()
@@ -290,28 +275,7 @@ def _fetch(
 
 
 def _read(repo: Any, head: bytes, wanted: tuple[str, ...], limits: Limits) -> Snapshot:
-    commit = repo.object_store[head]
-    if not isinstance(commit, Commit):
-        raise RepositoryError("the branch head is not a commit")
-    tree = repo.object_store[commit.tree]
-    if not isinstance(tree, Tree):
-        raise RepositoryError("the commit has no tree")
-    files: list[tuple[str, bytes]] = []
-    skipped: list[str] = []
-    for path, mode, sha in _walk(repo, tree, ""):
-        if not path.endswith(wanted):
-            continue
-        if stat.S_ISLNK(mode) or mode == SUBMODULE_MODE:
-            skipped.append(f"{path} (link or submodule, not followed)")
-            continue
-        if len(files) >= limits.max_files:
-            skipped.append(f"{path} (over {limits.max_files} files)")
-            continue
-        blob = repo.object_store[sha]
-        if not isinstance(blob, Blob):
-            continue
-        if blob.raw_length() > limits.max_blob_bytes:
-            skipped.append(f"{path} (larger than {limits.max_blob_bytes} bytes)")
-            continue
-        files.append((path, blob.as_raw_string()))
-    return Snapshot(head.decode(), files, skipped)
+    try:
+        return read_snapshot(repo, head, wanted, limits)
+    except SnapshotError as exc:
+        raise RepositoryError(str(exc)) from None
