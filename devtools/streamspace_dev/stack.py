@@ -359,8 +359,8 @@ Paste into a shell to try the REST API; every /api/v1 call needs the Authorizati
     -d "$BODY" $API/webhooks/repository/sync; echo
   curl -s {js} -H "webhook-id: $ID" -H "webhook-timestamp: $TS" -H "webhook-signature: v1,$SIG" \\
     -d "$BODY" $API/webhooks/repository/sync; echo   # the same delivery again: "duplicate"
-  curl -s -o /dev/null -w '%{{http_code}}\\n' {js} -H "webhook-id: $ID" -H "webhook-timestamp: $TS" \\
-    -H "webhook-signature: v1,$(printf %043d 0)=" -d "$BODY" \\
+  curl -s -o /dev/null -w '%{{http_code}}\\n' {js} -H "webhook-id: $ID" \\
+    -H "webhook-timestamp: $TS" -H "webhook-signature: v1,$(printf %043d 0)=" -d "$BODY" \\
     $API/webhooks/repository/sync   # a wrong signature: 401
 
   # other callers: bob's API key gets 404 for alice's session; a JWT for alice sees it
