@@ -13,6 +13,7 @@ that create objects make the retry find the first one through the object itself
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -34,7 +35,8 @@ IDEMPOTENCY = web.RequestKey("idempotency", Key)
 """The key of the current request, when it carries one."""
 
 DB_WAIT = 2.0
-"""Seconds to wait for a pooled connection: an outage must not hold up the request for long."""
+"""Seconds to wait for a pooled connection (and twice that for the whole exchange): an outage
+or a stalled connection must not hold up the request for long."""
 
 PRUNE_EVERY = 60.0
 """Seconds between deletions of expired answers (by whichever request comes next)."""
@@ -77,10 +79,10 @@ async def _idempotent(
     claimed = False
     if svc.pool is not None:
         try:
-            async with svc.pool.connection(timeout=DB_WAIT) as conn:
+            async with asyncio.timeout(DB_WAIT * 2), svc.pool.connection(timeout=DB_WAIT) as conn:
                 stored = await store.claim(conn, who.user, key, svc.settings.http.idempotency_ttl)
                 await prune(conn)
-        except (psycopg.Error, PoolTimeout) as exc:
+        except (psycopg.Error, PoolTimeout, TimeoutError) as exc:
             log.warning("idempotency key not checked in PostgreSQL (%s); serving the request", exc)
         else:
             outcome = idempotency.decide(stored, key)
@@ -111,7 +113,7 @@ async def _settle(request: web.Request, key: Key, response: web.StreamResponse |
     """Store a successful answer; release the claim of anything else."""
     pool = services(request).db()
     try:
-        async with pool.connection(timeout=DB_WAIT) as conn:
+        async with asyncio.timeout(DB_WAIT * 2), pool.connection(timeout=DB_WAIT) as conn:
             if (
                 isinstance(response, web.Response)
                 and 200 <= response.status < 300
@@ -126,6 +128,6 @@ async def _settle(request: web.Request, key: Key, response: web.StreamResponse |
                 )
             else:
                 await store.release(conn, key)
-    except (psycopg.Error, PoolTimeout, UnicodeDecodeError) as exc:
+    except (psycopg.Error, PoolTimeout, TimeoutError, UnicodeDecodeError) as exc:
         # The request itself is done; a retry finds created objects through the objects.
         log.warning("idempotent answer not stored (%s)", exc)
