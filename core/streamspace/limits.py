@@ -100,6 +100,8 @@ def _duration(field: str, raw: str, cap: timedelta, limit: str) -> Violation | N
         requested = parse_duration(raw)
     except ValueError as exc:
         raise InvalidValue(field, str(exc)) from None
+    except OverflowError:  # well-formed, and longer than any timedelta: above every cap
+        return Violation(limit, field, raw, format_duration(cap))
     if requested > cap:
         return Violation(limit, field, raw, format_duration(cap))
     return None

@@ -105,6 +105,10 @@ CAPS: list[tuple[dict[str, Any], list[tuple[str, str, str, str]]]] = [
         ],
     ),
     ({"idleTimeout": "120m", "maxSessionDuration": "43200s"}, []),
+    (
+        {"maxSessionDuration": "99999999999999999999h"},  # beyond what a timedelta holds
+        [("MAX_SESSION_DURATION", "maxSessionDuration", "99999999999999999999h", "12h")],
+    ),
 ]
 
 
