@@ -232,6 +232,10 @@ def start_facade(cluster: Cluster, namespace: str) -> Iterator[Callable[..., Fac
                 "JWT_SECRET": JWT_SECRET,
                 "WEBHOOK_SECRET": WEBHOOK_SECRET,
                 "ALLOW_LOCAL_REPOS": "true",
+                # tests make many sessions and connects as one user in a moment; the tests of
+                # the rate limits themselves set them
+                "RATE_LIMIT_CREATE": "off",
+                "RATE_LIMIT_CONNECT": "off",
                 **env,
             }
         )

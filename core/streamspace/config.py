@@ -16,7 +16,8 @@ from typing import TypeVar
 
 from psycopg.conninfo import make_conninfo
 
-from streamspace.durations import parse_duration
+from streamspace.durations import format_duration, parse_duration
+from streamspace.quantities import Quantity, parse_quantity
 
 T = TypeVar("T")
 
@@ -133,6 +134,77 @@ class HttpSettings:
     """Messages waiting for one WebSocket client before it counts as too slow and is dropped
     (``WS_QUEUE``)."""
 
+    idempotency_ttl: timedelta = timedelta(hours=24)
+    """How long the answer to a POST with an ``Idempotency-Key`` is kept for replay
+    (``IDEMPOTENCY_TTL``)."""
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most ``count`` events per ``period`` for one caller (a token bucket of that size)."""
+
+    count: int
+    period: timedelta
+
+    def __str__(self) -> str:
+        return f"{self.count}/{format_duration(self.period)}"
+
+
+def parse_rate(raw: str) -> Rate | None:
+    """``10/m``, ``60/1m``, ``5/30s`` → ``Rate``; ``off`` → None (no limit)."""
+    if raw.lower() == "off":
+        return None
+    count, _, per = raw.partition("/")
+    period = parse_duration(per if per[:1].isdigit() else f"1{per}")
+    if not count.isdigit() or int(count) < 1 or period <= timedelta(0):
+        raise ValueError(raw)
+    return Rate(int(count), period)
+
+
+BASE_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+"""Resources every session may ask for, within their caps; any other is an extended resource."""
+
+
+_DEFAULT_CPU = parse_quantity("8")
+_DEFAULT_MEMORY = parse_quantity("32Gi")
+_DEFAULT_EPHEMERAL = parse_quantity("100Gi")
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """Admin-set caps on what one session may ask for, and per-user rate limits of the facade.
+
+    Enforced on the REST path (``streamspace.limits``); the names of the environment variables
+    are what a refused request reports as its ``details.limit``.
+    """
+
+    max_cpu: Quantity = _DEFAULT_CPU
+    """Largest cpu request or limit of one session (``MAX_SESSION_CPU``)."""
+
+    max_memory: Quantity = _DEFAULT_MEMORY
+    """Largest memory request or limit of one session (``MAX_SESSION_MEMORY``)."""
+
+    max_ephemeral_storage: Quantity = _DEFAULT_EPHEMERAL
+    """Largest ephemeral-storage request or limit of one session
+    (``MAX_SESSION_EPHEMERAL_STORAGE``)."""
+
+    extended_resources: Mapping[str, Quantity | None] = field(default_factory=dict)
+    """Resources other than cpu, memory and ephemeral-storage a session may ask for, each with
+    its largest amount or None for no cap (``ALLOWED_EXTENDED_RESOURCES``, e.g.
+    ``nvidia.com/gpu=1``); empty: none."""
+
+    max_idle_timeout: timedelta = timedelta(hours=24)
+    """Longest ``idleTimeout`` of a session (``MAX_IDLE_TIMEOUT``)."""
+
+    max_session_duration: timedelta = timedelta(days=7)
+    """Longest ``maxSessionDuration`` of a session (``MAX_SESSION_DURATION``)."""
+
+    create_rate: Rate | None = Rate(10, timedelta(minutes=1))
+    """Session creations per user (``RATE_LIMIT_CREATE``, e.g. ``10/m``; ``off``: none)."""
+
+    connect_rate: Rate | None = Rate(60, timedelta(minutes=1))
+    """Connects per user (``RATE_LIMIT_CONNECT``, e.g. ``60/m``; ``off``: none)."""
+
 
 @dataclass(frozen=True)
 class AuthSettings:
@@ -176,6 +248,7 @@ class Settings:
     http: HttpSettings = HttpSettings()
     auth: AuthSettings = AuthSettings()
     metrics: MetricsSettings = MetricsSettings()
+    limits: LimitSettings = LimitSettings()
 
 
 class EnvReader:
@@ -208,6 +281,12 @@ class EnvReader:
             self.problems.append(f"{name}: must be longer than zero")
         return value
 
+    def quantity(self, name: str, default: Quantity) -> Quantity:
+        return self.parsed(name, default, parse_quantity, "a quantity such as 500m, 2 or 4Gi")
+
+    def rate(self, name: str, default: Rate | None) -> Rate | None:
+        return self.parsed(name, default, parse_rate, "a rate such as 10/m, 5/30s, or off")
+
     def flag(self, name: str) -> bool:
         return self.parsed(name, False, _parse_bool, "true or false")
 
@@ -233,6 +312,38 @@ def _parse_bool(raw: str) -> bool:
     if lowered in {"0", "false", "no", "off"}:
         return False
     raise ValueError(raw)
+
+
+def _parse_extended(raw: str) -> dict[str, Quantity | None]:
+    allowed: dict[str, Quantity | None] = {}
+    for item in raw.split(","):
+        name, sep, cap = item.strip().partition("=")
+        if not name or name in BASE_RESOURCES:
+            raise ValueError(raw)
+        allowed[name.strip()] = parse_quantity(cap) if sep else None
+    return allowed
+
+
+def _limits(read: EnvReader) -> LimitSettings:
+    d = LimitSettings()
+    return LimitSettings(
+        max_cpu=read.quantity("MAX_SESSION_CPU", d.max_cpu),
+        max_memory=read.quantity("MAX_SESSION_MEMORY", d.max_memory),
+        max_ephemeral_storage=read.quantity(
+            "MAX_SESSION_EPHEMERAL_STORAGE", d.max_ephemeral_storage
+        ),
+        extended_resources=read.parsed(
+            "ALLOWED_EXTENDED_RESOURCES",
+            {},
+            _parse_extended,
+            "comma-separated resource names other than cpu/memory/ephemeral-storage,"
+            " each optionally =max (nvidia.com/gpu=1)",
+        ),
+        max_idle_timeout=read.duration("MAX_IDLE_TIMEOUT", d.max_idle_timeout),
+        max_session_duration=read.duration("MAX_SESSION_DURATION", d.max_session_duration),
+        create_rate=read.rate("RATE_LIMIT_CREATE", d.create_rate),
+        connect_rate=read.rate("RATE_LIMIT_CONNECT", d.connect_rate),
+    )
 
 
 def _database(read: EnvReader) -> DatabaseSettings:
@@ -296,6 +407,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             db_pool_size=read.count("DB_POOL_SIZE", HttpSettings.db_pool_size, 1000),
             ws_heartbeat=read.duration("WS_HEARTBEAT", HttpSettings.ws_heartbeat),
             ws_queue=read.count("WS_QUEUE", HttpSettings.ws_queue, 100_000),
+            idempotency_ttl=read.duration("IDEMPOTENCY_TTL", HttpSettings.idempotency_ttl),
             cors_allowed_origins=tuple(
                 origin.strip()
                 for origin in (read.text("CORS_ALLOWED_ORIGINS") or "").split(",")
@@ -314,6 +426,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             host=read.text("METRICS_HOST", MetricsSettings.host) or MetricsSettings.host,
             port=read.port("METRICS_PORT", MetricsSettings.port, zero_disables=True),
         ),
+        limits=_limits(read),
     )
     if settings.auth.oidc_issuer and not settings.auth.oidc_audience:
         read.problems.append(

@@ -9,6 +9,8 @@ Middlewares, outermost first:
 * ``authenticate`` establishes the caller (Bearer JWT or API key) on every route but the
   public ones (health, version, the OpenAPI document and the signed webhook).
 * ``audit_trail`` writes one ``audit_log`` row for every authenticated mutating request.
+* ``rate_limit`` (``limits``) answers 429 to a user over ``RATE_LIMIT_CREATE``/``_CONNECT``.
+* ``idempotent`` (``idempotency``) answers a repeated POST with an ``Idempotency-Key`` once.
 
 Resources (Kubernetes client, PostgreSQL pool, HTTP client for OIDC, the mirror task) live in
 one cleanup context, so start-up and shutdown happen in a fixed order.
@@ -31,7 +33,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from streamspace import __version__
 from streamspace.config import Settings
-from streamspace_facade import admin, catalog, metrics, sessions, webhook, ws
+from streamspace_facade import admin, catalog, idempotency, limits, metrics, sessions, webhook, ws
 from streamspace_facade.auth import Authenticator
 from streamspace_facade.errors import ApiError, invalid, unauthorized
 from streamspace_facade.kube import Kube, connect
@@ -86,7 +88,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key",
     "Access-Control-Max-Age": "600",
 }
 
@@ -265,7 +267,15 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     """The facade; ``kube`` replaces the client built from KUBECONFIG (tests)."""
     app = web.Application(
         client_max_size=1024**2,
-        middlewares=[metrics.measure, errors, cors, authenticate, audit_trail],
+        middlewares=[
+            metrics.measure,
+            errors,
+            cors,
+            authenticate,
+            audit_trail,
+            limits.rate_limits(settings.limits),
+            idempotency.middleware(),
+        ],
     )
     svc = Services(settings=settings, kube=kube)
     app[SERVICES] = svc

@@ -8,7 +8,10 @@ resync, so the tables catch up after an outage. The other replicas keep trying f
 
 Read-your-writes: a REST handler that has just written an object calls :meth:`Mirror.observed`.
 On the writer replica the row is written at once (same writer, ordered by resourceVersion);
-elsewhere the call waits, with a deadline, for the writer to store that version.
+elsewhere the call waits, with a deadline, for the writer to store that version. The object is
+written by then, so neither a PostgreSQL outage nor the deadline fails the request: the call
+gives up (after at most ``DB_WAIT`` + ``observe_timeout``) and the writer's resync stores the row
+once PostgreSQL is back.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import psycopg
@@ -219,7 +222,28 @@ class Mirror:
         await tables.apply(conn, table, obj)
 
     async def observed(self, table: tables.Table, obj: Mapping[str, Any]) -> None:
-        """Read-your-writes for an object this replica has just written."""
+        """Read-your-writes for an object this replica has just written; never raises for
+        PostgreSQL (the write it follows has happened)."""
+        await self._bounded(self._observed(table, obj), table, obj["metadata"]["uid"])
+
+    async def forget(self, table: tables.Table, uid: str) -> None:
+        """Read-your-writes for a deletion: the row is gone when this returns, unless
+        PostgreSQL is unavailable (then the writer removes it once it is back)."""
+        await self._bounded(self._forget(table, uid), table, uid)
+
+    async def _bounded(self, work: Awaitable[None], table: tables.Table, uid: str) -> None:
+        try:
+            async with asyncio.timeout(DB_WAIT + self.observe_timeout):
+                await work
+        except (TimeoutError, psycopg.Error, PoolTimeout) as exc:
+            log.warning(
+                "mirror row of %s %s not confirmed (%s); the resync will catch up",
+                table.kind,
+                uid,
+                _reason(exc),
+            )
+
+    async def _observed(self, table: tables.Table, obj: Mapping[str, Any]) -> None:
         if self.leader:
             try:
                 async with self._writing, self.pool.connection(timeout=DB_WAIT) as conn:
@@ -230,8 +254,7 @@ class Mirror:
                 return
         await self._wait_for(table, obj)
 
-    async def forget(self, table: tables.Table, uid: str) -> None:
-        """Read-your-writes for a deletion: the row is gone when this returns."""
+    async def _forget(self, table: tables.Table, uid: str) -> None:
         if self.leader:
             self._tombstone(uid)
             try:

@@ -32,12 +32,21 @@ from streamspace_facade.openapi_schemas import (
 ERRORS: dict[int, tuple[str, str]] = {
     400: ("BadRequest", "The body is not a JSON object, or Kubernetes refused it as malformed."),
     401: ("Unauthorized", "No valid Bearer credential (or webhook signature)."),
-    403: ("Forbidden", "The caller's role does not allow this."),
+    403: (
+        "Forbidden",
+        "The caller's role does not allow this, or (code LIMIT_EXCEEDED) it asks for more than "
+        "an admin-set limit allows; details.limit names the setting.",
+    ),
     404: ("NotFound", "No such object, or one the caller may not see."),
     409: ("Conflict", "It exists already, or its state does not allow this."),
     413: ("TooLarge", "The body is larger than 1 MiB."),
     422: ("Invalid", "The request failed validation; details.fields says where and why."),
     426: ("UpgradeRequired", "A WebSocket stream was requested without the upgrade."),
+    429: (
+        "TooManyRequests",
+        "Over a per-user rate limit (code RATE_LIMITED; details.limit names it); retry after "
+        "the Retry-After header's seconds.",
+    ),
     502: ("BadGateway", "The Kubernetes API answered with an unexpected error."),
     503: ("Unavailable", "PostgreSQL, Kubernetes or the identity provider is unreachable."),
 }
@@ -142,6 +151,12 @@ SIGNATURES = (
         "Generic: v1,<base64 HMAC-SHA256 of '<webhook-id>.<webhook-timestamp>.<body>'>.",
     ),
 )
+IDEMPOTENCY_KEY = _header(
+    "Idempotency-Key",
+    "Optional, 1-255 printable ASCII characters: a retry with the same key gets the first "
+    "answer (and never a second session); the same key with a different body is a 422, and "
+    "while the first request is still being served a 409.",
+)
 S = "/api/v1/sessions/{id}"
 STREAM_AUTH = (
     _query(
@@ -166,18 +181,20 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
            (_query("user", "Only this user's."), _query("state", "Only in this state.", STATE),
             _query("template", "Only of this Template."), TAG)),
         Op("post", "/api/v1/sessions", "createSession", "Create a session (owner: the caller; "
-           "admins may name another user)", {201: "Session"}, (403, 409, *KUBE),
-           body="SessionCreate"),
+           "admins may name another user)", {201: "Session"}, (403, 409, 429, *KUBE),
+           (IDEMPOTENCY_KEY,), body="SessionCreate"),
         Op("get", S, "getSession", "One session", {200: "Session"}, (404, 409, *KUBE),
            (SESSION, IN_NAMESPACE)),
         Op("patch", S, "updateSession", "Change state, resources, timeouts or tags",
-           {200: "Session"}, (404, 409, *KUBE), (SESSION, IN_NAMESPACE), body="SessionPatch"),
+           {200: "Session"}, (403, 404, 409, *KUBE), (SESSION, IN_NAMESPACE),
+           body="SessionPatch"),
         Op("delete", S, "deleteSession", "Delete a session and its workload", {204: None},
            (404, 409, *KUBE), (SESSION, IN_NAMESPACE)),
     ),
     "connections": (
         Op("get", S + "/connect", "connectSession", "Open a connection (wakes a hibernated "
-           "session)", {200: "ConnectResult"}, (404, 409, 422, *KUBE), (SESSION, IN_NAMESPACE)),
+           "session)", {200: "ConnectResult"}, (404, 409, 422, 429, *KUBE),
+           (SESSION, IN_NAMESPACE)),
         Op("delete", S + "/disconnect", "disconnectSession", "Close a connection",
            {200: "DisconnectResult"}, (404, 409, 422, *KUBE), (SESSION, IN_NAMESPACE, CONNECTION)),
         Op("post", S + "/disconnect", "disconnectSessionPost", "Close a connection (alias)",
@@ -274,7 +291,8 @@ def document(app: web.Application) -> dict[str, Any]:
                 "Sessions of containerised applications on Kubernetes. Every route but the "
                 "public ones needs Authorization: Bearer with a JWT or an API key (sk_...). "
                 "Users see only their own sessions (others' answer 404); template, repository "
-                "and key management need the operator or admin role."
+                "and key management need the operator or admin role. POSTs accept an "
+                "Idempotency-Key header: the same key from the same caller gets the same answer."
             ),
         },
         "tags": [{"name": tag} for tag in OPERATIONS],

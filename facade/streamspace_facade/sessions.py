@@ -15,11 +15,14 @@ from typing import Any
 from aiohttp import web
 from psycopg.rows import dict_row
 
+from streamspace import idempotency
 from streamspace.conditions import timestamp
 from streamspace.db.mirror import CONNECTIONS, SESSIONS, connection_row, is_deleted, session_row
 from streamspace.naming import is_dns_label, is_object_name, label_value
 from streamspace.templates import normalize_resources
 from streamspace_facade.errors import ApiError, conflict, invalid, not_found
+from streamspace_facade.idempotency import IDEMPOTENCY
+from streamspace_facade.limits import enforce_caps
 from streamspace_facade.principal import Principal
 from streamspace_facade.state import (
     Fields,
@@ -193,9 +196,9 @@ def _common_spec(fields: Fields) -> dict[str, Any]:
     return spec
 
 
-def new_session_name(user: str, template: str) -> str:
-    """``<user>-<template>-<8 hex>``, cut to fit an object name."""
-    suffix = secrets.token_hex(4)
+def new_session_name(user: str, template: str, suffix: str | None = None) -> str:
+    """``<user>-<template>-<8 hex>``, cut to fit an object name; random hex unless given."""
+    suffix = suffix or secrets.token_hex(4)
     room = 253 - len(user) - len(suffix) - 2
     return f"{user}-{template[:room].rstrip('.-')}-{suffix}"
 
@@ -254,6 +257,7 @@ async def create_session(request: web.Request) -> web.Response:
     )
     spec = _common_spec(fields)
     fields.done()
+    enforce_caps(spec, svc.settings.limits)
     owner = user or who.user
     if owner != who.user and not who.at_least("admin"):
         raise ApiError(403, "FORBIDDEN", "only admins may create sessions for another user")
@@ -263,24 +267,50 @@ async def create_session(request: web.Request) -> web.Response:
         if exc.status == 404:
             raise invalid({"template": f"template {template!r} does not exist"}) from None
         raise
-    name = new_session_name(owner, template)
-    obj = await svc.kube.create(
-        "Session",
-        svc.namespace,
-        {
-            "metadata": {
-                "name": name,
-                "labels": {
-                    "stream.space/user": owner,
-                    "stream.space/template": label_value(template),
-                },
-            },
-            "spec": {"user": owner, "template": template, **spec},
-        },
-    )
+    obj = await _create_once(request, owner, template, spec)
+    name = obj["metadata"]["name"]
     await svc.mirror.observed(SESSIONS, obj)
     audit(request, "create", "session", name, {"user": owner, "template": template, **spec})
     return web.json_response(session_view(session_row(obj)), status=201)
+
+
+async def _create_once(
+    request: web.Request, owner: str, template: str, spec: dict[str, Any]
+) -> dict[str, Any]:
+    """Create the Session CR. With an ``Idempotency-Key`` its name comes from the key, so a
+    retry (even one PostgreSQL could not answer) finds the first request's Session instead of
+    making a second one."""
+    svc = services(request)
+    key = request.get(IDEMPOTENCY)
+    metadata: dict[str, Any] = {
+        "labels": {"stream.space/user": owner, "stream.space/template": label_value(template)},
+    }
+    if key is not None:
+        metadata["annotations"] = idempotency.object_annotations(key)
+    body = {"metadata": metadata, "spec": {"user": owner, "template": template, **spec}}
+    if key is not None:
+        name = new_session_name(owner, template, key.name_suffix)
+        try:
+            created: dict[str, Any] = await svc.kube.create(
+                "Session", svc.namespace, {**body, "metadata": {**metadata, "name": name}}
+            )
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+        else:
+            return created
+        existing: dict[str, Any] = await svc.kube.get("Session", svc.namespace, name)
+        outcome = idempotency.match_object(existing, key)
+        if outcome is idempotency.Outcome.REPLAY:
+            return existing
+        if outcome is idempotency.Outcome.MISMATCH:
+            raise invalid({f"header.{idempotency.HEADER}": idempotency.REUSED})
+        # a session of another key took the name: this one gets a random name
+    name = new_session_name(owner, template)
+    created = await svc.kube.create(
+        "Session", svc.namespace, {**body, "metadata": {**metadata, "name": name}}
+    )
+    return created
 
 
 async def get_session(request: web.Request) -> web.Response:
@@ -295,6 +325,7 @@ async def patch_session(request: web.Request) -> web.Response:
     fields = Fields(body, {"state", *SPEC_FIELDS})
     spec = _common_spec(fields)
     fields.done()
+    enforce_caps(spec, svc.settings.limits)
     if not spec:
         raise invalid({"body": f"nothing to change; send one of state, {', '.join(SPEC_FIELDS)}"})
     session = await _own_session(request, name)

@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from facade_testing import Client, FacadeThread, Response, token
@@ -245,6 +245,102 @@ def test_postgresql_outage_is_503_and_the_mirror_catches_up(
     assert wait_until(lambda: health(facade)["mirrorReady"] is True, TIMEOUT), health(facade)
     after = create(alice)  # writes (and their audit rows) work again too
     assert listed(alice) == {kept, "alice-during-outage", after}
+    assert facade_errors(caplog) == []
+
+
+def session_names(objects: Objects) -> set[str]:
+    """The Session CRs of the namespace, straight from the API server."""
+    found: Any = objects.custom.list_namespaced_custom_object(
+        GROUP, VERSION, objects.ns, "sessions"
+    )
+    return {item["metadata"]["name"] for item in found["items"]}
+
+
+def test_a_create_during_a_postgresql_outage_is_answered_once(
+    relay: Relay,
+    database: str,
+    objects: Objects,
+    start_facade: Callable[..., FacadeThread],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 13, item 19: the Session CR was written, then the mirror wait answered 503, and the
+    client's retry made a second Session."""
+    facade = start_facade(DATABASE_URL=relay.conninfo(database))
+    assert wait_until(mirror_of(facade).ready.is_set, TIMEOUT), "the mirror did not become ready"
+    alice = Client(facade.url, token("alice"))
+    key = {"Idempotency-Key": "outage-1"}
+
+    relay.cut()
+    first = alice.post(SESSIONS, {"template": "firefox"}, headers=key)
+    assert first.status == 201, first  # the write happened: it is not reported as failed
+    sid = first.body["id"]
+    assert (first.body["user"], first.body["template"]) == ("alice", "firefox"), first
+    assert session_names(objects) == {sid}
+    retried = alice.post(SESSIONS, {"template": "firefox"}, headers=key)
+    assert retried.status == 201 and retried.body["id"] == sid, retried
+    assert session_names(objects) == {sid}
+    unkeyed = alice.post(SESSIONS, {"template": "firefox"})  # no key: answered all the same
+    assert unkeyed.status == 201, unkeyed
+    assert_unavailable(alice.get(SESSIONS))  # reads of the mirror do need PostgreSQL
+
+    relay.restore()
+    assert wait_until(lambda: listed(alice) == {sid, unkeyed.body["id"]}, TIMEOUT), listed(alice)
+    after = alice.post(SESSIONS, {"template": "firefox"}, headers=key)
+    assert after.status == 201 and after.body["id"] == sid, after
+    changed = alice.post(SESSIONS, {"template": "firefox", "tags": ["x"]}, headers=key)
+    assert_invalid(changed, "header.Idempotency-Key")
+    assert session_names(objects) == {sid, unkeyed.body["id"]}
+    assert facade_errors(caplog) == []
+
+
+def test_postgresql_cut_mid_create_still_answers_and_makes_one_session(
+    relay: Relay,
+    database: str,
+    objects: Objects,
+    start_facade: Callable[..., FacadeThread],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PostgreSQL goes the moment the API server has the Session: after the key was claimed,
+    before the mirror row and the stored answer are written."""
+    facade = start_facade(DATABASE_URL=relay.conninfo(database))
+    assert wait_until(mirror_of(facade).ready.is_set, TIMEOUT), "the mirror did not become ready"
+    alice = Client(facade.url, token("alice"))
+    key = {"Idempotency-Key": "mid-request"}
+    stream = watch.Watch()
+    cut = threading.Event()
+
+    def cut_on_first_session() -> None:
+        for _ in stream.stream(
+            objects.custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            objects.ns,
+            "sessions",
+            timeout_seconds=TIMEOUT,
+        ):
+            relay.cut()
+            cut.set()
+            return
+
+    cutter = threading.Thread(target=cut_on_first_session, name="cutter", daemon=True)
+    cutter.start()
+    first = alice.post(SESSIONS, {"template": "firefox"}, headers=key)
+    cutter.join(TIMEOUT)
+    stream.stop()
+    assert cut.is_set(), "the Session never appeared"
+    assert first.status == 201, first
+    sid = first.body["id"]
+    assert session_names(objects) == {sid}
+
+    relay.restore()
+    assert wait_until(lambda: listed(alice) == {sid}, TIMEOUT), listed(alice)
+    # A lost answer is retried: the same Session, or 409 while the first request's claim (never
+    # settled: PostgreSQL was gone) still counts as in progress. Never a second Session.
+    retried = alice.post(SESSIONS, {"template": "firefox"}, headers=key)
+    assert (retried.status, retried.body.get("id")) == (201, sid) or (
+        retried.status == 409 and retried.body["code"] == "CONFLICT"
+    ), retried
+    assert session_names(objects) == {sid}
     assert facade_errors(caplog) == []
 
 

@@ -1,0 +1,133 @@
+"""The ``Idempotency-Key`` middleware: a POST with a key is answered once per caller and key.
+
+The first request claims the key in PostgreSQL, is served, and its successful answer is stored
+(``IDEMPOTENCY_TTL``); a failed one releases the claim, since a refused or failed request
+changed nothing and may be sent again. A retry gets the stored answer with
+``Idempotent-Replayed: true``; the same key on a different request is a 422, and on a request
+still being served a 409.
+
+PostgreSQL being unreachable never fails the request: the key is then not stored, and routes
+that create objects make the retry find the first one through the object itself
+(``streamspace.idempotency``; the request's ``Key`` is in ``request[IDEMPOTENCY]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import psycopg
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from psycopg_pool import PoolTimeout
+
+from streamspace import idempotency
+from streamspace.db import idempotency as store
+from streamspace.idempotency import HEADER, REPLAYED_HEADER, Key, Outcome
+from streamspace_facade.errors import conflict, invalid
+from streamspace_facade.state import PRINCIPAL, principal, services
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY = web.RequestKey("idempotency", Key)
+"""The key of the current request, when it carries one."""
+
+DB_WAIT = 2.0
+"""Seconds to wait for a pooled connection (and twice that for the whole exchange): an outage
+or a stalled connection must not hold up the request for long."""
+
+PRUNE_EVERY = 60.0
+"""Seconds between deletions of expired answers (by whichever request comes next)."""
+
+
+def middleware() -> Middleware:
+    """The middleware, with its own clock of when expired answers were last deleted."""
+    last_prune = [-PRUNE_EVERY]
+
+    async def prune(conn: psycopg.AsyncConnection) -> None:
+        now = time.monotonic()
+        if now - last_prune[0] >= PRUNE_EVERY:
+            last_prune[0] = now
+            await store.prune(conn)
+
+    @web.middleware
+    async def idempotent(request: web.Request, handler: Handler) -> web.StreamResponse:
+        return await _idempotent(request, handler, prune)
+
+    return idempotent
+
+
+async def _idempotent(
+    request: web.Request,
+    handler: Handler,
+    prune: Callable[[psycopg.AsyncConnection], Awaitable[None]],
+) -> web.StreamResponse:
+    header = request.headers.get(HEADER)
+    if request.method != "POST" or header is None or PRINCIPAL not in request:
+        return await handler(request)
+    try:
+        raw_key = idempotency.parse_key(header)
+    except ValueError as exc:
+        raise invalid({f"header.{HEADER}": str(exc)}) from None
+    who = principal(request)
+    body = await request.read()  # kept by aiohttp: the handler reads the same bytes
+    key = idempotency.key_for(who.user, raw_key, request.method, request.path_qs, body)
+    request[IDEMPOTENCY] = key
+    svc = services(request)
+    claimed = False
+    if svc.pool is not None:
+        try:
+            async with asyncio.timeout(DB_WAIT * 2), svc.pool.connection(timeout=DB_WAIT) as conn:
+                stored = await store.claim(conn, who.user, key, svc.settings.http.idempotency_ttl)
+                await prune(conn)
+        except (psycopg.Error, PoolTimeout, TimeoutError) as exc:
+            log.warning("idempotency key not checked in PostgreSQL (%s); serving the request", exc)
+        else:
+            outcome = idempotency.decide(stored, key)
+            if outcome is Outcome.MISMATCH:
+                raise invalid({f"header.{HEADER}": idempotency.REUSED})
+            if outcome is Outcome.IN_PROGRESS:
+                raise conflict("a request with this Idempotency-Key is still being served")
+            if outcome is Outcome.REPLAY and stored is not None:
+                return web.Response(
+                    status=stored.status or 200,
+                    text=stored.body,
+                    content_type=(stored.content_type or "application/json").split(";")[0],
+                    headers={REPLAYED_HEADER: "true"},
+                )
+            claimed = True
+    try:
+        response = await handler(request)
+    except Exception:
+        if claimed:
+            await _settle(request, key, None)
+        raise
+    if claimed:
+        await _settle(request, key, response)
+    return response
+
+
+async def _settle(request: web.Request, key: Key, response: web.StreamResponse | None) -> None:
+    """Store a successful answer; release the claim of anything else."""
+    pool = services(request).db()
+    try:
+        async with asyncio.timeout(DB_WAIT * 2), pool.connection(timeout=DB_WAIT) as conn:
+            if (
+                isinstance(response, web.Response)
+                and 200 <= response.status < 300
+                and isinstance(response.body, bytes)
+            ):
+                await store.complete(
+                    conn,
+                    key,
+                    response.status,
+                    response.body.decode(),
+                    response.content_type,
+                )
+            else:
+                await store.release(conn, key)
+    except (psycopg.Error, PoolTimeout, TimeoutError, UnicodeDecodeError) as exc:
+        # The request itself is done; a retry finds created objects through the objects.
+        log.warning("idempotent answer not stored (%s)", exc)
