@@ -223,10 +223,11 @@ def decide(
 def _conflict(session: SessionInput, observed: Observed, plan: Plan) -> Condition:
     objects = ", ".join(observed.conflicts)
     message = (
-        f"{objects} already exist(s) and is not controlled by this session; "
-        "rename or remove it, or use another session name"
+        f"{objects} exists and is not controlled by this session: "
+        "remove or rename it, or use another session name"
     )
-    ready = next((c for c in session.status.get("conditions") or [] if c.get("type") == READY), {})
+    conditions: list[Mapping[str, Any]] = session.status.get("conditions") or []
+    ready = next((c for c in conditions if c.get("type") == READY), {})
     if ready.get("reason") != NAME_CONFLICT or ready.get("message") != message:
         plan.events.append(Event("Warning", NAME_CONFLICT, message))
     return Condition(WORKLOAD_AVAILABLE, False, NAME_CONFLICT, message)

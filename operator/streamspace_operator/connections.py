@@ -29,6 +29,7 @@ from streamspace.config import Settings
 from streamspace.durations import parse_duration
 from streamspace.idle import ConnectionView, IdleDecision, IdleInput, evaluate
 from streamspace.lifecycle import CAUSE_ANNOTATION, Event
+from streamspace.ownership import NAME_CONFLICT, controller_uid
 from streamspace_operator.context import Context, context, namespaced
 from streamspace_operator.metrics import timed
 
@@ -55,7 +56,13 @@ def connections_by_session(
         or parse_timestamp(status.get("connectedAt"))
         or parse_timestamp(meta.get("creationTimestamp"))
     )
-    view = ConnectionView(name, str(status.get("state") or "active"), last_seen)
+    view = ConnectionView(
+        name,
+        str(status.get("state") or "active"),
+        last_seen,
+        uid=str(meta.get("uid") or ""),
+        owner=controller_uid({"metadata": dict(meta)}),
+    )
     return {(namespaced(namespace), str(spec.get("session", ""))): view}
 
 
@@ -153,6 +160,13 @@ async def adopt(
             await kube.delete_custom("Connection", ns, name)
             return
         meta = session["metadata"]
+        controller = controller_uid(current)
+        if controller is not None and controller != meta["uid"]:
+            # Controlled by something else (an earlier session of this name, another tool):
+            # not ours to adopt, count or delete.
+            message = f"controlled by {controller}, not by session {session_name!r}"
+            await kube.post_event(dict(body), Event("Warning", NAME_CONFLICT, message))
+            return
         owner = {
             "apiVersion": f"{API_GROUP}/{API_VERSION}",
             "kind": "Session",
@@ -160,7 +174,19 @@ async def adopt(
             "uid": meta["uid"],
             "blockOwnerDeletion": True,
         }
-        await kube.patch_custom("Connection", ns, name, {"metadata": {"ownerReferences": [owner]}})
+        refs = [
+            r
+            for r in current["metadata"].get("ownerReferences") or []
+            if r.get("uid") != meta["uid"]
+        ]
+        # Conditioned on the version read: owner references changed meanwhile are not overwritten.
+        adoption = {
+            "metadata": {
+                "resourceVersion": current["metadata"]["resourceVersion"],
+                "ownerReferences": [*refs, owner],
+            }
+        }
+        await kube.patch_custom("Connection", ns, name, adoption)
         heartbeat = (current.get("status") or {}).get("lastHeartbeat") or timestamp(now)
         await kube.patch_status(
             "Connection",
@@ -236,7 +262,8 @@ async def record_activity(
     session = await ctx.api.get_custom("Session", ns, session_name)
     if session is None:
         return
-    connections: Iterable[ConnectionView] = index.get((ns, session_name), [])
+    uid = str(session["metadata"].get("uid", ""))
+    connections: Iterable[ConnectionView] = _connections_of(index, ns, session_name, uid)
     decision = evaluate(_idle_input(ctx, session, connections, activity=moment))
     changes = _activity_status(decision, session.get("status") or {}, force=True)
     if changes:
@@ -253,18 +280,27 @@ def _evaluate_timer(
     ctx = context(memo)
     ns = namespaced(namespace)
     index: kopf.Index[tuple[str, str], ConnectionView] = kwargs[INDEX]
-    return ctx, ns, index, evaluate(_idle_input(ctx, body, index.get((ns, name), [])))
+    connections = _connections_of(index, ns, name, str(body.get("metadata", {}).get("uid", "")))
+    return ctx, ns, index, evaluate(_idle_input(ctx, body, connections))
+
+
+def _connections_of(
+    index: kopf.Index[tuple[str, str], ConnectionView], ns: str, name: str, session_uid: str
+) -> list[ConnectionView]:
+    """The session's connections: those naming it, unless another Session controls them."""
+    return [c for c in index.get((ns, name), []) if c.of_session(session_uid)]
 
 
 async def stale_check(
     *, memo: kopf.Memo, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any
 ) -> None:
-    ctx, ns, _, decision = _evaluate_timer(memo, namespace, name, body, kwargs)
+    ctx, ns, index, decision = _evaluate_timer(memo, namespace, name, body, kwargs)
+    uids = {c.name: c.uid for c in index.get((ns, name), [])}
     for connection in decision.stale:
         quiet = ctx.settings.sessions.stale_after.total_seconds()
         stale = {"state": "stale", "message": f"no heartbeat for {quiet:.0f}s"}
         await ctx.api.patch_status("Connection", ns, connection, stale)
-        await ctx.api.delete_custom("Connection", ns, connection)
+        await ctx.api.delete_custom("Connection", ns, connection, uid=uids.get(connection))
         log.info("connection %s of session %s was stale and is deleted", connection, name)
 
 
@@ -292,7 +328,8 @@ async def _hibernate_if_still_idle(
     ctx: Context, ns: str, name: str, index: kopf.Index[tuple[str, str], ConnectionView]
 ) -> None:
     def still_idle(session: dict[str, Any]) -> bool:
-        return evaluate(_idle_input(ctx, session, index.get((ns, name), []))).hibernate
+        connections = _connections_of(index, ns, name, str(session["metadata"].get("uid", "")))
+        return evaluate(_idle_input(ctx, session, connections)).hibernate
 
     async with ctx.locks[(ns, name)]:
         fresh = await ctx.api.get_custom("Session", ns, name)

@@ -117,10 +117,14 @@ class Kube:
         )
         return list(data.get("items") or [])
 
-    async def delete_custom(self, kind: str, namespace: str, name: str) -> None:
+    async def delete_custom(
+        self, kind: str, namespace: str, name: str, *, uid: str | None = None
+    ) -> None:
+        """Delete; with ``uid``, only if ``name`` is still that object (409 otherwise)."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid or None))
         try:
             await self.custom.delete_namespaced_custom_object(
-                API_GROUP, API_VERSION, namespace, PLURALS[kind], name
+                API_GROUP, API_VERSION, namespace, PLURALS[kind], name, body=options
             )
         except ApiException as exc:
             if exc.status != 404:
