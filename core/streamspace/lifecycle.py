@@ -339,6 +339,13 @@ def _phase_message(phase: str, state: str) -> str:
     return f"state {state}: not reachable yet"
 
 
+def revives(current: Mapping[str, Any], change: Mapping[str, Any]) -> bool:
+    """Whether applying spec ``change`` moves a terminated session (spec ``current``) out of
+    ``terminated``: revival, which would restart its maxSessionDuration; for admins only."""
+    wanted = change.get("state")
+    return current.get("state") == "terminated" and wanted is not None and wanted != "terminated"
+
+
 def status_changed(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     """Whether writing ``wanted`` would change ``current`` (None means absent)."""
     return any(current.get(k) != v for k, v in wanted.items())

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from streamspace.conditions import timestamp
-from streamspace.lifecycle import Observed, PodView, SessionInput, decide, status_changed
+from streamspace.lifecycle import (
+    Observed,
+    PodView,
+    SessionInput,
+    decide,
+    revives,
+    status_changed,
+)
 from streamspace.manifests import WorkloadOptions
 
 pytestmark = pytest.mark.unit
@@ -397,3 +404,18 @@ def test_only_a_controller_reference_makes_a_child() -> None:
     not_controller["metadata"]["ownerReferences"][0]["controller"] = False
     observed = Observed.of(SESSION_UID, {"Deployment": not_controller, "Service": None})
     assert observed.deployment is None and observed.conflicts == ("Deployment/s1",)
+
+
+@pytest.mark.parametrize(
+    ("current", "change", "revival"),
+    [
+        ("terminated", {"state": "running"}, True),
+        ("terminated", {"state": "hibernated"}, True),
+        ("terminated", {"state": "terminated"}, False),
+        ("terminated", {"tags": ["x"]}, False),
+        ("hibernated", {"state": "running"}, False),
+        ("running", {"state": "terminated"}, False),
+    ],
+)
+def test_revival_is_leaving_terminated(current: str, change: dict[str, Any], revival: bool) -> None:
+    assert revives({"state": current}, change) is revival
