@@ -140,53 +140,18 @@ async def adopt(
     kube = ctx.api
     now = _now()
     async with ctx.locks[(ns, session_name)]:
-        current = await kube.get_custom("Connection", ns, name)
-        if current is None or (current.get("status") or {}).get("connectedAt"):
-            return  # gone, or adopted by an earlier event of the same connection
-        session = await kube.get_custom("Session", ns, session_name)
-        state = (session or {}).get("spec", {}).get("state")
-        if session is None or state == "terminated" or session["metadata"].get("deletionTimestamp"):
-            reason = "not found" if session is None else "terminated"
-            await kube.patch_status(
-                "Connection",
-                ns,
-                name,
-                {
-                    "state": "rejected",
-                    "message": f"session {session_name!r} is {reason}",
-                },
-            )
-            await kube.post_event(dict(body), Event("Warning", "Rejected", f"session {reason}"))
-            await kube.delete_custom("Connection", ns, name)
+        for _ in range(STATE_CHANGE_ATTEMPTS):
+            current = await kube.get_custom("Connection", ns, name)
+            if current is None or (current.get("status") or {}).get("connectedAt"):
+                return  # gone, or adopted by an earlier event of the same connection
+            session = await kube.get_custom("Session", ns, session_name)
+            if not await _admissible(ctx, ns, current, session, body) or session is None:
+                return
+            state = session["spec"].get("state")
+            if await _claim(ctx, ns, current, session["metadata"]):
+                break
+        else:
             return
-        meta = session["metadata"]
-        controller = controller_uid(current)
-        if controller is not None and controller != meta["uid"]:
-            # Controlled by something else (an earlier session of this name, another tool):
-            # not ours to adopt, count or delete.
-            message = f"controlled by {controller}, not by session {session_name!r}"
-            await kube.post_event(dict(body), Event("Warning", NAME_CONFLICT, message))
-            return
-        owner = {
-            "apiVersion": f"{API_GROUP}/{API_VERSION}",
-            "kind": "Session",
-            "name": meta["name"],
-            "uid": meta["uid"],
-            "blockOwnerDeletion": True,
-        }
-        refs = [
-            r
-            for r in current["metadata"].get("ownerReferences") or []
-            if r.get("uid") != meta["uid"]
-        ]
-        # Conditioned on the version read: owner references changed meanwhile are not overwritten.
-        adoption = {
-            "metadata": {
-                "resourceVersion": current["metadata"]["resourceVersion"],
-                "ownerReferences": [*refs, owner],
-            }
-        }
-        await kube.patch_custom("Connection", ns, name, adoption)
         heartbeat = (current.get("status") or {}).get("lastHeartbeat") or timestamp(now)
         await kube.patch_status(
             "Connection",
@@ -201,6 +166,61 @@ async def adopt(
         if state == "hibernated":
             await _wake(ctx, ns, session)
     await record_activity(ctx, ns, session_name, index, now)
+
+
+async def _admissible(
+    ctx: Context,
+    ns: str,
+    current: dict[str, Any],
+    session: dict[str, Any] | None,
+    body: kopf.Body,
+) -> bool:
+    """Whether the Connection may join ``session``; if not, say why (and reject it if it is
+    ours to reject)."""
+    kube, name = ctx.api, current["metadata"]["name"]
+    session_name = str(current["spec"].get("session", ""))
+    controller = controller_uid(current)
+    if controller is not None and controller != (session or {}).get("metadata", {}).get("uid"):
+        # Controlled by something else (an earlier session of this name, another tool): not
+        # ours to adopt, reject, count or delete.
+        message = f"controlled by {controller}, not by session {session_name!r}"
+        await kube.post_event(dict(body), Event("Warning", NAME_CONFLICT, message))
+        return False
+    state = (session or {}).get("spec", {}).get("state")
+    if session is None or state == "terminated" or session["metadata"].get("deletionTimestamp"):
+        reason = "not found" if session is None else "terminated"
+        rejected = {"state": "rejected", "message": f"session {session_name!r} is {reason}"}
+        await kube.patch_status("Connection", ns, name, rejected)
+        await kube.post_event(dict(body), Event("Warning", "Rejected", f"session {reason}"))
+        await kube.delete_custom("Connection", ns, name, uid=current["metadata"]["uid"])
+        return False
+    return True
+
+
+async def _claim(
+    ctx: Context, ns: str, current: dict[str, Any], session_meta: dict[str, Any]
+) -> bool:
+    """Add the Session as the Connection's controller, conditioned on the version read (owner
+    references changed meanwhile are not overwritten); False on a conflict."""
+    owner = {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": "Session",
+        "name": session_meta["name"],
+        "uid": session_meta["uid"],
+        "blockOwnerDeletion": True,
+    }
+    meta = current["metadata"]
+    refs = [r for r in meta.get("ownerReferences") or [] if r.get("uid") != session_meta["uid"]]
+    adoption = {
+        "metadata": {"resourceVersion": meta["resourceVersion"], "ownerReferences": [*refs, owner]}
+    }
+    try:
+        await ctx.api.patch_custom("Connection", ns, meta["name"], adoption)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        return False
+    return True
 
 
 async def _wake(ctx: Context, ns: str, session: dict[str, Any]) -> None:
