@@ -223,7 +223,7 @@ def decide(
 def _conflict(session: SessionInput, observed: Observed, plan: Plan) -> Condition:
     objects = ", ".join(observed.conflicts)
     message = (
-        f"{objects} exists and is not controlled by this session: "
+        f"name taken by {objects}, not controlled by this session: "
         "remove or rename it, or use another session name"
     )
     conditions: list[Mapping[str, Any]] = session.status.get("conditions") or []
