@@ -31,6 +31,11 @@ ADMINS = "streamspace:admins"
 DENIED = f"ValidatingAdmissionPolicy '{POLICY}' with binding '{POLICY}' denied request"
 
 
+def denied(name: str) -> str:
+    """How the API server starts its refusal of a write to Session ``name`` by the policy."""
+    return f'sessions.stream.space "{name}" is forbidden: {DENIED}'
+
+
 @pytest.fixture
 def sessions_rbac(session_admission: Any, api: client.ApiClient, namespace: str) -> str:
     """alice, oidc:alice, the admin group and the facade's ServiceAccount may write Sessions
@@ -88,20 +93,21 @@ def patch(api: client.ApiClient, ns: str, name: str, spec: dict[str, Any]) -> An
     )
 
 
-def refusal(call: Callable[[], Any]) -> str:
-    """The API server's message refusing ``call`` (403 from the policy)."""
+def refusal(call: Callable[[], Any], code: int = 403) -> str:
+    """The API server's message refusing ``call`` (403 from a validation of the policy)."""
     with pytest.raises(ApiException) as caught:
         call()
-    assert caught.value.status == 403, caught.value.body
+    assert caught.value.status == code, caught.value.body
     message: str = json.loads(caught.value.body)["message"]
     return message
 
 
 def allowed(call: Callable[[], Any]) -> bool:
+    """Whether ``call`` passes; False when refused (403, or 422 for a misconfigured policy)."""
     try:
         call()
     except ApiException as exc:
-        if exc.status == 403:
+        if exc.status in (403, 422):
             return False
         raise
     return True
@@ -112,7 +118,10 @@ def may_create(api: client.ApiClient, ns: str, user: str) -> Callable[[], bool]:
     return lambda: allowed(lambda: create(api, ns, session("probe", user), dry_run=True))
 
 
-def test_the_policy_type_checks_cleanly(session_admission: Any, api: client.ApiClient) -> None:
+def test_the_policy_type_checks_cleanly(
+    full_cluster: Any, session_admission: Any, api: client.ApiClient
+) -> None:
+    """The controller manager type-checks the CEL against the Session schema."""
     admission = client.AdmissionregistrationV1Api(api)
 
     def checked() -> bool:
@@ -134,7 +143,7 @@ def test_a_user_creates_sessions_only_for_themselves(
         # the attack: a session mounting bob's home
         message = refusal(lambda: create(alice, ns, session("steal", "bob")))
         assert message == (
-            f"{DENIED}: spec.user 'bob' is not the requesting user 'alice': "
+            f"{denied('steal')}: spec.user 'bob' is not the requesting user 'alice': "
             "only admins act on other users' sessions"
         )
         assert Objects(api, ns).session("steal") is None
@@ -142,7 +151,7 @@ def test_a_user_creates_sessions_only_for_themselves(
         # and no changing bob's session (created by an admin) either
         create(api, ns, session("bobs", "bob"))
         refused = refusal(lambda: patch(alice, ns, "bobs", {"state": "hibernated"}))
-        assert refused.startswith(f"{DENIED}: spec.user 'bob' is not the requesting user 'alice'")
+        assert refused.startswith(f"{denied('bobs')}: spec.user 'bob' is not the requesting user")
         assert Objects(api, ns).spec("bobs")["state"] == "running"
 
 
@@ -184,7 +193,9 @@ def test_without_its_parameters_the_policy_fails_closed(
         with caller(cluster, "alice") as alice:
             own = session("mine", "alice")
             assert wait_until(lambda: not allowed(lambda: create(alice, ns, own, True)), 30)
-            assert "no params found" in refusal(lambda: create(alice, ns, own, True))
+            message = refusal(lambda: create(alice, ns, own, True), code=422)
+            assert message.startswith(denied("mine"))
+            assert "no params found" in message
     finally:
         apply_admission(api)
     with caller(cluster, "alice") as alice:
@@ -203,7 +214,7 @@ def test_only_admins_revive_a_terminated_session_with_kubectl(
         for state in ("running", "hibernated"):
             message = refusal(lambda: patch(alice, ns, "mine", {"state": state}))  # noqa: B023
             assert message == (
-                f"{DENIED}: the session is terminated: only admins may change spec.state back; "
+                f"{denied('mine')}: the session is terminated: only admins may change spec.state back; "
                 "create a new session instead"
             )
         patch(alice, ns, "mine", {"tags": ["kept"]})  # other changes stay hers
