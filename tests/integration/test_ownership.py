@@ -119,7 +119,8 @@ def test_writes_to_a_child_are_conditional_on_its_uid(
     cluster: Any, api: client.ApiClient, namespace: str
 ) -> None:
     """A child replaced by another object between the operator's read and its write (same
-    name, new uid): delete, scale and apply are refused with 409, the object stays as it is."""
+    name, new uid): deletes are refused with 409 (uid precondition), patches with 422 (uid is
+    immutable), and an apply for a child that is gone creates nothing (409)."""
     objects = Objects(api, namespace)
     uids = foreign_workload(objects, "web")
     stale_uid = "00000000-0000-0000-0000-000000000000"  # the uid the operator had read
@@ -132,11 +133,13 @@ def test_writes_to_a_child_are_conditional_on_its_uid(
             "metadata": {"name": "web", "namespace": namespace, "uid": stale_uid},
             "spec": {"replicas": 0},
         }
+        gone = {**manifest, "metadata": {**manifest["metadata"], "name": "gone"}}
         writes = [
             kube.delete("Deployment", namespace, "web", uid=stale_uid),
             kube.delete("Service", namespace, "web", uid=stale_uid),
             kube.scale(namespace, "web", 0, uid=stale_uid),
             kube.apply(manifest),
+            kube.apply(gone),
         ]
         statuses = []
         try:
@@ -151,8 +154,9 @@ def test_writes_to_a_child_are_conditional_on_its_uid(
             await kube.api.close()
         return statuses
 
-    assert asyncio.run(attempts()) == [409, 409, 409, 409]
+    assert asyncio.run(attempts()) == [409, 409, 422, 422, 409]
     untouched(objects, "web", uids)
+    assert objects.deployment("gone") is None
 
 
 def test_a_connection_controlled_by_another_owner_is_not_adopted(
