@@ -165,11 +165,12 @@ def test_a_connection_controlled_by_another_owner_is_not_adopted(
     objects = Objects(api, namespace)
     objects.create("templates", "firefox", TEMPLATE)
     objects.create("sessions", "s1", {"user": "alice", "template": "firefox"})
-    other = {
+    objects.create("sessions", "old", {"user": "alice", "template": "firefox"})
+    other = {  # another live Session controls it (a dangling owner would be garbage-collected)
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Session",
-        "name": "s1",
-        "uid": "11111111-1111-1111-1111-111111111111",  # an earlier session of that name
+        "name": "old",
+        "uid": (objects.session("old") or {})["metadata"]["uid"],
         "controller": True,
     }
     body = {
