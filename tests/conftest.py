@@ -30,7 +30,7 @@ from streamspace_dev.process import free_port, wait_until
 from streamspace_dev.settings import load_dev_settings
 from streamspace_facade.state import SERVICES
 from streamspace_operator.runtime import RunOptions, serve
-from streamspace_testing import new_namespace
+from streamspace_testing import apply_admission, new_namespace
 
 REPO = Path(__file__).resolve().parents[1]
 TIERS = ("unit", "integration", "e2e")
@@ -92,6 +92,15 @@ def full_cluster(cluster: Cluster) -> Cluster:
     """The same control plane with controller manager, scheduler and kwok nodes added."""
     if cluster.plane is not None:
         cluster.plane.up("full")
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def session_admission(cluster: Cluster) -> Cluster:
+    """The cluster with ``crds/session-admission.yaml`` applied (the control plane applies only
+    the CRDs of ``crds/``); it stays for the rest of the run, as in an installation."""
+    with cluster.api_client() as api_client:
+        apply_admission(api_client)
     return cluster
 
 

@@ -22,6 +22,12 @@ class ConnectionView:
     name: str
     state: str
     last_seen: datetime | None  # last heartbeat, else when it connected, else when created
+    uid: str = ""
+    owner: str | None = None  # uid of its controlling Session once adopted
+
+    def of_session(self, session_uid: str) -> bool:
+        """Not yet adopted, or adopted by this very Session (not an earlier one of its name)."""
+        return self.owner is None or self.owner == session_uid
 
     def live(self, now: datetime, stale_after: timedelta) -> bool:
         return self.state == "active" and (

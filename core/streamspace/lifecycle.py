@@ -4,6 +4,10 @@
 and returns a ``Plan``: objects to apply or delete, the home volume to ensure, a spec change (only
 ``terminated`` when maxSessionDuration is exceeded), the complete status, and the Events of any
 transition. The operator gathers the inputs and applies the plan; nothing here does I/O.
+
+Children are the session's only when their controller owner reference carries its uid
+(``Observed.of``); an object of another owner under a child's name is a ``NameConflict``: the plan
+then touches nothing, and every write to an existing child carries its uid as a precondition.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from streamspace.conditions import Condition, merge_conditions, parse_timestamp,
 from streamspace.durations import parse_duration
 from streamspace.manifests import SessionRef, WorkloadOptions
 from streamspace.naming import workload_name
+from streamspace.ownership import NAME_CONFLICT, controlled_by, object_uid
 from streamspace.templates import template_problems, view_template
 
 # Set by the operator together with a state change it makes itself ("hibernated:Idle",
@@ -38,12 +43,42 @@ class PodView:
 
 @dataclass(frozen=True)
 class Observed:
-    """What exists of a session's children right now."""
+    """What exists of a session's children right now: only objects the session controls count
+    as children; same-named objects of anyone else are listed in ``conflicts``."""
 
     deployment: Mapping[str, Any] | None = None
     service: bool = False
     ingress: bool = False
     pods: tuple[PodView, ...] = ()
+    uids: Mapping[str, str] = field(default_factory=dict)  # kind → uid of each child
+    conflicts: tuple[str, ...] = ()  # "Kind/name" of same-named objects it does not control
+
+    @classmethod
+    def of(
+        cls,
+        session_uid: str,
+        children: Mapping[str, Mapping[str, Any] | None],
+        pods: tuple[PodView, ...] = (),
+    ) -> Observed:
+        """Sort the objects found under the children's names (kind → object or None)."""
+        ours = {
+            kind: obj
+            for kind, obj in children.items()
+            if obj is not None and controlled_by(obj, session_uid)
+        }
+        conflicts = tuple(
+            f"{kind}/{(obj.get('metadata') or {}).get('name')}"
+            for kind, obj in sorted(children.items())
+            if obj is not None and kind not in ours
+        )
+        return cls(
+            deployment=ours.get("Deployment"),
+            service="Service" in ours,
+            ingress="Ingress" in ours,
+            pods=pods,
+            uids={kind: object_uid(obj) for kind, obj in ours.items()},
+            conflicts=conflicts,
+        )
 
 
 @dataclass(frozen=True)
@@ -57,7 +92,8 @@ class Event:
 class Plan:
     apply: list[dict[str, Any]] = field(default_factory=list)
     scale_to: int | None = None  # patch only the replica count of the existing Deployment
-    delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
+    scale_uid: str = ""  # ... whose uid is this (a precondition of the patch)
+    delete: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, name, uid)
     ensure_home: dict[str, Any] | None = None
     spec_patch: dict[str, Any] | None = None
     status: dict[str, Any] = field(default_factory=dict)
@@ -155,7 +191,10 @@ def decide(
     if state != "running":
         # only a running session has an idle deadline (the idle timer keeps it while running)
         status["idleDeadline"] = None
-    if state == "terminated":
+    if observed.conflicts:
+        # Someone else's objects hold the children's names: act on nothing, say so.
+        phase, workload = "Failed", _conflict(session, observed, plan)
+    elif state == "terminated":
         phase, workload = _terminate(session, observed, plan)
     elif state == "hibernated":
         phase, workload = _hibernate(session, observed, plan, status, now)
@@ -171,6 +210,8 @@ def decide(
         )
 
     ready = Condition(READY, phase == "Running", phase, _phase_message(phase, state))
+    if observed.conflicts:
+        ready = Condition(READY, False, NAME_CONFLICT, workload.message)
     status["phase"] = phase
     status["conditions"] = merge_conditions(
         session.status.get("conditions"), [tpl_cond, workload, ready], session.generation, now
@@ -179,15 +220,24 @@ def decide(
     return plan
 
 
+def _conflict(session: SessionInput, observed: Observed, plan: Plan) -> Condition:
+    objects = ", ".join(observed.conflicts)
+    message = (
+        f"name taken by {objects}, not controlled by this session: "
+        "remove or rename it, or use another session name"
+    )
+    conditions: list[Mapping[str, Any]] = session.status.get("conditions") or []
+    ready = next((c for c in conditions if c.get("type") == READY), {})
+    if ready.get("reason") != NAME_CONFLICT or ready.get("message") != message:
+        plan.events.append(Event("Warning", NAME_CONFLICT, message))
+    return Condition(WORKLOAD_AVAILABLE, False, NAME_CONFLICT, message)
+
+
 def _terminate(session: SessionInput, observed: Observed, plan: Plan) -> tuple[str, Condition]:
     name = workload_name(session.name)
-    for kind, exists in (
-        ("Deployment", observed.deployment is not None),
-        ("Service", observed.service),
-        ("Ingress", observed.ingress),
-    ):
-        if exists:
-            plan.delete.append((kind, name))
+    for kind in ("Deployment", "Service", "Ingress"):
+        if kind in observed.uids:
+            plan.delete.append((kind, name, observed.uids[kind]))
     previous = session.status.get("phase")
     if plan.delete:
         return previous or "Pending", Condition(
@@ -202,7 +252,7 @@ def _hibernate(
     session: SessionInput, observed: Observed, plan: Plan, status: dict[str, Any], now: datetime
 ) -> tuple[str, Condition]:
     if observed.deployment is not None and _replicas(observed.deployment) != 0:
-        plan.scale_to = 0
+        plan.scale_to, plan.scale_uid = 0, observed.uids["Deployment"]
     previous = session.status.get("phase")
     if observed.pods:
         return previous or "Pending", Condition(
@@ -244,13 +294,15 @@ def _run(
     if observed.deployment is None or _replicas(observed.deployment) == 0:
         # (Re)started from the current template: template edits reach a session on its next
         # start, never by restarting a running one.
-        plan.apply.append(manifests.deployment(ref, view, opts, replicas=1))
+        plan.apply.append(
+            _existing(manifests.deployment(ref, view, opts, replicas=1), observed, "Deployment")
+        )
         if previous == "Hibernated":
             cause = session.cause_for("running") or "requested"
             plan.events.append(Event("Normal", "Woken", f"session woken ({cause})"))
             plan.clear_cause = session.cause is not None
     elif _replicas(observed.deployment) != 1:
-        plan.scale_to = 1
+        plan.scale_to, plan.scale_uid = 1, observed.uids["Deployment"]
     if not observed.service:
         plan.apply.append(manifests.service(ref, view))
     if opts.ingress_domain and not observed.ingress:
@@ -270,12 +322,28 @@ def _run(
     return "Running", Condition(WORKLOAD_AVAILABLE, True, "Available", f"pod {ready_pod.name}")
 
 
+def _existing(manifest: dict[str, Any], observed: Observed, kind: str) -> dict[str, Any]:
+    """``manifest`` applied to the child that exists: its uid makes the apply conditional on
+    still being that object (the API server answers 409 for any other)."""
+    uid = observed.uids.get(kind)
+    if uid:
+        manifest["metadata"]["uid"] = uid
+    return manifest
+
+
 def _phase_message(phase: str, state: str) -> str:
     if phase == "Running":
         return "the session is reachable"
     if phase in ("Hibernated", "Terminated"):
         return f"the session is {phase.lower()}"
     return f"state {state}: not reachable yet"
+
+
+def revives(current: Mapping[str, Any], change: Mapping[str, Any]) -> bool:
+    """Whether applying spec ``change`` moves a terminated session (spec ``current``) out of
+    ``terminated``: revival, which would restart its maxSessionDuration; for admins only."""
+    wanted = change.get("state")
+    return current.get("state") == "terminated" and wanted is not None and wanted != "terminated"
 
 
 def status_changed(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:

@@ -18,9 +18,10 @@ from psycopg.rows import dict_row
 from streamspace import idempotency
 from streamspace.conditions import timestamp
 from streamspace.db.mirror import CONNECTIONS, SESSIONS, connection_row, is_deleted, session_row
+from streamspace.lifecycle import revives
 from streamspace.naming import is_dns_label, is_object_name, label_value
 from streamspace.templates import normalize_resources
-from streamspace_facade.errors import ApiError, conflict, invalid, not_found
+from streamspace_facade.errors import ApiError, conflict, forbidden, invalid, not_found
 from streamspace_facade.idempotency import IDEMPOTENCY
 from streamspace_facade.limits import enforce_caps
 from streamspace_facade.principal import Principal
@@ -36,6 +37,7 @@ from streamspace_facade.state import (
 )
 
 STATES = ("running", "hibernated", "terminated")
+PATCH_ATTEMPTS = 3  # a guarded state change re-reads this often after a conflict
 TAG_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 
 
@@ -328,11 +330,39 @@ async def patch_session(request: web.Request) -> web.Response:
     enforce_caps(spec, svc.settings.limits)
     if not spec:
         raise invalid({"body": f"nothing to change; send one of state, {', '.join(SPEC_FIELDS)}"})
-    session = await _own_session(request, name)
-    obj = await svc.kube.patch("Session", _ns(session), name, {"spec": spec})
+    obj = await _patch_spec(request, name, spec)
     await svc.mirror.observed(SESSIONS, obj)
     audit(request, "update", "session", name, spec)
     return web.json_response(session_view(session_row(obj)))
+
+
+async def _patch_spec(request: web.Request, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``spec`` into session ``name``; only admins revive a terminated session.
+
+    A non-admin's state change is conditioned on the version the check read, so a termination
+    landing in between (maxSessionDuration) is not undone: the conflict re-reads and re-checks.
+    """
+    svc, who = services(request), principal(request)
+    guarded = "state" in spec and spec["state"] != "terminated" and not who.at_least("admin")
+    attempts = PATCH_ATTEMPTS
+    while True:
+        session = await _own_session(request, name)
+        if guarded and revives(session.get("spec") or {}, spec):
+            raise forbidden(
+                f"session {name!r} is terminated: only admins may change its state back; "
+                "create a new session instead"
+            )
+        patch: dict[str, Any] = {"spec": spec}
+        if guarded:
+            patch["metadata"] = {"resourceVersion": session["metadata"]["resourceVersion"]}
+        try:
+            obj: dict[str, Any] = await svc.kube.patch("Session", _ns(session), name, patch)
+        except ApiError as exc:
+            attempts -= 1
+            if exc.status != 409 or attempts == 0:
+                raise
+            continue
+        return obj
 
 
 async def delete_session(request: web.Request) -> web.Response:

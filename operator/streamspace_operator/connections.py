@@ -29,6 +29,7 @@ from streamspace.config import Settings
 from streamspace.durations import parse_duration
 from streamspace.idle import ConnectionView, IdleDecision, IdleInput, evaluate
 from streamspace.lifecycle import CAUSE_ANNOTATION, Event
+from streamspace.ownership import NAME_CONFLICT, controller_uid
 from streamspace_operator.context import Context, context, namespaced
 from streamspace_operator.metrics import timed
 
@@ -55,7 +56,13 @@ def connections_by_session(
         or parse_timestamp(status.get("connectedAt"))
         or parse_timestamp(meta.get("creationTimestamp"))
     )
-    view = ConnectionView(name, str(status.get("state") or "active"), last_seen)
+    view = ConnectionView(
+        name,
+        str(status.get("state") or "active"),
+        last_seen,
+        uid=str(meta.get("uid") or ""),
+        owner=controller_uid({"metadata": dict(meta)}),
+    )
     return {(namespaced(namespace), str(spec.get("session", ""))): view}
 
 
@@ -133,34 +140,18 @@ async def adopt(
     kube = ctx.api
     now = _now()
     async with ctx.locks[(ns, session_name)]:
-        current = await kube.get_custom("Connection", ns, name)
-        if current is None or (current.get("status") or {}).get("connectedAt"):
-            return  # gone, or adopted by an earlier event of the same connection
-        session = await kube.get_custom("Session", ns, session_name)
-        state = (session or {}).get("spec", {}).get("state")
-        if session is None or state == "terminated" or session["metadata"].get("deletionTimestamp"):
-            reason = "not found" if session is None else "terminated"
-            await kube.patch_status(
-                "Connection",
-                ns,
-                name,
-                {
-                    "state": "rejected",
-                    "message": f"session {session_name!r} is {reason}",
-                },
-            )
-            await kube.post_event(dict(body), Event("Warning", "Rejected", f"session {reason}"))
-            await kube.delete_custom("Connection", ns, name)
+        for _ in range(STATE_CHANGE_ATTEMPTS):
+            current = await kube.get_custom("Connection", ns, name)
+            if current is None or (current.get("status") or {}).get("connectedAt"):
+                return  # gone, or adopted by an earlier event of the same connection
+            session = await kube.get_custom("Session", ns, session_name)
+            if not await _admissible(ctx, ns, current, session, body) or session is None:
+                return
+            state = session["spec"].get("state")
+            if await _claim(ctx, ns, current, session["metadata"]):
+                break
+        else:
             return
-        meta = session["metadata"]
-        owner = {
-            "apiVersion": f"{API_GROUP}/{API_VERSION}",
-            "kind": "Session",
-            "name": meta["name"],
-            "uid": meta["uid"],
-            "blockOwnerDeletion": True,
-        }
-        await kube.patch_custom("Connection", ns, name, {"metadata": {"ownerReferences": [owner]}})
         heartbeat = (current.get("status") or {}).get("lastHeartbeat") or timestamp(now)
         await kube.patch_status(
             "Connection",
@@ -175,6 +166,61 @@ async def adopt(
         if state == "hibernated":
             await _wake(ctx, ns, session)
     await record_activity(ctx, ns, session_name, index, now)
+
+
+async def _admissible(
+    ctx: Context,
+    ns: str,
+    current: dict[str, Any],
+    session: dict[str, Any] | None,
+    body: kopf.Body,
+) -> bool:
+    """Whether the Connection may join ``session``; if not, say why (and reject it if it is
+    ours to reject)."""
+    kube, name = ctx.api, current["metadata"]["name"]
+    session_name = str(current["spec"].get("session", ""))
+    controller = controller_uid(current)
+    if controller is not None and controller != (session or {}).get("metadata", {}).get("uid"):
+        # Controlled by something else (an earlier session of this name, another tool): not
+        # ours to adopt, reject, count or delete.
+        message = f"controlled by {controller}, not by session {session_name!r}"
+        await kube.post_event(dict(body), Event("Warning", NAME_CONFLICT, message))
+        return False
+    state = (session or {}).get("spec", {}).get("state")
+    if session is None or state == "terminated" or session["metadata"].get("deletionTimestamp"):
+        reason = "not found" if session is None else "terminated"
+        rejected = {"state": "rejected", "message": f"session {session_name!r} is {reason}"}
+        await kube.patch_status("Connection", ns, name, rejected)
+        await kube.post_event(dict(body), Event("Warning", "Rejected", f"session {reason}"))
+        await kube.delete_custom("Connection", ns, name, uid=current["metadata"]["uid"])
+        return False
+    return True
+
+
+async def _claim(
+    ctx: Context, ns: str, current: dict[str, Any], session_meta: dict[str, Any]
+) -> bool:
+    """Add the Session as the Connection's controller, conditioned on the version read (owner
+    references changed meanwhile are not overwritten); False on a conflict."""
+    owner = {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": "Session",
+        "name": session_meta["name"],
+        "uid": session_meta["uid"],
+        "blockOwnerDeletion": True,
+    }
+    meta = current["metadata"]
+    refs = [r for r in meta.get("ownerReferences") or [] if r.get("uid") != session_meta["uid"]]
+    adoption = {
+        "metadata": {"resourceVersion": meta["resourceVersion"], "ownerReferences": [*refs, owner]}
+    }
+    try:
+        await ctx.api.patch_custom("Connection", ns, meta["name"], adoption)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        return False
+    return True
 
 
 async def _wake(ctx: Context, ns: str, session: dict[str, Any]) -> None:
@@ -236,7 +282,8 @@ async def record_activity(
     session = await ctx.api.get_custom("Session", ns, session_name)
     if session is None:
         return
-    connections: Iterable[ConnectionView] = index.get((ns, session_name), [])
+    uid = str(session["metadata"].get("uid", ""))
+    connections: Iterable[ConnectionView] = _connections_of(index, ns, session_name, uid)
     decision = evaluate(_idle_input(ctx, session, connections, activity=moment))
     changes = _activity_status(decision, session.get("status") or {}, force=True)
     if changes:
@@ -253,18 +300,27 @@ def _evaluate_timer(
     ctx = context(memo)
     ns = namespaced(namespace)
     index: kopf.Index[tuple[str, str], ConnectionView] = kwargs[INDEX]
-    return ctx, ns, index, evaluate(_idle_input(ctx, body, index.get((ns, name), [])))
+    connections = _connections_of(index, ns, name, str(body.get("metadata", {}).get("uid", "")))
+    return ctx, ns, index, evaluate(_idle_input(ctx, body, connections))
+
+
+def _connections_of(
+    index: kopf.Index[tuple[str, str], ConnectionView], ns: str, name: str, session_uid: str
+) -> list[ConnectionView]:
+    """The session's connections: those naming it, unless another Session controls them."""
+    return [c for c in index.get((ns, name), []) if c.of_session(session_uid)]
 
 
 async def stale_check(
     *, memo: kopf.Memo, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any
 ) -> None:
-    ctx, ns, _, decision = _evaluate_timer(memo, namespace, name, body, kwargs)
+    ctx, ns, index, decision = _evaluate_timer(memo, namespace, name, body, kwargs)
+    uids = {c.name: c.uid for c in index.get((ns, name), [])}
     for connection in decision.stale:
         quiet = ctx.settings.sessions.stale_after.total_seconds()
         stale = {"state": "stale", "message": f"no heartbeat for {quiet:.0f}s"}
         await ctx.api.patch_status("Connection", ns, connection, stale)
-        await ctx.api.delete_custom("Connection", ns, connection)
+        await ctx.api.delete_custom("Connection", ns, connection, uid=uids.get(connection))
         log.info("connection %s of session %s was stale and is deleted", connection, name)
 
 
@@ -292,7 +348,8 @@ async def _hibernate_if_still_idle(
     ctx: Context, ns: str, name: str, index: kopf.Index[tuple[str, str], ConnectionView]
 ) -> None:
     def still_idle(session: dict[str, Any]) -> bool:
-        return evaluate(_idle_input(ctx, session, index.get((ns, name), []))).hibernate
+        connections = _connections_of(index, ns, name, str(session["metadata"].get("uid", "")))
+        return evaluate(_idle_input(ctx, session, connections)).hibernate
 
     async with ctx.locks[(ns, name)]:
         fresh = await ctx.api.get_custom("Session", ns, name)

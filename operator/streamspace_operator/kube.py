@@ -117,10 +117,14 @@ class Kube:
         )
         return list(data.get("items") or [])
 
-    async def delete_custom(self, kind: str, namespace: str, name: str) -> None:
+    async def delete_custom(
+        self, kind: str, namespace: str, name: str, *, uid: str | None = None
+    ) -> None:
+        """Delete; with ``uid``, only if ``name`` is still that object (409 otherwise)."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid or None))
         try:
             await self.custom.delete_namespaced_custom_object(
-                API_GROUP, API_VERSION, namespace, PLURALS[kind], name
+                API_GROUP, API_VERSION, namespace, PLURALS[kind], name, body=options
             )
         except ApiException as exc:
             if exc.status != 404:
@@ -193,19 +197,24 @@ class Kube:
             _content_type=APPLY,
         )
 
-    async def scale(self, namespace: str, name: str, replicas: int) -> None:
-        await self.apps.patch_namespaced_deployment(
-            name, namespace, {"spec": {"replicas": replicas}}, _content_type=MERGE
-        )
+    async def scale(self, namespace: str, name: str, replicas: int, *, uid: str) -> None:
+        """Set the replica count of Deployment ``name`` if it is still the object ``uid``
+        (a uid in the patch is a precondition: another object answers 409)."""
+        patch = {"metadata": {"uid": uid}, "spec": {"replicas": replicas}}
+        await self.apps.patch_namespaced_deployment(name, namespace, patch, _content_type=MERGE)
 
-    async def delete(self, kind: str, namespace: str, name: str) -> None:
+    async def delete(self, kind: str, namespace: str, name: str, *, uid: str) -> None:
+        """Delete ``name`` if it is still the object ``uid`` (409 otherwise); gone is success."""
         deleter = {
             "Deployment": self.apps.delete_namespaced_deployment,
             "Service": self.core.delete_namespaced_service,
             "Ingress": self.networking.delete_namespaced_ingress,
         }[kind]
+        options = client.V1DeleteOptions(
+            propagation_policy="Background", preconditions=client.V1Preconditions(uid=uid)
+        )
         try:
-            await deleter(name, namespace, propagation_policy="Background")
+            await deleter(name, namespace, body=options)
         except ApiException as exc:
             if exc.status != 404:
                 raise

@@ -34,21 +34,16 @@ RETRY_BACKOFF = 5.0  # a failed reconcile (API hiccup, conflict) is retried this
 
 
 async def observe(ctx: Context, session: SessionInput) -> Observed:
+    """Whatever carries the children's names; ``Observed.of`` tells ours from anyone else's."""
     kube = ctx.api
     name = workload_name(session.name)
     ns = session.namespace
-    deployment = await kube.get_child("Deployment", ns, name)
-    service = await kube.get_child("Service", ns, name)
-    ingress = (
-        await kube.get_child("Ingress", ns, name) if ctx.settings.sessions.ingress_domain else None
-    )
+    kinds = ["Deployment", "Service"]
+    if ctx.settings.sessions.ingress_domain:
+        kinds.append("Ingress")
+    found = {kind: await kube.get_child(kind, ns, name) for kind in kinds}
     pods = await kube.list_pods(ns, selector(session.ref))
-    return Observed(
-        deployment=deployment,
-        service=service is not None,
-        ingress=ingress is not None,
-        pods=pods_from(pods),
-    )
+    return Observed.of(session.uid, found, pods_from(pods))
 
 
 async def reconcile(ctx: Context, namespace: str, name: str) -> None:
@@ -67,9 +62,9 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> None:
         for manifest in plan.apply:
             await kube.apply(manifest)
         if plan.scale_to is not None:
-            await kube.scale(namespace, workload_name(name), plan.scale_to)
-        for kind, child in plan.delete:
-            await kube.delete(kind, namespace, child)
+            await kube.scale(namespace, workload_name(name), plan.scale_to, uid=plan.scale_uid)
+        for kind, child, uid in plan.delete:
+            await kube.delete(kind, namespace, child, uid=uid)
         if status_changed(session.status, plan.status):
             await kube.patch_status("Session", namespace, name, plan.status)
         for event in plan.events:

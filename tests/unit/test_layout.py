@@ -90,7 +90,10 @@ def _undescribed(schema: dict[str, Any], path: str) -> list[str]:
 STREAMSPACE_CRDS = sorted(
     p
     for p in (REPO / "crds").glob("*.yaml")
-    if any(d["spec"]["group"] == "stream.space" for d in yaml.safe_load_all(p.read_text()))
+    if any(
+        d.get("kind") == "CustomResourceDefinition" and d["spec"]["group"] == "stream.space"
+        for d in yaml.safe_load_all(p.read_text())
+    )
 )
 
 

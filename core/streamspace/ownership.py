@@ -1,0 +1,31 @@
+"""Who controls an object: its controller owner reference, read as pure functions.
+
+The operator finds a session's children by name, and a name proves nothing: anyone who can
+create a Deployment can name it like a session. An object is the session's only when its
+controller owner reference carries the Session's uid; anything else under that name is a
+conflict to report, never something to scale, delete or adopt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+NAME_CONFLICT = "NameConflict"
+
+
+def controller_uid(obj: Mapping[str, Any]) -> str | None:
+    """The uid in ``obj``'s controller owner reference, None when nothing controls it."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    for ref in refs:
+        if ref.get("controller"):
+            return str(ref.get("uid") or "") or None
+    return None
+
+
+def controlled_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
+    return bool(owner_uid) and controller_uid(obj) == owner_uid
+
+
+def object_uid(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")
