@@ -43,6 +43,7 @@ class Observed:
     deployment: Mapping[str, Any] | None = None
     service: bool = False
     ingress: bool = False
+    network_policy: bool = False
     pods: tuple[PodView, ...] = ()
 
 
@@ -185,6 +186,7 @@ def _terminate(session: SessionInput, observed: Observed, plan: Plan) -> tuple[s
         ("Deployment", observed.deployment is not None),
         ("Service", observed.service),
         ("Ingress", observed.ingress),
+        ("NetworkPolicy", observed.network_policy),
     ):
         if exists:
             plan.delete.append((kind, name))
@@ -253,6 +255,8 @@ def _run(
         plan.scale_to = 1
     if not observed.service:
         plan.apply.append(manifests.service(ref, view))
+    if not observed.network_policy:
+        plan.apply.append(manifests.network_policy(ref, view, opts))
     if opts.ingress_domain and not observed.ingress:
         plan.apply.append(manifests.ingress(ref, view, opts))
     if bool(session.spec.get("persistentHome", True)):

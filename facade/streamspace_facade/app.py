@@ -7,7 +7,8 @@ Middlewares, outermost first:
   being unreachable is a 503, an unexpected bug a 500 whose details stay in the log.
 * ``cors`` answers preflights and labels answers for browsers on ``CORS_ALLOWED_ORIGINS``.
 * ``authenticate`` establishes the caller (Bearer JWT or API key) on every route but the
-  public ones (health, version, the OpenAPI document and the signed webhook).
+  public ones (health, version, the OpenAPI document, the signed webhook and the session access
+  gate's check, which reads a credential of its own).
 * ``audit_trail`` writes one ``audit_log`` row for every authenticated mutating request.
 
 Resources (Kubernetes client, PostgreSQL pool, HTTP client for OIDC, the mirror task) live in
@@ -30,8 +31,9 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from streamspace import __version__
+from streamspace.auth.access import PARAMETER as ACCESS_PARAMETER
 from streamspace.config import Settings
-from streamspace_facade import admin, catalog, metrics, sessions, webhook, ws
+from streamspace_facade import admin, catalog, gate, metrics, sessions, webhook, ws
 from streamspace_facade.auth import Authenticator
 from streamspace_facade.errors import ApiError, invalid, unauthorized
 from streamspace_facade.kube import Kube, connect
@@ -42,7 +44,14 @@ from streamspace_facade.state import AUDIT, PRINCIPAL, SERVICES, Services, princ
 log = logging.getLogger(__name__)
 
 PUBLIC = frozenset(
-    {"/health", "/version", "/api/v1/openapi.json", "/webhooks/repository/sync", "/metrics"}
+    {
+        "/health",
+        "/version",
+        "/api/v1/openapi.json",
+        "/webhooks/repository/sync",
+        "/metrics",
+        gate.AUTH_PATH,  # checks the gate's own credential, not a bearer token
+    }
 )
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -176,7 +185,7 @@ async def _write_audit(request: web.Request, status: int, error: str | None) -> 
         )
 
 
-SECRET_QUERY = frozenset({"token", "access_token"})
+SECRET_QUERY = frozenset({"token", "access_token", ACCESS_PARAMETER})
 
 
 def loggable_path(request: web.BaseRequest) -> str:
@@ -267,7 +276,7 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
         client_max_size=1024**2,
         middlewares=[metrics.measure, errors, cors, authenticate, audit_trail],
     )
-    svc = Services(settings=settings, kube=kube)
+    svc = Services(settings=settings, kube=kube, access_key=gate.access_key(settings))
     app[SERVICES] = svc
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources(svc))
@@ -278,6 +287,7 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     catalog.add_routes(app.router)
     admin.add_routes(app.router)
     webhook.add_routes(app.router)
+    gate.add_routes(app.router)
     ws.add_routes(app.router)
     metrics.add_routes(app.router)
     add_openapi(app.router)

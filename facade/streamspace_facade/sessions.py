@@ -19,6 +19,7 @@ from streamspace.conditions import timestamp
 from streamspace.db.mirror import CONNECTIONS, SESSIONS, connection_row, is_deleted, session_row
 from streamspace.naming import is_dns_label, is_object_name, label_value
 from streamspace.templates import normalize_resources
+from streamspace_facade import gate
 from streamspace_facade.errors import ApiError, conflict, invalid, not_found
 from streamspace_facade.principal import Principal
 from streamspace_facade.state import (
@@ -353,6 +354,7 @@ async def connect(request: web.Request) -> web.Response:
             "state": spec.get("state", "running"),
             "phase": status.get("phase") or "Pending",
             "ready": status.get("phase") == "Running" and spec.get("state") == "running",
+            **gate.credential(request, session, who.user, status.get("url")),
         }
     )
 

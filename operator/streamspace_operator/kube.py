@@ -166,6 +166,7 @@ class Kube:
             "Deployment": self.apps.read_namespaced_deployment,
             "Service": self.core.read_namespaced_service,
             "Ingress": self.networking.read_namespaced_ingress,
+            "NetworkPolicy": self.networking.read_namespaced_network_policy,
             "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,
             "Secret": self.core.read_namespaced_secret,
         }[kind]
@@ -183,6 +184,7 @@ class Kube:
             "Deployment": self.apps.patch_namespaced_deployment,
             "Service": self.core.patch_namespaced_service,
             "Ingress": self.networking.patch_namespaced_ingress,
+            "NetworkPolicy": self.networking.patch_namespaced_network_policy,
         }[manifest["kind"]]
         await patcher(
             meta["name"],
@@ -203,6 +205,7 @@ class Kube:
             "Deployment": self.apps.delete_namespaced_deployment,
             "Service": self.core.delete_namespaced_service,
             "Ingress": self.networking.delete_namespaced_ingress,
+            "NetworkPolicy": self.networking.delete_namespaced_network_policy,
         }[kind]
         try:
             await deleter(name, namespace, propagation_policy="Background")

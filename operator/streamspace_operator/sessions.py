@@ -39,6 +39,7 @@ async def observe(ctx: Context, session: SessionInput) -> Observed:
     ns = session.namespace
     deployment = await kube.get_child("Deployment", ns, name)
     service = await kube.get_child("Service", ns, name)
+    network_policy = await kube.get_child("NetworkPolicy", ns, name)
     ingress = (
         await kube.get_child("Ingress", ns, name) if ctx.settings.sessions.ingress_domain else None
     )
@@ -47,6 +48,7 @@ async def observe(ctx: Context, session: SessionInput) -> Observed:
         deployment=deployment,
         service=service is not None,
         ingress=ingress is not None,
+        network_policy=network_policy is not None,
         pods=pods_from(pods),
     )
 

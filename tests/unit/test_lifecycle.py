@@ -71,12 +71,17 @@ CASES = {
         session(), NO_PORT_TEMPLATE, Observed(), "Failed", events=["TemplateInvalid"]
     ),
     "new session creates children": Case(
-        session(), TEMPLATE, Observed(), "Pending", applies=["Deployment", "Service"], home=True
+        session(),
+        TEMPLATE,
+        Observed(),
+        "Pending",
+        applies=["Deployment", "Service", "NetworkPolicy"],
+        home=True,
     ),
     "pod ready: running": Case(
         session(phase="Pending"),
         TEMPLATE,
-        Observed(deployment(1, 1), service=True, pods=(POD,)),
+        Observed(deployment(1, 1), service=True, network_policy=True, pods=(POD,)),
         "Running",
         home=True,
         events=["Started"],
@@ -84,21 +89,23 @@ CASES = {
     "still running: nothing to do": Case(
         session(phase="Running", startedAt=timestamp(NOW - timedelta(hours=1))),
         TEMPLATE,
-        Observed(deployment(1, 1), service=True, pods=(POD,)),
+        Observed(deployment(1, 1), service=True, network_policy=True, pods=(POD,)),
         "Running",
         home=True,
     ),
     "available but pod terminating: pending": Case(
         session(phase="Running", startedAt=timestamp(NOW)),
         TEMPLATE,
-        Observed(deployment(1, 1), service=True, pods=(PodView("p", True, True),)),
+        Observed(
+            deployment(1, 1), service=True, network_policy=True, pods=(PodView("p", True, True),)
+        ),
         "Pending",
         home=True,
     ),
     "max duration exceeded": Case(
         session(phase="Running", startedAt=timestamp(NOW - timedelta(hours=8))),
         TEMPLATE,
-        Observed(deployment(1, 1), service=True, pods=(POD,)),
+        Observed(deployment(1, 1), service=True, network_policy=True, pods=(POD,)),
         "Running",
         home=True,
         events=["MaxDurationExceeded"],
@@ -107,14 +114,14 @@ CASES = {
     "hibernate: scale down, wait for pods": Case(
         session("hibernated", phase="Running"),
         TEMPLATE,
-        Observed(deployment(1, 1), service=True, pods=(POD,)),
+        Observed(deployment(1, 1), service=True, network_policy=True, pods=(POD,)),
         "Running",
         scale_to=0,
     ),
     "hibernate: pods gone": Case(
         session("hibernated", phase="Running"),
         TEMPLATE,
-        Observed(deployment(0), service=True),
+        Observed(deployment(0), service=True, network_policy=True),
         "Hibernated",
         events=["Hibernated"],
     ),
@@ -124,7 +131,7 @@ CASES = {
     "wake from hibernation": Case(
         session(phase="Hibernated"),
         TEMPLATE,
-        Observed(deployment(0), service=True),
+        Observed(deployment(0), service=True, network_policy=True),
         "Pending",
         applies=["Deployment"],
         home=True,
@@ -133,7 +140,7 @@ CASES = {
     "stray replica count is corrected": Case(
         session(phase="Running"),
         TEMPLATE,
-        Observed(deployment(3, 1), service=True, pods=(POD,)),
+        Observed(deployment(3, 1), service=True, network_policy=True, pods=(POD,)),
         "Running",
         scale_to=1,
         home=True,
@@ -141,9 +148,9 @@ CASES = {
     "terminate: delete children": Case(
         session("terminated", phase="Running"),
         TEMPLATE,
-        Observed(deployment(1, 1), service=True, pods=(POD,)),
+        Observed(deployment(1, 1), service=True, network_policy=True, pods=(POD,)),
         "Running",
-        deletes=["Deployment", "Service"],
+        deletes=["Deployment", "Service", "NetworkPolicy"],
     ),
     "terminated: nothing left": Case(
         session("terminated", phase="Running"),
@@ -179,7 +186,7 @@ def test_running_status_carries_url_pod_and_start() -> None:
     plan = decide(
         session(phase="Pending"),
         TEMPLATE,
-        Observed(deployment(1, 1), service=True, pods=(POD,)),
+        Observed(deployment(1, 1), service=True, network_policy=True, pods=(POD,)),
         NOW,
         OPTS,
     )
@@ -191,11 +198,11 @@ def test_running_status_carries_url_pod_and_start() -> None:
 def test_ingress_domain_adds_an_ingress_and_its_url() -> None:
     opts = WorkloadOptions(default_resources={}, ingress_domain="streams.example.com")
     plan = decide(session(), TEMPLATE, Observed(), NOW, opts)
-    assert [m["kind"] for m in plan.apply] == ["Deployment", "Service", "Ingress"]
+    assert [m["kind"] for m in plan.apply] == ["Deployment", "Service", "NetworkPolicy", "Ingress"]
     running = decide(
         session(phase="Pending"),
         TEMPLATE,
-        Observed(deployment(1, 1), service=True, ingress=True, pods=(POD,)),
+        Observed(deployment(1, 1), service=True, network_policy=True, ingress=True, pods=(POD,)),
         NOW,
         opts,
     )
@@ -218,14 +225,14 @@ def test_hibernation_records_when_and_clears_url() -> None:
 
 def test_a_running_session_leaves_its_idle_deadline_to_the_idle_timer() -> None:
     deadline = timestamp(NOW + timedelta(minutes=5))
-    observed = Observed(deployment(1, 1), service=True, pods=(POD,))
+    observed = Observed(deployment(1, 1), service=True, network_policy=True, pods=(POD,))
     plan = decide(session(phase="Running", idleDeadline=deadline), TEMPLATE, observed, NOW, OPTS)
     assert "idleDeadline" not in plan.status
 
 
 def test_a_settled_session_plans_nothing_twice() -> None:
     """Feeding the decided status back in is a fixed point: no writes, no events."""
-    observed = Observed(deployment(1, 1), service=True, pods=(POD,))
+    observed = Observed(deployment(1, 1), service=True, network_policy=True, pods=(POD,))
     first = decide(session(phase="Pending"), TEMPLATE, observed, NOW, OPTS)
     settled = SessionInput(
         "s1", "ns", "uid-1", 2, session().spec, {k: v for k, v in first.status.items() if v}
@@ -240,7 +247,7 @@ def test_template_edits_do_not_restart_a_running_session() -> None:
     plan = decide(
         session(phase="Running", startedAt=timestamp(NOW)),
         edited,
-        Observed(deployment(1, 1), service=True, pods=(POD,)),
+        Observed(deployment(1, 1), service=True, network_policy=True, pods=(POD,)),
         NOW,
         OPTS,
     )
@@ -251,7 +258,7 @@ def test_template_edits_do_not_restart_a_running_session() -> None:
 
 
 def test_condition_transition_time_moves_only_on_change() -> None:
-    observed = Observed(deployment(1, 1), service=True, pods=(POD,))
+    observed = Observed(deployment(1, 1), service=True, network_policy=True, pods=(POD,))
     first = decide(session(phase="Pending"), TEMPLATE, observed, NOW, OPTS)
     later = NOW + timedelta(minutes=10)
     second = decide(
