@@ -243,6 +243,9 @@ def _run(
                 "Normal", "MaxDurationExceeded", f"running longer than maxSessionDuration {limit}"
             )
         )
+    if not observed.network_policy:
+        # first: the pod never runs unprotected
+        plan.apply.append(manifests.network_policy(ref, view, opts))
     if observed.deployment is None or _replicas(observed.deployment) == 0:
         # (Re)started from the current template: template edits reach a session on its next
         # start, never by restarting a running one.
@@ -255,8 +258,6 @@ def _run(
         plan.scale_to = 1
     if not observed.service:
         plan.apply.append(manifests.service(ref, view))
-    if not observed.network_policy:
-        plan.apply.append(manifests.network_policy(ref, view, opts))
     if opts.ingress_domain and not observed.ingress:
         plan.apply.append(manifests.ingress(ref, view, opts))
     if bool(session.spec.get("persistentHome", True)):

@@ -75,7 +75,7 @@ CASES = {
         TEMPLATE,
         Observed(),
         "Pending",
-        applies=["Deployment", "Service", "NetworkPolicy"],
+        applies=["NetworkPolicy", "Deployment", "Service"],
         home=True,
     ),
     "pod ready: running": Case(
@@ -198,7 +198,7 @@ def test_running_status_carries_url_pod_and_start() -> None:
 def test_ingress_domain_adds_an_ingress_and_its_url() -> None:
     opts = WorkloadOptions(default_resources={}, ingress_domain="streams.example.com")
     plan = decide(session(), TEMPLATE, Observed(), NOW, opts)
-    assert [m["kind"] for m in plan.apply] == ["Deployment", "Service", "NetworkPolicy", "Ingress"]
+    assert [m["kind"] for m in plan.apply] == ["NetworkPolicy", "Deployment", "Service", "Ingress"]
     running = decide(
         session(phase="Pending"),
         TEMPLATE,
@@ -252,7 +252,9 @@ def test_template_edits_do_not_restart_a_running_session() -> None:
         OPTS,
     )
     assert plan.apply == []
-    woken = decide(session(phase="Hibernated"), edited, Observed(deployment(0)), NOW, OPTS)
+    woken = decide(
+        session(phase="Hibernated"), edited, Observed(deployment(0), network_policy=True), NOW, OPTS
+    )
     container = woken.apply[0]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "new:image"
 
