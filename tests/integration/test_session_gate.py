@@ -143,7 +143,8 @@ def start_nginx(tmp_path: Path) -> Iterator[Callable[[str, int], Gate]]:
             )
         )
         command = [NGINX, "-p", str(prefix), "-c", str(config), "-e", str(prefix / "error.log")]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # its own messages go to the error log (-e): nothing to read from its output
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started.append(process)
         gate = Gate(port)
 
