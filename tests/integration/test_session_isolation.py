@@ -62,7 +62,11 @@ def test_operator_isolates_session_pods(
     def policy() -> Any | None:
         return _read(networking.read_namespaced_network_policy, name, namespace)
 
-    assert wait_until(lambda: policy() is not None, TIMEOUT), "no NetworkPolicy"
+    def ingress() -> Any | None:
+        return _read(networking.read_namespaced_ingress, name, namespace)
+
+    # one reconcile applies them in turn: the policy first, the Ingress last
+    assert wait_until(lambda: ingress() is not None, TIMEOUT), "no Ingress"
     stored = policy()
     owner = stored.metadata.owner_references[0]
     assert (owner.kind, owner.uid, owner.controller) == (
@@ -89,8 +93,7 @@ def test_operator_isolates_session_pods(
     assert context.capabilities.drop == ["ALL"]
     assert context.capabilities.add == ["NET_BIND_SERVICE"]  # not SYS_ADMIN: not allowed
 
-    ingress = networking.read_namespaced_ingress(name, namespace)
-    annotations = ingress.metadata.annotations
+    annotations = ingress().metadata.annotations
     assert annotations["nginx.ingress.kubernetes.io/auth-url"] == AUTH_URL
     assert annotations["nginx.ingress.kubernetes.io/auth-response-headers"] == (
         "X-StreamSpace-User,X-StreamSpace-Session"
@@ -121,7 +124,8 @@ def test_the_api_server_judges_the_pod_template_restricted_but_for_the_user(
     assert wait_until(lambda: objects.deployment("alice-firefox") is not None, TIMEOUT)
     template = api.sanitize_for_serialization(objects.deployment("alice-firefox").spec.template)
     # the controller manager makes this in every namespace; the integration profile runs none
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": "default"}})
+    if _read(core.read_namespaced_service_account, "default", namespace) is None:
+        core.create_namespaced_service_account(namespace, {"metadata": {"name": "default"}})
     core.patch_namespace(
         namespace,
         {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}},
