@@ -8,6 +8,7 @@ Secrets are kept out of ``repr`` so that logging a settings object never leaks t
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,6 +18,8 @@ from typing import TypeVar
 from psycopg.conninfo import make_conninfo
 
 from streamspace.durations import format_duration, parse_duration
+from streamspace.naming import is_dns_label
+from streamspace.podsecurity import capability_name
 from streamspace.quantities import Quantity, parse_quantity
 
 T = TypeVar("T")
@@ -229,6 +232,42 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class AccessSettings:
+    """The session access gate (forward auth at the ingress) and the isolation of session pods."""
+
+    ttl: timedelta = timedelta(minutes=15)
+    """Lifetime of the credential ``/connect`` issues for a session's host
+    (``SESSION_ACCESS_TTL``, at most 24h)."""
+
+    secret: str | None = field(default=None, repr=False)
+    """Secret the gate's signing key is derived from (``SESSION_ACCESS_SECRET``, at least 32
+    characters); unset: derived from ``JWT_SECRET``, else random per facade process; secret."""
+
+    auth_url: str | None = None
+    """The facade's auth-check URL as the ingress controller reaches it, e.g.
+    ``http://streamspace-api.streamspace.svc:8080/auth/session`` (``SESSION_AUTH_URL``); session
+    Ingresses then carry the ingress-nginx ``auth-url`` annotations."""
+
+    signin_url: str | None = None
+    """Where ingress-nginx sends a browser that got 401 (``SESSION_AUTH_SIGNIN_URL``)."""
+
+    traefik_middleware: str | None = None
+    """A Traefik ForwardAuth Middleware for session Ingresses, as Traefik names it, e.g.
+    ``streamspace-session-auth@kubernetescrd`` (``SESSION_AUTH_TRAEFIK_MIDDLEWARE``)."""
+
+    allow_unauthenticated: bool = False
+    """Publish sessions through ``INGRESS_DOMAIN`` without a gate
+    (``ALLOW_UNAUTHENTICATED_SESSIONS=true``); never in production."""
+
+    ingress_namespace: str = "ingress-nginx"
+    """The only namespace whose pods a session's NetworkPolicy admits (``INGRESS_NAMESPACE``)."""
+
+    allowed_capabilities: tuple[str, ...] = ()
+    """Linux capabilities a template may give back to its container by listing them in
+    ``capabilities`` (``ALLOWED_CAPABILITIES``, comma-separated); none by default."""
+
+
+@dataclass(frozen=True)
 class MetricsSettings:
     """The operator's Prometheus endpoint (the facade serves ``/metrics`` on its own ``PORT``)."""
 
@@ -247,6 +286,7 @@ class Settings:
     sync: SyncSettings = SyncSettings()
     http: HttpSettings = HttpSettings()
     auth: AuthSettings = AuthSettings()
+    access: AccessSettings = AccessSettings()
     metrics: MetricsSettings = MetricsSettings()
     limits: LimitSettings = LimitSettings()
 
@@ -422,6 +462,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             webhook_allow_unsigned=read.flag("WEBHOOK_ALLOW_UNSIGNED"),
             webhook_tolerance=read.duration("WEBHOOK_TOLERANCE", AuthSettings.webhook_tolerance),
         ),
+        access=_access(read),
         metrics=MetricsSettings(
             host=read.text("METRICS_HOST", MetricsSettings.host) or MetricsSettings.host,
             port=read.port("METRICS_PORT", MetricsSettings.port, zero_disables=True),
@@ -432,6 +473,57 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         read.problems.append(
             "OIDC_ISSUER is set without OIDC_AUDIENCE: OIDC tokens are checked for an audience"
         )
+    gated = settings.access.auth_url or settings.access.traefik_middleware
+    if settings.sessions.ingress_domain and not gated and not settings.access.allow_unauthenticated:
+        read.problems.append(
+            "INGRESS_DOMAIN publishes sessions: set SESSION_AUTH_URL (ingress-nginx) or"
+            " SESSION_AUTH_TRAEFIK_MIDDLEWARE (Traefik) so that only their owners reach them,"
+            " or ALLOW_UNAUTHENTICATED_SESSIONS=true"
+        )
     if read.problems:
         raise ConfigError(read.problems)
     return settings
+
+
+MIN_ACCESS_SECRET = 32
+MAX_ACCESS_TTL = timedelta(hours=24)
+
+
+def _access(read: EnvReader) -> AccessSettings:
+    defaults = AccessSettings()
+    ttl = read.duration("SESSION_ACCESS_TTL", defaults.ttl)
+    if ttl > MAX_ACCESS_TTL:
+        read.problems.append("SESSION_ACCESS_TTL: at most 24h (the credential is short-lived)")
+    secret = read.text("SESSION_ACCESS_SECRET")
+    if secret is not None and len(secret) < MIN_ACCESS_SECRET:
+        read.problems.append(f"SESSION_ACCESS_SECRET: at least {MIN_ACCESS_SECRET} characters")
+    urls: dict[str, str | None] = {}
+    for variable in ("SESSION_AUTH_URL", "SESSION_AUTH_SIGNIN_URL"):
+        url = read.text(variable)
+        if url is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", url):
+            read.problems.append(f"{variable}={url!r}: expected an http(s) URL")
+        urls[variable] = url
+    capabilities = []
+    for raw in (read.text("ALLOWED_CAPABILITIES") or "").split(","):
+        if raw.strip():
+            name = capability_name(raw)
+            if name is None:
+                read.problems.append(
+                    f"ALLOWED_CAPABILITIES: {raw.strip()!r} is not a capability name"
+                    " (such as NET_BIND_SERVICE; ALL is refused)"
+                )
+            else:
+                capabilities.append(name)
+    namespace = read.text("INGRESS_NAMESPACE", defaults.ingress_namespace)
+    if namespace is not None and not is_dns_label(namespace):
+        read.problems.append(f"INGRESS_NAMESPACE={namespace!r}: expected a namespace name")
+    return AccessSettings(
+        ttl=ttl,
+        secret=secret,
+        auth_url=urls["SESSION_AUTH_URL"],
+        signin_url=urls["SESSION_AUTH_SIGNIN_URL"],
+        traefik_middleware=read.text("SESSION_AUTH_TRAEFIK_MIDDLEWARE"),
+        allow_unauthenticated=read.flag("ALLOW_UNAUTHENTICATED_SESSIONS"),
+        ingress_namespace=namespace or defaults.ingress_namespace,
+        allowed_capabilities=tuple(sorted(set(capabilities))),
+    )

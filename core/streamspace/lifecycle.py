@@ -49,6 +49,7 @@ class Observed:
     deployment: Mapping[str, Any] | None = None
     service: bool = False
     ingress: bool = False
+    network_policy: bool = False
     pods: tuple[PodView, ...] = ()
     uids: Mapping[str, str] = field(default_factory=dict)  # kind → uid of each child
     conflicts: tuple[str, ...] = ()  # "Kind/name" of same-named objects it does not control
@@ -75,6 +76,7 @@ class Observed:
             deployment=ours.get("Deployment"),
             service="Service" in ours,
             ingress="Ingress" in ours,
+            network_policy="NetworkPolicy" in ours,
             pods=pods,
             uids={kind: object_uid(obj) for kind, obj in ours.items()},
             conflicts=conflicts,
@@ -235,7 +237,7 @@ def _conflict(session: SessionInput, observed: Observed, plan: Plan) -> Conditio
 
 def _terminate(session: SessionInput, observed: Observed, plan: Plan) -> tuple[str, Condition]:
     name = workload_name(session.name)
-    for kind in ("Deployment", "Service", "Ingress"):
+    for kind in ("Deployment", "Service", "Ingress", "NetworkPolicy"):
         if kind in observed.uids:
             plan.delete.append((kind, name, observed.uids[kind]))
     previous = session.status.get("phase")
@@ -291,6 +293,9 @@ def _run(
                 "Normal", "MaxDurationExceeded", f"running longer than maxSessionDuration {limit}"
             )
         )
+    if not observed.network_policy:
+        # first: the pod never runs unprotected
+        plan.apply.append(manifests.network_policy(ref, view, opts))
     if observed.deployment is None or _replicas(observed.deployment) == 0:
         # (Re)started from the current template: template edits reach a session on its next
         # start, never by restarting a running one.

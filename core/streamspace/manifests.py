@@ -1,7 +1,10 @@
 """The Kubernetes objects a Session runs as, built as plain dicts. Pure: no I/O, no clock.
 
-Deployment, Service and (optionally) Ingress are owned by the Session and go with it. The home
-volume claim ``home-<user>`` is the user's data: shared by all their sessions, never owned by one.
+Deployment, Service, NetworkPolicy and (optionally) Ingress are owned by the Session and go with
+it. The home volume claim ``home-<user>`` is the user's data: shared by all their sessions, never
+owned by one. The pod runs under the default security context of ``podsecurity``; the
+NetworkPolicy admits only the ingress controller's namespace; the Ingress sends every request
+through the facade's access gate (forward auth) first.
 """
 
 from __future__ import annotations
@@ -11,7 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamspace import API_GROUP, API_VERSION
+from streamspace.auth.access import SESSION_HEADER, USER_HEADER, session_host
 from streamspace.naming import home_pvc_name, label_value, workload_name
+from streamspace.podsecurity import (
+    container_security_context,
+    kept_capabilities,
+    pod_security_context,
+)
 from streamspace.templates import Resources, TemplateView, merge_resources, normalize_resources
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "streamspace"}
@@ -21,6 +30,11 @@ TEMPLATE_LABEL = f"{API_GROUP}/template"
 SESSION_ANNOTATION = f"{API_GROUP}/session-name"
 CONTAINER = "session"
 HOME_VOLUME = "home"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set on every namespace by the API server
+NGINX_AUTH_URL = "nginx.ingress.kubernetes.io/auth-url"
+NGINX_AUTH_SIGNIN = "nginx.ingress.kubernetes.io/auth-signin"
+NGINX_AUTH_RESPONSE_HEADERS = "nginx.ingress.kubernetes.io/auth-response-headers"
+TRAEFIK_MIDDLEWARES = "traefik.ingress.kubernetes.io/router.middlewares"
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,11 @@ class WorkloadOptions:
     ingress_class: str | None = None
     storage_class: str | None = None
     home_size: str = "10Gi"
+    auth_url: str | None = None  # the facade's auth check, for ingress-nginx
+    auth_signin_url: str | None = None
+    traefik_middleware: str | None = None  # a ForwardAuth Middleware, for Traefik
+    ingress_namespace: str = "ingress-nginx"  # the only source a session's pod admits
+    allowed_capabilities: tuple[str, ...] = ()
 
 
 def labels(ref: SessionRef) -> dict[str, str]:
@@ -118,6 +137,9 @@ def deployment(
         "ports": _container_ports(template),
         "env": [{"name": k, "value": v} for k, v in template.env],
         "resources": session_resources(ref, template, opts),
+        "securityContext": container_security_context(
+            kept_capabilities(template.capabilities, opts.allowed_capabilities)
+        ),
     }
     probe = _readiness_probe(template)
     if probe:
@@ -126,6 +148,7 @@ def deployment(
         "containers": [container],
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(),
     }
     if persistent:
         container["volumeMounts"] = [{"name": HOME_VOLUME, "mountPath": template.home_path}]
@@ -170,12 +193,46 @@ def service(ref: SessionRef, template: TemplateView) -> dict[str, Any]:
     }
 
 
+def network_policy(
+    ref: SessionRef, template: TemplateView, opts: WorkloadOptions
+) -> dict[str, Any]:
+    """Traffic to the session's pod comes from the ingress controller's namespace, on the
+    session's ports, or not at all."""
+    ports = [
+        {"port": p["containerPort"], "protocol": p["protocol"]} for p in _container_ports(template)
+    ]
+    source = {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: opts.ingress_namespace}}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(ref),
+        "spec": {
+            "podSelector": {"matchLabels": selector(ref)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [source], "ports": ports}],
+        },
+    }
+
+
+def gate_annotations(opts: WorkloadOptions) -> dict[str, str]:
+    """Forward-auth annotations: every request to the session asks the facade first."""
+    annotations: dict[str, str] = {}
+    if opts.auth_url:
+        annotations[NGINX_AUTH_URL] = opts.auth_url
+        annotations[NGINX_AUTH_RESPONSE_HEADERS] = f"{USER_HEADER},{SESSION_HEADER}"
+        if opts.auth_signin_url:
+            annotations[NGINX_AUTH_SIGNIN] = opts.auth_signin_url
+    if opts.traefik_middleware:
+        annotations[TRAEFIK_MIDDLEWARES] = opts.traefik_middleware
+    return annotations
+
+
 def ingress(ref: SessionRef, template: TemplateView, opts: WorkloadOptions) -> dict[str, Any]:
     name = workload_name(ref.name)
     spec: dict[str, Any] = {
         "rules": [
             {
-                "host": f"{name}.{opts.ingress_domain}",
+                "host": session_host(ref.name, str(opts.ingress_domain)),
                 "http": {
                     "paths": [
                         {
@@ -192,10 +249,12 @@ def ingress(ref: SessionRef, template: TemplateView, opts: WorkloadOptions) -> d
     }
     if opts.ingress_class:
         spec["ingressClassName"] = opts.ingress_class
+    metadata = _metadata(ref)
+    metadata["annotations"].update(gate_annotations(opts))
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": _metadata(ref),
+        "metadata": metadata,
         "spec": spec,
     }
 
@@ -224,5 +283,5 @@ def session_url(ref: SessionRef, template: TemplateView, opts: WorkloadOptions) 
     name = workload_name(ref.name)
     path = template.webapp_path if template.app_type == "webapp" else "/"
     if opts.ingress_domain:
-        return f"https://{name}.{opts.ingress_domain}{path}"
+        return f"https://{session_host(ref.name, opts.ingress_domain)}{path}"
     return f"http://{name}.{ref.namespace}.svc.cluster.local:{template.main_port}{path}"

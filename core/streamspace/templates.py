@@ -44,6 +44,8 @@ class TemplateView:
     webapp_port: int | None = None
     webapp_path: str = "/"
     health_check: str | None = None
+    capabilities: tuple[str, ...] = ()
+    """As listed; the Linux capability names among them may be given back if an admin allows."""
 
     @property
     def main_port(self) -> int | None:
@@ -169,4 +171,5 @@ def view_template(spec: Mapping[str, Any]) -> TemplateView:
         webapp_port=int(webapp_port) if webapp_port else None,
         webapp_path=str(webapp.get("path") or "/"),
         health_check=str(webapp["healthCheck"]) if webapp.get("healthCheck") else None,
+        capabilities=tuple(str(c) for c in spec.get("capabilities") or [] if isinstance(c, str)),
     )

@@ -7,7 +7,8 @@ Middlewares, outermost first:
   being unreachable is a 503, an unexpected bug a 500 whose details stay in the log.
 * ``cors`` answers preflights and labels answers for browsers on ``CORS_ALLOWED_ORIGINS``.
 * ``authenticate`` establishes the caller (Bearer JWT or API key) on every route but the
-  public ones (health, version, the OpenAPI document and the signed webhook).
+  public ones (health, version, the OpenAPI document, the signed webhook and the session access
+  gate's check, which reads a credential of its own).
 * ``audit_trail`` writes one ``audit_log`` row for every authenticated mutating request.
 * ``rate_limit`` (``limits``) answers 429 to a user over ``RATE_LIMIT_CREATE``/``_CONNECT``.
 * ``idempotent`` (``idempotency``) answers a repeated POST with an ``Idempotency-Key`` once.
@@ -32,8 +33,19 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from streamspace import __version__
+from streamspace.auth.access import PARAMETER as ACCESS_PARAMETER
 from streamspace.config import Settings
-from streamspace_facade import admin, catalog, idempotency, limits, metrics, sessions, webhook, ws
+from streamspace_facade import (
+    admin,
+    catalog,
+    gate,
+    idempotency,
+    limits,
+    metrics,
+    sessions,
+    webhook,
+    ws,
+)
 from streamspace_facade.auth import Authenticator
 from streamspace_facade.errors import ApiError, invalid, unauthorized
 from streamspace_facade.kube import Kube, connect
@@ -44,7 +56,14 @@ from streamspace_facade.state import AUDIT, PRINCIPAL, SERVICES, Services, princ
 log = logging.getLogger(__name__)
 
 PUBLIC = frozenset(
-    {"/health", "/version", "/api/v1/openapi.json", "/webhooks/repository/sync", "/metrics"}
+    {
+        "/health",
+        "/version",
+        "/api/v1/openapi.json",
+        "/webhooks/repository/sync",
+        "/metrics",
+        gate.AUTH_PATH,  # checks the gate's own credential, not a bearer token
+    }
 )
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -178,7 +197,7 @@ async def _write_audit(request: web.Request, status: int, error: str | None) -> 
         )
 
 
-SECRET_QUERY = frozenset({"token", "access_token"})
+SECRET_QUERY = frozenset({"token", "access_token", ACCESS_PARAMETER})
 
 
 def loggable_path(request: web.BaseRequest) -> str:
@@ -277,7 +296,7 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
             idempotency.middleware(),
         ],
     )
-    svc = Services(settings=settings, kube=kube)
+    svc = Services(settings=settings, kube=kube, access_key=gate.access_key(settings))
     app[SERVICES] = svc
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources(svc))
@@ -288,6 +307,7 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     catalog.add_routes(app.router)
     admin.add_routes(app.router)
     webhook.add_routes(app.router)
+    gate.add_routes(app.router)
     ws.add_routes(app.router)
     metrics.add_routes(app.router)
     add_openapi(app.router)

@@ -266,6 +266,21 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
                    integer(minimum=0, maximum=100_000, default=100)),
             *STREAM_AUTH)),
     ),
+    "gate": (
+        Op("get", "/auth/session", "checkSessionAccess", "Forward auth for the ingress "
+           "controller: may the request in X-Original-URL (ingress-nginx) or X-Forwarded-Host/"
+           "-Uri (Traefik) reach its session? The credential is the streamspace_access cookie "
+           "or query parameter (a query one comes back as a cookie). 401: none, or invalid or "
+           "expired; 403: valid, but for another session or not the owner's",
+           {200: "GateResult"}, (401, 403),
+           (_header("X-Original-URL", "The original request's URL (ingress-nginx)."),
+            _header("X-Forwarded-Host", "The original request's host (Traefik)."),
+            _header("X-Forwarded-Uri", "The original request's path and query (Traefik)."),
+            _header("X-Forwarded-Proto", "The original request's scheme (Traefik)."),
+            {"name": "streamspace_access", "in": "cookie", "description": "The credential "
+             "from /connect.", "schema": string()}),
+           public=True),
+    ),
     "webhooks": (
         Op("post", "/webhooks/repository/sync", "repositoryWebhook", "A signed Git push: sync "
            "the repositories it concerns (200: not a branch push, or a repeated delivery)",

@@ -295,6 +295,24 @@ def schemas() -> dict[str, Schema]:
                 "state": STATE,
                 "phase": PHASE,
                 "ready": _bool("Running and reachable now (otherwise it is starting)."),
+                "accessToken": _nullable(
+                    string(
+                        "For the owner: the credential the session's host asks for (send it "
+                        "as ?streamspace_access= once; it comes back as a cookie); null for "
+                        "anyone else."
+                    )
+                ),
+                "accessExpiresAt": _time("When accessToken expires.", nullable=True),
+                "accessUrl": _nullable(
+                    string("sessionUrl with the credential in its query, once running.")
+                ),
+            }
+        ),
+        "GateResult": _response(
+            {
+                "user": string("Who the credential admits (the session's owner)."),
+                "session": string("The session it admits to."),
+                "expiresAt": _time("When the credential expires."),
             }
         ),
         "DisconnectResult": _response(

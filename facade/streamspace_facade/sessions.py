@@ -21,6 +21,7 @@ from streamspace.db.mirror import CONNECTIONS, SESSIONS, connection_row, is_dele
 from streamspace.lifecycle import revives
 from streamspace.naming import is_dns_label, is_object_name, label_value
 from streamspace.templates import normalize_resources
+from streamspace_facade import gate
 from streamspace_facade.errors import ApiError, conflict, forbidden, invalid, not_found
 from streamspace_facade.idempotency import IDEMPOTENCY
 from streamspace_facade.limits import enforce_caps
@@ -414,6 +415,7 @@ async def connect(request: web.Request) -> web.Response:
             "state": spec.get("state", "running"),
             "phase": status.get("phase") or "Pending",
             "ready": status.get("phase") == "Running" and spec.get("state") == "running",
+            **gate.credential(request, session, who.user, status.get("url")),
         }
     )
 

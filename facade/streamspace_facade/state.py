@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ class Services:
     auth: Any = None  # streamspace_facade.auth.Authenticator
     http: aiohttp.ClientSession | None = None
     live: Any = None  # streamspace_facade.ws.Live: the WebSocket streams
+    access_key: bytes = field(default=b"", repr=False)  # signs session access credentials
 
     @property
     def namespace(self) -> str:

@@ -45,13 +45,18 @@ class Context:
 
     @property
     def workload_options(self) -> WorkloadOptions:
-        s = self.settings.sessions
+        s, access = self.settings.sessions, self.settings.access
         return WorkloadOptions(
             default_resources=DEFAULT_RESOURCES,
             ingress_domain=s.ingress_domain,
             ingress_class=s.ingress_class,
             storage_class=s.storage_class,
             home_size=s.home_size,
+            auth_url=access.auth_url,
+            auth_signin_url=access.signin_url,
+            traefik_middleware=access.traefik_middleware,
+            ingress_namespace=access.ingress_namespace,
+            allowed_capabilities=access.allowed_capabilities,
         )
 
 

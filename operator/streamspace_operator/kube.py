@@ -170,6 +170,7 @@ class Kube:
             "Deployment": self.apps.read_namespaced_deployment,
             "Service": self.core.read_namespaced_service,
             "Ingress": self.networking.read_namespaced_ingress,
+            "NetworkPolicy": self.networking.read_namespaced_network_policy,
             "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,
             "Secret": self.core.read_namespaced_secret,
         }[kind]
@@ -187,6 +188,7 @@ class Kube:
             "Deployment": self.apps.patch_namespaced_deployment,
             "Service": self.core.patch_namespaced_service,
             "Ingress": self.networking.patch_namespaced_ingress,
+            "NetworkPolicy": self.networking.patch_namespaced_network_policy,
         }[manifest["kind"]]
         await patcher(
             meta["name"],
@@ -209,6 +211,7 @@ class Kube:
             "Deployment": self.apps.delete_namespaced_deployment,
             "Service": self.core.delete_namespaced_service,
             "Ingress": self.networking.delete_namespaced_ingress,
+            "NetworkPolicy": self.networking.delete_namespaced_network_policy,
         }[kind]
         options = client.V1DeleteOptions(
             propagation_policy="Background", preconditions=client.V1Preconditions(uid=uid)

@@ -38,7 +38,7 @@ async def observe(ctx: Context, session: SessionInput) -> Observed:
     kube = ctx.api
     name = workload_name(session.name)
     ns = session.namespace
-    kinds = ["Deployment", "Service"]
+    kinds = ["NetworkPolicy", "Deployment", "Service"]
     if ctx.settings.sessions.ingress_domain:
         kinds.append("Ingress")
     found = {kind: await kube.get_child(kind, ns, name) for kind in kinds}

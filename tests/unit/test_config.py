@@ -69,6 +69,7 @@ def test_values_are_parsed() -> None:
             "ALLOW_LOCAL_REPOS": "true",
             "CORS_ALLOWED_ORIGINS": "https://a.example, https://b.example",
             "INGRESS_DOMAIN": "streams.example.com",
+            "SESSION_AUTH_URL": "http://streamspace-api.streamspace.svc:8080/auth/session",
             "HOME_SIZE": "50Gi",
         }
     )
@@ -80,6 +81,55 @@ def test_values_are_parsed() -> None:
     assert s.http.cors_allowed_origins == ("https://a.example", "https://b.example")
     assert s.sessions.ingress_domain == "streams.example.com"
     assert s.sessions.home_size == "50Gi"
+
+
+def test_session_access_settings() -> None:
+    defaults = load_settings({}).access
+    assert defaults.ttl == timedelta(minutes=15)
+    assert defaults.ingress_namespace == "ingress-nginx"
+    assert defaults.allowed_capabilities == ()
+    assert defaults.auth_url is None and defaults.secret is None
+    s = load_settings(
+        {
+            "SESSION_ACCESS_TTL": "5m",
+            "SESSION_ACCESS_SECRET": "s" * 32,
+            "SESSION_AUTH_TRAEFIK_MIDDLEWARE": "streamspace-session-auth@kubernetescrd",
+            "INGRESS_DOMAIN": "streams.example.com",
+            "INGRESS_NAMESPACE": "traefik",
+            "ALLOWED_CAPABILITIES": "net_bind_service, CAP_CHOWN,CHOWN",
+        }
+    ).access
+    assert s.ttl == timedelta(minutes=5)
+    assert s.traefik_middleware == "streamspace-session-auth@kubernetescrd"
+    assert s.ingress_namespace == "traefik"
+    assert s.allowed_capabilities == ("CHOWN", "NET_BIND_SERVICE")
+    assert "s" * 32 not in repr(s)
+
+
+def test_published_sessions_need_a_gate() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"INGRESS_DOMAIN": "streams.example.com"})
+    assert "SESSION_AUTH_URL" in caught.value.problems[0]
+    opened = load_settings(
+        {"INGRESS_DOMAIN": "streams.example.com", "ALLOW_UNAUTHENTICATED_SESSIONS": "true"}
+    )
+    assert opened.access.allow_unauthenticated
+
+
+def test_bad_session_access_settings_are_reported() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            {
+                "SESSION_ACCESS_TTL": "48h",
+                "SESSION_ACCESS_SECRET": "hunter2",
+                "SESSION_AUTH_URL": "ftp://x/auth",
+                "ALLOWED_CAPABILITIES": "ALL,SYS_ADMIN,not a cap",
+                "INGRESS_NAMESPACE": "Ingress_Nginx",
+            }
+        )
+    problems = caught.value.problems
+    assert len(problems) == 6, problems
+    assert "hunter2" not in str(caught.value)
 
 
 def test_every_problem_is_reported_at_once() -> None:

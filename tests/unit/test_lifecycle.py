@@ -64,10 +64,15 @@ def seen(
     service: bool | dict[str, Any] = False,
     ingress: bool | dict[str, Any] = False,
     pods: tuple[PodView, ...] = (),
+    network_policy: bool | dict[str, Any] = False,
 ) -> Observed:
     """What the operator observes: ``True`` is a child of the session, a dict any object."""
     found: dict[str, dict[str, Any] | None] = {"Deployment": deployment}
-    for kind, value in (("Service", service), ("Ingress", ingress)):
+    for kind, value in (
+        ("Service", service),
+        ("Ingress", ingress),
+        ("NetworkPolicy", network_policy),
+    ):
         found[kind] = child(kind) if value is True else (value or None)
     return Observed.of(SESSION_UID, found, pods)
 
@@ -106,12 +111,17 @@ CASES = {
         session(), NO_PORT_TEMPLATE, seen(), "Failed", events=["TemplateInvalid"]
     ),
     "new session creates children": Case(
-        session(), TEMPLATE, seen(), "Pending", applies=["Deployment", "Service"], home=True
+        session(),
+        TEMPLATE,
+        seen(),
+        "Pending",
+        applies=["NetworkPolicy", "Deployment", "Service"],
+        home=True,
     ),
     "pod ready: running": Case(
         session(phase="Pending"),
         TEMPLATE,
-        seen(deployment(1, 1), service=True, pods=(POD,)),
+        seen(deployment(1, 1), service=True, network_policy=True, pods=(POD,)),
         "Running",
         home=True,
         events=["Started"],
@@ -119,21 +129,21 @@ CASES = {
     "still running: nothing to do": Case(
         session(phase="Running", startedAt=timestamp(NOW - timedelta(hours=1))),
         TEMPLATE,
-        seen(deployment(1, 1), service=True, pods=(POD,)),
+        seen(deployment(1, 1), service=True, network_policy=True, pods=(POD,)),
         "Running",
         home=True,
     ),
     "available but pod terminating: pending": Case(
         session(phase="Running", startedAt=timestamp(NOW)),
         TEMPLATE,
-        seen(deployment(1, 1), service=True, pods=(PodView("p", True, True),)),
+        seen(deployment(1, 1), service=True, network_policy=True, pods=(PodView("p", True, True),)),
         "Pending",
         home=True,
     ),
     "max duration exceeded": Case(
         session(phase="Running", startedAt=timestamp(NOW - timedelta(hours=8))),
         TEMPLATE,
-        seen(deployment(1, 1), service=True, pods=(POD,)),
+        seen(deployment(1, 1), service=True, network_policy=True, pods=(POD,)),
         "Running",
         home=True,
         events=["MaxDurationExceeded"],
@@ -142,14 +152,14 @@ CASES = {
     "hibernate: scale down, wait for pods": Case(
         session("hibernated", phase="Running"),
         TEMPLATE,
-        seen(deployment(1, 1), service=True, pods=(POD,)),
+        seen(deployment(1, 1), service=True, network_policy=True, pods=(POD,)),
         "Running",
         scale_to=0,
     ),
     "hibernate: pods gone": Case(
         session("hibernated", phase="Running"),
         TEMPLATE,
-        seen(deployment(0), service=True),
+        seen(deployment(0), service=True, network_policy=True),
         "Hibernated",
         events=["Hibernated"],
     ),
@@ -159,7 +169,7 @@ CASES = {
     "wake from hibernation": Case(
         session(phase="Hibernated"),
         TEMPLATE,
-        seen(deployment(0), service=True),
+        seen(deployment(0), service=True, network_policy=True),
         "Pending",
         applies=["Deployment"],
         home=True,
@@ -168,7 +178,7 @@ CASES = {
     "stray replica count is corrected": Case(
         session(phase="Running"),
         TEMPLATE,
-        seen(deployment(3, 1), service=True, pods=(POD,)),
+        seen(deployment(3, 1), service=True, network_policy=True, pods=(POD,)),
         "Running",
         scale_to=1,
         home=True,
@@ -176,9 +186,9 @@ CASES = {
     "terminate: delete children": Case(
         session("terminated", phase="Running"),
         TEMPLATE,
-        seen(deployment(1, 1), service=True, pods=(POD,)),
+        seen(deployment(1, 1), service=True, network_policy=True, pods=(POD,)),
         "Running",
-        deletes=["Deployment", "Service"],
+        deletes=["Deployment", "Service", "NetworkPolicy"],
     ),
     "terminated: nothing left": Case(
         session("terminated", phase="Running"),
@@ -253,7 +263,7 @@ def test_running_status_carries_url_pod_and_start() -> None:
     plan = decide(
         session(phase="Pending"),
         TEMPLATE,
-        seen(deployment(1, 1), service=True, pods=(POD,)),
+        seen(deployment(1, 1), service=True, network_policy=True, pods=(POD,)),
         NOW,
         OPTS,
     )
@@ -265,11 +275,11 @@ def test_running_status_carries_url_pod_and_start() -> None:
 def test_ingress_domain_adds_an_ingress_and_its_url() -> None:
     opts = WorkloadOptions(default_resources={}, ingress_domain="streams.example.com")
     plan = decide(session(), TEMPLATE, seen(), NOW, opts)
-    assert [m["kind"] for m in plan.apply] == ["Deployment", "Service", "Ingress"]
+    assert [m["kind"] for m in plan.apply] == ["NetworkPolicy", "Deployment", "Service", "Ingress"]
     running = decide(
         session(phase="Pending"),
         TEMPLATE,
-        seen(deployment(1, 1), service=True, ingress=True, pods=(POD,)),
+        seen(deployment(1, 1), service=True, network_policy=True, ingress=True, pods=(POD,)),
         NOW,
         opts,
     )
@@ -292,14 +302,14 @@ def test_hibernation_records_when_and_clears_url() -> None:
 
 def test_a_running_session_leaves_its_idle_deadline_to_the_idle_timer() -> None:
     deadline = timestamp(NOW + timedelta(minutes=5))
-    observed = seen(deployment(1, 1), service=True, pods=(POD,))
+    observed = seen(deployment(1, 1), service=True, network_policy=True, pods=(POD,))
     plan = decide(session(phase="Running", idleDeadline=deadline), TEMPLATE, observed, NOW, OPTS)
     assert "idleDeadline" not in plan.status
 
 
 def test_a_settled_session_plans_nothing_twice() -> None:
     """Feeding the decided status back in is a fixed point: no writes, no events."""
-    observed = seen(deployment(1, 1), service=True, pods=(POD,))
+    observed = seen(deployment(1, 1), service=True, network_policy=True, pods=(POD,))
     first = decide(session(phase="Pending"), TEMPLATE, observed, NOW, OPTS)
     settled = SessionInput(
         "s1", "ns", "uid-1", 2, session().spec, {k: v for k, v in first.status.items() if v}
@@ -314,18 +324,20 @@ def test_template_edits_do_not_restart_a_running_session() -> None:
     plan = decide(
         session(phase="Running", startedAt=timestamp(NOW)),
         edited,
-        seen(deployment(1, 1), service=True, pods=(POD,)),
+        seen(deployment(1, 1), service=True, network_policy=True, pods=(POD,)),
         NOW,
         OPTS,
     )
     assert plan.apply == []
-    woken = decide(session(phase="Hibernated"), edited, seen(deployment(0)), NOW, OPTS)
+    woken = decide(
+        session(phase="Hibernated"), edited, seen(deployment(0), network_policy=True), NOW, OPTS
+    )
     container = woken.apply[0]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "new:image"
 
 
 def test_condition_transition_time_moves_only_on_change() -> None:
-    observed = seen(deployment(1, 1), service=True, pods=(POD,))
+    observed = seen(deployment(1, 1), service=True, network_policy=True, pods=(POD,))
     first = decide(session(phase="Pending"), TEMPLATE, observed, NOW, OPTS)
     later = NOW + timedelta(minutes=10)
     second = decide(
@@ -369,7 +381,7 @@ def test_a_resolved_conflict_proceeds() -> None:
     conflicted = decide(session(), TEMPLATE, seen(deployment(0, owner=None)), NOW, OPTS)
     resumed = SessionInput("s1", "ns", SESSION_UID, 2, session().spec, dict(conflicted.status))
     plan = decide(resumed, TEMPLATE, seen(), NOW, OPTS)
-    assert [m["kind"] for m in plan.apply] == ["Deployment", "Service"]
+    assert [m["kind"] for m in plan.apply] == ["NetworkPolicy", "Deployment", "Service"]
     ready = next(c for c in plan.status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "Pending"
 
@@ -394,7 +406,9 @@ def test_writes_to_existing_children_carry_their_uid() -> None:
     wake = decide(
         session(phase="Hibernated"), TEMPLATE, seen(deployment(0), service=True), NOW, OPTS
     )
-    assert wake.apply[0]["metadata"]["uid"] == "deployment-uid"
+    applied = {m["kind"]: m["metadata"] for m in wake.apply}
+    assert applied["Deployment"]["uid"] == "deployment-uid"
+    assert "uid" not in applied["NetworkPolicy"]  # not there yet: created
     create = decide(session(), TEMPLATE, seen(), NOW, OPTS)
     assert all("uid" not in m["metadata"] for m in create.apply), "new objects have no uid yet"
 

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from streamspace.auth.access import session_host
 from streamspace.manifests import (
+    NAMESPACE_NAME_LABEL,
     SESSION_LABEL,
     SessionRef,
     WorkloadOptions,
     deployment,
     home_pvc,
+    ingress,
     labels,
+    network_policy,
+    selector,
     service,
     session_resources,
 )
@@ -213,3 +219,94 @@ def test_service_exposes_the_template_ports() -> None:
     ]
     assert svc["spec"]["type"] == "ClusterIP"
     assert session_resources(REF, VIEW, OPTS)["requests"]["cpu"] == "250m"
+
+
+def test_session_pods_run_with_the_default_security_context() -> None:
+    pod = deployment(REF, VIEW, OPTS, replicas=1)["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+    assert pod["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("declared", "allowed", "added"),
+    [
+        (["NET_BIND_SERVICE", "Audio"], (), None),  # the template alone grants nothing
+        ([], ("NET_BIND_SERVICE",), None),  # nor the admin alone
+        (
+            ["net_bind_service", "Audio", "CAP_SYS_ADMIN"],
+            ("NET_BIND_SERVICE",),
+            ["NET_BIND_SERVICE"],
+        ),
+        (["CHOWN", "SETUID", "SETGID"], ("SETGID", "CHOWN"), ["CHOWN", "SETGID"]),
+        (["ALL"], ("ALL",), None),  # ALL is never a capability to add
+    ],
+)
+def test_capabilities_come_back_only_when_declared_and_allowed(
+    declared: list[str], allowed: tuple[str, ...], added: list[str] | None
+) -> None:
+    view = view_template({"baseImage": "x", "vnc": {"port": 5901}, "capabilities": declared})
+    opts = WorkloadOptions(default_resources={}, allowed_capabilities=allowed)
+    container = deployment(REF, view, opts, replicas=1)["spec"]["template"]["spec"]["containers"][0]
+    capabilities = container["securityContext"]["capabilities"]
+    assert capabilities["drop"] == ["ALL"]
+    assert capabilities.get("add") == added
+
+
+def test_network_policy_admits_only_the_ingress_namespace_on_the_session_ports() -> None:
+    view = view_template(
+        {
+            "baseImage": "x",
+            "vnc": {"port": 5901},
+            "ports": [{"name": "audio", "containerPort": 4713, "protocol": "UDP"}],
+        }
+    )
+    opts = WorkloadOptions(default_resources={}, ingress_namespace="traefik")
+    policy = network_policy(REF, view, opts)
+    assert policy["kind"] == "NetworkPolicy"
+    assert policy["metadata"]["name"] == workload_name(REF.name)
+    assert policy["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert policy["spec"] == {
+        "podSelector": {"matchLabels": selector(REF)},
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {
+                "from": [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: "traefik"}}}],
+                "ports": [{"port": 5901, "protocol": "TCP"}, {"port": 4713, "protocol": "UDP"}],
+            }
+        ],
+    }
+    default = network_policy(REF, VIEW, OPTS)["spec"]["ingress"][0]["from"][0]
+    assert default["namespaceSelector"]["matchLabels"][NAMESPACE_NAME_LABEL] == "ingress-nginx"
+
+
+def test_ingress_carries_the_forward_auth_annotations() -> None:
+    opts = WorkloadOptions(
+        default_resources={},
+        ingress_domain="sessions.example.com",
+        auth_url="http://streamspace-api.streamspace.svc:8080/auth/session",
+        auth_signin_url="https://streamspace.example.com/login",
+        traefik_middleware="streamspace-session-auth@kubernetescrd",
+    )
+    ing = ingress(REF, VIEW, opts)
+    annotations = ing["metadata"]["annotations"]
+    assert annotations == {
+        "stream.space/session-name": REF.name,
+        "nginx.ingress.kubernetes.io/auth-url": opts.auth_url,
+        "nginx.ingress.kubernetes.io/auth-signin": opts.auth_signin_url,
+        "nginx.ingress.kubernetes.io/auth-response-headers": (
+            "X-StreamSpace-User,X-StreamSpace-Session"
+        ),
+        "traefik.ingress.kubernetes.io/router.middlewares": opts.traefik_middleware,
+    }
+    assert ing["spec"]["rules"][0]["host"] == session_host(REF.name, "sessions.example.com")
+    # only the controllers configured get annotations; the other children get none of them
+    nginx_only = ingress(REF, VIEW, replace(opts, auth_signin_url=None, traefik_middleware=None))
+    assert set(nginx_only["metadata"]["annotations"]) == {
+        "stream.space/session-name",
+        "nginx.ingress.kubernetes.io/auth-url",
+        "nginx.ingress.kubernetes.io/auth-response-headers",
+    }
+    assert set(service(REF, VIEW)["metadata"]["annotations"]) == {"stream.space/session-name"}
