@@ -96,6 +96,16 @@ class SyncSettings:
 
 
 @dataclass(frozen=True)
+class NetworkSettings:
+    """Outbound connections to addresses that callers choose (repository URLs)."""
+
+    allow_private_networks: bool = False
+    """Let syncs reach loopback, private (RFC 1918, CGNAT, ULA) and link-local addresses
+    (``ALLOW_PRIVATE_NETWORKS=true``): development and tests only. Cloud metadata, unspecified
+    and multicast addresses stay refused."""
+
+
+@dataclass(frozen=True)
 class HttpSettings:
     port: int = 8080
     """Port the facade listens on (``PORT``)."""
@@ -150,6 +160,7 @@ class Settings:
     kubernetes: KubernetesSettings = KubernetesSettings()
     sessions: SessionSettings = SessionSettings()
     sync: SyncSettings = SyncSettings()
+    network: NetworkSettings = NetworkSettings()
     http: HttpSettings = HttpSettings()
     auth: AuthSettings = AuthSettings()
     metrics: MetricsSettings = MetricsSettings()
@@ -256,6 +267,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             allow_local_repos=read.flag("ALLOW_LOCAL_REPOS"),
             ca_bundle=Path(ca) if (ca := read.text("SYNC_CA_BUNDLE")) else None,
         ),
+        network=NetworkSettings(allow_private_networks=read.flag("ALLOW_PRIVATE_NETWORKS")),
         http=HttpSettings(
             port=read.port("PORT", HttpSettings.port),
             db_pool_size=read.count("DB_POOL_SIZE", HttpSettings.db_pool_size, 1000),

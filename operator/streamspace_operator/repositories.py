@@ -10,7 +10,6 @@ only ever changes its own status.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +17,9 @@ from typing import Any
 import kopf
 
 from streamspace import API_GROUP, API_VERSION
+from streamspace.catalog.credentials import CREDENTIAL_SECRET_TYPE, credentials_from_secret
 from streamspace.catalog.git import Credentials, RepositoryError, fetch_snapshot
+from streamspace.catalog.netguard import NetworkGuard
 from streamspace.catalog.parse import ParseResult, parse_repository
 from streamspace.conditions import Condition, merge_conditions, parse_timestamp, timestamp
 from streamspace.config import Settings
@@ -44,22 +45,14 @@ def _now() -> datetime:
 
 
 async def credentials(ctx: Context, ns: str, spec: dict[str, Any]) -> Credentials:
+    """The credentials ``spec.auth`` names, if that Secret is a credential for the URL's host."""
     auth = spec.get("auth") or {}
     kind = str(auth.get("type") or "none")
     if kind == "none":
         return Credentials()
-    secret_name = (auth.get("secretRef") or {}).get("name")
-    secret = await ctx.api.get_child("Secret", ns, str(secret_name))
-    if secret is None:
-        raise RepositoryError(f"Secret {secret_name!r} not found")
-    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-    return Credentials(
-        kind=kind,
-        username=data.get("username"),
-        password=data.get("token") if kind == "token" else data.get("password"),
-        ssh_private_key=data.get("ssh-privatekey"),
-        known_hosts=data.get("known_hosts"),
-    )
+    secret_name = str((auth.get("secretRef") or {}).get("name"))
+    secret = await ctx.api.get_typed_secret(ns, secret_name, CREDENTIAL_SECRET_TYPE)
+    return credentials_from_secret(secret, secret_name, kind, str(spec.get("url", "")))
 
 
 async def sync(ctx: Context, ns: str, name: str) -> None:
@@ -79,8 +72,8 @@ async def sync(ctx: Context, ns: str, name: str) -> None:
                 "message": str(exc),
                 "lastSyncTime": timestamp(_now()),
             }
-            events = [Event("Warning", "SyncFailed", str(exc))]
-            ready = Condition("Ready", False, "SyncFailed", str(exc))
+            events = [Event("Warning", str(exc.reason), str(exc))]
+            ready = Condition("Ready", False, str(exc.reason), str(exc))
         else:
             ready = Condition("Ready", True, "Synced", status["message"][:1024])
         status["observedGeneration"] = generation
@@ -108,6 +101,7 @@ async def _sync(ctx: Context, body: dict[str, Any]) -> tuple[dict[str, Any], lis
         repository_id=meta["uid"],
         allow_local=ctx.settings.sync.allow_local_repos,
         ca_bundle=ctx.settings.sync.ca_bundle,
+        guard=NetworkGuard(allow_private=ctx.settings.network.allow_private_networks),
         wanted=("manifest.json",) if kind == "plugin" else (".yaml", ".yml"),
     )
     previous = body.get("status") or {}
