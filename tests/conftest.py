@@ -179,6 +179,7 @@ def start_operator(cluster: Cluster, namespace: str) -> Iterator[Callable[..., O
                 "NAMESPACE": namespace,
                 "METRICS_HOST": "127.0.0.1",
                 "METRICS_PORT": str(free_port()),
+                "ALLOW_PRIVATE_NETWORKS": "true",  # loopback Git servers
                 **env,
             }
         )
@@ -220,6 +221,7 @@ def start_facade(cluster: Cluster, namespace: str) -> Iterator[Callable[..., Fac
                 "JWT_SECRET": JWT_SECRET,
                 "WEBHOOK_SECRET": WEBHOOK_SECRET,
                 "ALLOW_LOCAL_REPOS": "true",
+                "ALLOW_PRIVATE_NETWORKS": "true",  # loopback Git servers
                 **env,
             }
         )
