@@ -187,6 +187,7 @@ def test_numeric_host_spellings_are_judged_by_their_address(tmp_path: Path) -> N
     [
         ("https://git.example.test/a/info/refs", True),
         ("https://GIT.example.test:443/b", True),
+        ("https://git.example.test./b", True),
         ("http://git.example.test/a", False),
         ("https://git.example.test:8443/a", False),
         ("https://other.example.test/a", False),

@@ -141,7 +141,7 @@ class NetworkGuard:
         """Resolve the URL's host once and check every address; RepositoryError if refused."""
         parts = urlsplit(url)
         scheme = parts.scheme
-        host = (parts.hostname or "").lower()
+        host = (parts.hostname or "").lower().rstrip(".")
         port = parts.port or DEFAULT_PORTS.get(scheme, 443)
         try:
             addresses: Sequence[str] = [str(ipaddress.ip_address(host))]
@@ -172,7 +172,7 @@ def same_origin(pinned: Pinned, url: str) -> bool:
         port = parts.port or DEFAULT_PORTS.get(parts.scheme, 443)
     except ValueError:
         return False
-    return (parts.scheme, (parts.hostname or "").lower(), port) == (
+    return (parts.scheme, (parts.hostname or "").lower().rstrip("."), port) == (
         pinned.scheme,
         pinned.host,
         pinned.port,
@@ -186,7 +186,7 @@ def guarded_pool_manager(
 
     class PinnedConnection(HTTPSConnection):
         def _new_conn(self) -> socket.socket:
-            if (self.host.lower(), self.port) != (pinned.host, pinned.port):
+            if (self.host.lower().rstrip("."), self.port) != (pinned.host, pinned.port):
                 raise RepositoryError(
                     "the sync tried to reach another host", Reason.REDIRECT_REFUSED
                 )
