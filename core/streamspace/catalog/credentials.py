@@ -33,7 +33,7 @@ def credential_host(url: str) -> str:
     parts = urlsplit(normalize_url(url, allow_local=True))
     if parts.scheme == "file":
         return "localhost:0"
-    host = (parts.hostname or "").lower()
+    host = (parts.hostname or "").lower().rstrip(".")
     port = parts.port or DEFAULT_PORTS.get(parts.scheme, 443)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
