@@ -220,19 +220,20 @@ def test_a_redirected_metadata_answer_never_reaches_anyone(
             status = wait_failed(objects, "evil")
         assert meta.requests == []
     assert ready_reason(status) == "RedirectRefused"
-    seen_by_alice = alice.get(REPOS)
-    assert seen_by_alice.status == 200
-    assert seen_by_alice.body["repositories"] == [
-        {"id": "evil", "name": "evil", "status": "failed"}
-    ]
+    summary = [{"id": "evil", "name": "evil", "status": "failed"}]
+    assert wait_until(lambda: alice.get(REPOS).body["repositories"] == summary, TIMEOUT)
+    seen_by_alice = alice.get("/api/v1/catalog/repositories")
+    assert seen_by_alice.status == 200 and seen_by_alice.body["repositories"] == summary
     seen_by_olga = olga.get(REPOS).body["repositories"][0]
     assert "redirected" in seen_by_olga["message"]
-    events = objects.core.list_namespaced_event(namespace).items
-    everything = json.dumps([seen_by_alice.body, seen_by_olga, status]) + str(
-        [(e.reason, e.message) for e in events]
-    )
+
+    def events() -> list[tuple[str, str]]:
+        items = objects.core.list_namespaced_event(namespace).items
+        return [(e.reason, e.message) for e in items]
+
+    assert wait_until(lambda: "RedirectRefused" in [reason for reason, _ in events()], TIMEOUT)
+    everything = json.dumps([seen_by_alice.body, seen_by_olga, status]) + str(events())
     assert not any(part in everything for part in STOLEN)
-    assert "RedirectRefused" in [e.reason for e in events]
 
 
 def test_loopback_repositories_fail_where_private_networks_are_refused(
