@@ -200,6 +200,17 @@ def guarded_pool_manager(
         ConnectionCls = PinnedConnection
 
     class Manager(urllib3.PoolManager):
+        def __init__(self, **kw: Any) -> None:
+            super().__init__(**kw)
+            self.responses: list[urllib3.BaseHTTPResponse] = []
+
+        def clear(self) -> None:
+            """Close the pools and every response handed out (dulwich leaves some unread)."""
+            for response in self.responses:
+                response.close()
+            self.responses.clear()
+            super().clear()
+
         def urlopen(  # type: ignore[override]
             self, method: str, url: str, redirect: bool = True, **kw: Any
         ) -> urllib3.BaseHTTPResponse:
@@ -212,6 +223,7 @@ def guarded_pool_manager(
                         Reason.REDIRECT_REFUSED,
                     )
                 response = super().urlopen(method, url, redirect=False, **kw)
+                self.responses.append(response)
                 location = response.get_redirect_location()
                 if not location:
                     return response
