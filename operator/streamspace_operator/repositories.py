@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -55,10 +55,25 @@ async def credentials(ctx: Context, ns: str, spec: dict[str, Any]) -> Credential
     return credentials_from_secret(secret, secret_name, kind, str(spec.get("url", "")))
 
 
-async def sync(ctx: Context, ns: str, name: str) -> None:
+def _due(body: dict[str, Any], default: timedelta) -> bool:
+    """A scheduled sync is due once ``syncInterval`` has passed since the last sync. A
+    repository never synced is not: its create handler syncs it (a timer firing at creation
+    would otherwise sync it a second time, right after)."""
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    if spec.get("suspend"):
+        return False
+    interval = parse_duration(str(spec["syncInterval"])) if spec.get("syncInterval") else default
+    last = parse_timestamp(status.get("lastSyncTime"))
+    return last is not None and _now() - last >= interval
+
+
+async def sync(ctx: Context, ns: str, name: str, *, scheduled: bool = False) -> None:
+    """Sync one repository; ``scheduled`` syncs only if still due once the lock is held."""
     async with ctx.locks[(ns, f"templaterepository/{name}")]:
         body = await ctx.api.get_custom("TemplateRepository", ns, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        if scheduled and not _due(body, ctx.settings.sync.interval):
             return
         generation = int(body["metadata"].get("generation") or 0)
         previous = dict(body.get("status") or {})
@@ -198,18 +213,11 @@ async def repository_due(
     status: kopf.Status,
     **_: Any,
 ) -> None:
-    """Sync when ``syncInterval`` has passed since the last sync (timers tick more often)."""
-    if spec.get("suspend"):
-        return
+    """Sync when ``syncInterval`` has passed since the last sync (timers tick more often);
+    checked on Kopf's copy first, then again on a fresh read under the repository's lock."""
     ctx = context(memo)
-    interval = (
-        parse_duration(str(spec["syncInterval"]))
-        if spec.get("syncInterval")
-        else ctx.settings.sync.interval
-    )
-    last = parse_timestamp(status.get("lastSyncTime"))
-    if last is None or _now() - last >= interval:
-        await sync(ctx, namespaced(namespace), name)
+    if _due({"spec": dict(spec), "status": dict(status)}, ctx.settings.sync.interval):
+        await sync(ctx, namespaced(namespace), name, scheduled=True)
 
 
 async def repository_deleted(
