@@ -200,6 +200,7 @@ def start_operator(cluster: Cluster, namespace: str) -> Iterator[Callable[..., O
                 "NAMESPACE": namespace,
                 "METRICS_HOST": "127.0.0.1",
                 "METRICS_PORT": str(free_port()),
+                "ALLOW_PRIVATE_NETWORKS": "true",  # loopback Git servers
                 **env,
             }
         )
@@ -245,6 +246,7 @@ def start_facade(cluster: Cluster, namespace: str) -> Iterator[Callable[..., Fac
                 # the rate limits themselves set them
                 "RATE_LIMIT_CREATE": "off",
                 "RATE_LIMIT_CONNECT": "off",
+                "ALLOW_PRIVATE_NETWORKS": "true",  # loopback Git servers
                 **env,
             }
         )

@@ -229,9 +229,16 @@ def _counting(
 
 @contextmanager
 def https_git_server(
-    repos: dict[str, Path], directory: Path, username: str, password: str
+    repos: dict[str, Path],
+    directory: Path,
+    username: str | None,
+    password: str | None,
+    *,
+    redirect: Callable[[str], str | None] = lambda path: None,
 ) -> Iterator[HttpsGitServer]:
-    """Serve ``repos`` (name → repository path) over HTTPS on 127.0.0.1 behind basic auth."""
+    """Serve ``repos`` (name → repository path) over HTTPS on 127.0.0.1 behind basic auth (none
+    when ``username`` is None). ``redirect`` maps a request path (with query) to a Location: a
+    302 answers that request instead."""
     backend = DictBackend({f"/{name}": Repo(str(path)) for name, path in repos.items()})
     sent: list[int] = []
     git_app = _counting(make_wsgi_chain(backend), sent)
@@ -241,7 +248,12 @@ def https_git_server(
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         header = environ.get("HTTP_AUTHORIZATION", "")
         seen.append(header)
-        if header != expected:
+        query = environ.get("QUERY_STRING", "")
+        location = redirect(environ.get("PATH_INFO", "") + (f"?{query}" if query else ""))
+        if location is not None:
+            start_response("302 Found", [("Location", location)])
+            return [b""]
+        if username is not None and header != expected:
             start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="git"')])
             return [b"unauthorized"]
         return git_app(environ, start_response)
@@ -262,6 +274,38 @@ def https_git_server(
     thread.start()
     try:
         yield HttpsGitServer(f"https://127.0.0.1:{server.server_port}", ca, seen, sent)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class RecordingHttpServer:
+    base_url: str
+    requests: list[str]  # "METHOD path Authorization-header" of every request
+
+
+@contextmanager
+def recording_http_server(answer: bytes) -> Iterator[RecordingHttpServer]:
+    """A plain HTTP server on 127.0.0.1 that answers every request with ``answer`` and records
+    it: the stand-in for a cloud metadata service in the SSRF tests."""
+    seen: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        seen.append(
+            f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '')} "
+            f"{environ.get('HTTP_AUTHORIZATION', '')}"
+        )
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [answer]
+
+    server = make_server(
+        "127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield RecordingHttpServer(f"http://127.0.0.1:{server.server_port}", seen)
     finally:
         server.shutdown()
         server.server_close()

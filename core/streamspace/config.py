@@ -119,6 +119,16 @@ class SyncSettings:
 
 
 @dataclass(frozen=True)
+class NetworkSettings:
+    """Outbound connections to addresses that callers choose (repository URLs)."""
+
+    allow_private_networks: bool = False
+    """Let syncs reach loopback, private (RFC 1918, CGNAT, ULA) and link-local addresses
+    (``ALLOW_PRIVATE_NETWORKS=true``): development and tests only. Cloud metadata, unspecified
+    and multicast addresses stay refused."""
+
+
+@dataclass(frozen=True)
 class HttpSettings:
     port: int = 8080
     """Port the facade listens on (``PORT``)."""
@@ -284,6 +294,7 @@ class Settings:
     kubernetes: KubernetesSettings = KubernetesSettings()
     sessions: SessionSettings = SessionSettings()
     sync: SyncSettings = SyncSettings()
+    network: NetworkSettings = NetworkSettings()
     http: HttpSettings = HttpSettings()
     auth: AuthSettings = AuthSettings()
     access: AccessSettings = AccessSettings()
@@ -442,6 +453,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 "SYNC_MAX_MANIFEST_BYTES", SyncSettings.max_manifest_bytes, 2**30
             ),
         ),
+        network=NetworkSettings(allow_private_networks=read.flag("ALLOW_PRIVATE_NETWORKS")),
         http=HttpSettings(
             port=read.port("PORT", HttpSettings.port),
             db_pool_size=read.count("DB_POOL_SIZE", HttpSettings.db_pool_size, 1000),

@@ -126,10 +126,12 @@ def child_env(settings: Settings, inherited: Mapping[str, str]) -> dict[str, str
     """The environment of the operator and the facade: ``inherited``, plus what the run adds.
 
     Webhook and JWT secrets are made up for this run unless configured, and ``ALLOW_LOCAL_REPOS``
-    defaults to true, so that the example repository on this machine can be added.
+    and ``ALLOW_PRIVATE_NETWORKS`` default to true, so that the example repository on this
+    machine (and Git servers on a private network) can be added.
     """
     env = {**inherited}
     env.setdefault("ALLOW_LOCAL_REPOS", "true")
+    env.setdefault("ALLOW_PRIVATE_NETWORKS", "true")  # Git servers on this machine or its LAN
     if not settings.auth.webhook_secret:
         env["WEBHOOK_SECRET"] = secrets.token_hex(16)
     if not settings.auth.jwt_secret:

@@ -9,17 +9,23 @@ annotation, which the operator acts on.
 
 from __future__ import annotations
 
-import base64
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from psycopg.rows import dict_row
 
 from streamspace import API_GROUP, API_VERSION
+from streamspace.catalog.credentials import (
+    CREDENTIAL_SECRET_TYPE,
+    credential_secret,
+)
 from streamspace.catalog.git import RepositoryError, normalize_url
+from streamspace.catalog.netguard import refusal
 from streamspace.db.mirror import REPOSITORIES
 from streamspace.naming import is_dns_label, is_object_name
 from streamspace.sync_requests import SYNC_REQUESTED, stamp
@@ -27,10 +33,12 @@ from streamspace.templates import infer_app_type
 from streamspace_facade.errors import ApiError, invalid, not_found
 from streamspace_facade.state import (
     Fields,
+    Services,
     audit,
     duration_problem,
     iso,
     json_body,
+    principal,
     query_int,
     require,
     services,
@@ -289,8 +297,15 @@ def repository_view(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def repository_summary(row: Mapping[str, Any]) -> dict[str, Any]:
+    """What a plain user may see of a repository: URL, branch and sync messages are for operators
+    (a message is ours, never remote bytes, but it still says how the sync went)."""
+    return {"id": row["id"], "name": row["name"], "status": row["status"]}
+
+
 async def list_repositories(request: web.Request) -> web.Response:
     svc = services(request)
+    view = repository_view if principal(request).at_least("operator") else repository_summary
     async with svc.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT * FROM repositories WHERE (%(ns)s::text IS NULL OR namespace = %(ns)s) "
@@ -298,9 +313,7 @@ async def list_repositories(request: web.Request) -> web.Response:
             {"ns": svc.scope},
         )
         rows = await cur.fetchall()
-    return web.json_response(
-        {"repositories": [repository_view(r) for r in rows], "total": len(rows)}
-    )
+    return web.json_response({"repositories": [view(r) for r in rows], "total": len(rows)})
 
 
 def _name_from_url(url: str) -> str:
@@ -332,17 +345,29 @@ def _credentials(fields: Fields, auth_type: str, existing_secret: str | None) ->
     return credentials
 
 
+def _address_problem(url: str, allow_private: bool) -> str | None:
+    """Why a URL whose host is an IP address is refused; host names are judged at sync time."""
+    try:
+        address = ipaddress.ip_address((urlsplit(url).hostname or "").split("%", 1)[0])
+    except ValueError:
+        return None
+    why = refusal(address, allow_private)
+    return None if why is None else f"the host is {why}; such addresses are refused"
+
+
 def _repository_request(
-    body: dict[str, Any], allow_local: bool
+    body: dict[str, Any], allow_local: bool, allow_private: bool
 ) -> tuple[str, dict[str, Any], dict[str, str]]:
     """Validate a create request: the repository name, its spec and any credentials."""
     fields = Fields(body, REPOSITORY_FIELDS)
     url = fields.get("url", str, required=True)
     if url is not None:
         try:
-            normalize_url(url, allow_local)
+            problem = _address_problem(normalize_url(url, allow_local), allow_private)
         except RepositoryError as exc:
-            fields.fail("url", str(exc))
+            problem = str(exc)
+        if problem:
+            fields.fail("url", problem)
     name = fields.get(
         "name",
         str,
@@ -379,20 +404,15 @@ async def create_repository(request: web.Request) -> web.Response:
     svc = services(request)
     require(request, "operator")
     name, spec, credentials = _repository_request(
-        await json_body(request), svc.settings.sync.allow_local_repos
+        await json_body(request),
+        svc.settings.sync.allow_local_repos,
+        svc.settings.network.allow_private_networks,
     )
     secret_name = f"{name}-auth" if credentials else None
     if secret_name:
-        await svc.kube.create_secret(
-            svc.namespace,
-            {
-                "metadata": {
-                    "name": secret_name,
-                    "labels": {**MANAGED_BY, "stream.space/repository": name},
-                },
-                "type": "Opaque",
-                "data": {k: base64.b64encode(v.encode()).decode() for k, v in credentials.items()},
-            },
+        labels = {"stream.space/repository": name}
+        secret = await svc.kube.create_secret(
+            svc.namespace, credential_secret(secret_name, spec["url"], credentials, labels)
         )
     try:
         obj = await svc.kube.create(
@@ -400,7 +420,7 @@ async def create_repository(request: web.Request) -> web.Response:
         )
     except ApiError:
         if secret_name:
-            await svc.kube.delete_secret(svc.namespace, secret_name)
+            await svc.kube.delete_secret(svc.namespace, secret_name, secret["metadata"]["uid"])
         raise
     if secret_name:
         owner = {
@@ -445,6 +465,23 @@ async def sync_repository(request: web.Request) -> web.Response:
     return web.json_response({"repositories": [name], "total": 1}, status=202)
 
 
+async def _delete_owned_secret(svc: Services, repository: Mapping[str, Any]) -> None:
+    """Delete the credential Secret made for ``repository``: only one of our type that the
+    repository owns (owner reference uid), and only if it is still that one (uid precondition).
+    The garbage collector would do the same where a controller manager runs."""
+    auth = (repository.get("spec") or {}).get("auth") or {}
+    name = (auth.get("secretRef") or {}).get("name")
+    if not isinstance(name, str):
+        return
+    secret = await svc.kube.get_typed_secret(svc.namespace, name, CREDENTIAL_SECRET_TYPE)
+    if secret is None:
+        return
+    uid = repository["metadata"]["uid"]
+    owners = secret["metadata"].get("ownerReferences") or []
+    if any(o.get("uid") == uid for o in owners):
+        await svc.kube.delete_secret(svc.namespace, name, secret["metadata"]["uid"])
+
+
 async def delete_repository(request: web.Request) -> web.Response:
     svc = services(request)
     require(request, "operator")
@@ -452,9 +489,7 @@ async def delete_repository(request: web.Request) -> web.Response:
     name = obj["metadata"]["name"]
     await svc.kube.delete("TemplateRepository", svc.namespace, name)
     await svc.mirror.forget(REPOSITORIES, obj["metadata"]["uid"])
-    secret = ((obj.get("spec") or {}).get("auth") or {}).get("secretRef", {}).get("name")
-    if secret == f"{name}-auth":  # the Secret we made for it (also owned, for the GC)
-        await svc.kube.delete_secret(svc.namespace, secret)
+    await _delete_owned_secret(svc, obj)
     audit(request, "delete", "repository", name)
     return web.Response(status=204)
 

@@ -238,12 +238,35 @@ class Kube:
         )
         return obj
 
-    async def delete_secret(self, namespace: str, name: str) -> None:
+    async def delete_secret(self, namespace: str, name: str, uid: str) -> None:
+        """Delete the Secret ``name`` if it is still the one with ``uid`` (a precondition)."""
         try:
-            await self._call("Secret", name, self.core.delete_namespaced_secret, name, namespace)
+            await self._call(
+                "Secret",
+                name,
+                self.core.delete_namespaced_secret,
+                name,
+                namespace,
+                body={"preconditions": {"uid": uid}},
+            )
         except ApiError as exc:
-            if exc.status != 404:
+            if exc.status not in (404, 409):  # gone, or replaced by another Secret: not ours
                 raise
+
+    async def get_typed_secret(
+        self, namespace: str, name: str, secret_type: str
+    ) -> dict[str, Any] | None:
+        """The Secret ``name`` if its type is ``secret_type``; Secrets of other types are never
+        read (the API server filters them out)."""
+        data = await self._call(
+            "Secret",
+            name,
+            self.core.list_namespaced_secret,
+            namespace,
+            field_selector=f"metadata.name={name},type={secret_type}",
+        )
+        items: list[dict[str, Any]] = list(data.get("items") or [])
+        return items[0] if items else None
 
     async def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
         pod: dict[str, Any] = await self._call(

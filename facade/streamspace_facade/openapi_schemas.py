@@ -385,7 +385,7 @@ def schemas() -> dict[str, Schema]:
             page=integer("This page (from 1).", minimum=1),
             limit=integer("Items per page.", minimum=1, maximum=100),
         ),
-        "Repository": _response(
+        "Repository": _response(  # users see id, name and status; operators everything
             {
                 "id": string("The TemplateRepository's name."),
                 "name": string("Same as id."),
@@ -404,8 +404,10 @@ def schemas() -> dict[str, Schema]:
                 "templateCount": integer("Templates found.", minimum=0),
                 "pluginCount": integer("Plugins found.", minimum=0),
                 "createdAt": _time("When it was created."),
-            }
-        ),
+            },
+            "A template repository. Callers with the user role see id, name and status only.",
+        )
+        | {"required": ["id", "name", "status"]},
         "RepositoryList": _list("repositories", "Repository"),
         "RepositoryCreate": _request(
             {

@@ -172,7 +172,6 @@ class Kube:
             "Ingress": self.networking.read_namespaced_ingress,
             "NetworkPolicy": self.networking.read_namespaced_network_policy,
             "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,
-            "Secret": self.core.read_namespaced_secret,
         }[kind]
         return await _json(reader, name, namespace)
 
@@ -267,3 +266,18 @@ class Kube:
             await self.core.create_namespaced_event(meta["namespace"], body)
         except ApiException as exc:
             log.warning("could not post event %s on %s: %s", event.reason, meta["name"], exc.reason)
+
+    # -- credentials -------------------------------------------------------------------------
+
+    async def get_typed_secret(
+        self, namespace: str, name: str, secret_type: str
+    ) -> dict[str, Any] | None:
+        """The Secret ``name`` if its type is ``secret_type``, else None: a Secret of any other
+        type is never even read (the API server filters by type)."""
+        data = await _json(
+            self.core.list_namespaced_secret,
+            namespace,
+            field_selector=f"metadata.name={name},type={secret_type}",
+        )
+        items = list((data or {}).get("items") or [])
+        return items[0] if items else None

@@ -11,15 +11,16 @@ only ever changes its own status.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
 
 from streamspace import API_GROUP, API_VERSION
+from streamspace.catalog.credentials import CREDENTIAL_SECRET_TYPE, credentials_from_secret
 from streamspace.catalog.git import Credentials, RepositoryError, fetch_snapshot
+from streamspace.catalog.netguard import NetworkGuard
 from streamspace.catalog.parse import ParseResult, parse_repository, sync_limits
 from streamspace.conditions import Condition, merge_conditions, parse_timestamp, timestamp
 from streamspace.config import Settings
@@ -45,28 +46,35 @@ def _now() -> datetime:
 
 
 async def credentials(ctx: Context, ns: str, spec: dict[str, Any]) -> Credentials:
+    """The credentials ``spec.auth`` names, if that Secret is a credential for the URL's host."""
     auth = spec.get("auth") or {}
     kind = str(auth.get("type") or "none")
     if kind == "none":
         return Credentials()
-    secret_name = (auth.get("secretRef") or {}).get("name")
-    secret = await ctx.api.get_child("Secret", ns, str(secret_name))
-    if secret is None:
-        raise RepositoryError(f"Secret {secret_name!r} not found")
-    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-    return Credentials(
-        kind=kind,
-        username=data.get("username"),
-        password=data.get("token") if kind == "token" else data.get("password"),
-        ssh_private_key=data.get("ssh-privatekey"),
-        known_hosts=data.get("known_hosts"),
-    )
+    secret_name = str((auth.get("secretRef") or {}).get("name"))
+    secret = await ctx.api.get_typed_secret(ns, secret_name, CREDENTIAL_SECRET_TYPE)
+    return credentials_from_secret(secret, secret_name, kind, str(spec.get("url", "")))
 
 
-async def sync(ctx: Context, ns: str, name: str) -> None:
+def _due(body: dict[str, Any], default: timedelta) -> bool:
+    """A scheduled sync is due once ``syncInterval`` has passed since the last sync. A
+    repository never synced is not: its create handler syncs it (a timer firing at creation
+    would otherwise sync it a second time, right after)."""
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    if spec.get("suspend"):
+        return False
+    interval = parse_duration(str(spec["syncInterval"])) if spec.get("syncInterval") else default
+    last = parse_timestamp(status.get("lastSyncTime"))
+    return last is not None and _now() - last >= interval
+
+
+async def sync(ctx: Context, ns: str, name: str, *, scheduled: bool = False) -> None:
+    """Sync one repository; ``scheduled`` syncs only if still due once the lock is held."""
     async with ctx.locks[(ns, f"templaterepository/{name}")]:
         body = await ctx.api.get_custom("TemplateRepository", ns, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        if scheduled and not _due(body, ctx.settings.sync.interval):
             return
         generation = int(body["metadata"].get("generation") or 0)
         previous = dict(body.get("status") or {})
@@ -80,8 +88,8 @@ async def sync(ctx: Context, ns: str, name: str) -> None:
                 "message": str(exc),
                 "lastSyncTime": timestamp(_now()),
             }
-            events = [Event("Warning", "SyncFailed", str(exc))]
-            ready = Condition("Ready", False, "SyncFailed", str(exc))
+            events = [Event("Warning", str(exc.reason), str(exc))]
+            ready = Condition("Ready", False, str(exc.reason), str(exc))
         else:
             ready = Condition("Ready", True, "Synced", status["message"][:1024])
         status["observedGeneration"] = generation
@@ -110,6 +118,7 @@ async def _sync(ctx: Context, body: dict[str, Any]) -> tuple[dict[str, Any], lis
         repository_id=meta["uid"],
         allow_local=ctx.settings.sync.allow_local_repos,
         ca_bundle=ctx.settings.sync.ca_bundle,
+        guard=NetworkGuard(allow_private=ctx.settings.network.allow_private_networks),
         wanted=("manifest.json",) if kind == "plugin" else (".yaml", ".yml"),
         limits=limits,
     )
@@ -220,18 +229,11 @@ async def repository_due(
     status: kopf.Status,
     **_: Any,
 ) -> None:
-    """Sync when ``syncInterval`` has passed since the last sync (timers tick more often)."""
-    if spec.get("suspend"):
-        return
+    """Sync when ``syncInterval`` has passed since the last sync (timers tick more often);
+    checked on Kopf's copy first, then again on a fresh read under the repository's lock."""
     ctx = context(memo)
-    interval = (
-        parse_duration(str(spec["syncInterval"]))
-        if spec.get("syncInterval")
-        else ctx.settings.sync.interval
-    )
-    last = parse_timestamp(status.get("lastSyncTime"))
-    if last is None or _now() - last >= interval:
-        await sync(ctx, namespaced(namespace), name)
+    if _due({"spec": dict(spec), "status": dict(status)}, ctx.settings.sync.interval):
+        await sync(ctx, namespaced(namespace), name, scheduled=True)
 
 
 async def repository_deleted(

@@ -18,6 +18,7 @@ from gitfixtures import (
     make_repo,
     ssh_git_server,
 )
+from streamspace.catalog.credentials import credential_secret
 from streamspace.db.migrate import migrate
 from streamspace_dev.process import wait_until
 from streamspace_testing import GROUP, VERSION, Objects
@@ -188,7 +189,7 @@ def test_local_repositories_need_permission(
     repository(objects, "local", {"url": git.url})
     status = wait_synced(objects, "local", phase="Failed")
     assert "local repositories are disabled" in status["message"]
-    assert status["conditions"][0]["reason"] == "SyncFailed"
+    assert status["conditions"][0]["reason"] == "InvalidURL"
 
 
 def test_a_failing_repository_does_not_affect_the_others(
@@ -216,12 +217,12 @@ def test_https_with_credentials_and_no_leaks(
     username = "alice" if auth == "basic" else "x-access-token"
     keys = {"username": username, "password": PASSWORD} if auth == "basic" else {"token": PASSWORD}
     wrong = {**keys, ("password" if auth == "basic" else "token"): "wrong-" + PASSWORD}
-    for name, data in (("good-creds", keys), ("bad-creds", wrong)):
-        objects.core.create_namespaced_secret(
-            objects.ns, {"metadata": {"name": name}, "stringData": data}
-        )
     caplog.set_level(logging.DEBUG)
     with https_git_server({"t.git": git.path}, tmp_path, username, PASSWORD) as server:
+        for name, data in (("good-creds", keys), ("bad-creds", wrong)):
+            objects.core.create_namespaced_secret(
+                objects.ns, credential_secret(name, f"{server.base_url}/t.git", data, {})
+            )
         run_operator(SYNC_CA_BUNDLE=str(server.ca_bundle))
         for name in ("good-creds", "bad-creds"):
             repository(
@@ -235,6 +236,7 @@ def test_https_with_credentials_and_no_leaks(
         assert wait_synced(objects, "good-creds")["templateCount"] == len(PUBLIC_FORMAT_TEMPLATES)
         failed = wait_synced(objects, "bad-creds", phase="Failed")
         assert any(h.startswith("Basic ") for h in server.requests)
+        assert failed["conditions"][0]["reason"] == "AuthFailed"
     everything = [
         str(failed),
         str(repo_status(objects, "good-creds")),
@@ -281,15 +283,9 @@ def test_ssh_with_a_deploy_key(
             ("deploy-key", server.known_hosts),
             ("wrong-host", server.known_hosts.replace("[127.0.0.1]", "[127.0.0.2]")),
         ):
+            data = {"ssh-privatekey": server.private_key, "known_hosts": known_hosts}
             objects.core.create_namespaced_secret(
-                objects.ns,
-                {
-                    "metadata": {"name": name},
-                    "stringData": {
-                        "ssh-privatekey": server.private_key,
-                        "known_hosts": known_hosts,
-                    },
-                },
+                objects.ns, credential_secret(name, server.url(git.path), data, {})
             )
             repository(
                 objects,

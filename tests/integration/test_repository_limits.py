@@ -32,6 +32,7 @@ from gitfixtures import (
     ssh_git_server,
 )
 from streamspace.catalog.git import Credentials, RepositoryError, fetch_snapshot
+from streamspace.catalog.netguard import NetworkGuard
 from streamspace.catalog.parse import Limits
 from streamspace.db.migrate import migrate
 from streamspace_dev.process import wait_until
@@ -65,6 +66,7 @@ def test_a_pack_over_the_cap_is_aborted_while_it_downloads(tmp_path: Path) -> No
                 allow_local=False,
                 ca_bundle=server.ca_bundle,
                 limits=limits,
+                guard=NetworkGuard(allow_private=True),  # a loopback server
             )
         pack_response = max(server.sent)
     # The client hung up after ~2 MiB: the server got rid of far less than the 36+ MiB pack
@@ -108,11 +110,12 @@ FETCH_IN_A_SUBPROCESS = """
 import json, re, sys
 from pathlib import Path
 from streamspace.catalog.git import Credentials, RepositoryError, fetch_snapshot
+from streamspace.catalog.netguard import NetworkGuard
 args = json.loads(sys.argv[1])
 creds = Credentials("ssh", ssh_private_key=args["key"], known_hosts=args["known_hosts"])
 try:
     fetch_snapshot(args["url"], "main", Path(args["work"]), creds, repository_id="bomb",
-                   allow_local=False)
+                   allow_local=False, guard=NetworkGuard(allow_private=True))
     outcome = "fetched"
 except RepositoryError as exc:
     outcome = str(exc)

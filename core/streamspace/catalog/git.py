@@ -23,14 +23,30 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dulwich.client import (
+    HTTPUnauthorized,
     SSHGitClient,
     SSHVendor,
     SubprocessSSHVendor,
+    Urllib3HttpGitClient,
     get_transport_and_path,
 )
 from dulwich.config import ConfigDict
+from dulwich.errors import GitProtocolError, NotGitRepository
 from dulwich.repo import Repo
 
+from streamspace.catalog.errors import (
+    AUTH_FAILED_MESSAGE,
+    FETCH_FAILED_MESSAGE,
+    NOT_FOUND_MESSAGE,
+    Reason,
+    RepositoryError,
+)
+from streamspace.catalog.netguard import (
+    NetworkGuard,
+    Pinned,
+    guarded_pool_manager,
+    ssh_pin_options,
+)
 from streamspace.catalog.objects import (
     SUBMODULE_MODE,
     Snapshot,
@@ -40,14 +56,18 @@ from streamspace.catalog.objects import (
 )
 from streamspace.catalog.parse import DEFAULT_LIMITS, Limits
 
+__all__ = [
+    "SUBMODULE_MODE",
+    "Credentials",
+    "RepositoryError",
+    "Snapshot",
+    "fetch_snapshot",
+    "normalize_url",
+]
+
 log = logging.getLogger(__name__)
 
-__all__ = ["SUBMODULE_MODE", "Credentials", "RepositoryError", "Snapshot", "fetch_snapshot"]
 _SCP_LIKE = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)$")
-
-
-class RepositoryError(RuntimeError):
-    """The repository could not be synced; the message is safe to show (no credentials)."""
 
 
 @dataclass(frozen=True)
@@ -73,28 +93,32 @@ def normalize_url(url: str, allow_local: bool) -> str:
     if url.startswith("/") or url.startswith("file://"):
         if not allow_local:
             raise RepositoryError(
-                "local repositories are disabled (set ALLOW_LOCAL_REPOS=true for development)"
+                "local repositories are disabled (set ALLOW_LOCAL_REPOS=true for development)",
+                Reason.INVALID_URL,
             )
         path = url.removeprefix("file://")
         if not path.startswith("/") or "\x00" in path:
-            raise RepositoryError("a local repository needs an absolute path")
+            raise RepositoryError("a local repository needs an absolute path", Reason.INVALID_URL)
         return "file://" + path
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (validates the port)
     except ValueError as exc:
-        raise RepositoryError(f"the URL cannot be parsed: {exc}") from None
+        raise RepositoryError(f"the URL cannot be parsed: {exc}", Reason.INVALID_URL) from None
     if parts.scheme not in ("https", "ssh"):
         raise RepositoryError(
-            f"URL scheme {parts.scheme or '(none)'!r} is not allowed; use https:// or ssh://"
+            f"URL scheme {parts.scheme or '(none)'!r} is not allowed; use https:// or ssh://",
+            Reason.INVALID_URL,
         )
     if " " in url or not url.isprintable():
-        raise RepositoryError("the URL contains spaces or control characters")
+        raise RepositoryError("the URL contains spaces or control characters", Reason.INVALID_URL)
     if parts.password is not None or (parts.scheme == "https" and parts.username is not None):
-        raise RepositoryError("credentials in the URL are not accepted; use auth.secretRef")
+        raise RepositoryError(
+            "credentials in the URL are not accepted; use auth.secretRef", Reason.INVALID_URL
+        )
     host = parts.hostname or ""
     if not host or host.startswith("-") or (parts.username or "").startswith("-"):
-        raise RepositoryError("the URL names no valid host")
+        raise RepositoryError("the URL names no valid host", Reason.INVALID_URL)
     return url
 
 
@@ -104,33 +128,42 @@ def _repo_dir(work_dir: Path, repository_id: str, url: str, branch: str) -> Path
     return work_dir / digest
 
 
-def _ssh_command(creds: Credentials, directory: Path) -> str:
-    """Write the key and known hosts into ``directory`` (private, removed after the fetch)."""
+def _ssh_command(creds: Credentials, directory: Path, pinned: Pinned) -> str:
+    """ssh for one fetch: no user config, host key checked for the URL's host name while the
+    connection goes to the pinned address; the key and known hosts (ssh auth) are written into
+    ``directory`` (private, removed after the fetch)."""
+    options = [
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "ConnectTimeout=20",
+        *ssh_pin_options(pinned),
+    ]
+    if creds.kind != "ssh":
+        return " ".join(shlex.quote(option) for option in options)
     if not creds.ssh_private_key or not creds.known_hosts:
-        raise RepositoryError("ssh auth needs the Secret keys ssh-privatekey and known_hosts")
+        raise RepositoryError(
+            "ssh auth needs the Secret keys ssh-privatekey and known_hosts",
+            Reason.CREDENTIAL_REFUSED,
+        )
     key, hosts = directory / "id", directory / "known_hosts"
     key.write_text(creds.ssh_private_key.rstrip("\n") + "\n")
     key.chmod(0o600)
     hosts.write_text(creds.known_hosts)
-    return " ".join(
-        [
-            "ssh",
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            f"UserKnownHostsFile={shlex.quote(str(hosts))}",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "ConnectTimeout=20",
-            "-i",
-            shlex.quote(str(key)),
-        ]
-    )
+    options += [
+        "-o",
+        f"UserKnownHostsFile={hosts}",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-i",
+        str(key),
+    ]
+    return " ".join(shlex.quote(option) for option in options)
 
 
 class _TrackingSSHVendor(SubprocessSSHVendor):
@@ -155,39 +188,60 @@ class _TrackingSSHVendor(SubprocessSSHVendor):
             proc.wait()
 
 
-def _client(target: str, vendor: SSHVendor, kwargs: dict[str, Any]) -> tuple[Any, str]:
-    if target.startswith("ssh://"):
-        parts = urlsplit(target)
+def _client(
+    target: str, vendor: SSHVendor, kwargs: dict[str, Any], pinned: Pinned | None
+) -> tuple[Any, str]:
+    """A dulwich client that connects only to the pinned address (https and ssh)."""
+    parts = urlsplit(target)
+    if parts.scheme == "ssh" and pinned is not None:
         client = SSHGitClient(
-            parts.hostname or "",
+            pinned.address,
             port=parts.port,
             username=parts.username,
             vendor=vendor,
             config=kwargs["config"],
-            ssh_command=kwargs.get("ssh_command"),
+            ssh_command=kwargs["ssh_command"],
         )
         return client, parts.path
-    return get_transport_and_path(target, **kwargs)
+    if parts.scheme == "https" and pinned is not None:
+        return Urllib3HttpGitClient(target, **kwargs), parts.path
+    if parts.scheme == "file":
+        return get_transport_and_path(target, config=kwargs["config"])
+    raise RepositoryError("the URL was not checked", Reason.INVALID_URL)  # unreachable
 
 
-def _client_config(ca_bundle: Path | None) -> ConfigDict:
-    config = ConfigDict()
-    config.set((b"http",), b"timeout", b"60")
-    if ca_bundle is not None:
-        config.set((b"http",), b"sslCAInfo", str(ca_bundle).encode())
-    return config
-
-
-def _client_options(creds: Credentials, ca_bundle: Path | None, auth_dir: Path) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"config": _client_config(ca_bundle)}
+def _client_options(
+    creds: Credentials,
+    auth_dir: Path,
+    pinned: Pinned | None,
+    guard: NetworkGuard,
+    ca_bundle: Path | None,
+) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"config": ConfigDict()}
     if creds.kind in ("token", "basic"):
         if not creds.password:
-            raise RepositoryError(f"{creds.kind} auth needs a password or token in the Secret")
+            raise RepositoryError(
+                f"{creds.kind} auth needs a password or token in the Secret",
+                Reason.CREDENTIAL_REFUSED,
+            )
         kwargs["username"] = creds.username or "x-access-token"
         kwargs["password"] = creds.password
-    elif creds.kind == "ssh":
-        kwargs["ssh_command"] = _ssh_command(creds, auth_dir)
+    if pinned is not None and pinned.scheme == "ssh":
+        kwargs["ssh_command"] = _ssh_command(creds, auth_dir, pinned)
+    elif pinned is not None:
+        kwargs["pool_manager"] = guarded_pool_manager(guard, pinned, ca_bundle)
     return kwargs
+
+
+def _classified(exc: Exception) -> RepositoryError:
+    """A failure of the remote side as a category with a fixed message (never its text)."""
+    if isinstance(exc, HTTPUnauthorized):
+        return RepositoryError(AUTH_FAILED_MESSAGE, Reason.AUTH_FAILED)
+    if isinstance(exc, NotGitRepository):
+        return RepositoryError(NOT_FOUND_MESSAGE, Reason.NOT_FOUND)
+    if isinstance(exc, GitProtocolError) and re.search(r"\bresp 403\b", str(exc)):
+        return RepositoryError(AUTH_FAILED_MESSAGE, Reason.AUTH_FAILED)
+    return RepositoryError(FETCH_FAILED_MESSAGE, Reason.FETCH_FAILED)
 
 
 def _scrub(message: str, creds: Credentials) -> str:
@@ -207,22 +261,30 @@ def fetch_snapshot(
     ca_bundle: Path | None = None,
     wanted: tuple[str, ...] = (".yaml", ".yml"),
     limits: Limits = DEFAULT_LIMITS,
+    guard: NetworkGuard | None = None,
 ) -> Snapshot:
-    """Fetch ``branch`` (depth 1) and read the files whose names end with ``wanted``."""
+    """Fetch ``branch`` (depth 1) and read the files whose names end with ``wanted``.
+
+    ``guard`` decides where connections may go (default: no private networks).
+    """
     target = normalize_url(url, allow_local)
+    guard = guard or NetworkGuard()
+    pinned = None if target.startswith("file://") else guard.pin(target)
     work_dir.mkdir(parents=True, exist_ok=True)
     # Key material lives in a private directory for the length of one fetch only.
     with tempfile.TemporaryDirectory(prefix="auth-", dir=work_dir) as auth_dir:
-        kwargs = _client_options(creds, ca_bundle, Path(auth_dir))
+        kwargs = _client_options(creds, Path(auth_dir), pinned, guard, ca_bundle)
         try:
             repo_dir = _repo_dir(work_dir, repository_id, target, branch)
-            return _fetch(target, branch, repo_dir, kwargs=kwargs, wanted=wanted, limits=limits)
+            return _fetch(
+                target, branch, repo_dir, kwargs=kwargs, pinned=pinned, wanted=wanted, limits=limits
+            )
         except RepositoryError:
             raise
         except Exception as exc:  # hostile remotes: every failure becomes one error
-            log.debug("fetch of %s failed", target, exc_info=True)
-            detail = _scrub(str(exc) or type(exc).__name__, creds)
-            raise RepositoryError(f"fetch failed: {detail}") from None
+            # The details (remote text included) go to the debug log only, scrubbed.
+            log.debug("fetch of %s failed: %s", target, _scrub(repr(exc), creds))
+            raise _classified(exc) from None
 
 
 def _fetch(
@@ -231,6 +293,7 @@ def _fetch(
     directory: Path,
     *,
     kwargs: dict[str, Any],
+    pinned: Pinned | None,
     wanted: tuple[str, ...],
     limits: Limits,
 ) -> Snapshot:
@@ -238,17 +301,17 @@ def _fetch(
 
     def wants(refs: dict[bytes, bytes], depth: int | None = None) -> list[bytes]:
         if ref not in refs:
-            raise RepositoryError(f"branch {branch!r} not found")
+            raise RepositoryError(f"branch {branch!r} not found", Reason.NOT_FOUND)
         return [refs[ref]]
 
     vendor = _TrackingSSHVendor()
-    client, path = _client(target, vendor, kwargs)
+    client, path = _client(target, vendor, kwargs, pinned)
     try:
         advertised = client.get_refs(path)
         remote: dict[Any, Any] = dict(getattr(advertised, "refs", advertised))
         head = remote.get(ref)
         if head is None:
-            raise RepositoryError(f"branch {branch!r} not found")
+            raise RepositoryError(f"branch {branch!r} not found", Reason.NOT_FOUND)
         if directory.exists():
             existing: Any = Repo(str(directory))
             with existing as repo:
@@ -267,9 +330,7 @@ def _fetch(
     finally:
         client.close()
         pool = getattr(client, "pool_manager", None)
-        if (
-            pool is not None
-        ):  # dulwich's https client leaves its urllib3 pool (and TLS sockets) open
+        if pool is not None:  # dulwich's https client leaves its pool (and TLS sockets) open
             pool.clear()
         vendor.reap()
 
