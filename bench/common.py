@@ -189,6 +189,8 @@ def facade(
             "NAMESPACE": namespace,
             "DATABASE_URL": database_url,
             "JWT_SECRET": jwt_secret,
+            # the ws scenario holds thousands of streams for two users
+            "WS_MAX_STREAMS_PER_USER": "10000",
         },
     )
     url = f"http://127.0.0.1:{port}"
