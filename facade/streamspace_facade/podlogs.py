@@ -99,9 +99,10 @@ class Follow:
 
     def join(self, subscriber: Subscriber, tail: int) -> None:
         """Start ``subscriber`` with the last ``tail`` lines, then every new one."""
-        if tail:
-            for line in list(self.backlog)[-tail:]:
-                subscriber.send(line)
+        history = list(self.backlog)[-tail:] if tail else []
+        for line in history:
+            subscriber.send(line)
+        metrics.WS_MESSAGES.labels("logs", "line").inc(len(history))
         if self.ended is not None:
             subscriber.end(*self.ended)
             return
