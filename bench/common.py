@@ -193,6 +193,8 @@ def facade(
             # than the per-user rate limits allow a real user to
             "RATE_LIMIT_CREATE": "off",
             "RATE_LIMIT_CONNECT": "off",
+            # the ws scenario holds thousands of streams for two users
+            "WS_MAX_STREAMS_PER_USER": "10000",
         },
     )
     url = f"http://127.0.0.1:{port}"

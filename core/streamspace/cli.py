@@ -75,10 +75,14 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
 
 def _cmd_token_jwt(args: argparse.Namespace) -> int:
-    secret = load_settings().auth.jwt_secret
-    if secret is None:
+    auth = load_settings().auth
+    if auth.jwt_secret is None:
         raise UsageError("JWT_SECRET is not set: export the facade's JWT_SECRET to mint a token")
-    print(tokens.mint_hs256(secret, args.user, args.role, args.ttl))
+    print(
+        tokens.mint_hs256(
+            auth.jwt_secret, args.user, args.role, args.ttl, audience=auth.jwt_audience
+        )
+    )
     print(
         f"(an HS256 token for {args.user} with role {args.role}, "
         f"valid for {format_duration(args.ttl)})",

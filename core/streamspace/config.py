@@ -151,6 +151,22 @@ class HttpSettings:
     """How long the answer to a POST with an ``Idempotency-Key`` is kept for replay
     (``IDEMPOTENCY_TTL``)."""
 
+    ws_max_streams_per_user: int = 20
+    """Open WebSocket streams one user may hold; more get 429 before the upgrade
+    (``WS_MAX_STREAMS_PER_USER``)."""
+
+    ws_max_streams: int = 10_000
+    """Open WebSocket streams of all users together, per facade process (``WS_MAX_STREAMS``)."""
+
+    ws_max_log_follows: int = 50
+    """Pod logs followed upstream at once, per facade process: subscribers of one container
+    share one follow; a new follow past this gets 429 (``WS_MAX_LOG_FOLLOWS``). The log
+    streams' own Kubernetes client holds at most two connections per follow."""
+
+    ws_reauth_interval: timedelta = timedelta(seconds=60)
+    """How often the credential of an open stream is checked again; a revoked API key or an
+    expired token closes the stream with 4401 (``WS_REAUTH_INTERVAL``)."""
+
 
 @dataclass(frozen=True)
 class Rate:
@@ -219,16 +235,41 @@ class LimitSettings:
     """Connects per user (``RATE_LIMIT_CONNECT``, e.g. ``60/m``; ``off``: none)."""
 
 
+MIN_JWT_SECRET = 32
+"""Characters ``JWT_SECRET`` must have at least: HS256 wants a key as long as its 256-bit hash
+(RFC 7518 §3.2), and a short secret can be found by brute force from one token."""
+
+ROLE_NAMES = ("user", "operator", "admin")
+"""The roles, lowest to highest (``streamspace.auth.tokens.ROLES`` is this tuple)."""
+
+
 @dataclass(frozen=True)
 class AuthSettings:
     jwt_secret: str | None = field(default=None, repr=False)
-    """HS256 secret for bearer JWTs (``JWT_SECRET``); secret."""
+    """HS256 secret for bearer JWTs (``JWT_SECRET``), at least ``MIN_JWT_SECRET`` characters;
+    secret."""
+
+    jwt_audience: str | None = None
+    """Audience HS256 tokens must carry in ``aud`` (``JWT_AUDIENCE``); unset: HS256 tokens
+    carrying any ``aud`` are refused (they were made for another service)."""
 
     oidc_issuer: str | None = None
     """Issuer whose JWKS verifies RS256 bearer JWTs (``OIDC_ISSUER``)."""
 
     oidc_audience: str | None = None
     """Audience required in OIDC tokens (``OIDC_AUDIENCE``)."""
+
+    oidc_username_claim: str = "sub"
+    """Claim of an OIDC token that is the user name, a DNS label (``OIDC_USERNAME_CLAIM``).
+    Only this claim is read: a token whose claim is missing or not a DNS label is refused."""
+
+    oidc_groups_claim: str = "groups"
+    """Claim of an OIDC token that lists the caller's groups (``OIDC_GROUPS_CLAIM``)."""
+
+    oidc_role_groups: tuple[tuple[str, str], ...] = ()
+    """(group, role) pairs: members of the group get the role (``OIDC_ROLE_GROUPS``, e.g.
+    ``admin=streamspace-admins,operator=streamspace-operators``). OIDC callers in no listed
+    group are users; no other claim grants a role."""
 
     webhook_secret: str | None = field(default=None, repr=False)
     """Shared secret of the repository webhook (``WEBHOOK_SECRET``); secret."""
@@ -397,6 +438,35 @@ def _limits(read: EnvReader) -> LimitSettings:
     )
 
 
+def _role_groups(read: EnvReader) -> tuple[tuple[str, str], ...]:
+    """``OIDC_ROLE_GROUPS``: ``role=group`` items separated by commas; a role may repeat."""
+    raw = read.text("OIDC_ROLE_GROUPS") or ""
+    pairs = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        role, _, group = (x.strip() for x in item.partition("="))
+        if role not in ROLE_NAMES or not group:
+            read.problems.append(
+                f"OIDC_ROLE_GROUPS: {item!r}: expected role=group with a role of "
+                + ", ".join(ROLE_NAMES)
+            )
+            continue
+        pairs.append((group, role))
+    return tuple(pairs)
+
+
+def _jwt_secret(read: EnvReader) -> str | None:
+    secret = read.text("JWT_SECRET")
+    if secret is not None and len(secret) < MIN_JWT_SECRET:
+        # the value is a secret: say how long it is, never what it is
+        read.problems.append(
+            f"JWT_SECRET: {len(secret)} characters is too short; use at least {MIN_JWT_SECRET}"
+            " random ones (e.g. `openssl rand -base64 48`)"
+        )
+    return secret
+
+
 def _database(read: EnvReader) -> DatabaseSettings:
     url = read.text("DATABASE_URL")
     if url:
@@ -460,6 +530,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             ws_heartbeat=read.duration("WS_HEARTBEAT", HttpSettings.ws_heartbeat),
             ws_queue=read.count("WS_QUEUE", HttpSettings.ws_queue, 100_000),
             idempotency_ttl=read.duration("IDEMPOTENCY_TTL", HttpSettings.idempotency_ttl),
+            ws_max_streams_per_user=read.count(
+                "WS_MAX_STREAMS_PER_USER", HttpSettings.ws_max_streams_per_user, 1_000_000
+            ),
+            ws_max_streams=read.count("WS_MAX_STREAMS", HttpSettings.ws_max_streams, 1_000_000),
+            ws_max_log_follows=read.count(
+                "WS_MAX_LOG_FOLLOWS", HttpSettings.ws_max_log_follows, 10_000
+            ),
+            ws_reauth_interval=read.duration("WS_REAUTH_INTERVAL", HttpSettings.ws_reauth_interval),
             cors_allowed_origins=tuple(
                 origin.strip()
                 for origin in (read.text("CORS_ALLOWED_ORIGINS") or "").split(",")
@@ -467,9 +545,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             ),
         ),
         auth=AuthSettings(
-            jwt_secret=read.text("JWT_SECRET"),
+            jwt_secret=_jwt_secret(read),
+            jwt_audience=read.text("JWT_AUDIENCE"),
             oidc_issuer=read.text("OIDC_ISSUER"),
             oidc_audience=read.text("OIDC_AUDIENCE"),
+            oidc_username_claim=read.text("OIDC_USERNAME_CLAIM", "sub") or "sub",
+            oidc_groups_claim=read.text("OIDC_GROUPS_CLAIM", "groups") or "groups",
+            oidc_role_groups=_role_groups(read),
             webhook_secret=read.text("WEBHOOK_SECRET"),
             webhook_allow_unsigned=read.flag("WEBHOOK_ALLOW_UNSIGNED"),
             webhook_tolerance=read.duration("WEBHOOK_TOLERANCE", AuthSettings.webhook_tolerance),

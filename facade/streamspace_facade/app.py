@@ -135,7 +135,7 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in PUBLIC:
         return await handler(request)
-    header = request.headers.get("Authorization") or ws.credential(request)
+    header = ws.authorization(request)
     if not header:
         raise unauthorized("authentication required: send Authorization: Bearer <token>")
     request[PRINCIPAL] = await services(request).auth.authenticate(header)

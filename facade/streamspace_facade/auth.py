@@ -137,14 +137,7 @@ class Authenticator:
         return Principal(user=claims.user, role=claims.role, via="jwt")
 
     def _verify(self, token: str, keys: jwt.PyJWKSet | None) -> Claims:
-        s = self._settings
-        return verify(
-            token,
-            secret=s.jwt_secret,
-            jwks=keys,
-            issuer=s.oidc_issuer,
-            audience=s.oidc_audience,
-        )
+        return verify(token, self._settings, keys)
 
     async def _signing_keys(self) -> jwt.PyJWKSet:
         """The issuer's key set: the cached one while fresh, else fetched by one request."""

@@ -33,13 +33,19 @@ PLURALS = {
 }
 
 
-async def connect(kubeconfig: str | None) -> client.ApiClient:
-    """An API client for ``kubeconfig``, or the in-cluster service account when None."""
+async def connect(kubeconfig: str | None, *, connections: int | None = None) -> client.ApiClient:
+    """An API client for ``kubeconfig``, or the in-cluster service account when None.
+
+    ``connections`` bounds its connection pool (the library's default is 100); requests
+    beyond it wait for a free connection of this client, never of another one.
+    """
     configuration = client.Configuration()
     if kubeconfig:
         await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     else:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    if connections is not None:
+        configuration.connection_pool_maxsize = connections
     return client.ApiClient(configuration)
 
 

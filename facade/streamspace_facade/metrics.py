@@ -48,6 +48,22 @@ WS_MESSAGES = Counter(
     ["stream", "type"],
     registry=REGISTRY,
 )
+WS_REFUSED = Counter(
+    "streamspace_websocket_refused_total",
+    "WebSocket upgrades refused with 429, by stream and the limit that was reached",
+    ["stream", "limit"],
+    registry=REGISTRY,
+)
+LOG_FOLLOWS = Gauge(
+    "streamspace_log_follows",
+    "Pod logs followed upstream right now (one per container, shared by its subscribers)",
+    registry=REGISTRY,
+)
+LOG_FOLLOWS_OPENED = Counter(
+    "streamspace_log_follows_opened_total",
+    "Upstream pod log follows opened (a subscriber joining an open follow opens none)",
+    registry=REGISTRY,
+)
 
 # HTTP requests: route is the route's template (``/api/v1/sessions/{id}``) or ``unmatched``.
 HTTP_DURATION = Histogram(

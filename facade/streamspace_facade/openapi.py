@@ -26,6 +26,7 @@ from streamspace_facade.openapi_schemas import (
     schemas,
     string,
 )
+from streamspace_facade.podlogs import BACKLOG
 
 # --- operations ---------------------------------------------------------------------------------
 
@@ -44,8 +45,8 @@ ERRORS: dict[int, tuple[str, str]] = {
     426: ("UpgradeRequired", "A WebSocket stream was requested without the upgrade."),
     429: (
         "TooManyRequests",
-        "Over a per-user rate limit (code RATE_LIMITED; details.limit names it); retry after "
-        "the Retry-After header's seconds.",
+        "A limit was reached (code RATE_LIMITED or TOO_MANY_STREAMS; details.limit names the "
+        "setting); retry after the Retry-After header's seconds where one is given.",
     ),
     502: ("BadGateway", "The Kubernetes API answered with an unexpected error."),
     503: ("Unavailable", "PostgreSQL, Kubernetes or the identity provider is unreachable."),
@@ -253,17 +254,18 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
         Op("get", "/api/v1/ws/sessions", "sessionStream", "WebSocket: sessions_update "
            "messages (the caller's sessions; all for operators) at once, within 1 s of a "
            "change and every 3 s; hibernate_warning before an idle session hibernates",
-           {101: None}, (403, 426, 503), STREAM_AUTH),
+           {101: None}, (403, 426, 429, 503), STREAM_AUTH),
         Op("get", "/api/v1/ws/cluster", "clusterStream", "WebSocket: metrics_update every 5 s "
-           "(operator)", {101: None}, (403, 426, *KUBE), STREAM_AUTH),
+           "(operator)", {101: None}, (403, 426, 429, *KUBE), STREAM_AUTH),
         Op("get", "/api/v1/ws/logs/{namespace}/{pod}", "podLogStream", "WebSocket: follow a "
-           "container's log, one '<RFC 3339 time> <line>' text message per line; closed "
-           "normally when the pod is deleted (operators, or the owner of the session's pod)",
-           {101: None}, (403, 404, 409, 422, 426, *KUBE),
+           "session container's log, one '<RFC 3339 time> <line>' text message per line; "
+           "closed normally when the pod is deleted (operators, or the owner of the session; "
+           "other pods are 404 for everyone)",
+           {101: None}, (403, 404, 409, 422, 426, 429, *KUBE),
            (_named_path("namespace", "The pod's namespace."), _named_path("pod", "The pod."),
             _query("container", "Default: the pod's first container."),
             _query("tailLines", "Lines of history first.",
-                   integer(minimum=0, maximum=100_000, default=100)),
+                   integer(minimum=0, maximum=BACKLOG, default=100)),
             *STREAM_AUTH)),
     ),
     "gate": (

@@ -95,18 +95,47 @@ def audit(
     }
 
 
+MAX_BODY_DEPTH = 32
+"""Nesting levels a request body may have: every body we accept is a few levels deep, and a
+deeper one would only make later code (validation, ``json.dumps``, Jsonb) recurse."""
+
+
 async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+    """The request body as a JSON object, or a 400 that says what is wrong with it.
+
+    Every route that accepts JSON reads it here, so hostile bodies are refused in one place:
+    nesting that exhausts the parser's recursion (``[[[[...``) and nesting deeper than
+    ``MAX_BODY_DEPTH`` are a 400, never a 500.
+    """
     raw = await request.read()
     if not raw:
         return {}
     try:
         body = json.loads(raw)
+    except RecursionError:
+        raise bad_request(f"request body nests deeper than {MAX_BODY_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object")
+    if depth(body) > MAX_BODY_DEPTH:
+        raise bad_request(f"request body nests deeper than {MAX_BODY_DEPTH} levels")
     return body
+
+
+def depth(value: Any) -> int:
+    """How many levels of objects and arrays ``value`` nests (a scalar: 0), without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        )
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        pending.extend((child, level + 1) for child in children)
+    return deepest
 
 
 class Fields:

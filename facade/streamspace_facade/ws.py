@@ -10,6 +10,10 @@ Every client has a bounded queue of outgoing messages and a task that writes the
 never waits for a client: a client whose queue is full is too slow and is dropped (close code
 1013), so one stalled reader never delays the others. The server pings every ``WS_HEARTBEAT``
 and closes clients that stop answering; on shutdown every client gets close code 1001.
+
+Streams are bounded per user and in total (429 before the upgrade), and their credential is
+checked again every ``WS_REAUTH_INTERVAL`` (close code 4401 once it fails): see
+``streamguard``. Pod logs are followed by ``podlogs``, one shared follow per container.
 """
 
 from __future__ import annotations
@@ -28,14 +32,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from psycopg_pool import PoolTimeout
 
 from streamspace.db.mirror import is_deleted
-from streamspace.manifests import MANAGED_BY, USER_LABEL
 from streamspace.naming import is_dns_label, is_object_name
 from streamspace_facade import metrics
-from streamspace_facade.errors import ApiError, conflict, forbidden, invalid, not_found
-from streamspace_facade.kube import Kube
+from streamspace_facade.errors import ApiError, forbidden, invalid, not_found
+from streamspace_facade.kube import Kube, connect
 from streamspace_facade.live import Informer, SessionFeed, message
-from streamspace_facade.principal import Principal
+from streamspace_facade.podlogs import BACKLOG, Follows, may_follow
 from streamspace_facade.state import Services, principal, query_int, require, services
+from streamspace_facade.streamguard import StreamSlots, recheck
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,11 @@ MAX_CLIENT_MESSAGE = 4096
 """Clients have nothing to say beyond pongs and close frames; anything larger ends the stream."""
 
 _END = object()
+
+
+def authorization(request: web.Request) -> str | None:
+    """The request's credential: its Authorization header, else one of a stream's places."""
+    return request.headers.get("Authorization") or credential(request)
 
 
 def credential(request: web.Request) -> str | None:
@@ -177,6 +186,8 @@ class Live:
 
     feed: SessionFeed
     informer: Informer
+    slots: StreamSlots
+    follows: Follows
     clients: set[Client] = field(default_factory=set)
     cluster_clients: set[Client] = field(default_factory=set)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -184,9 +195,19 @@ class Live:
 
 @contextlib.asynccontextmanager
 async def running(svc: Services) -> AsyncIterator[Live]:
+    http = svc.settings.http
     feed = SessionFeed(svc.settings.sessions.hibernate_warning)
     informer = Informer(svc.kube, "Session", svc.scope, feed.on_change)
-    live = Live(feed=feed, informer=informer)
+    # pod logs follow on a client of their own: two connections per follow at most
+    log_api = await connect(
+        svc.settings.kubernetes.kubeconfig, connections=2 * http.ws_max_log_follows
+    )
+    live = Live(
+        feed=feed,
+        informer=informer,
+        slots=StreamSlots(http.ws_max_streams_per_user, http.ws_max_streams),
+        follows=Follows(Kube(log_api), http.ws_max_log_follows),
+    )
     live.tasks = [
         asyncio.create_task(informer.run(), name="sessions-informer"),
         asyncio.create_task(feed.snapshots(), name="sessions-snapshots"),
@@ -199,6 +220,8 @@ async def running(svc: Services) -> AsyncIterator[Live]:
             task.cancel()
         await asyncio.gather(*live.tasks, return_exceptions=True)
         feed.close()
+        await live.follows.close()
+        await log_api.close()
 
 
 async def shutdown(live: Live) -> None:
@@ -225,6 +248,11 @@ async def _synced(request: web.Request) -> Live:
     except TimeoutError:
         raise ApiError(503, "UNAVAILABLE", "sessions are not loaded yet; retry shortly") from None
     return live
+
+
+def _slot(request: web.Request, stream: str) -> contextlib.AbstractContextManager[None]:
+    """One of the caller's stream slots, held for the ``with`` block; 429 when none is left."""
+    return _live(request).slots.slot(principal(request).user, stream)
 
 
 async def _upgrade(request: web.Request, stream: str) -> tuple[web.WebSocketResponse, Client]:
@@ -256,11 +284,24 @@ async def _serve(
     leave: Callable[[Live, Client], None],
     work: Coroutine[Any, Any, None] | None = None,
 ) -> None:
-    live = _live(request)
+    live, svc = _live(request), services(request)
     live.clients.add(client)
     gauge = metrics.WS_CLIENTS.labels(client.stream)
     gauge.inc()
-    task = asyncio.create_task(work) if work is not None else None
+    tasks = [asyncio.create_task(work)] if work is not None else []
+    header = authorization(request)
+    if header is not None:
+        tasks.append(
+            asyncio.create_task(
+                recheck(
+                    svc.auth.authenticate,
+                    header,
+                    client.principal,
+                    svc.settings.http.ws_reauth_interval.total_seconds(),
+                    lambda code, text: client.drop(code, text, reason="credentials"),
+                )
+            )
+        )
     try:
         join(live, client)
         await client.run()
@@ -268,21 +309,22 @@ async def _serve(
         leave(live, client)
         live.clients.discard(client)
         gauge.dec()
-        if task is not None:
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def sessions_stream(request: web.Request) -> web.StreamResponse:
     """Own sessions (all of them for operators and admins): at once, on change, every 3 s."""
     await _synced(request)
-    ws, client = await _upgrade(request, "sessions")
-    await _serve(
-        request,
-        client,
-        join=lambda live, c: live.feed.subscribe(c),
-        leave=lambda live, c: live.feed.unsubscribe(c),
-    )
+    with _slot(request, "sessions"):
+        ws, client = await _upgrade(request, "sessions")
+        await _serve(
+            request,
+            client,
+            join=lambda live, c: live.feed.subscribe(c),
+            leave=lambda live, c: live.feed.unsubscribe(c),
+        )
     return ws
 
 
@@ -349,34 +391,26 @@ async def cluster_stream(request: web.Request) -> web.StreamResponse:
     """``metrics_update`` every 5 s, for operators and admins."""
     require(request, "operator")
     svc, live = services(request), await _synced(request)
-    first = await _cluster_payload(svc, live)  # before the upgrade: failures are HTTP errors
-    ws, client = await _upgrade(request, "cluster")
-    client.send(first)
-    metrics.WS_MESSAGES.labels("cluster", "metrics_update").inc()
-    await _serve(
-        request,
-        client,
-        join=lambda live, c: live.cluster_clients.add(c),
-        leave=lambda live, c: live.cluster_clients.discard(c),
-    )
+    with _slot(request, "cluster"):
+        first = await _cluster_payload(svc, live)  # before the upgrade: failures are HTTP errors
+        ws, client = await _upgrade(request, "cluster")
+        client.send(first)
+        metrics.WS_MESSAGES.labels("cluster", "metrics_update").inc()
+        await _serve(
+            request,
+            client,
+            join=lambda live, c: live.cluster_clients.add(c),
+            leave=lambda live, c: live.cluster_clients.discard(c),
+        )
     return ws
 
 
 # -- pod logs --------------------------------------------------------------------------------
 
 
-def _may_read(who: Principal, pod: dict[str, Any]) -> bool:
-    """Operators and admins read any pod in scope; a user only the pods of their sessions."""
-    if who.sees_everything:
-        return True
-    labels = pod["metadata"].get("labels") or {}
-    managed = all(labels.get(k) == v for k, v in MANAGED_BY.items())
-    return managed and labels.get(USER_LABEL) == who.user
-
-
 async def logs_stream(request: web.Request) -> web.StreamResponse:
-    """Follow a container's log, a line per text message (``<RFC 3339 time> <line>``)."""
-    svc, who = services(request), principal(request)
+    """Follow a session container's log, a line per text message (``<RFC 3339 time> <line>``)."""
+    svc, who, live = services(request), principal(request), _live(request)
     namespace, name = request.match_info["namespace"], request.match_info["pod"]
     if not is_dns_label(namespace) or not is_object_name(name):
         raise not_found("pod", name)
@@ -386,96 +420,27 @@ async def logs_stream(request: web.Request) -> web.StreamResponse:
         pod = await svc.kube.get_pod(namespace, name)
     except ApiError as exc:
         raise not_found("pod", name) if exc.status == 404 else exc from None
-    if not _may_read(who, pod):
+    if not may_follow(who, pod):
         raise not_found("pod", name)
     containers = [str(c["name"]) for c in (pod.get("spec") or {}).get("containers") or []]
     container = request.query.get("container") or (containers[0] if containers else "")
     if container not in containers:
         raise invalid({"query.container": f"must be one of {containers}"})
-    tail = query_int(request, "tailLines", 100, 0, 100_000)
-    try:  # before the upgrade, so that "not started yet" is an HTTP answer
-        stream = await svc.kube.pod_log(namespace, name, container, tail)
-    except ApiError as exc:
-        if exc.status == 400:
-            raise conflict(f"no log yet: {exc.message}") from None
-        raise
-    try:
-        ws, client = await _upgrade(request, "logs")
-    except BaseException:
-        stream.release()
-        raise
-    ref = PodRef(namespace, name, str(pod["metadata"]["uid"]), pod["metadata"]["resourceVersion"])
-    follow = _follow(svc.kube, ref, stream, client)
-    await _serve(request, client, join=_nothing, leave=_nothing, work=follow)
-    return ws
-
-
-def _nothing(live: Live, client: Client) -> None:
-    return None
-
-
-@dataclass(frozen=True)
-class PodRef:
-    namespace: str
-    name: str
-    uid: str
-    version: str
-
-
-async def _follow(kube: Kube, pod: PodRef, stream: aiohttp.ClientResponse, client: Client) -> None:
-    """Lines until the log ends or the pod goes away; then a normal close that says which."""
-    reading = asyncio.create_task(_lines(stream, client))
-    gone = asyncio.create_task(_pod_gone(kube, pod))
-    try:
-        done, _ = await asyncio.wait({reading, gone}, return_when=asyncio.FIRST_COMPLETED)
-        if gone in done and gone.result():
-            client.end(WSCloseCode.OK, "pod deleted")
-        elif reading in done:
-            ended_by_deletion = await _exists(kube, pod) is False
-            client.end(WSCloseCode.OK, "pod deleted" if ended_by_deletion else "log ended")
-    finally:
-        for task in (reading, gone):
-            task.cancel()
-        await asyncio.gather(reading, gone, return_exceptions=True)
-        stream.release()
-
-
-async def _lines(stream: aiohttp.ClientResponse, client: Client) -> None:
-    counter = metrics.WS_MESSAGES.labels("logs", "line")
-    async for line in stream.content:
-        # a text frame must be UTF-8: undecodable bytes of a log become U+FFFD
-        client.send(line.rstrip(b"\r\n").decode(errors="replace").encode())
-        counter.inc()
-
-
-async def _exists(kube: Kube, pod: PodRef) -> bool | None:
-    """Whether this incarnation of the pod is still there (None: cannot tell)."""
-    try:
-        current = await kube.get_pod(pod.namespace, pod.name)
-    except ApiError as exc:
-        return False if exc.status == 404 else None
-    return current["metadata"]["uid"] == pod.uid and not is_deleted(current)
-
-
-async def _pod_gone(kube: Kube, pod: PodRef) -> bool:
-    """True once the pod (this incarnation of it) is deleted."""
-    version = pod.version
-    while True:
+    tail = query_int(request, "tailLines", 100, 0, BACKLOG)
+    with _slot(request, "logs"):
+        # before the upgrade, so that "not started yet" and "too many" are HTTP answers
+        follow = await live.follows.acquire(pod, container, tail)
         try:
-            async for kind, obj in kube.watch_pod(pod.namespace, pod.name, version, 290):
-                if kind == "ERROR":
-                    break
-                version = str(obj["metadata"].get("resourceVersion") or version)
-                if kind == "DELETED" or obj["metadata"].get("uid") != pod.uid:
-                    return True
-        except ApiError as exc:
-            log.info("watch of pod %s/%s interrupted: %s", pod.namespace, pod.name, exc.message)
-            await asyncio.sleep(2)
-        if await _exists(kube, pod) is False:
-            return True
-        with contextlib.suppress(ApiError):
-            current = await kube.get_pod(pod.namespace, pod.name)
-            version = str(current["metadata"]["resourceVersion"])
+            ws, client = await _upgrade(request, "logs")
+            await _serve(
+                request,
+                client,
+                join=lambda _, c: follow.join(c, tail),
+                leave=lambda _, c: follow.leave(c),
+            )
+        finally:
+            live.follows.release(follow)
+    return ws
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -266,7 +266,12 @@ def test_authentication(stack: Any, objects: Objects) -> None:
     reply = anonymous.get("/api/v1/sessions")
     assert reply.status == 401 and reply.body["code"] == "UNAUTHORIZED"
     now = datetime.now(UTC)
-    claims = {"sub": "alice", "role": "admin", "exp": now + timedelta(hours=1)}
+    claims = {
+        "iss": "streamspace",
+        "sub": "alice",
+        "role": "admin",
+        "exp": now + timedelta(hours=1),
+    }
     unsigned = (
         base64.urlsafe_b64encode(json.dumps({"alg": "none", "typ": "JWT"}).encode()).rstrip(b"=")
         + b"."

@@ -16,12 +16,22 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from facade_testing import Client, WebSocket, token
+from streamspace.manifests import MANAGED_BY, SESSION_LABEL, USER_LABEL
 from streamspace_dev.cluster import ControlPlane
+from streamspace_dev.process import wait_until
 from streamspace_testing import TEMPLATE, Objects
 
 pytestmark = pytest.mark.e2e
 
 STAMPED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z (.*)$")
+FOLLOWS_OPENED = ("streamspace_log_follows_opened_total", ())
+FOLLOWS_OPEN = ("streamspace_log_follows", ())
+UPGRADE = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
 
 def metric_values(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -70,16 +80,20 @@ def test_a_session_streamed_from_create_to_delete_with_its_log(
         with pytest.raises(aiohttp.WSServerHandshakeError) as hidden:
             WebSocket(logs, token=token("bob")).open()
         assert hidden.value.status == 404
+        opened = metric_values(stack.url).get(FOLLOWS_OPENED, 0.0)
         follower = WebSocket(logs, token=token("alice")).open()
-        operator = WebSocket(logs + "?tailLines=1", token=token("ops", "operator")).open()
+        operator = None
         try:
             lines = [follower.next().data, follower.next().data]
             assert [STAMPED.match(line).group(1) for line in lines] == [  # type: ignore[union-attr]
                 "starting",
                 "listening on 3000",
             ]
+            # the operator joins alice's follow, starting with the last line of its history
+            operator = WebSocket(logs + "?tailLines=1", token=token("ops", "operator")).open()
             assert operator.next().data.endswith(" listening on 3000"), "tailLines=1"
             scraped = metric_values(stack.url)
+            assert scraped[FOLLOWS_OPENED] == opened + 1, "two subscribers, one upstream follow"
             assert scraped[("streamspace_websocket_clients", (("stream", "logs"),))] >= 2
             assert scraped[("streamspace_websocket_clients", (("stream", "sessions"),))] >= 1
             lines_sent = (("stream", "logs"), ("type", "line"))
@@ -97,7 +111,8 @@ def test_a_session_streamed_from_create_to_delete_with_its_log(
                 assert ws.close_reason == "pod deleted"
         finally:
             follower.close()
-            operator.close()
+            if operator is not None:
+                operator.close()
     finally:
         sessions.close()
 
@@ -131,3 +146,82 @@ def test_an_idle_session_is_warned_about_then_hibernated(
         assert view["state"] == "hibernated" and view["idleDeadline"] is None
     finally:
         alice.close()
+
+
+def session_pod(core: client.CoreV1Api, namespace: str, session: str, user: str) -> str:
+    """A pod labelled as a session's (as the operator labels them), running on a kwok node."""
+    name = f"{session}-0"
+    labels = {**MANAGED_BY, SESSION_LABEL: session, USER_LABEL: user}
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"containers": [{"name": "app", "image": "example/app"}]},
+        },
+    )
+
+    def running() -> bool:
+        return core.read_namespaced_pod(name, namespace).status.phase == "Running"
+
+    assert wait_until(running, 60), core.read_namespaced_pod(name, namespace)
+    return name
+
+
+def test_attack_log_streams_cannot_starve_the_kubernetes_client(
+    full_cluster: Any,
+    api: client.ApiClient,
+    namespace: str,
+    start_facade: Any,
+) -> None:
+    """Subscribers of one pod share one upstream follow; distinct follows are capped (429),
+    and REST keeps answering meanwhile."""
+    plane: ControlPlane | None = full_cluster.plane
+    assert plane is not None, "this test plays pod logs with the local control plane's kwok"
+    facade = start_facade(WS_MAX_LOG_FOLLOWS="1")
+    core = client.CoreV1Api(api)
+    alices = session_pod(core, namespace, "alice-firefox-1", "alice")
+    bobs = session_pod(core, namespace, "bob-firefox-1", "bob")
+    for pod in (alices, bobs):
+        plane.write_pod_log(namespace, pod, "app", f"{pod} started")
+    logs = f"{facade.url}/api/v1/ws/logs/{namespace}/"
+    before = metric_values(facade.url)
+
+    subscribers = [
+        WebSocket(logs + alices, token=token("alice")).open(),
+        WebSocket(logs + alices, token=token("alice")).open(),
+        WebSocket(logs + alices, token=token("ops", "operator")).open(),
+    ]
+    try:
+        for ws in subscribers:
+            assert ws.next().data.endswith(f" {alices} started")
+        scraped = metric_values(facade.url)
+        assert scraped[FOLLOWS_OPENED] == before.get(FOLLOWS_OPENED, 0.0) + 1
+        assert scraped[FOLLOWS_OPEN] == before.get(FOLLOWS_OPEN, 0.0) + 1
+
+        # bob's pod would need a second follow: refused before the upgrade, naming the limit
+        refused = Client(facade.url, token("bob")).get(
+            f"/api/v1/ws/logs/{namespace}/{bobs}", headers=UPGRADE
+        )
+        assert refused.status == 429, refused
+        assert refused.body["code"] == "TOO_MANY_STREAMS"
+        assert refused.body["details"] == {"limit": "WS_MAX_LOG_FOLLOWS", "max": 1}
+        # REST and the other streams are unaffected
+        ops = Client(facade.url, token("ops", "operator"))
+        assert ops.get("/api/v1/templates").status == 200
+        with WebSocket(facade.url + "/api/v1/ws/sessions", token=token("bob")) as sessions:
+            assert sessions.next().data["type"] == "sessions_update"
+
+        plane.write_pod_log(namespace, alices, "app", "one line, three readers")
+        for ws in subscribers:
+            assert ws.next().data.endswith(" one line, three readers")
+    finally:
+        for ws in subscribers:
+            ws.close()
+
+    # the last subscriber gone, the follow is closed and its slot free for bob's pod
+    def bobs_log() -> bool:
+        return metric_values(facade.url)[FOLLOWS_OPEN] == before.get(FOLLOWS_OPEN, 0.0)
+
+    assert wait_until(bobs_log, 30)
+    with WebSocket(logs + bobs, token=token("bob")) as bob:
+        assert bob.next().data.endswith(f" {bobs} started")

@@ -149,7 +149,11 @@ def sql(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
 
 
 def oidc_settings(issuer: Issuer, audience: str = AUDIENCE) -> AuthSettings:
-    return AuthSettings(oidc_issuer=issuer.url, oidc_audience=audience)
+    return AuthSettings(
+        oidc_issuer=issuer.url,
+        oidc_audience=audience,
+        oidc_role_groups=(("ops-team", "operator"), ("platform-admins", "admin")),
+    )
 
 
 async def refused(auth: Authenticator, header: str | None, status: int, message: str) -> ApiError:
@@ -276,7 +280,7 @@ async def test_oidc_token_accepted_and_audience_checked(
     issuer: Issuer, http: aiohttp.ClientSession
 ) -> None:
     auth = Authenticator(oidc_settings(issuer), None, http)
-    principal = await auth.authenticate(f"Bearer {issuer.token(roles=['operator'])}")
+    principal = await auth.authenticate(f"Bearer {issuer.token(groups=['ops-team'])}")
     assert principal == Principal("alice", "operator", "jwt")
     await refused(auth, f"Bearer {issuer.token(aud='other')}", 401, "wrong audience")
     await refused(auth, f"Bearer {issuer.token(iss='http://evil.example')}", 401, "wrong issuer")
@@ -289,6 +293,39 @@ async def test_oidc_token_accepted_and_audience_checked(
 
 
 @pytest.mark.asyncio
+async def test_attack_oidc_claims_cannot_rename_or_promote_the_caller(
+    issuer: Issuer, http: aiohttp.ClientSession
+) -> None:
+    """Issuer-signed tokens whose user-shaped claims say alice and admin: mallory, a user."""
+    auth = Authenticator(oidc_settings(issuer), None, http)
+    forged = issuer.token(
+        sub="mallory",
+        preferred_username="alice",
+        role="admin",
+        roles=["admin"],
+        groups=["admin", "operator"],
+    )
+    assert await auth.authenticate(f"Bearer {forged}") == Principal("mallory", "user", "jwt")
+    admin = issuer.token(sub="mallory", groups=["platform-admins"])
+    assert (await auth.authenticate(f"Bearer {admin}")).role == "admin"
+
+
+@pytest.mark.asyncio
+async def test_attack_hs256_token_with_another_issuer_is_refused(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Signed with JWT_SECRET (shared with some other service, say), but not issued by us."""
+    now = datetime.now(UTC)
+    claims = {"sub": "bob", "role": "admin", "iat": now, "exp": now + timedelta(hours=1)}
+    auth = Authenticator(AuthSettings(jwt_secret=SECRET), None, http)
+    for extra, problem in (({"iss": "billing"}, "wrong issuer"), ({}, "missing iss claim")):
+        token = jwt.encode({**claims, **extra}, SECRET, algorithm="HS256")
+        await refused(auth, f"Bearer {token}", 401, problem)
+    ours = jwt.encode({**claims, "iss": "streamspace"}, SECRET, algorithm="HS256")
+    assert await auth.authenticate(f"Bearer {ours}") == Principal("bob", "admin", "jwt")
+
+
+@pytest.mark.asyncio
 async def test_key_rotation_is_picked_up_after_a_refetch(
     issuer: Issuer, http: aiohttp.ClientSession, clock: Clock
 ) -> None:
@@ -296,7 +333,7 @@ async def test_key_rotation_is_picked_up_after_a_refetch(
     old = issuer.token()
     assert (await auth.authenticate(f"Bearer {old}")).user == "alice"
     issuer.rotate("key-2")
-    new = issuer.token("key-2", preferred_username="carol")
+    new = issuer.token("key-2", sub="carol")
 
     # Right after a fetch an unknown kid does not refetch: probing cannot hammer the issuer.
     await refused(auth, f"Bearer {new}", 401, "unknown signing key")

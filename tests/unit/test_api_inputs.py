@@ -13,7 +13,7 @@ from streamspace.db.mirror import connection_row, repository_row, session_row
 from streamspace.naming import is_dns_label, is_object_name
 from streamspace_facade.errors import ApiError
 from streamspace_facade.sessions import new_session_name
-from streamspace_facade.state import Fields
+from streamspace_facade.state import Fields, depth
 
 pytestmark = pytest.mark.unit
 
@@ -450,3 +450,25 @@ def test_new_session_name_uses_the_whole_room_at_the_limit() -> None:
     name = new_session_name("u" * 63, "t" * 253)
     assert len(name) == 253
     assert new_session_name("u" * 63, "t" * 253) != name  # a fresh suffix every time
+
+
+@pytest.mark.parametrize(
+    ("value", "levels"),
+    [
+        (1, 0),
+        ("x", 0),
+        ({}, 1),
+        ([], 1),
+        ({"a": [1, {"b": []}]}, 4),
+        ([[[[]]], []], 4),
+    ],
+)
+def test_body_depth_is_counted_without_recursion(value: object, levels: int) -> None:
+    assert depth(value) == levels
+
+
+def test_body_depth_of_a_very_deep_value() -> None:
+    deep: list[object] = []
+    for _ in range(100_000):  # far past the interpreter's recursion limit
+        deep = [deep]
+    assert depth(deep) == 100_001

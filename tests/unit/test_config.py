@@ -189,7 +189,7 @@ def test_secrets_never_appear_in_repr() -> None:
     s = load_settings(
         {
             "DATABASE_URL": "postgresql://u:hunter2@db/x",
-            "JWT_SECRET": "jwt-hunter2",
+            "JWT_SECRET": "jwt-hunter2-of-at-least-32-characters",
             "WEBHOOK_SECRET": "hook-hunter2",
         }
     )

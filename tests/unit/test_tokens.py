@@ -1,4 +1,9 @@
-"""Bearer JWTs: HS256 and OIDC verification, algorithm confusion, claims to user and role."""
+"""Bearer JWTs: HS256 and OIDC verification, algorithm confusion, claims to user and role.
+
+The identity attacks of issue 13 (item 10) are performed here with real signed tokens: a
+``preferred_username`` that differs from ``sub``, ``role: admin`` and ``groups: [admin]`` claims
+that no mapping names, HS256 tokens of another issuer, and a short ``JWT_SECRET``.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from streamspace.auth.tokens import (
     verify,
 )
 from streamspace.cli import main
+from streamspace.config import AuthSettings, ConfigError, load_settings
 
 pytestmark = pytest.mark.unit
 
@@ -31,6 +37,7 @@ SECRET = "s" * 32  # PyJWT warns about HMAC keys shorter than the digest
 ISSUER = "https://id.example/realms/streams"
 AUDIENCE = "streamspace"
 HOUR = timedelta(hours=1)
+MAPPING = (("streamspace-admins", "admin"), ("streamspace-operators", "operator"))
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +69,8 @@ def oidc_claims(**overrides: Any) -> dict[str, Any]:
     claims = {
         "iss": ISSUER,
         "aud": [AUDIENCE, "account"],
-        "sub": "0c5c2a8e-5b1f-4bd6-9d53-7f3c0f0e4a11",
-        "preferred_username": "alice",
+        "sub": "alice",
+        "preferred_username": "Alice Liddell",
         "iat": now,
         "exp": now + HOUR,
     }
@@ -75,8 +82,20 @@ def sign(key: Any, claims: dict[str, Any], alg: str = "RS256", kid: str | None =
     return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid} if kid else None)
 
 
-def check(token: str, jwks: jwt.PyJWKSet | None = None, secret: str | None = SECRET) -> Claims:
-    return verify(token, secret=secret, jwks=jwks, issuer=ISSUER, audience=AUDIENCE)
+def settings(secret: str | None = SECRET, **overrides: Any) -> AuthSettings:
+    base: dict[str, Any] = {
+        "jwt_secret": secret,
+        "oidc_issuer": ISSUER,
+        "oidc_audience": AUDIENCE,
+        "oidc_role_groups": MAPPING,
+    }
+    return AuthSettings(**{**base, **overrides})
+
+
+def check(
+    token: str, jwks: jwt.PyJWKSet | None = None, secret: str | None = SECRET, **overrides: Any
+) -> Claims:
+    return verify(token, settings(secret, **overrides), jwks)
 
 
 def rejected(token: str, match: str, **kwargs: Any) -> TokenError:
@@ -110,9 +129,39 @@ def test_hs256_round_trip() -> None:
     assert claims["exp"] - claims["iat"] == 3600
 
 
-def test_hs256_audience_when_present_must_match() -> None:
-    assert check(mint_hs256(SECRET, "alice", "user", HOUR, audience=AUDIENCE)).user == "alice"
+def test_hs256_audience_is_jwt_audience() -> None:
+    ours = mint_hs256(SECRET, "alice", "user", HOUR, audience="streams")
+    assert check(ours, jwt_audience="streams").user == "alice"
     rejected(mint_hs256(SECRET, "alice", "user", HOUR, audience="other"), "wrong audience")
+    rejected(ours, "wrong audience", jwt_audience="other")
+    # JWT_AUDIENCE set: a token without aud was not made for this deployment
+    rejected(mint_hs256(SECRET, "alice", "user", HOUR), "missing aud", jwt_audience="streams")
+    # unset: a token made for some audience is someone else's
+    rejected(ours, "wrong audience")
+
+
+def hs256(claims: dict[str, Any]) -> str:
+    now = datetime.now(UTC)
+    return jwt.encode({"iat": now, "exp": now + HOUR, **claims}, SECRET, algorithm="HS256")
+
+
+def test_attack_hs256_token_of_another_issuer_is_rejected() -> None:
+    """Signed with our secret, but issued by (or for) something else: refused."""
+    rejected(hs256({"iss": "https://evil.example", "sub": "alice"}), "wrong issuer")
+    rejected(hs256({"iss": ISSUER, "sub": "alice"}), "wrong issuer")
+    rejected(hs256({"sub": "alice", "role": "admin"}), "missing iss claim")
+    assert check(hs256({"iss": "streamspace", "sub": "alice"})) == Claims("alice", "user")
+
+
+def test_hs256_user_is_sub_and_role_is_role() -> None:
+    token = hs256({"iss": "streamspace", "sub": "mallory", "preferred_username": "alice"})
+    assert check(token) == Claims("mallory", "user")
+    assert check(hs256({"iss": "streamspace", "sub": "ops", "role": "operator"})).role == "operator"
+    # groups mean nothing in our own tokens
+    assert check(hs256({"iss": "streamspace", "sub": "x", "groups": ["streamspace-admins"]})) == (
+        Claims("x", "user")
+    )
+    rejected(hs256({"iss": "streamspace", "sub": "x", "role": "root"}), "unknown role")
 
 
 @pytest.mark.parametrize(
@@ -128,55 +177,83 @@ def test_mint_refuses_bad_input(user: str, role: str, ttl: timedelta) -> None:
     ("claims", "role"),
     [
         ({}, "user"),
-        ({"role": "admin"}, "admin"),
-        ({"role": "superuser"}, "user"),
-        ({"roles": ["viewer", "operator"]}, "operator"),
-        ({"groups": ["admin", "staff"], "role": "user"}, "admin"),
-        ({"roles": "operator"}, "operator"),
-        ({"roles": [1, None, {"a": "admin"}]}, "user"),
+        ({"groups": ["streamspace-operators"]}, "operator"),
+        ({"groups": ["staff", "streamspace-admins", "streamspace-operators"]}, "admin"),
+        ({"groups": "streamspace-admins"}, "admin"),
+        ({"groups": [1, None, {"a": "streamspace-admins"}, ["streamspace-admins"]]}, "user"),
+        ({"groups": ["Streamspace-Admins", "streamspace-admins "]}, "user"),  # exact names only
+        # the attack: role-like claims that no mapping names grant nothing
+        ({"role": "admin"}, "user"),
+        ({"roles": ["admin", "operator"]}, "user"),
+        ({"groups": ["admin"]}, "user"),
+        ({"groups": ["operator", "admin"], "role": "admin", "roles": "admin"}, "user"),
+        ({"roles": ["streamspace-admins"]}, "user"),  # a mapped group, in another claim
     ],
 )
-def test_role_is_the_highest_known_one(
+def test_attack_role_comes_only_from_mapped_groups(
     rsa_key: rsa.RSAPrivateKey, jwks: jwt.PyJWKSet, claims: dict[str, Any], role: str
 ) -> None:
     assert check(sign(rsa_key, oidc_claims(**claims)), jwks).role == role
 
 
+def test_groups_claim_is_configurable(rsa_key: rsa.RSAPrivateKey, jwks: jwt.PyJWKSet) -> None:
+    token = sign(rsa_key, oidc_claims(roles=["streamspace-admins"], groups=["x"]))
+    assert check(token, jwks, oidc_groups_claim="roles").role == "admin"
+    assert check(token, jwks, oidc_role_groups=()).role == "user"
+
+
+def test_attack_preferred_username_does_not_override_sub(
+    rsa_key: rsa.RSAPrivateKey, jwks: jwt.PyJWKSet
+) -> None:
+    """Users can often choose their ``preferred_username``; only ``sub`` names them."""
+    token = sign(rsa_key, oidc_claims(preferred_username="alice", sub="mallory"))
+    assert check(token, jwks).user == "mallory"
+
+
 @pytest.mark.parametrize(
-    ("names", "user"),
+    ("claim", "names", "user"),
     [
-        ({}, "alice"),
-        ({"preferred_username": "Alice@example.com", "sub": "alice-2"}, "alice-2"),
-        ({"preferred_username": None, "sub": "bob"}, "bob"),
-        ({"preferred_username": ["x"], "sub": "carol"}, "carol"),
+        ("sub", {"sub": "bob"}, "bob"),
+        ("preferred_username", {"preferred_username": "carol", "sub": "c-1"}, "carol"),
+        ("email_local", {"email_local": "dave", "sub": "d-1"}, "dave"),
     ],
 )
-def test_user_is_preferred_username_else_sub(
-    rsa_key: rsa.RSAPrivateKey, jwks: jwt.PyJWKSet, names: dict[str, Any], user: str
+def test_username_claim_is_configurable(
+    rsa_key: rsa.RSAPrivateKey,
+    jwks: jwt.PyJWKSet,
+    claim: str,
+    names: dict[str, Any],
+    user: str,
 ) -> None:
-    assert check(sign(rsa_key, oidc_claims(**names)), jwks).user == user
+    token = sign(rsa_key, oidc_claims(**names))
+    assert check(token, jwks, oidc_username_claim=claim).user == user
 
 
 @pytest.mark.parametrize(
-    "names",
+    ("claim", "names"),
     [
-        {"preferred_username": "Alice", "sub": "Alice"},
-        {"preferred_username": None, "sub": "a_b"},
-        {"preferred_username": None, "sub": "x" * 64},
-        {"preferred_username": None, "sub": None},
+        ("sub", {"sub": "Alice"}),
+        ("sub", {"sub": "a_b"}),
+        ("sub", {"sub": "x" * 64}),
+        ("sub", {"sub": None, "preferred_username": "alice"}),  # no fallback to another claim
+        ("preferred_username", {"preferred_username": "Alice@example.com", "sub": "alice"}),
+        ("preferred_username", {"preferred_username": ["alice"], "sub": "alice"}),
+        ("preferred_username", {"preferred_username": None, "sub": "alice"}),
     ],
 )
 def test_invalid_user_names_are_rejected(
-    rsa_key: rsa.RSAPrivateKey, jwks: jwt.PyJWKSet, names: dict[str, Any]
+    rsa_key: rsa.RSAPrivateKey, jwks: jwt.PyJWKSet, claim: str, names: dict[str, Any]
 ) -> None:
-    rejected(sign(rsa_key, oidc_claims(**names)), "DNS label", jwks=jwks)
+    token = sign(rsa_key, oidc_claims(**names))
+    rejected(token, "DNS label", jwks=jwks, oidc_username_claim=claim)
 
 
 def test_rs256_and_es256_accepted(
     rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey, jwks: jwt.PyJWKSet
 ) -> None:
-    assert check(sign(rsa_key, oidc_claims()), jwks, secret=None).user == "alice"
-    assert check(sign(ec_key, oidc_claims(), "ES256", "ec-1"), jwks).user == "alice"
+    claims = oidc_claims(sub="alice")
+    assert check(sign(rsa_key, claims), jwks, secret=None).user == "alice"
+    assert check(sign(ec_key, claims, "ES256", "ec-1"), jwks).user == "alice"
 
 
 def test_alg_none_is_rejected(jwks: jwt.PyJWKSet) -> None:
@@ -205,7 +282,7 @@ def test_leeway_tolerates_small_clock_skew() -> None:
 
 
 def test_exp_is_required(rsa_key: rsa.RSAPrivateKey, jwks: jwt.PyJWKSet) -> None:
-    rejected(sign(SECRET, {"sub": "alice"}, "HS256"), "missing exp claim")
+    rejected(sign(SECRET, {"sub": "alice", "iss": "streamspace"}, "HS256"), "missing exp claim")
     rejected(sign(rsa_key, oidc_claims(exp=None)), "missing exp claim", jwks=jwks)
 
 
@@ -281,3 +358,51 @@ def test_cli_mints_a_token(
     monkeypatch.delenv("JWT_SECRET")
     assert main(["token", "jwt", "--user", "alice"]) == 2
     assert "JWT_SECRET is not set" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("length", [0, 1, 16, 31])
+def test_attack_short_jwt_secret_is_refused_at_start(length: int) -> None:
+    short = "k" * length
+    if length == 0:  # empty is "not set": HS256 tokens are simply not accepted
+        assert load_settings({"JWT_SECRET": short}).auth.jwt_secret is None
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"JWT_SECRET": short})
+    [problem] = caught.value.problems
+    assert problem.startswith(f"JWT_SECRET: {length} characters is too short")
+    assert "at least 32" in problem
+    assert short not in problem  # the value itself is never repeated
+
+
+def test_long_enough_secrets_are_accepted() -> None:
+    assert load_settings({"JWT_SECRET": "k" * 32}).auth.jwt_secret == "k" * 32
+
+
+@pytest.mark.parametrize(
+    ("raw", "pairs"),
+    [
+        ("", ()),
+        (
+            "admin=streamspace-admins, operator=streamspace-operators",
+            (("streamspace-admins", "admin"), ("streamspace-operators", "operator")),
+        ),
+        ("admin=a,admin=b,", (("a", "admin"), ("b", "admin"))),
+        ("operator=cn=ops,ou=groups", None),  # no commas inside a group name
+        ("root=x", None),
+        ("admin=", None),
+        ("admin", None),
+    ],
+)
+def test_role_groups_setting(raw: str, pairs: tuple[tuple[str, str], ...] | None) -> None:
+    if pairs is None:
+        with pytest.raises(ConfigError, match="OIDC_ROLE_GROUPS"):
+            load_settings({"OIDC_ROLE_GROUPS": raw})
+    else:
+        assert load_settings({"OIDC_ROLE_GROUPS": raw}).auth.oidc_role_groups == pairs
+
+
+def test_oidc_claim_settings_default_to_sub_and_groups() -> None:
+    auth = load_settings({}).auth
+    assert (auth.oidc_username_claim, auth.oidc_groups_claim) == ("sub", "groups")
+    custom = load_settings({"OIDC_USERNAME_CLAIM": "uid", "OIDC_GROUPS_CLAIM": "roles"}).auth
+    assert (custom.oidc_username_claim, custom.oidc_groups_claim) == ("uid", "roles")

@@ -1,7 +1,17 @@
 """Bearer JWTs: minting HS256 tokens and verifying HS256 or OIDC (RS256, ES256) tokens.
 
-Pure: no I/O. The caller supplies the HS256 secret and, for OIDC, the issuer's key set; fetching
+Pure: no I/O. The caller supplies the auth settings and, for OIDC, the issuer's key set; fetching
 and caching that set is the facade's job.
+
+Who a token names is read from exactly one claim, and roles come from exactly one place, so no
+claim an identity provider lets users shape can make them someone else or an admin:
+
+* HS256 tokens are ours (``streamspace token jwt``): ``iss`` must be ``streamspace``, ``aud``
+  must be ``JWT_AUDIENCE`` (absent when that is unset), the user is ``sub`` and the role is
+  ``role``.
+* OIDC tokens: ``iss`` and ``aud`` must be the configured ones, the user is the claim
+  ``OIDC_USERNAME_CLAIM`` (default ``sub``), and the role is the highest one that
+  ``OIDC_ROLE_GROUPS`` maps a group of ``OIDC_GROUPS_CLAIM`` to; ``user`` otherwise.
 
 The algorithm a token claims decides only *which* configured key may verify it, never *how* a key
 is used: HS256 is verified with the shared secret alone, asymmetric algorithms only with a public
@@ -21,12 +31,13 @@ from typing import Any
 import jwt
 from jwt.types import Options
 
+from streamspace.config import ROLE_NAMES, AuthSettings
 from streamspace.naming import is_dns_label
 
 ISSUER = "streamspace"
-"""``iss`` of the HS256 tokens minted here."""
+"""``iss`` of the HS256 tokens minted here, required in every HS256 token."""
 
-ROLES = ("user", "operator", "admin")
+ROLES = ROLE_NAMES
 """Lowest to highest; the same roles as API keys and ``users.role``."""
 
 HMAC_ALGORITHM = "HS256"
@@ -95,25 +106,36 @@ def header_algorithm(token: str) -> str:
 
 def verify(
     token: str,
+    settings: AuthSettings,
+    jwks: jwt.PyJWKSet | None = None,
     *,
-    secret: str | None,
-    jwks: jwt.PyJWKSet | None,
-    issuer: str | None,
-    audience: str | None,
     leeway: int = 30,
 ) -> Claims:
     """Verify ``token`` and return who it names; raise ``TokenError`` otherwise.
 
-    HS256 tokens need ``secret``; their ``aud``, when present, must contain ``audience``.
-    Asymmetric tokens need ``jwks``, ``issuer`` and ``audience``: ``iss`` must equal ``issuer``
-    and ``aud`` must contain ``audience``. Every token needs ``exp``.
+    HS256 tokens need ``settings.jwt_secret``, ``iss`` ``streamspace`` and, when
+    ``jwt_audience`` is set, that ``aud``. Asymmetric tokens need ``jwks`` and the OIDC issuer
+    and audience: ``iss`` must equal the issuer and ``aud`` contain the audience. Every token
+    needs ``exp``.
     """
     alg = header_algorithm(token)
-    if alg == HMAC_ALGORITHM and secret is not None:
-        payload = _decode(token, secret, alg, leeway=leeway, verify_aud=False)
-        _check_optional_audience(payload, audience)
-    elif alg in ASYMMETRIC_ALGORITHMS and jwks is not None:
-        if issuer is None or audience is None:
+    if alg == HMAC_ALGORITHM and settings.jwt_secret is not None:
+        audience = settings.jwt_audience
+        payload = _decode(
+            token,
+            settings.jwt_secret,
+            alg,
+            leeway=leeway,
+            issuer=ISSUER,
+            audience=audience,
+            require=("exp", "iss", "aud") if audience else ("exp", "iss"),
+            verify_aud=audience is not None,
+        )
+        if audience is None and "aud" in payload:
+            raise TokenError("invalid token: wrong audience")
+        return Claims(user=_name(payload, "sub"), role=_own_role(payload))
+    if alg in ASYMMETRIC_ALGORITHMS and jwks is not None:
+        if settings.oidc_issuer is None or settings.oidc_audience is None:
             raise TokenError("invalid token: OIDC issuer and audience are not configured")
         key = _signing_key(token, alg, jwks)
         payload = _decode(
@@ -121,15 +143,17 @@ def verify(
             key,
             alg,
             leeway=leeway,
-            issuer=issuer,
-            audience=audience,
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience,
             require=("exp", "iss", "aud"),
         )
-    elif alg == HMAC_ALGORITHM or alg in ASYMMETRIC_ALGORITHMS:
+        return Claims(
+            user=_name(payload, settings.oidc_username_claim),
+            role=_mapped_role(payload, settings),
+        )
+    if alg == HMAC_ALGORITHM or alg in ASYMMETRIC_ALGORITHMS:
         raise TokenError(f"invalid token: {alg} tokens are not accepted")
-    else:
-        raise TokenError("invalid token: algorithm not accepted")
-    return Claims(user=_user(payload), role=_role(payload))
+    raise TokenError("invalid token: algorithm not accepted")
 
 
 def _signing_key(token: str, alg: str, jwks: jwt.PyJWKSet) -> jwt.PyJWK:
@@ -189,28 +213,31 @@ def _decode(
         raise TokenError("invalid token") from None
 
 
-def _check_optional_audience(payload: dict[str, Any], audience: str | None) -> None:
-    if "aud" not in payload:
-        return
-    aud = payload["aud"]
-    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-    if audience is None or audience not in audiences:
-        raise TokenError("invalid token: wrong audience")
+def _name(payload: dict[str, Any], claim: str) -> str:
+    """The user name from ``claim`` alone: no fallback to another claim."""
+    value = payload.get(claim)
+    if isinstance(value, str) and is_dns_label(value):
+        return value
+    raise TokenError(f"invalid token: the user name ({claim}) is not a DNS label")
 
 
-def _user(payload: dict[str, Any]) -> str:
-    for claim in ("preferred_username", "sub"):
-        value = payload.get(claim)
-        if isinstance(value, str) and is_dns_label(value):
-            return value
-    raise TokenError("invalid token: the user name is not a DNS label")
+def _own_role(payload: dict[str, Any]) -> str:
+    """The ``role`` of a token we minted; ``user`` when it names none."""
+    role = payload.get("role", "user")
+    if role not in ROLES:
+        raise TokenError("invalid token: unknown role")
+    return str(role)
 
 
-def _role(payload: dict[str, Any]) -> str:
-    """The highest known role among ``role``, ``roles`` and ``groups``; ``user`` by default."""
+def _mapped_role(payload: dict[str, Any], settings: AuthSettings) -> str:
+    """The highest role a group of the caller is mapped to; ``user`` by default.
+
+    Group names are compared exactly; a group called ``admin`` is just a group unless the
+    mapping names it.
+    """
+    value = payload.get(settings.oidc_groups_claim)
+    listed = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    groups = {group for group in listed if isinstance(group, str)}
     found = {"user"}
-    for claim in ("role", "roles", "groups"):
-        value = payload.get(claim)
-        values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
-        found.update(v for v in values if isinstance(v, str) and v in ROLES)
+    found.update(role for group, role in settings.oidc_role_groups if group in groups)
     return max(found, key=ROLES.index)
