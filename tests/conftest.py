@@ -97,8 +97,8 @@ def full_cluster(cluster: Cluster) -> Cluster:
 
 @pytest.fixture(scope="session")
 def session_admission(cluster: Cluster) -> Cluster:
-    """The cluster with ``crds/session-admission.yaml`` applied (the control plane applies only
-    the CRDs of ``crds/``); it stays for the rest of the run, as in an installation."""
+    """The cluster with ``crds/session-admission.yaml`` applied, as in an installation (the local
+    control plane applies it at start; an existing cluster gets it here)."""
     with cluster.api_client() as api_client:
         apply_admission(api_client)
     return cluster

@@ -5,15 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from streamspace.naming import workload_name
+from streamspace_dev.cluster import ADMISSION_FILE
+from streamspace_dev.cluster import apply_admission as apply_policy
 from streamspace_dev.process import wait_until
 
 GROUP, VERSION = "stream.space", "v1alpha1"
@@ -108,44 +108,6 @@ class Objects:
         return [e.reason for e in self.events(name)]
 
 
-ADMISSION = Path(__file__).resolve().parents[1] / "crds" / "session-admission.yaml"
-
-
 def apply_admission(api: client.ApiClient) -> None:
-    """Create or replace the Session admission policy, its binding and its parameter ConfigMap
-    (``crds/session-admission.yaml``), the way ``kubectl apply -f crds/`` would."""
-    admission, core = client.AdmissionregistrationV1Api(api), client.CoreV1Api(api)
-    verbs: dict[str, tuple[Any, Any, Any]] = {
-        "ValidatingAdmissionPolicy": (
-            admission.read_validating_admission_policy,
-            admission.create_validating_admission_policy,
-            admission.replace_validating_admission_policy,
-        ),
-        "ValidatingAdmissionPolicyBinding": (
-            admission.read_validating_admission_policy_binding,
-            admission.create_validating_admission_policy_binding,
-            admission.replace_validating_admission_policy_binding,
-        ),
-    }
-    for doc in yaml.safe_load_all(ADMISSION.read_text()):
-        name, namespace = doc["metadata"]["name"], doc["metadata"].get("namespace")
-        if doc["kind"] == "ConfigMap":
-            try:
-                core.create_namespace({"metadata": {"name": namespace}})
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-            read = partial(core.read_namespaced_config_map, namespace=namespace)
-            create = partial(core.create_namespaced_config_map, namespace)
-            replace = partial(core.replace_namespaced_config_map, namespace=namespace)
-        else:
-            read, create, replace = verbs[doc["kind"]]
-        try:
-            current = read(name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            create(doc)
-        else:
-            doc["metadata"]["resourceVersion"] = current.metadata.resource_version
-            replace(name, body=doc)
+    """The repository's Session admission policy applied (or restored) on ``api``'s cluster."""
+    apply_policy(api, Path(__file__).resolve().parents[1] / "crds" / ADMISSION_FILE)

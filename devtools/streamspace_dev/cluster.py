@@ -290,6 +290,9 @@ class ControlPlane:
         self._write_kubeconfig(state)
         apply_crds(self.kubeconfig, self.crds_dir, timeout)
         ensure_namespace(self.kubeconfig, DEFAULT_NAMESPACE)
+        api_client, _ = _api_client(self.kubeconfig)
+        with api_client:  # what the CRDs come with: the Session admission policy
+            apply_admission(api_client, self.crds_dir / ADMISSION_FILE)
         state.timings["core_start_seconds"] = round(time.monotonic() - started, 2)
         return state
 
@@ -549,6 +552,53 @@ def apply_crds(kubeconfig: Path, crds_dir: Path, timeout: float = 60.0) -> list[
         if not process.wait_until(established, timeout):
             raise ClusterError(f"CRDs not established after {timeout:.0f}s: {names}")
         return names
+
+
+ADMISSION_FILE = "session-admission.yaml"
+
+
+def apply_admission(api: Any, path: Path) -> None:
+    """Create or replace the Session admission policy, its binding and its parameter ConfigMap
+    (``crds/session-admission.yaml``), the way ``kubectl apply -f crds/`` would."""
+    from kubernetes import client  # noqa: PLC0415 - heavy import, dev paths only
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+    admission: Any = client.AdmissionregistrationV1Api(api)
+    core: Any = client.CoreV1Api(api)
+    verbs: dict[str, tuple[Any, Any, Any]] = {
+        "ValidatingAdmissionPolicy": (
+            admission.read_validating_admission_policy,
+            admission.create_validating_admission_policy,
+            admission.replace_validating_admission_policy,
+        ),
+        "ValidatingAdmissionPolicyBinding": (
+            admission.read_validating_admission_policy_binding,
+            admission.create_validating_admission_policy_binding,
+            admission.replace_validating_admission_policy_binding,
+        ),
+    }
+    for doc in yaml.safe_load_all(path.read_text()):
+        name, namespace = doc["metadata"]["name"], doc["metadata"].get("namespace")
+        if doc["kind"] == "ConfigMap":
+            try:
+                core.create_namespace({"metadata": {"name": namespace}})
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+            read = functools.partial(core.read_namespaced_config_map, namespace=namespace)
+            create = functools.partial(core.create_namespaced_config_map, namespace)
+            replace = functools.partial(core.replace_namespaced_config_map, namespace=namespace)
+        else:
+            read, create, replace = verbs[doc["kind"]]
+        try:
+            current: Any = read(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            create(doc)
+        else:
+            doc["metadata"]["resourceVersion"] = current.metadata.resource_version
+            replace(name, body=doc)
 
 
 def ensure_namespace(kubeconfig: Path, name: str) -> None:
