@@ -28,6 +28,7 @@ SPEC_TABLES = {
     "installed_plugins",
     "plugin_ratings",
     "webhook_deliveries",
+    "idempotency_keys",
 }
 
 
