@@ -30,6 +30,8 @@ from streamspace_facade.state import SERVICES
 from streamspace_operator.runtime import RunOptions, serve
 from streamspace_testing import new_namespace
 
+pytest_plugins = ["leakcheck"]  # a test that leaves a socket open fails (tests/leakcheck.py)
+
 REPO = Path(__file__).resolve().parents[1]
 TIERS = ("unit", "integration", "e2e")
 
