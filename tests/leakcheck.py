@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import sys
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -67,7 +68,7 @@ def _address(hexed: str) -> str:
     return f"{socket.inet_ntop(family, words)}:{int(port, 16)}"
 
 
-def _endpoints() -> dict[int, str]:
+def endpoints() -> dict[int, str]:
     """What ``/proc/net`` says about each socket of this network namespace, by inode."""
     found: dict[int, str] = {}
     for proto in ("tcp", "tcp6", "udp", "udp6"):
@@ -112,13 +113,20 @@ def _holders(fds: set[int]) -> dict[int, list[str]]:
     return found
 
 
-def describe(leaked: dict[int, int]) -> str:
-    endpoints = _endpoints()
-    holders = _holders(set(leaked.values()))
-    lines = []
-    for inode, fd in sorted(leaked.items(), key=lambda item: item[1]):
-        lines.append(f"  fd {fd}: {endpoints.get(inode, f'socket inode {inode}')}")
+def describe(sockets: dict[int, int]) -> dict[int, str]:
+    """inode → what is known of the socket: its descriptor, addresses and holders."""
+    known = endpoints()
+    holders = _holders(set(sockets.values()))
+    found = {}
+    for inode, fd in sorted(sockets.items(), key=lambda item: item[1]):
+        lines = [f"  fd {fd}: {known.get(inode, f'socket inode {inode}')}"]
         lines.extend(f"    {line}" for line in holders.get(fd, ["(no Python socket object)"]))
+        found[inode] = "\n".join(lines)
+    return found
+
+
+def report(described: dict[int, str]) -> str:
+    lines = list(described.values())
     if not tracemalloc.is_tracing():
         lines.append("  (run with PYTHONTRACEMALLOC=20 to see where each holder was allocated)")
     return "\n".join(lines)
@@ -135,20 +143,34 @@ def _loops(request: pytest.FixtureRequest) -> list[asyncio.AbstractEventLoop]:
     return loops
 
 
-def _settle(baseline: dict[int, int], loops: list[asyncio.AbstractEventLoop]) -> dict[int, int]:
-    """The sockets opened since ``baseline`` that are still open once ``SETTLE`` has passed."""
+def _new(baseline: dict[int, int]) -> dict[int, int]:
+    return {k: v for k, v in open_sockets().items() if k not in baseline}
+
+
+def _settle(
+    baseline: dict[int, int], loops: list[asyncio.AbstractEventLoop]
+) -> tuple[dict[int, int], dict[int, str]]:
+    """The sockets opened since ``baseline`` that are still open once ``SETTLE`` has passed,
+    and what was known of those the garbage collector closed (their ResourceWarning follows,
+    without the socket's addresses or the holder's allocation)."""
     deadline = time.monotonic() + SETTLE
-    while True:
-        leaked = {k: v for k, v in open_sockets().items() if k not in baseline}
-        if not leaked or time.monotonic() >= deadline:
-            return leaked
-        gc.collect()
+    leaked = _new(baseline)
+    if not leaked:
+        return {}, {}
+    described = describe(leaked)
+    gc.collect()
+    left = _new(baseline)
+    collected = {k: v for k, v in described.items() if k not in left}
+    while left and time.monotonic() < deadline:
         idle = [lo for lo in loops if not lo.is_closed() and not lo.is_running()]
         if idle:
             for loop in idle:
                 loop.run_until_complete(asyncio.sleep(POLL / len(idle)))
         else:
             time.sleep(POLL)  # polling other threads' sockets until SETTLE's deadline
+        gc.collect()
+        left = _new(baseline)
+    return left, collected
 
 
 @pytest.fixture(autouse=True)
@@ -160,10 +182,16 @@ def no_leaked_sockets(request: pytest.FixtureRequest) -> Iterator[None]:
     loops = _loops(request)
     baseline = open_sockets()
     yield
-    leaked = _settle(baseline, loops)
+    leaked, collected = _settle(baseline, loops)
+    if collected:
+        print(  # shown with the test's failure (the collector's ResourceWarning)
+            f"{request.node.nodeid}: the garbage collector closed {len(collected)} socket(s) "
+            f"that nothing else closed:\n{report(collected)}",
+            file=sys.stderr,
+        )
     if leaked:
         pytest.fail(
             f"{request.node.nodeid} left {len(leaked)} socket(s) open "
-            f"({SETTLE:g} s after its teardown):\n{describe(leaked)}",
+            f"({SETTLE:g} s after its teardown):\n{report(describe(leaked))}",
             pytrace=False,
         )

@@ -32,7 +32,7 @@ from streamspace.manifests import MANAGED_BY, USER_LABEL
 from streamspace.naming import is_dns_label, is_object_name
 from streamspace_facade import metrics
 from streamspace_facade.errors import ApiError, conflict, forbidden, invalid, not_found
-from streamspace_facade.kube import Kube
+from streamspace_facade.kube import Kube, close_stream
 from streamspace_facade.live import Informer, SessionFeed, message
 from streamspace_facade.principal import Principal
 from streamspace_facade.state import Services, principal, query_int, require, services
@@ -402,7 +402,7 @@ async def logs_stream(request: web.Request) -> web.StreamResponse:
     try:
         ws, client = await _upgrade(request, "logs")
     except BaseException:
-        stream.release()
+        close_stream(stream)
         raise
     ref = PodRef(namespace, name, str(pod["metadata"]["uid"]), pod["metadata"]["resourceVersion"])
     follow = _follow(svc.kube, ref, stream, client)
@@ -437,7 +437,7 @@ async def _follow(kube: Kube, pod: PodRef, stream: aiohttp.ClientResponse, clien
         for task in (reading, gone):
             task.cancel()
         await asyncio.gather(reading, gone, return_exceptions=True)
-        stream.release()
+        close_stream(stream)
 
 
 async def _lines(stream: aiohttp.ClientResponse, client: Client) -> None:
@@ -462,12 +462,14 @@ async def _pod_gone(kube: Kube, pod: PodRef) -> bool:
     version = pod.version
     while True:
         try:
-            async for kind, obj in kube.watch_pod(pod.namespace, pod.name, version, 290):
-                if kind == "ERROR":
-                    break
-                version = str(obj["metadata"].get("resourceVersion") or version)
-                if kind == "DELETED" or obj["metadata"].get("uid") != pod.uid:
-                    return True
+            events = kube.watch_pod(pod.namespace, pod.name, version, 290)
+            async with contextlib.aclosing(events):  # a return closes the stream now
+                async for kind, obj in events:
+                    if kind == "ERROR":
+                        break
+                    version = str(obj["metadata"].get("resourceVersion") or version)
+                    if kind == "DELETED" or obj["metadata"].get("uid") != pod.uid:
+                        return True
         except ApiError as exc:
             log.info("watch of pod %s/%s interrupted: %s", pod.namespace, pod.name, exc.message)
             await asyncio.sleep(2)

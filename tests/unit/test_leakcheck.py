@@ -107,5 +107,11 @@ def test_a_leak_fails_the_test_that_leaked_and_only_that_one(
         [
             "*ERROR at teardown of test_leaves_a_socket_to_the_garbage_collector*",
             "*ResourceWarning: unclosed <socket.socket*",
+            "*Captured stderr teardown*",
+            "*test_leaves_a_socket_to_the_garbage_collector: the garbage collector closed 1 "
+            "socket(s) that nothing else closed:",
+            "  fd *: socket inode *",
+            "    held by socket.socket",
+            "    held by test_inner.*Cycle",
         ]
     )
