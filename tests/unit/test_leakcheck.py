@@ -63,6 +63,15 @@ def test_a_closed_transport_closes_on_the_loops_next_iterations():
         await server.wait_closed()
 
     asyncio.run(main())
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_on_the_session_loop_closes_without_waiting_for_the_close():
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.close()  # closes on the loop's next iteration, after the test has returned
+    server.close()
 '''
 
 
@@ -82,7 +91,7 @@ def test_a_leak_fails_the_test_that_leaked_and_only_that_one(
         "error::pytest.PytestUnraisableExceptionWarning",
         "-v",
     )
-    inner.assert_outcomes(passed=4, errors=2)
+    inner.assert_outcomes(passed=5, errors=2)
     inner.stdout.fnmatch_lines(
         [
             "*test_leaks_a_connected_socket PASSED*",
@@ -91,6 +100,7 @@ def test_a_leak_fails_the_test_that_leaked_and_only_that_one(
             "*test_leaves_a_socket_to_the_garbage_collector PASSED*",
             "*test_leaves_a_socket_to_the_garbage_collector ERROR*",
             "*test_a_closed_transport_closes_on_the_loops_next_iterations PASSED*",
+            "*test_on_the_session_loop_closes_without_waiting_for_the_close PASSED*",
         ]
     )
     # the leaked socket, named: its addresses and the object that holds it
