@@ -7,9 +7,12 @@ pytest-asyncio loop) are set up before it, so what they open on first use is par
 "before" list. New sockets get ``SETTLE`` seconds to go away while the garbage collector runs
 and the test's pytest-asyncio loop, if any, runs its pending callbacks (a transport closes on
 the next loop iteration, a TLS one after its closing handshake); those still open then fail
-the test with their addresses and the object that holds them (where it was allocated, with
-``PYTHONTRACEMALLOC=20``). An object the collector frees with a socket still open raises its
-``ResourceWarning`` during this test's teardown, so that too fails the test that leaked it.
+the test with their addresses and the objects that hold them. An object the collector frees
+with a socket still open raises its ``ResourceWarning`` during this test's teardown, so that
+too fails the test that leaked it (what was known of the socket is printed to stderr first).
+
+``LEAKCHECK_TRACEMALLOC=20`` adds where each holder was allocated: it starts tracemalloc at the
+first test, far cheaper than ``PYTHONTRACEMALLOC``, which also traces pytest's start-up.
 
 Loaded by ``tests/conftest.py`` (``pytest_plugins``); ``-p leakcheck`` loads it elsewhere.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import socket
 import sys
 import time
@@ -90,11 +94,43 @@ def endpoints() -> dict[int, str]:
     return found
 
 
+def _own_code() -> set[object]:
+    return {_referrers.__code__, _holders.__code__}
+
+
+_OWN_CODE: set[object] = set()
+
+
+def _referrers(obj: object, ignored: list[object]) -> list[object]:
+    """What refers to ``obj``, looking through the dicts, lists and tuples in between."""
+    found: list[object] = []
+    seen = {id(ignored)}
+    level = [obj]
+    for _ in range(3):
+        containers = []
+        for target in level:
+            for referrer in gc.get_referrers(target):
+                if id(referrer) in seen or getattr(referrer, "f_code", None) in _OWN_CODE:
+                    continue  # (this module's own frames, looking at it)
+                seen.add(id(referrer))
+                if isinstance(referrer, (dict, list, tuple)):
+                    containers.append(referrer)
+                else:
+                    found.append(referrer)
+        if found or not containers:
+            return found
+        level = containers
+    return found
+
+
 def _holders(fds: set[int]) -> dict[int, list[str]]:
     """For each descriptor, the Python socket that owns it and the objects that refer to it,
     with where each was allocated when tracemalloc is on."""
     found: dict[int, list[str]] = {}
-    for obj in gc.get_objects():
+    if not _OWN_CODE:
+        _OWN_CODE.update(_own_code())
+    everything = gc.get_objects()
+    for obj in everything:
         if not isinstance(obj, socket.socket):
             continue
         try:
@@ -104,8 +140,7 @@ def _holders(fds: set[int]) -> dict[int, list[str]]:
         if fd not in fds:
             continue
         described = found.setdefault(fd, [])
-        referrers = [r for r in gc.get_referrers(obj) if not isinstance(r, (dict, list, tuple))]
-        for held in [obj, *referrers[:3]]:
+        for held in [obj, *_referrers(obj, everything)[:4]]:
             described.append(f"held by {type(held).__module__}.{type(held).__qualname__}")
             trace = tracemalloc.get_object_traceback(held)
             if trace is not None:
@@ -128,7 +163,7 @@ def describe(sockets: dict[int, int]) -> dict[int, str]:
 def report(described: dict[int, str]) -> str:
     lines = list(described.values())
     if not tracemalloc.is_tracing():
-        lines.append("  (run with PYTHONTRACEMALLOC=20 to see where each holder was allocated)")
+        lines.append("  (run with LEAKCHECK_TRACEMALLOC=20 to see where each holder was allocated)")
     return "\n".join(lines)
 
 
@@ -179,6 +214,9 @@ def no_leaked_sockets(request: pytest.FixtureRequest) -> Iterator[None]:
     if not FD_DIR.is_dir():  # not Linux: nothing to compare
         yield
         return
+    frames = int(os.environ.get("LEAKCHECK_TRACEMALLOC") or 0)
+    if frames and not tracemalloc.is_tracing():
+        tracemalloc.start(frames)  # from the first test on: far cheaper than tracing start-up
     loops = _loops(request)
     baseline = open_sockets()
     yield
