@@ -28,7 +28,7 @@ from streamspace.dev.postgres import LocalPostgres
 from streamspace.dev.process import free_port, wait_until
 from streamspace_facade.state import SERVICES
 from streamspace_operator.runtime import RunOptions, serve
-from streamspace_testing import new_namespace
+from streamspace_testing import close_pools, new_namespace
 
 pytest_plugins = ["leakcheck"]  # a test that leaves a socket open fails (tests/leakcheck.py)
 
@@ -89,6 +89,7 @@ def full_cluster(cluster: Cluster) -> Cluster:
 def api(cluster: Cluster) -> Iterator[client.ApiClient]:
     with cluster.api_client() as api_client:
         yield api_client
+        close_pools(api_client)
 
 
 @pytest.fixture

@@ -35,6 +35,18 @@ def new_namespace(api: client.ApiClient) -> Iterator[str]:
         core.delete_namespace(name)
 
 
+def close_pools(api: client.ApiClient) -> None:
+    """Close the client's pooled connections, which ``ApiClient.close()`` no longer does.
+
+    With urllib3 2 its ``PoolManager.clear()`` only forgets the pools; their sockets close when
+    a pool is garbage-collected, and a response that outlives the test (a followed log) keeps
+    its pool, and so every connection in it, open.
+    """
+    pools = api.rest_client.pool_manager.pools
+    for key in pools.keys():  # noqa: SIM118 - the container cannot be iterated
+        pools[key].close()
+
+
 class Objects:
     def __init__(self, api: client.ApiClient, namespace: str) -> None:
         self.ns = namespace
