@@ -28,7 +28,7 @@ from streamspace.dev.postgres import LocalPostgres
 from streamspace.dev.process import free_port, wait_until
 from streamspace_facade.state import SERVICES
 from streamspace_operator.runtime import RunOptions, serve
-from streamspace_testing import close_pools, new_namespace
+from streamspace_testing import close_pools, closing_finished, new_namespace
 
 pytest_plugins = ["leakcheck"]  # a test that leaves a socket open fails (tests/leakcheck.py)
 
@@ -148,10 +148,15 @@ class OperatorThread:
             standalone=self.priority is None,
             priority=self.priority or 0,
         )
-        try:
-            asyncio.run(
-                serve(self.settings, options, stop_flag=self.stop_flag, ready_flag=self.ready_flag)
+
+        async def main() -> None:
+            await serve(
+                self.settings, options, stop_flag=self.stop_flag, ready_flag=self.ready_flag
             )
+            await closing_finished()  # Kopf's last TLS closes, before the loop goes away
+
+        try:
+            asyncio.run(main())
         except BaseException as exc:  # reported by stop()
             self.error = exc
 
