@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.logging import caplog_records_key
 
 FD_DIR = Path("/proc/self/fd")
 SETTLE = 5.0
@@ -208,6 +209,14 @@ def _settle(
     return left, collected
 
 
+def _forget_logged_tracebacks(item: pytest.Item) -> None:
+    """Drop the tracebacks of the records pytest keeps for the report (already formatted): their
+    frames would keep the objects of a failed call, and their sockets, open until after this."""
+    for records in item.stash.get(caplog_records_key, {}).values():
+        for record in records:
+            record.exc_info = None
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_sockets(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail the test if it (or its function-scoped fixtures) left a socket open."""
@@ -220,6 +229,7 @@ def no_leaked_sockets(request: pytest.FixtureRequest) -> Iterator[None]:
     loops = _loops(request)
     baseline = open_sockets()
     yield
+    _forget_logged_tracebacks(request.node)
     leaked, collected = _settle(baseline, loops)
     if collected:
         print(  # shown with the test's failure (the collector's ResourceWarning)
