@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _pytest.logging import caplog_records_key
+from _pytest.logging import caplog_handler_key, caplog_records_key
 
 FD_DIR = Path("/proc/self/fd")
 SETTLE = 5.0
@@ -212,7 +212,9 @@ def _settle(
 def _forget_logged_tracebacks(item: pytest.Item) -> None:
     """Drop the tracebacks of the records pytest keeps for the report (already formatted): their
     frames would keep the objects of a failed call, and their sockets, open until after this."""
-    for records in item.stash.get(caplog_records_key, {}).values():
+    phases = list(item.stash.get(caplog_records_key, {}).values())
+    handler = item.stash.get(caplog_handler_key, None)
+    for records in [*phases, handler.records if handler is not None else []]:
         for record in records:
             record.exc_info = None
 
