@@ -30,7 +30,9 @@ from streamspace_dev.process import free_port, wait_until
 from streamspace_dev.settings import load_dev_settings
 from streamspace_facade.state import SERVICES
 from streamspace_operator.runtime import RunOptions, serve
-from streamspace_testing import apply_admission, new_namespace
+from streamspace_testing import apply_admission, close_pools, closing_finished, new_namespace
+
+pytest_plugins = ["leakcheck"]  # a test that leaves a socket open fails (tests/leakcheck.py)
 
 REPO = Path(__file__).resolve().parents[1]
 TIERS = ("unit", "integration", "e2e")
@@ -108,6 +110,7 @@ def session_admission(cluster: Cluster) -> Cluster:
 def api(cluster: Cluster) -> Iterator[client.ApiClient]:
     with cluster.api_client() as api_client:
         yield api_client
+        close_pools(api_client)
 
 
 @pytest.fixture
@@ -166,10 +169,15 @@ class OperatorThread:
             standalone=self.priority is None,
             priority=self.priority or 0,
         )
-        try:
-            asyncio.run(
-                serve(self.settings, options, stop_flag=self.stop_flag, ready_flag=self.ready_flag)
+
+        async def main() -> None:
+            await serve(
+                self.settings, options, stop_flag=self.stop_flag, ready_flag=self.ready_flag
             )
+            await closing_finished()  # Kopf's last TLS closes, before the loop goes away
+
+        try:
+            asyncio.run(main())
         except BaseException as exc:  # reported by stop()
             self.error = exc
 

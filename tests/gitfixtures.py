@@ -130,7 +130,7 @@ def make_repo(path: Path, files: dict[str, str]) -> GitRepo:
 # -- a loopback HTTPS Git server ---------------------------------------------------------------
 
 
-def _tls_material(directory: Path) -> tuple[Path, Path, Path]:
+def tls_material(directory: Path) -> tuple[Path, Path, Path]:
     """A CA, and a certificate for 127.0.0.1 signed by it: (ca.pem, cert.pem, key.pem)."""
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -258,7 +258,7 @@ def https_git_server(
             return [b"unauthorized"]
         return git_app(environ, start_response)
 
-    ca, cert, key = _tls_material(directory)
+    ca, cert, key = tls_material(directory)
     server = make_server(
         "127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
     )

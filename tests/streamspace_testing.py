@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,39 @@ def new_namespace(api: client.ApiClient) -> Iterator[str]:
         yield name
     finally:
         core.delete_namespace(name)
+
+
+async def closing_finished(seconds: float = 5.0) -> bool:
+    """Wait until no connection of the running loop is still closing; False after ``seconds``.
+
+    For a loop about to end inside the test process: Kopf closes the API responses still open
+    at its exit gracefully (a TLS close_notify exchange with the API server) without waiting for
+    them, and a loop closed meanwhile leaves their sockets open ("unclosed transport", or
+    CLOSE_WAIT sockets found by the leak check). A connection still closing is still registered
+    with the loop's selector; the loop's own wake-up socket always is.
+    """
+    loop = asyncio.get_running_loop()
+    selector = getattr(loop, "_selector", None)
+    if selector is None:
+        return True
+    deadline = loop.time() + seconds
+    while len(selector.get_map()) > 1:  # beyond the loop's own wake-up socket
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+def close_pools(api: client.ApiClient) -> None:
+    """Close the client's pooled connections, which ``ApiClient.close()`` no longer does.
+
+    With urllib3 2 its ``PoolManager.clear()`` only forgets the pools; their sockets close when
+    a pool is garbage-collected, and a response that outlives the test (a followed log) keeps
+    its pool, and so every connection in it, open.
+    """
+    pools = api.rest_client.pool_manager.pools
+    for key in pools.keys():  # noqa: SIM118 - the container cannot be iterated
+        pools[key].close()
 
 
 class Objects:

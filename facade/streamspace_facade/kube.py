@@ -8,9 +8,10 @@ server's validation, with its field paths) → VALIDATION_FAILED, an unreachable
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import aiohttp
@@ -50,6 +51,8 @@ async def connect(kubeconfig: str | None, *, connections: int | None = None) -> 
 
 
 THROTTLE_RETRIES = 3
+Events = AsyncGenerator[tuple[str, dict[str, Any]], None]
+"""Watch events as (type, object); close it (``contextlib.aclosing``) when leaving early."""
 
 
 def _retry_after(raw: bytes) -> float:
@@ -283,7 +286,8 @@ class Kube:
     async def pod_log(
         self, namespace: str, name: str, container: str, tail_lines: int
     ) -> aiohttp.ClientResponse:
-        """The follow stream of a container's log, with timestamps; the caller releases it."""
+        """The follow stream of a container's log, with timestamps; the caller lets go of it
+        with :func:`close_stream`."""
         if not is_object_name(name):
             raise ApiError(404, "NOT_FOUND", f"Pod {name!r} not found")
         try:
@@ -310,7 +314,7 @@ class Kube:
 
     async def watch_pod(
         self, namespace: str, name: str, resource_version: str, timeout_seconds: int
-    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    ) -> Events:
         """Watch events of one Pod, as :meth:`watch` does for our kinds."""
         response = await self._open_watch(
             "Pod",
@@ -320,8 +324,9 @@ class Kube:
             timeout_seconds,
             field_selector=f"metadata.name={name}",
         )
-        async for event in _events(response):
-            yield event
+        async with contextlib.aclosing(_events(response)) as events:
+            async for event in events:
+                yield event
 
     async def _open_watch(
         self,
@@ -353,7 +358,7 @@ class Kube:
 
     async def watch(
         self, kind: str, namespace: str | None, resource_version: str, timeout_seconds: int
-    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    ) -> Events:
         """Watch events after ``resource_version`` as (type, object) until the server ends it.
 
         An ``ERROR`` event (e.g. 410 Gone) is yielded as is; the caller re-lists.
@@ -369,13 +374,32 @@ class Kube:
         response = await self._open_watch(
             kind, call, tuple(args), resource_version, timeout_seconds
         )
-        async for event in _events(response):
-            yield event
+        async with contextlib.aclosing(_events(response)) as events:
+            async for event in events:
+                yield event
 
 
-async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    async with response:
+def close_stream(response: aiohttp.ClientResponse) -> None:
+    """Let go of a streamed response (a watch, a followed log): its connection goes back to
+    the pool when it was read to the end, and is cut when it was not.
+
+    A stream left mid-way cannot be reused. Releasing it would close its TLS connection
+    gracefully, a close_notify exchange with the API server that nothing waits for: when the
+    event loop stops first (the facade shutting down right after a log follower left), its
+    socket is never closed ("unclosed transport" at interpreter exit). Cut, it is closed on the
+    loop's next iteration."""
+    if not response.content.at_eof():
+        connection = response.connection
+        if connection is not None and connection.transport is not None:
+            connection.transport.abort()
+    response.release()
+
+
+async def _events(response: aiohttp.ClientResponse) -> Events:
+    try:
         async for line in response.content:
             if line.strip():
                 event = json.loads(line)
                 yield str(event["type"]), event["object"]
+    finally:
+        close_stream(response)

@@ -22,6 +22,7 @@ subscriber who joins inside the warning window gets the warning at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -124,17 +125,17 @@ class Informer:
 
     async def _watch(self, version: str) -> None:
         while True:
-            async for kind, obj in self.kube.watch(
-                self.kind, self.namespace, version, WATCH_SECONDS
-            ):
-                if kind == "ERROR":
-                    log.info("watch of %s expired: %s", self.kind, obj.get("message"))
-                    return
-                version = str(obj["metadata"].get("resourceVersion") or version)
-                if kind == "BOOKMARK":
-                    continue
-                uid = str(obj["metadata"]["uid"])
-                self._set(uid, None if kind == "DELETED" or is_deleted(obj) else obj)
+            events = self.kube.watch(self.kind, self.namespace, version, WATCH_SECONDS)
+            async with contextlib.aclosing(events):  # a return closes the stream now
+                async for kind, obj in events:
+                    if kind == "ERROR":
+                        log.info("watch of %s expired: %s", self.kind, obj.get("message"))
+                        return
+                    version = str(obj["metadata"].get("resourceVersion") or version)
+                    if kind == "BOOKMARK":
+                        continue
+                    uid = str(obj["metadata"]["uid"])
+                    self._set(uid, None if kind == "DELETED" or is_deleted(obj) else obj)
 
     def _set(self, uid: str, obj: Object | None) -> None:
         old = self.objects.get(uid)

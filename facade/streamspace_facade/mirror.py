@@ -180,29 +180,29 @@ class Mirror:
     async def _watch(self, table: tables.Table, version: str) -> str | None:
         """Apply watch events until the stream expires (None) — re-watching on timeouts."""
         while True:
-            async for kind, obj in self.kube.watch(
-                table.kind, self.namespace, version, WATCH_SECONDS
-            ):
-                if kind == "ERROR":
-                    log.info("mirror watch of %s expired: %s", table.name, obj.get("message"))
-                    return None
-                version = str(obj["metadata"].get("resourceVersion") or version)
-                if kind == "BOOKMARK":
-                    continue
-                key = (id(self), table.name)  # events of one table are written one at a time
-                PENDING.start(key)
-                try:
-                    async with self._writing, self.pool.connection() as conn:
-                        if kind == "DELETED":
-                            self._tombstone(str(obj["metadata"]["uid"]))
-                            await self._fence(conn)
-                            await tables.remove(conn, table, str(obj["metadata"]["uid"]))
-                        else:
-                            await self._apply(conn, table, obj)
-                finally:
-                    seconds = PENDING.done(key)
-                MIRROR_EVENT_SECONDS.labels(table.name).observe(seconds)
-                MIRROR_EVENTS.labels(table.name, kind).inc()
+            events = self.kube.watch(table.kind, self.namespace, version, WATCH_SECONDS)
+            async with contextlib.aclosing(events):  # leaving the loop closes the stream now
+                async for kind, obj in events:
+                    if kind == "ERROR":
+                        log.info("mirror watch of %s expired: %s", table.name, obj.get("message"))
+                        return None
+                    version = str(obj["metadata"].get("resourceVersion") or version)
+                    if kind == "BOOKMARK":
+                        continue
+                    key = (id(self), table.name)  # events of one table are written one at a time
+                    PENDING.start(key)
+                    try:
+                        async with self._writing, self.pool.connection() as conn:
+                            if kind == "DELETED":
+                                self._tombstone(str(obj["metadata"]["uid"]))
+                                await self._fence(conn)
+                                await tables.remove(conn, table, str(obj["metadata"]["uid"]))
+                            else:
+                                await self._apply(conn, table, obj)
+                    finally:
+                        seconds = PENDING.done(key)
+                    MIRROR_EVENT_SECONDS.labels(table.name).observe(seconds)
+                    MIRROR_EVENTS.labels(table.name, kind).inc()
 
     def _tombstone(self, uid: str) -> None:
         now = time.monotonic()

@@ -35,7 +35,7 @@ from streamspace.db.mirror import is_deleted
 from streamspace.manifests import MANAGED_BY, SESSION_LABEL, USER_LABEL
 from streamspace_facade import metrics
 from streamspace_facade.errors import ApiError, conflict
-from streamspace_facade.kube import Kube
+from streamspace_facade.kube import Kube, close_stream
 from streamspace_facade.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class Follows:
         if self.open.get(follow.key) is follow:
             del self.open[follow.key]
         metrics.LOG_FOLLOWS.dec()  # called once per follow: the task's done callback
-        follow.stream.release()
+        close_stream(follow.stream)  # cut when left mid-way: no TLS close left behind
 
     async def close(self) -> None:
         tasks = [f.task for f in self.open.values() if f.task is not None]
@@ -233,12 +233,14 @@ async def _pod_gone(kube: Kube, pod: PodRef) -> bool:
     version = pod.version
     while True:
         try:
-            async for kind, obj in kube.watch_pod(pod.namespace, pod.name, version, WATCH_SECONDS):
-                if kind == "ERROR":
-                    break
-                version = str(obj["metadata"].get("resourceVersion") or version)
-                if kind == "DELETED" or obj["metadata"].get("uid") != pod.uid:
-                    return True
+            events = kube.watch_pod(pod.namespace, pod.name, version, WATCH_SECONDS)
+            async with contextlib.aclosing(events):  # a return closes the stream now
+                async for kind, obj in events:
+                    if kind == "ERROR":
+                        break
+                    version = str(obj["metadata"].get("resourceVersion") or version)
+                    if kind == "DELETED" or obj["metadata"].get("uid") != pod.uid:
+                        return True
         except ApiError as exc:
             log.info("watch of pod %s/%s interrupted: %s", pod.namespace, pod.name, exc.message)
             await asyncio.sleep(RETRY_SECONDS)

@@ -61,9 +61,11 @@ class Follower:
 
     def close(self) -> None:
         self.response.shutdown()  # wakes the reader blocked in recv()
-        self.response.release_conn()
         self.thread.join(WAIT)
         assert not self.thread.is_alive(), "the log reader did not stop"
+        # a stream left mid-way cannot go back to the pool: close it and its connection (the
+        # pool's own close leaves the socket open while this response still reads from it)
+        self.response.close()
 
 
 @pytest.fixture

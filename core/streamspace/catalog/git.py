@@ -329,9 +329,13 @@ def _fetch(
             return _read(repo, head, wanted, limits)
     finally:
         client.close()
-        pool = getattr(client, "pool_manager", None)
-        if pool is not None:  # dulwich's https client leaves its pool (and TLS sockets) open
-            pool.clear()
+        manager = getattr(client, "pool_manager", None)
+        if manager is not None:
+            # dulwich's https client leaves its urllib3 pools (and TLS sockets) open, and
+            # urllib3 2's PoolManager.clear() only forgets them: close each
+            for key in manager.pools.keys():  # noqa: SIM118 - the container cannot be iterated
+                manager.pools[key].close()
+            manager.clear()
         vendor.reap()
 
 
