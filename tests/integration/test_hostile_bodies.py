@@ -8,13 +8,14 @@ accepts JSON is attacked through the real facade.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import time
+import uuid
 from collections.abc import Callable
 
 import pytest
 
 from facade_testing import WEBHOOK_SECRET, Client, FacadeThread, token
+from streamspace.webhooks import standard_signature
 from streamspace_facade.state import MAX_BODY_DEPTH
 
 pytestmark = pytest.mark.integration
@@ -53,9 +54,12 @@ def test_attack_nesting_bomb_is_a_400(facade: FacadeThread, method: str, path: s
 
 
 def test_attack_nesting_bomb_on_the_signed_webhook(facade: FacadeThread) -> None:
-    signature = hmac.new(WEBHOOK_SECRET.encode(), BOMB, hashlib.sha256).hexdigest()
-    reply = Client(facade.url).post(
-        "/webhooks/repository/sync", raw=BOMB, headers={"X-Webhook-Signature": signature}
-    )
+    delivery, stamp = f"msg_{uuid.uuid4().hex}", int(time.time())
+    signed = {
+        "webhook-id": delivery,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": standard_signature(WEBHOOK_SECRET, delivery, stamp, BOMB),
+    }
+    reply = Client(facade.url).post("/webhooks/repository/sync", raw=BOMB, headers=signed)
     assert reply.status == 400, reply
     assert reply.body["error"] == "the body nests too deeply"

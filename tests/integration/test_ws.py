@@ -233,10 +233,14 @@ def test_cluster_metrics_stream(connect: Callable[..., WebSocket], objects: Obje
         GROUP, VERSION, objects.ns, "sessions", "bob-one", {"status": {"phase": "Running"}}
     )
     operator = connect("ops", "operator", path="/api/v1/ws/cluster")
-    first = operator.next(lambda d: d["metrics"]["sessions"]["total"] == 2)
+    # the stream's watch may deliver the creates before the status patch: wait for both
+    first = operator.next(
+        lambda d: (
+            d["metrics"]["sessions"]["total"] == 2 and d["metrics"]["sessions"]["running"] == 1
+        )
+    )
     assert first.data["type"] == "metrics_update"
     figures = first.data["metrics"]
-    assert figures["sessions"]["running"] == 1
     assert {"activeConnections", "repositories", "templates"} <= set(figures)
     # then the periodic ones (the first of them may follow the subscription closely)
     second = operator.next(lambda d: d["type"] == "metrics_update", timeout=15)
