@@ -37,6 +37,7 @@ from streamspace_facade import metrics
 from streamspace_facade.errors import ApiError, conflict
 from streamspace_facade.kube import Kube, close_stream
 from streamspace_facade.principal import Principal
+from streamspace_facade.streamguard import too_many
 
 log = logging.getLogger(__name__)
 
@@ -148,14 +149,7 @@ class Follows:
             follow.holders += 1
             return follow
         if len(self.open) + len(self._opening) >= self.limit:
-            metrics.WS_REFUSED.labels("logs", "WS_MAX_LOG_FOLLOWS").inc()
-            raise ApiError(
-                429,
-                "TOO_MANY_STREAMS",
-                f"too many pod logs followed at once (WS_MAX_LOG_FOLLOWS={self.limit});"
-                " retry later",
-                {"limit": "WS_MAX_LOG_FOLLOWS", "max": self.limit},
-            )
+            raise too_many("logs", "WS_MAX_LOG_FOLLOWS", self.limit, "pod logs followed at once")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._opening[key] = done
         try:
