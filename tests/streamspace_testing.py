@@ -13,8 +13,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from streamspace.naming import workload_name
-from streamspace_dev.cluster import ADMISSION_FILE
-from streamspace_dev.cluster import apply_admission as apply_policy
+from streamspace_dev.objects import ADMISSION_FILE
+from streamspace_dev.objects import apply_admission as apply_policy
 from streamspace_dev.process import wait_until
 
 GROUP, VERSION = "stream.space", "v1alpha1"

@@ -36,7 +36,8 @@ from streamspace.auth.apikeys import create_api_key
 from streamspace.config import Settings, load_settings
 from streamspace.db.migrate import migrate
 from streamspace_dev import binaries, process
-from streamspace_dev.cluster import ClusterError, ControlPlane, ensure_namespace
+from streamspace_dev.cluster import ControlPlane
+from streamspace_dev.objects import ClusterError, ensure_namespace
 from streamspace_dev.postgres import LocalPostgres
 from streamspace_dev.settings import EXAMPLES, DevSettings
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from streamspace_dev.cluster import FAKE_NODES
+from streamspace_dev.objects import FAKE_NODES
 from streamspace_dev.process import wait_until
 
 pytestmark = pytest.mark.e2e

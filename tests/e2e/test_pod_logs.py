@@ -19,7 +19,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from streamspace_dev.cluster import FAKE_NODES, ControlPlane
+from streamspace_dev.cluster import ControlPlane
+from streamspace_dev.objects import FAKE_NODES
 from streamspace_dev.process import wait_until
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from streamspace_dev import binaries, process
-from streamspace_dev.cluster import ClusterError, ControlPlane
+from streamspace_dev.cluster import ControlPlane
+from streamspace_dev.objects import ClusterError
 from streamspace_dev.settings import load_dev_settings
 
 pytestmark = pytest.mark.integration
