@@ -15,7 +15,7 @@ SCENARIO ?=
 
 help:
 	@echo "make run            control plane, PostgreSQL, operator and facade (Ctrl-C stops all)"
-	@echo "make controlplane   build the local control plane (once, 10-15 min cold; make test/run/bench do it)"
+	@echo "make controlplane   build the local control plane and helm (once, 10-15 min cold; make test does it)"
 	@echo "make test           the whole test suite against a real apiserver and PostgreSQL"
 	@echo "make lint           ruff, mypy --strict, import-linter"
 	@echo "make bench          benchmarks (SCENARIO=reconcile|idle|sync|api|ws); tables + .streamspace/bench/*.json"
@@ -31,9 +31,10 @@ $(VENV)/.installed: pyproject.toml devtools/pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Skipped when the tests use an existing cluster (STREAMSPACE_TEST_KUBECONFIG).
+# Only helm when the tests use an existing cluster (STREAMSPACE_TEST_KUBECONFIG).
 controlplane: venv
-	@if [ -z "$$STREAMSPACE_TEST_KUBECONFIG" ]; then $(STREAMSPACE) dev build --profile full; fi
+	@if [ -z "$$STREAMSPACE_TEST_KUBECONFIG" ]; then $(STREAMSPACE) dev build --profile full --with helm; \
+	else $(STREAMSPACE) dev build --profile none --with helm; fi
 
 test: controlplane
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -4,7 +4,9 @@ No container engine and no release downloads are available on our machines, but 
 proxy are. ``k8s.io/kubernetes`` cannot be required as a plain dependency (its go.mod points every
 ``k8s.io/*`` staging module at ``./staging``), so a throw-away wrapper module is written that maps
 each staging module to its published ``v0.<minor>.<patch>`` release, derived from the downloaded
-go.mod so that it stays right for any version. etcd and kwok build as ordinary modules.
+go.mod so that it stays right for any version. etcd and kwok build as ordinary modules, and so
+does ``helm`` (a tool rather than a part of the control plane: the chart tests install with it, so
+``make test`` builds it with ``--with helm``; ``make run`` does not need it).
 
 Everything lands in ``<cache>/<component>-<version>/bin``; a component whose binaries are already
 there is not built again, so a second run builds nothing. Building is a step of its own
@@ -39,13 +41,14 @@ log = logging.getLogger(__name__)
 KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
+HELM_VERSION = "v4.3.1"
 GO_MINIMUM = (1, 26)
 
 MINIMAL_KUBE = ("kube-apiserver",)
 FULL_KUBE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
-BUILD_COMMAND = ".venv/bin/streamspace dev build --profile full"
-"""What a person runs to build the control plane (``make test`` and ``make run`` do it first)."""
+BUILD_COMMAND = ".venv/bin/streamspace dev build --profile full --with helm"
+"""What a person runs to build what the tests need (``make test`` and ``make run`` do it first)."""
 
 FIRST_BUILD_ESTIMATE = "about 10-15 minutes on 2 cores"
 
@@ -76,14 +79,19 @@ class Component:
         return {b: self.dir(cache_dir) / "bin" / b for b in self.binaries}
 
 
-def components(profile: str) -> list[Component]:
-    """What ``profile`` runs, in build order."""
+TOOLS = {"helm": Component("helm", HELM_VERSION, ("helm",))}
+"""Tools built on request (``--with``) into the same cache, with the same progress display."""
+
+
+def components(profile: str, tools: tuple[str, ...] = ()) -> list[Component]:
+    """What ``profile`` runs (``none``: nothing), then the ``tools`` asked for, in build order."""
     full = profile == "full"
-    return [
+    plane = [
         Component("kubernetes", KUBERNETES_VERSION, FULL_KUBE if full else MINIMAL_KUBE),
         Component("etcd", ETCD_VERSION, ("etcd",)),
         *([Component("kwok", KWOK_VERSION, ("kwok",))] if full else []),
     ]
+    return [*(plane if profile != "none" else []), *(TOOLS[t] for t in tools)]
 
 
 def binary_paths(cache_dir: Path, profile: str) -> dict[str, Path]:
@@ -110,6 +118,18 @@ def require(cache_dir: Path, profile: str) -> dict[str, Path]:
             "it was built."
         )
     return binary_paths(cache_dir, profile)
+
+
+def require_tool(cache_dir: Path, name: str) -> Path:
+    """The built tool ``name`` (``helm``); a ``BuildError`` naming the build command if absent."""
+    path = TOOLS[name].paths(cache_dir)[name]
+    if not path.exists():
+        raise BuildError(
+            f"{name} is not built: {path} is missing. Build it with `{BUILD_COMMAND}` (a few "
+            "minutes the first time; `make test` does this for you), or set "
+            "STREAMSPACE_CACHE_DIR to where it was built."
+        )
+    return path
 
 
 # -- the Go toolchain --------------------------------------------------------------------------
@@ -381,12 +401,29 @@ def _build_etcd(go: _Go, workdir: Path, version: str) -> None:
     )
 
 
-def _build_kwok(go: _Go, workdir: Path, version: str) -> None:
+def _go_install(go: _Go, workdir: Path, package: str, version: str, ldflags: str = "") -> None:
     go(
-        ["install", "-v", "-trimpath", "-ldflags", "-s -w", f"sigs.k8s.io/kwok/cmd/kwok@{version}"],
+        ["install", "-v", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip(), f"{package}@{version}"],
         workdir,
-        action="downloading and compiling kwok",
+        action=f"downloading and compiling {package.rsplit('/', 1)[-1]}",
         env={"GOBIN": str(workdir / "bin")},
+    )
+
+
+def _build_kwok(go: _Go, workdir: Path, version: str) -> None:
+    _go_install(go, workdir, "sigs.k8s.io/kwok/cmd/kwok", version)
+
+
+def _build_helm(go: _Go, workdir: Path, version: str) -> None:
+    # The version helm reports (`helm version`); the Kubernetes version it renders charts for
+    # offline (`helm template`, `helm lint`) comes from the client-go it is built with.
+    major = version.lstrip("v").split(".")[0]
+    _go_install(
+        go,
+        workdir,
+        f"helm.sh/helm/v{major}/cmd/helm",
+        version,
+        f"-X helm.sh/helm/v{major}/internal/version.version={version}",
     )
 
 
@@ -394,6 +431,7 @@ _BUILDERS: dict[str, Callable[[_Go, Path, Component], None]] = {
     "kubernetes": lambda go, d, c: _build_kubernetes(go, d, c.binaries, c.version),
     "etcd": lambda go, d, c: _build_etcd(go, d, c.version),
     "kwok": lambda go, d, c: _build_kwok(go, d, c.version),
+    "helm": lambda go, d, c: _build_helm(go, d, c.version),
 }
 
 
@@ -419,13 +457,19 @@ def _last_times(cache_dir: Path) -> dict[str, float]:
 
 
 def build(
-    cache_dir: Path, profile: str, out: TextIO | None = None, interval: float = 15.0
+    cache_dir: Path,
+    profile: str,
+    out: TextIO | None = None,
+    interval: float = 15.0,
+    tools: tuple[str, ...] = (),
 ) -> BuildReport:
-    """Build whatever of ``profile`` is missing, saying how it goes on ``out`` (stderr)."""
+    """Build whatever of ``profile`` and ``tools`` is missing, saying how it goes on ``out``."""
     out = out or sys.stderr
     started = time.monotonic()
     todo = [
-        c for c in components(profile) if any(not p.exists() for p in c.paths(cache_dir).values())
+        c
+        for c in components(profile, tools)
+        if any(not p.exists() for p in c.paths(cache_dir).values())
     ]
     if not todo:
         return BuildReport(binary_paths(cache_dir, profile), (), 0.0)

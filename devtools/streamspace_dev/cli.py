@@ -20,9 +20,11 @@ def _control_plane() -> ControlPlane:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     cache = load_dev_settings().cache_dir
-    report = binaries.build(cache, args.profile, interval=args.progress_every)
+    tools = tuple(dict.fromkeys(args.tools))
+    report = binaries.build(cache, args.profile, interval=args.progress_every, tools=tools)
     if not report.built:
-        print(f"control plane ({args.profile}) already built in {cache}")
+        extra = f" and {', '.join(tools)}" if tools else ""
+        print(f"control plane ({args.profile}){extra} already built in {cache}")
     return 0
 
 
@@ -71,7 +73,20 @@ def register(subparsers: Any) -> None:
     build = dev.add_parser(
         "build", help="build the local control plane from the Go module proxy (once; cached)"
     )
-    build.add_argument("--profile", choices=PROFILES, default="full")
+    build.add_argument(
+        "--profile",
+        choices=(*PROFILES, "none"),
+        default="full",
+        help="control plane to build; none: only the tools of --with",
+    )
+    build.add_argument(
+        "--with",
+        dest="tools",
+        action="append",
+        choices=sorted(binaries.TOOLS),
+        default=[],
+        help="also build this tool into the same cache (the chart tests need helm)",
+    )
     build.add_argument(
         "--progress-every",
         type=float,
