@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import secrets
 from typing import Any
 
 from streamspace.config import load_settings
@@ -44,6 +45,17 @@ def _port(raw: str) -> int:
     return value
 
 
+def _priority(raw: str) -> int:
+    """A peering priority, or ``random``: standby replicas of one Deployment share their
+    arguments, and equal priorities make every replica pause (Kopf's rule)."""
+    if raw == "random":
+        return secrets.randbelow(2**31 - 1) + 1
+    try:
+        return int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw}: expected an integer or 'random'") from None
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("operator", help="run the Kopf operator")
     scope = parser.add_mutually_exclusive_group()
@@ -67,5 +79,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--standalone", action="store_true", help="no peering: for a single local replica only"
     )
-    parser.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    parser.add_argument(
+        "--priority",
+        type=_priority,
+        default=0,
+        help="peering priority of this replica (the highest acts), or 'random' for standbys",
+    )
     parser.set_defaults(func=_run)

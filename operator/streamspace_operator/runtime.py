@@ -55,6 +55,9 @@ def operator_settings() -> kopf.OperatorSettings:
     settings.peering.name = PEERING_NAME
     settings.peering.mandatory = True
     settings.execution.max_workers = 20
+    # No cluster-wide discovery watches (CRDs, namespaces): the namespaces and resources are
+    # known at start, and the operator's RBAC grants nothing cluster-wide in one namespace.
+    settings.scanning.disabled = True
     return settings
 
 
