@@ -1,0 +1,442 @@
+"""``helm install`` for real, on the local control plane, and least privilege proven.
+
+The chart goes into namespace ``streamspace`` labelled ``pod-security.kubernetes.io/enforce=
+restricted``, so the API server itself refuses any pod of the chart that is not compliant; kwok
+plays the pods (they run no code), the controller manager makes the Deployments available.
+
+Then the real operator and facade run here as processes with kubeconfigs that carry tokens of
+the chart's ServiceAccounts (TokenRequest), and a user's walkthrough runs against them: if the
+chart's rules missed anything, the API server answers 403 and a step fails or a process logs it.
+``kubectl auth can-i --as=...`` shows what the two identities cannot do.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from facade_testing import JWT_SECRET, WEBHOOK_SECRET, Client, WebSocket, token
+from gitfixtures import PUBLIC_FORMAT, PUBLIC_FORMAT_TEMPLATES, make_repo
+from helm_testing import CHART, Helm, helm_binary
+from streamspace_dev import process
+from streamspace_dev.cluster import ControlPlane
+from streamspace_dev.process import wait_until
+from streamspace_testing import TEMPLATE, Objects
+
+pytestmark = pytest.mark.e2e
+
+NAMESPACE = "streamspace"
+RELEASE = "streamspace"
+OPERATOR_SA = f"system:serviceaccount:{NAMESPACE}:streamspace-operator"
+FACADE_SA = f"system:serviceaccount:{NAMESPACE}:streamspace-facade"
+RESTRICTED = "pod-security.kubernetes.io/enforce"
+TIMEOUT = 90
+SESSIONS = "/api/v1/sessions"
+REPOS = "/api/v1/catalog/repositories"
+
+
+@dataclass
+class Release:
+    helm: Helm
+    plane: ControlPlane
+    kubeconfig: Path
+    install_seconds: float
+
+
+def _kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _available(apps: client.AppsV1Api) -> bool:
+    deployments = apps.list_namespaced_deployment(NAMESPACE).items
+    sets = apps.list_namespaced_stateful_set(NAMESPACE).items
+    return (
+        bool(deployments)
+        and all((d.status.available_replicas or 0) == d.spec.replicas for d in deployments)
+        and all((s.status.ready_replicas or 0) == s.spec.replicas for s in sets)
+    )
+
+
+@pytest.fixture(scope="module")
+def release(full_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
+    if full_cluster.plane is None:
+        pytest.skip("kwok plays the chart's pods on the local control plane only")
+    helm = Helm(helm_binary(), full_cluster.kubeconfig, tmp_path_factory.mktemp("helm"))
+    with full_cluster.api_client() as api:
+        core = client.CoreV1Api(api)
+        # the namespace exists (it holds the admission parameters of the control plane)
+        core.patch_namespace(NAMESPACE, {"metadata": {"labels": {RESTRICTED: "restricted"}}})
+        try:
+            started = time.monotonic()
+            helm.run(
+                "install", RELEASE, str(CHART), "-n", NAMESPACE, "--create-namespace",
+                "--wait", "--timeout", "5m",
+            )  # fmt: skip
+            seconds = time.monotonic() - started
+            yield Release(helm, full_cluster.plane, full_cluster.kubeconfig, seconds)
+        finally:
+            helm.run("uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
+            core.patch_namespace(NAMESPACE, {"metadata": {"labels": {RESTRICTED: None}}})
+
+
+def test_install_into_a_restricted_namespace(release: Release, api: client.ApiClient) -> None:
+    print(f"helm install took {release.install_seconds:.1f} s")
+    apps = client.AppsV1Api(api)
+    assert wait_until(lambda: _available(apps), TIMEOUT), apps.list_namespaced_deployment(NAMESPACE)
+    names = {d.metadata.name for d in apps.list_namespaced_deployment(NAMESPACE).items}
+    assert names == {"streamspace-operator", "streamspace-facade"}
+    status = json.loads(release.helm.run("status", RELEASE, "-n", NAMESPACE, "-o", "json"))
+    assert status["info"]["status"] == "deployed", status["info"]
+    # the migration hook ran and succeeded (kwok completes the Job's pod; deleted on success)
+    hooks = {h["name"]: h for h in status.get("hooks") or []}
+    assert hooks["streamspace-migrate"]["last_run"]["phase"] == "Succeeded", hooks
+    # the namespace really enforces the restricted standard: a root pod is refused
+    with pytest.raises(ApiException) as refused:
+        client.CoreV1Api(api).create_namespaced_pod(
+            NAMESPACE,
+            {
+                "metadata": {"name": "rooted"},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            },
+        )
+    assert refused.value.status == 403 and "PodSecurity" in str(refused.value.body)
+
+
+# -- the walkthrough under the chart's ServiceAccounts ----------------------------------------
+
+
+def _service_account_kubeconfig(api: client.ApiClient, admin: Path, sa: str, path: Path) -> Path:
+    """A kubeconfig carrying a fresh token (TokenRequest) of ServiceAccount ``sa``."""
+    request = client.CoreV1Api(api).create_namespaced_service_account_token(
+        sa, NAMESPACE, {"spec": {"expirationSeconds": 3600}}
+    )
+    config = yaml.safe_load(admin.read_text())
+    config["users"] = [{"name": sa, "user": {"token": request.status.token}}]
+    for context in config["contexts"]:
+        context["context"]["user"] = sa
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _get(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
+            return resp.status, json.loads(resp.read())
+    except OSError:
+        return 0, None
+
+
+@dataclass
+class Processes:
+    url: str
+    logs: list[Path]
+
+
+@pytest.fixture
+def under_service_accounts(
+    release: Release, api: client.ApiClient, database: str, tmp_path: Path
+) -> Iterator[Processes]:
+    """Migrations, the operator and the facade as processes, each as its chart identity.
+
+    Session pods run desktop images (often as root, under s6) and meet the ``baseline`` standard,
+    not ``restricted``: where sessions run, the namespace enforces ``baseline`` (docs/INSTALL.md).
+    """
+    core = client.CoreV1Api(api)
+    core.patch_namespace(NAMESPACE, {"metadata": {"labels": {RESTRICTED: "baseline"}}})
+    operator_kc = _service_account_kubeconfig(
+        api, release.kubeconfig, "streamspace-operator", tmp_path / "operator.kubeconfig"
+    )
+    facade_kc = _service_account_kubeconfig(
+        api, release.kubeconfig, "streamspace-facade", tmp_path / "facade.kubeconfig"
+    )
+    base = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "NAMESPACE": NAMESPACE,
+        "DATABASE_URL": database,
+        "ALLOW_LOCAL_REPOS": "true",
+        "ALLOW_PRIVATE_NETWORKS": "true",  # the Git server of the test is on loopback
+        "SYNC_WORK_DIR": str(tmp_path / "repos"),
+    }
+    cli = [sys.executable, "-m", "streamspace.cli"]
+    # what the chart's hook Job runs
+    migrated = subprocess.run(
+        [*cli, "migrate"], env=base, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    health, port = process.free_port(), process.free_port()
+    operator = process.start(
+        "operator",
+        [*cli, "operator", f"--liveness=http://127.0.0.1:{health}/healthz", "--metrics-port=0"],
+        tmp_path / "operator.log",
+        env={**base, "KUBECONFIG": str(operator_kc)},
+    )
+    facade = process.start(
+        "facade",
+        [*cli, "facade", "--host=127.0.0.1", f"--port={port}"],
+        tmp_path / "facade.log",
+        env={
+            **base,
+            "KUBECONFIG": str(facade_kc),
+            "JWT_SECRET": JWT_SECRET,
+            "WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "RATE_LIMIT_CREATE": "off",
+            "RATE_LIMIT_CONNECT": "off",
+        },
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        assert wait_until(lambda: (_get(f"{url}/health")[1] or {}).get("mirrorReady"), 60), (
+            process.log_tail(facade)
+        )
+        assert wait_until(lambda: _get(f"http://127.0.0.1:{health}/healthz")[0] == 200, 60), (
+            process.log_tail(operator)
+        )
+        yield Processes(url, [tmp_path / "operator.log", tmp_path / "facade.log"])
+    finally:
+        process.stop(facade)
+        process.stop(operator)
+        core.patch_namespace(NAMESPACE, {"metadata": {"labels": {RESTRICTED: "restricted"}}})
+
+
+def _phase(caller: Client, sid: str, phase: str) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    def reached() -> bool:
+        r = caller.get(f"{SESSIONS}/{sid}")
+        seen.update(r.body if r.status == 200 else {})
+        return seen.get("phase") == phase
+
+    assert wait_until(reached, TIMEOUT, interval=0.5), f"{sid} never reached {phase}: {seen}"
+    return seen
+
+
+def test_walkthrough_under_the_chart_service_accounts_meets_no_403(
+    release: Release,
+    under_service_accounts: Processes,
+    api: client.ApiClient,
+    tmp_path: Path,
+) -> None:
+    url = under_service_accounts.url
+    objects = Objects(api, NAMESPACE)
+    alice, ops = Client(url, token("alice")), Client(url, token("olga", "operator"))
+    objects.create("templates", "firefox-browser", TEMPLATE)
+
+    # create → Running
+    r = alice.post(SESSIONS, {"template": "firefox-browser"})
+    assert r.status == 201, r
+    sid = r.body["id"]
+    pod = _phase(alice, sid, "Running")["podName"]
+    assert pod
+
+    # the session's log, followed through the facade
+    container = client.CoreV1Api(api).read_namespaced_pod(pod, NAMESPACE).spec.containers[0].name
+    release.plane.write_pod_log(NAMESPACE, pod, container, "desktop ready")
+    with WebSocket(f"{url}/api/v1/ws/logs/{NAMESPACE}/{pod}", token=token("alice")) as ws:
+        assert ws.next().data.endswith(" desktop ready")
+
+    # hibernate, then a connect wakes it
+    r = alice.patch(f"{SESSIONS}/{sid}", {"state": "hibernated"})
+    assert r.status == 200, r
+    _phase(alice, sid, "Hibernated")
+    assert wait_until(lambda: objects.pods(sid) == [], TIMEOUT)
+    r = alice.get(f"{SESSIONS}/{sid}/connect")
+    assert r.status == 200, r
+    connection = r.body["connectionId"]
+    _phase(alice, sid, "Running")
+    r = alice.post(f"{SESSIONS}/{sid}/heartbeat?connectionId={connection}")
+    assert r.status == 200, r
+
+    # a repository synced, its templates installed by the operator (autoInstall)
+    git = make_repo(tmp_path / "catalog", PUBLIC_FORMAT)
+    r = ops.post(
+        REPOS, {"name": "community", "url": git.url, "branch": "main", "autoInstall": True}
+    )
+    assert r.status == 201, r
+
+    def templates() -> set[str]:
+        listed = objects.custom.list_namespaced_custom_object(
+            "stream.space", "v1alpha1", NAMESPACE, "templates"
+        )
+        return {t["metadata"]["name"] for t in listed["items"]}
+
+    assert wait_until(lambda: templates() >= PUBLIC_FORMAT_TEMPLATES, TIMEOUT), templates()
+    r = ops.post(f"{REPOS}/community/sync")
+    assert r.status == 202, r
+
+    # delete: the session and its children go
+    assert alice.delete(f"{SESSIONS}/{sid}").status == 204
+    assert wait_until(lambda: objects.session(sid) is None, TIMEOUT)
+    assert wait_until(lambda: objects.pods(sid) == [], TIMEOUT)
+    assert ops.delete(f"{REPOS}/community").status == 204
+    assert wait_until(lambda: objects.get("templaterepositories", "community") is None, TIMEOUT)
+
+    # nothing the two processes asked of the API server was refused
+    for log in under_service_accounts.logs:
+        text = log.read_text()
+        for sign in ("403", "Forbidden", "forbidden"):
+            assert sign not in text, f"{log.name}: {sign}\n{text[-3000:]}"
+
+
+# -- what the identities cannot do --------------------------------------------------------------
+
+CANNOT = {
+    FACADE_SA: [
+        ("create", "deployments.apps"),
+        ("create", "pods"),
+        ("create", "roles.rbac.authorization.k8s.io"),
+        ("create", "rolebindings.rbac.authorization.k8s.io"),
+        ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+        ("get", "secrets"),
+        ("list", "secrets"),
+        ("watch", "secrets"),
+        ("get", "secrets/streamspace-secrets"),
+        ("patch", "secrets"),
+        ("delete", "secrets"),
+        ("create", "pods/exec"),
+        ("impersonate", "users"),
+    ],
+    OPERATOR_SA: [
+        ("create", "roles.rbac.authorization.k8s.io"),
+        ("patch", "roles.rbac.authorization.k8s.io"),
+        ("create", "rolebindings.rbac.authorization.k8s.io"),
+        ("delete", "rolebindings.rbac.authorization.k8s.io"),
+        ("create", "clusterroles.rbac.authorization.k8s.io"),
+        ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+        ("bind", "clusterroles.rbac.authorization.k8s.io"),
+        ("escalate", "roles.rbac.authorization.k8s.io"),
+        ("get", "secrets"),
+        ("create", "secrets"),
+        ("create", "pods"),
+        ("create", "pods/exec"),
+        ("list", "nodes"),
+        ("impersonate", "users"),
+    ],
+}
+CAN = {
+    FACADE_SA: [("create", "sessions.stream.space"), ("create", "secrets"), ("get", "pods/log")],
+    OPERATOR_SA: [("create", "deployments.apps"), ("patch", "sessions.stream.space/status")],
+}
+
+
+@pytest.mark.parametrize("who", [FACADE_SA, OPERATOR_SA], ids=["facade", "operator"])
+def test_the_service_accounts_can_do_no_more(release: Release, who: str) -> None:
+    def can(verb: str, resource: str, namespace: str = NAMESPACE) -> str:
+        proc = _kubectl(
+            release.kubeconfig, "auth", "can-i", verb, resource, f"--as={who}", "-n", namespace
+        )
+        return proc.stdout.strip()
+
+    for verb, resource in CAN[who]:
+        assert can(verb, resource) == "yes", (who, verb, resource)
+    for verb, resource in CANNOT[who]:
+        assert can(verb, resource) == "no", (who, verb, resource)
+    # and nothing at all in another namespace (not allNamespaces)
+    assert can("list", "sessions.stream.space", "default") == "no"
+    assert can("create", "deployments.apps", "default") == "no"
+
+
+# -- upgrade and uninstall ----------------------------------------------------------------------
+
+
+def _secret_data(core: client.CoreV1Api, name: str) -> dict[str, str]:
+    data: dict[str, str] = core.read_namespaced_secret(name, NAMESPACE).data
+    return data
+
+
+def test_upgrade_keeps_secrets_and_uninstall_keeps_data(
+    release: Release, api: client.ApiClient
+) -> None:
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    generated = _secret_data(core, "streamspace-secrets")
+    database = _secret_data(core, "streamspace-postgresql")
+    assert all(len(base64.b64decode(v)) >= 32 for v in generated.values()), generated.keys()
+
+    release.helm.run(
+        "upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--wait", "--timeout", "5m",
+        "--set", "facade.replicas=3", "--set", "config.IDLE_CHECK_INTERVAL=45s",
+    )  # fmt: skip
+    assert apps.read_namespaced_deployment("streamspace-facade", NAMESPACE).spec.replicas == 3
+    config = core.read_namespaced_config_map("streamspace-config", NAMESPACE).data
+    assert config["IDLE_CHECK_INTERVAL"] == "45s"
+    assert _secret_data(core, "streamspace-secrets") == generated
+    assert _secret_data(core, "streamspace-postgresql") == database
+
+    # a user's home volume, as the operator leaves it
+    home = "home-uninstall-check"
+    core.create_namespaced_persistent_volume_claim(
+        NAMESPACE,
+        {
+            "metadata": {"name": home, "labels": {"app.kubernetes.io/managed-by": "streamspace"}},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    try:
+        release.helm.run("uninstall", RELEASE, "-n", NAMESPACE, "--wait")
+        # gone: the workloads, their identities and rules, the admission policy
+        assert apps.list_namespaced_deployment(NAMESPACE).items == []
+        assert (
+            core.list_namespaced_service_account(
+                NAMESPACE, label_selector="app.kubernetes.io/instance=streamspace"
+            ).items
+            == []
+        )
+        policies = client.AdmissionregistrationV1Api(api).list_validating_admission_policy()
+        assert f"{NAMESPACE}.sessions.stream.space" not in {p.metadata.name for p in policies.items}
+        # kept: the CRDs, the home volume, the database's volume and the generated secrets
+        crds = client.ApiextensionsV1Api(api).list_custom_resource_definition().items
+        assert {"sessions.stream.space", "templates.stream.space"} <= {
+            c.metadata.name for c in crds
+        }
+        claims = {p.metadata.name for p in core.list_namespaced_persistent_volume_claim(
+            NAMESPACE).items}  # fmt: skip
+        assert {home, "data-streamspace-postgresql-0"} <= claims
+        assert _secret_data(core, "streamspace-secrets") == generated
+        assert _secret_data(core, "streamspace-postgresql") == database
+
+        # installing again takes the kept secrets and database back
+        release.helm.run("install", RELEASE, str(CHART), "-n", NAMESPACE, "--wait")
+        assert _secret_data(core, "streamspace-secrets") == generated
+        assert _secret_data(core, "streamspace-postgresql") == database
+        assert wait_until(lambda: _available(apps), TIMEOUT)
+    finally:
+        core.delete_namespaced_persistent_volume_claim(home, NAMESPACE)
+
+
+def test_kept_objects_are_what_install_md_says(release: Release) -> None:
+    """docs/INSTALL.md lists what an uninstall keeps; the chart marks exactly those."""
+    text = (CHART.parents[1] / "docs" / "INSTALL.md").read_text()
+    kept = [
+        o
+        for o in yaml.safe_load_all(release.helm.run("get", "manifest", RELEASE, "-n", NAMESPACE))
+        if o and (o["metadata"].get("annotations") or {}).get("helm.sh/resource-policy") == "keep"
+    ]
+    assert {o["metadata"]["name"] for o in kept} == {
+        "streamspace-secrets",
+        "streamspace-postgresql",
+    }
+    for o in kept:
+        assert o["metadata"]["name"].replace("streamspace-", "<release>-") in text
