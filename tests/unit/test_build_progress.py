@@ -1,4 +1,5 @@
-"""The control-plane build's words: Go version checks, failure paragraphs and the progress line."""
+"""The control-plane build's words and plan: Go version checks, failure paragraphs, the progress
+line, and which components (and tools, such as helm) a build covers."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from streamspace_dev.binaries import Progress, failure_message, go_version_problem
+from streamspace_dev.binaries import (
+    HELM_VERSION,
+    BuildError,
+    Progress,
+    components,
+    failure_message,
+    go_version_problem,
+    require_tool,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -67,3 +76,17 @@ def test_progress_without_a_last_build_gives_the_estimate() -> None:
     progress = Progress(io.StringIO(), total_steps=1, expected=None)
     progress.begin("kwok v0.8.0")
     assert progress.line().endswith("(a first build takes about 10-15 minutes on 2 cores)")
+
+
+def test_helm_is_built_on_request_into_the_same_cache(tmp_path: Path) -> None:
+    assert [c.name for c in components("full")] == ["kubernetes", "etcd", "kwok"]
+    assert [c.name for c in components("full", ("helm",))] == ["kubernetes", "etcd", "kwok", "helm"]
+    assert [c.name for c in components("none", ("helm",))] == ["helm"]
+    helm = components("none", ("helm",))[0]
+    assert helm.paths(tmp_path) == {"helm": tmp_path / f"helm-{HELM_VERSION}" / "bin" / "helm"}
+    with pytest.raises(BuildError) as missing:
+        require_tool(tmp_path, "helm")
+    assert "--with helm" in str(missing.value) and "helm is not built" in str(missing.value)
+    helm.paths(tmp_path)["helm"].parent.mkdir(parents=True)
+    helm.paths(tmp_path)["helm"].touch()
+    assert require_tool(tmp_path, "helm") == helm.paths(tmp_path)["helm"]
