@@ -14,13 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,80 +23,44 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from facade_testing import JWT_SECRET, WEBHOOK_SECRET, Client, WebSocket, token
+from facade_testing import Client, WebSocket, token
 from gitfixtures import PUBLIC_FORMAT, PUBLIC_FORMAT_TEMPLATES, make_repo
-from helm_testing import CHART, Helm, helm_binary
-from streamspace_dev import process
-from streamspace_dev.cluster import ControlPlane
+from helm_testing import (
+    CHART,
+    FACADE_SA,
+    NAMESPACE,
+    OPERATOR_SA,
+    RELEASE,
+    Processes,
+    Release,
+    as_the_chart,
+    available,
+    can_i,
+    installed,
+    label_namespace,
+)
 from streamspace_dev.process import wait_until
 from streamspace_testing import TEMPLATE, Objects
 
 pytestmark = pytest.mark.e2e
 
-NAMESPACE = "streamspace"
-RELEASE = "streamspace"
-OPERATOR_SA = f"system:serviceaccount:{NAMESPACE}:streamspace-operator"
-FACADE_SA = f"system:serviceaccount:{NAMESPACE}:streamspace-facade"
-RESTRICTED = "pod-security.kubernetes.io/enforce"
 TIMEOUT = 90
 SESSIONS = "/api/v1/sessions"
 REPOS = "/api/v1/catalog/repositories"
-
-
-@dataclass
-class Release:
-    helm: Helm
-    plane: ControlPlane
-    kubeconfig: Path
-    install_seconds: float
-
-
-def _kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", f"--kubeconfig={kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def _available(apps: client.AppsV1Api) -> bool:
-    deployments = apps.list_namespaced_deployment(NAMESPACE).items
-    sets = apps.list_namespaced_stateful_set(NAMESPACE).items
-    return (
-        bool(deployments)
-        and all((d.status.available_replicas or 0) == d.spec.replicas for d in deployments)
-        and all((s.status.ready_replicas or 0) == s.spec.replicas for s in sets)
-    )
 
 
 @pytest.fixture(scope="module")
 def release(full_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
     if full_cluster.plane is None:
         pytest.skip("kwok plays the chart's pods on the local control plane only")
-    helm = Helm(helm_binary(), full_cluster.kubeconfig, tmp_path_factory.mktemp("helm"))
-    with full_cluster.api_client() as api:
-        core = client.CoreV1Api(api)
-        # the namespace exists (it holds the admission parameters of the control plane)
-        core.patch_namespace(NAMESPACE, {"metadata": {"labels": {RESTRICTED: "restricted"}}})
-        try:
-            started = time.monotonic()
-            helm.run(
-                "install", RELEASE, str(CHART), "-n", NAMESPACE, "--create-namespace",
-                "--wait", "--timeout", "5m",
-            )  # fmt: skip
-            seconds = time.monotonic() - started
-            yield Release(helm, full_cluster.plane, full_cluster.kubeconfig, seconds)
-        finally:
-            helm.run("uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
-            core.patch_namespace(NAMESPACE, {"metadata": {"labels": {RESTRICTED: None}}})
+    with installed(full_cluster, tmp_path_factory.mktemp("helm")) as release:
+        yield release
 
 
 def test_install_into_a_restricted_namespace(release: Release, api: client.ApiClient) -> None:
     print(f"helm install took {release.install_seconds:.1f} s")
     apps = client.AppsV1Api(api)
-    assert wait_until(lambda: _available(apps), TIMEOUT), apps.list_namespaced_deployment(NAMESPACE)
+    assert wait_until(lambda: available(apps), TIMEOUT), apps.list_namespaced_deployment(NAMESPACE)
     names = {d.metadata.name for d in apps.list_namespaced_deployment(NAMESPACE).items}
     assert names == {"streamspace-operator", "streamspace-facade"}
     status = json.loads(release.helm.run("status", RELEASE, "-n", NAMESPACE, "-o", "json"))
@@ -125,98 +83,19 @@ def test_install_into_a_restricted_namespace(release: Release, api: client.ApiCl
 # -- the walkthrough under the chart's ServiceAccounts ----------------------------------------
 
 
-def _service_account_kubeconfig(api: client.ApiClient, admin: Path, sa: str, path: Path) -> Path:
-    """A kubeconfig carrying a fresh token (TokenRequest) of ServiceAccount ``sa``."""
-    request = client.CoreV1Api(api).create_namespaced_service_account_token(
-        sa, NAMESPACE, {"spec": {"expirationSeconds": 3600}}
-    )
-    config = yaml.safe_load(admin.read_text())
-    config["users"] = [{"name": sa, "user": {"token": request.status.token}}]
-    for context in config["contexts"]:
-        context["context"]["user"] = sa
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def _get(url: str) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
-            return resp.status, json.loads(resp.read())
-    except OSError:
-        return 0, None
-
-
-@dataclass
-class Processes:
-    url: str
-    logs: list[Path]
-
-
 @pytest.fixture
 def under_service_accounts(
     release: Release, api: client.ApiClient, database: str, tmp_path: Path
 ) -> Iterator[Processes]:
-    """Migrations, the operator and the facade as processes, each as its chart identity.
-
-    Session pods run desktop images (often as root, under s6) and meet the ``baseline`` standard,
-    not ``restricted``: where sessions run, the namespace enforces ``baseline`` (docs/INSTALL.md).
-    """
-    core = client.CoreV1Api(api)
-    core.patch_namespace(NAMESPACE, {"metadata": {"labels": {RESTRICTED: "baseline"}}})
-    operator_kc = _service_account_kubeconfig(
-        api, release.kubeconfig, "streamspace-operator", tmp_path / "operator.kubeconfig"
-    )
-    facade_kc = _service_account_kubeconfig(
-        api, release.kubeconfig, "streamspace-facade", tmp_path / "facade.kubeconfig"
-    )
-    base = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "NAMESPACE": NAMESPACE,
-        "DATABASE_URL": database,
-        "ALLOW_LOCAL_REPOS": "true",
-        "ALLOW_PRIVATE_NETWORKS": "true",  # the Git server of the test is on loopback
-        "SYNC_WORK_DIR": str(tmp_path / "repos"),
-    }
-    cli = [sys.executable, "-m", "streamspace.cli"]
-    # what the chart's hook Job runs
-    migrated = subprocess.run(
-        [*cli, "migrate"], env=base, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert migrated.returncode == 0, migrated.stderr
-    health, port = process.free_port(), process.free_port()
-    operator = process.start(
-        "operator",
-        [*cli, "operator", f"--liveness=http://127.0.0.1:{health}/healthz", "--metrics-port=0"],
-        tmp_path / "operator.log",
-        env={**base, "KUBECONFIG": str(operator_kc)},
-    )
-    facade = process.start(
-        "facade",
-        [*cli, "facade", "--host=127.0.0.1", f"--port={port}"],
-        tmp_path / "facade.log",
-        env={
-            **base,
-            "KUBECONFIG": str(facade_kc),
-            "JWT_SECRET": JWT_SECRET,
-            "WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "RATE_LIMIT_CREATE": "off",
-            "RATE_LIMIT_CONNECT": "off",
-        },
-    )
+    """The processes as the chart's identities. Session pods run desktop images (often as root,
+    under s6) and meet the ``baseline`` standard, not ``restricted``: where sessions run, the
+    namespace enforces ``baseline`` (docs/INSTALL.md, decision 85)."""
+    label_namespace(api, NAMESPACE, "baseline")
     try:
-        url = f"http://127.0.0.1:{port}"
-        assert wait_until(lambda: (_get(f"{url}/health")[1] or {}).get("mirrorReady"), 60), (
-            process.log_tail(facade)
-        )
-        assert wait_until(lambda: _get(f"http://127.0.0.1:{health}/healthz")[0] == 200, 60), (
-            process.log_tail(operator)
-        )
-        yield Processes(url, [tmp_path / "operator.log", tmp_path / "facade.log"])
+        with as_the_chart(api, release, database, tmp_path) as processes:
+            yield processes
     finally:
-        process.stop(facade)
-        process.stop(operator)
-        core.patch_namespace(NAMESPACE, {"metadata": {"labels": {RESTRICTED: "restricted"}}})
+        label_namespace(api, NAMESPACE, "restricted")
 
 
 def _phase(caller: Client, sid: str, phase: str) -> dict[str, Any]:
@@ -291,11 +170,7 @@ def test_walkthrough_under_the_chart_service_accounts_meets_no_403(
     assert ops.delete(f"{REPOS}/community").status == 204
     assert wait_until(lambda: objects.get("templaterepositories", "community") is None, TIMEOUT)
 
-    # nothing the two processes asked of the API server was refused
-    for log in under_service_accounts.logs:
-        text = log.read_text()
-        for sign in ("403", "Forbidden", "forbidden"):
-            assert sign not in text, f"{log.name}: {sign}\n{text[-3000:]}"
+    under_service_accounts.assert_no_403()
 
 
 # -- what the identities cannot do --------------------------------------------------------------
@@ -342,10 +217,7 @@ CAN = {
 @pytest.mark.parametrize("who", [FACADE_SA, OPERATOR_SA], ids=["facade", "operator"])
 def test_the_service_accounts_can_do_no_more(release: Release, who: str) -> None:
     def can(verb: str, resource: str, namespace: str = NAMESPACE) -> str:
-        proc = _kubectl(
-            release.kubeconfig, "auth", "can-i", verb, resource, f"--as={who}", "-n", namespace
-        )
-        return proc.stdout.strip()
+        return can_i(release.kubeconfig, who, verb, resource, namespace)
 
     for verb, resource in CAN[who]:
         assert can(verb, resource) == "yes", (who, verb, resource)
@@ -421,7 +293,7 @@ def test_upgrade_keeps_secrets_and_uninstall_keeps_data(
         release.helm.run("install", RELEASE, str(CHART), "-n", NAMESPACE, "--wait")
         assert _secret_data(core, "streamspace-secrets") == generated
         assert _secret_data(core, "streamspace-postgresql") == database
-        assert wait_until(lambda: _available(apps), TIMEOUT)
+        assert wait_until(lambda: available(apps), TIMEOUT)
     finally:
         core.delete_namespaced_persistent_volume_claim(home, NAMESPACE)
 
