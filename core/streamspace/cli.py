@@ -110,7 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_cmd_migrate)
+    sub.add_parser(
+        "migrate",
+        help="apply database migrations",
+        description="Apply the database migrations that the database of DATABASE_URL (or DB_*)"
+        " lacks, each in its own transaction; running it again changes nothing. Exits non-zero"
+        " when the database cannot be reached.",
+    ).set_defaults(func=_cmd_migrate)
 
     token = sub.add_parser("token", help="API keys and JWTs").add_subparsers(
         dest="action", required=True, metavar="ACTION"
