@@ -32,8 +32,10 @@ from typing import Any
 
 import pytest
 
+from gitfixtures import PUBLIC_FORMAT, PUBLIC_FORMAT_TEMPLATES, make_repo
 from streamspace import __version__
 from streamspace_dev import process
+from streamspace_testing import GROUP, VERSION, Objects
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -342,6 +344,20 @@ def test_commands_run_from_the_install(
     assert result.stderr == ""
 
 
+def test_commands_run_without_home(installed: Installed) -> None:
+    env = {k: v for k, v in installed.environment().items() if k != "HOME"}
+    for command in ("operator", "facade", "migrate"):
+        result = subprocess.run(
+            [str(installed.image.venv / "bin" / "streamspace"), command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            **installed.popen_options(env),
+        )
+        assert (result.returncode, result.stderr) == (0, ""), command
+
+
 def test_the_developer_tooling_is_not_installed(installed: Installed) -> None:
     listed = installed.run("--help").stdout
     assert re.search(r"^\s+operator\s", listed, re.MULTILINE), listed
@@ -385,22 +401,27 @@ def _get(url: str) -> int:
 
 
 def test_the_processes_run_from_the_install(
-    installed: Installed, cluster: Any, namespace: str
+    installed: Installed, cluster: Any, api: Any, namespace: str, database: str
 ) -> None:
     """The operator (with peering, as deployed) and the facade from the installed wheel, as the
-    unprivileged user with a read-only HOME: both become ready, log JSON, and exit 0 on
-    SIGTERM. Anything they wrote outside the temporary directory would have failed them."""
+    unprivileged user with a read-only HOME and a database: both become ready, the operator
+    syncs a Git repository (dulwich writes under SYNC_WORK_DIR), both log JSON, and both exit 0
+    on SIGTERM. A write outside the temporary directory would have failed them."""
     kubeconfig = installed.tmp / "kubeconfig"
     shutil.copy(cluster.kubeconfig, kubeconfig)
     if installed.user is not None:
         os.chown(kubeconfig, installed.user, -1)
+    git = make_repo(installed.tmp / "templates", PUBLIC_FORMAT)
     liveness, port = process.free_port(), process.free_port()
     env = installed.environment(
         KUBECONFIG=str(kubeconfig),
         NAMESPACE=namespace,
+        DATABASE_URL=database,
+        ALLOW_LOCAL_REPOS="true",
         LOG_FORMAT="json",
         JWT_SECRET="image-test-jwt-secret-of-enough-length",
         POD_ID="streamspace-image-test",
+        METRICS_PORT=str(process.free_port()),
     )
     exe = str(installed.image.venv / "bin" / "streamspace")
     argv = {
@@ -411,9 +432,9 @@ def test_the_processes_run_from_the_install(
         "operator": f"http://127.0.0.1:{liveness}/healthz",
         "facade": f"http://127.0.0.1:{port}/ready",
     }
-    env["METRICS_PORT"] = str(process.free_port())
     logs = {name: installed.tmp / f"{name}.log" for name in argv}
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    objects = Objects(api, namespace)
     try:
         for name, command in argv.items():
             with logs[name].open("wb") as out:
@@ -428,6 +449,29 @@ def test_the_processes_run_from_the_install(
         for name, url in probes.items():
             up = process.wait_until(lambda url=url: _get(url) == 200, 60)
             assert up, f"{name}: {logs[name].read_text()[-3000:]}"
+        objects.custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "templaterepositories",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "TemplateRepository",
+                "metadata": {"name": "templates"},
+                "spec": {"url": git.url},
+            },
+        )
+
+        def synced() -> dict[str, Any]:
+            found = objects.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "templaterepositories", "templates"
+            )
+            return dict(found.get("status") or {})
+
+        ready = process.wait_until(lambda: synced().get("phase") == "Ready", 60)
+        assert ready, f"{synced()}: {logs['operator'].read_text()[-3000:]}"
+        assert synced()["templateCount"] == len(PUBLIC_FORMAT_TEMPLATES)
+        assert any((installed.tmp / "streamspace-repos").iterdir())
         for name, proc in procs.items():
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(GRACE) == 0, f"{name}: {logs[name].read_text()[-3000:]}"
