@@ -104,13 +104,13 @@ def _usable_by_others(path: Path) -> bool:
     return all(p.stat().st_mode & stat.S_IXOTH for p in [real, *real.parents])
 
 
-def _interpreter(minor: str) -> str:
-    """A Python of the image's version that the unprivileged user may run (not one under
-    /root): ``python`` in the Dockerfile's RUN lines."""
+def _interpreter(minor: str, *, for_others: bool) -> str:
+    """A Python of the image's version (``python`` in the Dockerfile's RUN lines); with
+    ``for_others``, one that the unprivileged user may run too (not one under /root)."""
     candidates = [sys._base_executable, shutil.which(f"python{minor}"), f"/usr/bin/python{minor}"]
     for candidate in filter(None, candidates):
         path = Path(candidate)
-        if not path.exists() or not _usable_by_others(path):
+        if not path.exists() or (for_others and not _usable_by_others(path)):
             continue
         version = subprocess.run(
             [candidate, "-c", "import sys, ensurepip; print('%d.%d' % sys.version_info[:2])"],
@@ -120,7 +120,10 @@ def _interpreter(minor: str) -> str:
         )
         if version.returncode == 0 and version.stdout.strip() == minor:
             return candidate
-    raise AssertionError(f"no Python {minor} with venv usable by an unprivileged user here")
+    raise AssertionError(
+        f"no Python {minor} with ensurepip here"
+        + (" that an unprivileged user may run (e.g. Debian's python3-venv)" if for_others else "")
+    )
 
 
 @dataclass
@@ -241,10 +244,12 @@ def installed(instructions: list[Instruction]) -> Iterator[Installed]:
     base = next(s for s in instructions if s.keyword == "ARG" and s.words[0].startswith("PYTHON"))
     minor = re.search(r"python:(\d+\.\d+)", base.words[0])
     assert minor is not None, base
+    user = pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else None
     root = Path(tempfile.mkdtemp(prefix="streamspace-image-"))
     root.chmod(0o755)  # the unprivileged user reaches the virtualenv through it
     try:
-        image = Image(root, instructions, _interpreter(minor.group(1)))
+        python = _interpreter(minor.group(1), for_others=user is not None)
+        image = Image(root, instructions, python)
         image.build()
         for path in [image.venv, *image.venv.rglob("*")]:  # nobody writes into the install
             if not path.is_symlink():
@@ -253,7 +258,6 @@ def installed(instructions: list[Instruction]) -> Iterator[Installed]:
         home.mkdir(mode=0o555)
         tmp = root / "tmp"
         tmp.mkdir(mode=0o700)
-        user = pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else None
         if user is not None:
             os.chown(tmp, user, pwd.getpwuid(user).pw_gid)
         yield Installed(image, home, tmp, user)
