@@ -16,13 +16,14 @@ from importlib.metadata import entry_points
 
 import psycopg
 
-from streamspace import __version__
+from streamspace import __version__, logs
 from streamspace.auth import apikeys, tokens
-from streamspace.config import ConfigError, load_settings
+from streamspace.config import ConfigError, load_runtime_settings, load_settings
 from streamspace.db.migrate import MigrationError, migrate
 from streamspace.durations import format_duration, parse_duration
 
 Handler = Callable[[argparse.Namespace], int]
+log = logging.getLogger("streamspace")
 
 
 class CommandError(RuntimeError):
@@ -109,7 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_cmd_migrate)
+    sub.add_parser(
+        "migrate",
+        help="apply database migrations",
+        description="Apply the database migrations that the database of DATABASE_URL (or DB_*)"
+        " lacks, each in its own transaction; running it again changes nothing. Exits non-zero"
+        " when the database cannot be reached.",
+    ).set_defaults(func=_cmd_migrate)
 
     token = sub.add_parser("token", help="API keys and JWTs").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -138,10 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        runtime = load_runtime_settings()
+    except ConfigError as exc:  # LOG_FORMAT itself is wrong: say so the plain way
+        print(f"streamspace: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(runtime.log_format, verbose=args.verbose)
     func: Handler = args.func
     try:
         return func(args)
@@ -152,10 +161,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         ValueError,
         psycopg.OperationalError,
     ) as exc:
-        print(f"streamspace: {exc}", file=sys.stderr)
+        _report(f"streamspace: {exc}")
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception:
+        log.exception("streamspace %s failed", args.command)
+        return 1
+
+
+def _report(message: str) -> None:
+    """A command's failure: one JSON record when logs are JSON (a pod's log collector reads
+    them), else a plain paragraph for the person at the terminal."""
+    if logs.json_enabled():
+        log.error("%s", message)
+    else:
+        print(message, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -329,8 +329,26 @@ class MetricsSettings:
     """Port of the operator's ``/metrics`` (``METRICS_PORT``); 0 serves no metrics."""
 
 
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """How either process behaves as a container: what its logs look like, how it stops."""
+
+    log_format: str = "text"
+    """``text`` (one line for people) or ``json`` (one JSON object per line on stderr, for log
+    collectors) (``LOG_FORMAT``)."""
+
+    shutdown_timeout: timedelta = timedelta(seconds=20)
+    """On SIGTERM, how long in-flight requests may take to finish (facade) and the operator may
+    take to stop before Kopf kills it; keep it below the pod's termination grace period
+    (``SHUTDOWN_TIMEOUT``)."""
+
+
 @dataclass(frozen=True)
 class Settings:
+    runtime: RuntimeSettings = RuntimeSettings()
     database: DatabaseSettings = DatabaseSettings()
     kubernetes: KubernetesSettings = KubernetesSettings()
     sessions: SessionSettings = SessionSettings()
@@ -484,11 +502,37 @@ def _database(read: EnvReader) -> DatabaseSettings:
     return DatabaseSettings(url=conninfo, configured=True)
 
 
+def _parse_log_format(raw: str) -> str:
+    if raw.lower() not in LOG_FORMATS:
+        raise ValueError(raw)
+    return raw.lower()
+
+
+def _runtime(read: EnvReader) -> RuntimeSettings:
+    return RuntimeSettings(
+        log_format=read.parsed(
+            "LOG_FORMAT", RuntimeSettings.log_format, _parse_log_format, " or ".join(LOG_FORMATS)
+        ),
+        shutdown_timeout=read.duration("SHUTDOWN_TIMEOUT", RuntimeSettings.shutdown_timeout),
+    )
+
+
+def load_runtime_settings(env: Mapping[str, str] | None = None) -> RuntimeSettings:
+    """Only the runtime group: the command line sets up logging with it before any command
+    runs (and before the command's own ``load_settings`` may fail and need reporting)."""
+    read = EnvReader(os.environ if env is None else env)
+    runtime = _runtime(read)
+    if read.problems:
+        raise ConfigError(read.problems)
+    return runtime
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``env`` (default: the process environment)."""
     read = EnvReader(os.environ if env is None else env)
     defaults = SessionSettings()
     settings = Settings(
+        runtime=_runtime(read),
         database=_database(read),
         kubernetes=KubernetesSettings(
             kubeconfig=read.text("KUBECONFIG"),

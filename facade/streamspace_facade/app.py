@@ -7,8 +7,8 @@ Middlewares, outermost first:
   being unreachable is a 503, an unexpected bug a 500 whose details stay in the log.
 * ``cors`` answers preflights and labels answers for browsers on ``CORS_ALLOWED_ORIGINS``.
 * ``authenticate`` establishes the caller (Bearer JWT or API key) on every route but the
-  public ones (health, version, the OpenAPI document, the signed webhook and the session access
-  gate's check, which reads a credential of its own).
+  public ones (health, readiness, version, the OpenAPI document, the signed webhook and the
+  session access gate's check, which reads a credential of its own).
 * ``audit_trail`` writes one ``audit_log`` row for every authenticated mutating request.
 * ``rate_limit`` (``limits``) answers 429 to a user over ``RATE_LIMIT_CREATE``/``_CONNECT``.
 * ``idempotent`` (``idempotency``) answers a repeated POST with an ``Idempotency-Key`` once.
@@ -42,6 +42,7 @@ from streamspace_facade import (
     idempotency,
     limits,
     metrics,
+    probes,
     sessions,
     webhook,
     ws,
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 PUBLIC = frozenset(
     {
         "/health",
+        "/ready",
         "/version",
         "/api/v1/openapi.json",
         "/webhooks/repository/sync",
@@ -209,31 +211,24 @@ def loggable_path(request: web.BaseRequest) -> str:
 
 
 class AccessLog(AbstractAccessLogger):
-    """One line per request, like aiohttp's, without the credentials browsers put in URLs."""
+    """One line per request, like aiohttp's, without the credentials browsers put in URLs; its
+    parts are also record extras, so that with ``LOG_FORMAT=json`` they are fields of their own
+    (``method``, ``path``, ``status``, ``bytes``, ``duration`` in seconds, ``remote``)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            '%s "%s %s" %s %s %.3fs',
-            request.remote,
-            request.method,
-            loggable_path(request),
-            response.status,
-            response.body_length,
-            time,
-        )
-
-
-async def health(request: web.Request) -> web.Response:
-    """Liveness, plus what this replica is doing; 200 while the process serves requests."""
-    svc = services(request)
-    mirror = svc.mirror
-    return web.json_response(
-        {
-            "status": "ok",
-            "mirror": None if mirror is None else ("writer" if mirror.leader else "standby"),
-            "mirrorReady": bool(mirror is not None and mirror.ready.is_set()),
+        fields = {
+            "remote": request.remote,
+            "method": request.method,
+            "path": loggable_path(request),
+            "status": response.status,
+            "bytes": response.body_length,
+            "duration": round(time, 6),
         }
-    )
+        self.logger.info(
+            '%(remote)s "%(method)s %(path)s" %(status)s %(bytes)s %(duration).3fs',
+            fields,
+            extra=fields,
+        )
 
 
 async def version(request: web.Request) -> web.Response:
@@ -276,10 +271,12 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
 
 
 async def _close_streams(app: web.Application) -> None:
-    """WebSocket clients hear that the server is going away (1001) before it stops."""
-    live = app[SERVICES].live
-    if live is not None:
-        await ws.shutdown(live)
+    """On shutdown (the listener is closed already) readiness fails at once, and WebSocket
+    clients hear that the server is going away (1001); requests in flight go on finishing."""
+    svc = app[SERVICES]
+    svc.stopping = True
+    if svc.live is not None:
+        await ws.shutdown(svc.live)
 
 
 def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Application:
@@ -301,7 +298,7 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources(svc))
     app.on_shutdown.append(_close_streams)
-    app.router.add_get("/health", health)
+    probes.add_routes(app.router)
     app.router.add_get("/version", version)
     sessions.add_routes(app.router)
     catalog.add_routes(app.router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Any
@@ -10,20 +11,31 @@ from typing import Any
 from aiohttp import web
 
 from streamspace.config import load_settings
+from streamspace.durations import format_duration
 from streamspace_facade import watch
 from streamspace_facade.app import AccessLog, create_app
 
+log = logging.getLogger(__name__)
+
 
 def _run(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT; then stop listening, close WebSockets with 1001, give the
+    requests in flight up to SHUTDOWN_TIMEOUT, close the clients, and exit 0."""
     settings = load_settings()
     port = args.port or settings.http.port
+    shutdown = settings.runtime.shutdown_timeout
+    log.info(
+        "starting facade on %s:%s (shutdown timeout %s)", args.host, port, format_duration(shutdown)
+    )
     web.run_app(
         create_app(settings),
         host=args.host,
         port=port,
-        shutdown_timeout=10,
+        shutdown_timeout=shutdown.total_seconds(),
         access_log_class=AccessLog,
+        print=None,  # aiohttp's banner goes to stdout, outside the log format
     )
+    log.info("facade stopped")
     return 0
 
 

@@ -170,6 +170,9 @@ STREAM_AUTH = (
 OPERATIONS: dict[str, tuple[Op, ...]] = {
     "meta": (
         Op("get", "/health", "health", "Liveness", {200: "Health"}, public=True),
+        Op("get", "/ready", "ready", "Readiness: 200 when this replica can serve (Kubernetes "
+           "client connected, PostgreSQL answering if configured, not shutting down); 503 "
+           "names what is not ready in details.checks", {200: "Ready"}, (503,), public=True),
         Op("get", "/version", "version", "Version", {200: "Version"}, public=True),
         Op("get", "/api/v1/openapi.json", "openapi", "This document", {200: None}, public=True),
         Op("get", "/metrics", "metrics", "Prometheus metrics (text exposition format)",

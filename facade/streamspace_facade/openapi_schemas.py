@@ -494,5 +494,16 @@ def schemas() -> dict[str, Schema]:
                 "mirrorReady": _bool("The mirror has caught up with the API server."),
             }
         ),
+        "Ready": _response(
+            {
+                "status": _enum("Ready to serve.", "ready"),
+                "checks": _response(
+                    {
+                        "kubernetes": string("ok once the Sessions were listed."),
+                        "database": string("ok, or 'not configured' without DATABASE_URL."),
+                    }
+                ),
+            }
+        ),
         "Version": _response({"name": string(), "version": string(), "api": string()}),
     }

@@ -33,6 +33,7 @@ class Services:
     http: aiohttp.ClientSession | None = None
     live: Any = None  # streamspace_facade.ws.Live: the WebSocket streams
     access_key: bytes = field(default=b"", repr=False)  # signs session access credentials
+    stopping: bool = False  # SIGTERM arrived: readiness fails while requests finish
 
     @property
     def namespace(self) -> str:

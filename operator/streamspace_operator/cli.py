@@ -66,7 +66,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--liveness",
         default="http://0.0.0.0:8081/healthz",
-        help="liveness endpoint URL ('' to disable); default %(default)s",
+        help="URL of Kopf's probe endpoint, for liveness and readiness alike: it answers once"
+        " start-up finished ('' to disable); default %(default)s",
     )
     parser.add_argument(
         "--metrics-host", help="address of the Prometheus /metrics endpoint; default METRICS_HOST"

@@ -80,6 +80,11 @@ async def serve(
     kopf_settings.peering.mandatory = not options.standalone
     kopf_settings.peering.priority = options.priority
     kopf_settings.peering.clusterwide = kube.all_namespaces
+    # On SIGTERM Kopf stops its watches and handlers, runs the cleanup handlers (clients closed)
+    # and leaves the peering; should that hang, it kills itself once SHUTDOWN_TIMEOUT is over,
+    # before the kubelet would (its grace period is longer), rather than 10 minutes later.
+    shutdown = settings.runtime.shutdown_timeout
+    kopf_settings.process.ultimate_exiting_timeout = shutdown.total_seconds()
     await kopf.operator(
         registry=build_registry(settings),
         settings=kopf_settings,

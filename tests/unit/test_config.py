@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streamspace.config import ConfigError, load_settings
+from streamspace.config import ConfigError, load_runtime_settings, load_settings
 from streamspace.durations import format_duration, parse_duration
 from streamspace_dev.settings import load_dev_settings
 
@@ -149,6 +149,23 @@ def test_every_problem_is_reported_at_once() -> None:
     assert any(p.startswith("STALE_AFTER") for p in problems)
     assert any(p.startswith("ALLOW_LOCAL_REPOS=") for p in problems)
     assert "SYNC_INTERVAL" in str(caught.value)
+
+
+def test_runtime_settings() -> None:
+    defaults = load_settings({}).runtime
+    assert defaults.log_format == "text"
+    assert defaults.shutdown_timeout == timedelta(seconds=20)
+    s = load_settings({"LOG_FORMAT": "JSON", "SHUTDOWN_TIMEOUT": "45s"}).runtime
+    assert (s.log_format, s.shutdown_timeout) == ("json", timedelta(seconds=45))
+    assert load_runtime_settings({"LOG_FORMAT": "json"}).log_format == "json"
+    bad = {"LOG_FORMAT": "xml", "SHUTDOWN_TIMEOUT": "0s", "PORT": "eighty"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(bad)
+    assert len(caught.value.problems) == 3
+    assert "LOG_FORMAT='xml': expected text or json" in caught.value.problems
+    with pytest.raises(ConfigError) as only_runtime:
+        load_runtime_settings(bad)
+    assert len(only_runtime.value.problems) == 2  # PORT is not the runtime's business
 
 
 def test_oidc_issuer_needs_an_audience() -> None:
