@@ -179,7 +179,10 @@ class Processes:
             for line in log.read_text().splitlines():
                 record = json.loads(line)
                 said = f"{record.get('message', '')} {record.get('exception', '')}"
-                assert not REFUSED.search(said), f"{log.name}: {line}"
+                # a namespace being deleted refuses new objects with 403 too: not a permission
+                # (with allNamespaces the operator sees other tests' namespaces go)
+                if "being terminated" not in said:
+                    assert not REFUSED.search(said), f"{log.name}: {line}"
 
 
 @contextmanager
