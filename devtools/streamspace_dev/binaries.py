@@ -403,7 +403,14 @@ def _build_etcd(go: _Go, workdir: Path, version: str) -> None:
 
 def _go_install(go: _Go, workdir: Path, package: str, version: str, ldflags: str = "") -> None:
     go(
-        ["install", "-v", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip(), f"{package}@{version}"],
+        [
+            "install",
+            "-v",
+            "-trimpath",
+            "-ldflags",
+            f"-s -w {ldflags}".strip(),
+            f"{package}@{version}",
+        ],
         workdir,
         action=f"downloading and compiling {package.rsplit('/', 1)[-1]}",
         env={"GOBIN": str(workdir / "bin")},
