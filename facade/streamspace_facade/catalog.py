@@ -32,7 +32,7 @@ from streamspace.db.mirror import REPOSITORIES
 from streamspace.naming import is_dns_label, is_object_name, label_value
 from streamspace.sync_requests import SYNC_REQUESTED, stamp
 from streamspace.templates import infer_app_type
-from streamspace_facade.errors import ApiError, invalid, not_found
+from streamspace_facade.errors import ApiError, conflict, invalid, not_found
 from streamspace_facade.state import (
     Fields,
     Services,
@@ -462,9 +462,14 @@ async def _attach_credentials(
                     raise
         auth = {"type": auth_type, "secretRef": {"name": secret["metadata"]["name"]}}
         patch = {"metadata": {"uid": meta["uid"]}, "spec": {"auth": auth}}  # uid: a precondition
-        patched: dict[str, Any] = await svc.kube.patch(
-            "TemplateRepository", svc.namespace, meta["name"], patch
-        )
+        try:
+            patched: dict[str, Any] = await svc.kube.patch(
+                "TemplateRepository", svc.namespace, meta["name"], patch
+            )
+        except ApiError as exc:
+            if exc.status == 422:  # "metadata.uid is immutable": deleted and made again since
+                raise conflict(f"repository {meta['name']!r} was replaced meanwhile") from None
+            raise
     except ApiError:
         await _take_back(svc, meta)
         raise
