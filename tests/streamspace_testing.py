@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -145,3 +146,22 @@ class Objects:
 def apply_admission(api: client.ApiClient) -> None:
     """The repository's Session admission policy applied (or restored) on ``api``'s cluster."""
     apply_policy(api, Path(__file__).resolve().parents[1] / "crds" / ADMISSION_FILE)
+
+
+def service_account_kubeconfig(
+    api: client.ApiClient, kubeconfig: Path, namespace: str, account: str, path: Path
+) -> Path:
+    """Write ``path``: ``kubeconfig``'s cluster, reached as ServiceAccount ``namespace/account``
+    with a token minted for it (TokenRequest, one hour), so a process run with it has exactly
+    the rights RBAC gives that account."""
+    request = {"spec": {"expirationSeconds": 3600}}
+    minted = client.CoreV1Api(api).create_namespaced_service_account_token(
+        account, namespace, request
+    )
+    config = yaml.safe_load(kubeconfig.read_text())
+    config["users"] = [{"name": account, "user": {"token": minted.status.token}}]
+    for context in config["contexts"]:
+        context["context"]["user"] = account
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+    return path

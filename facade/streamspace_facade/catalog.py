@@ -2,14 +2,16 @@
 
 Templates are read from and written to the API server (they are few and small). The catalog is
 read from PostgreSQL, where the operator's repository sync stores it. Repositories are written
-as TemplateRepository CRs (credentials go to a Secret owned by the repository and are never
-returned) and listed from the mirror. Sync requests set the ``stream.space/sync-requested``
-annotation, which the operator acts on.
+as TemplateRepository CRs and listed from the mirror. Credentials go to a Secret made for the
+repository, owned by it and never returned; the facade only ever creates Secrets (never reads,
+changes or deletes one): the garbage collector deletes it with the repository (decision 90).
+Sync requests set the ``stream.space/sync-requested`` annotation, which the operator acts on.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -19,18 +21,18 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from psycopg.rows import dict_row
 
-from streamspace import API_GROUP, API_VERSION
 from streamspace.catalog.credentials import (
-    CREDENTIAL_SECRET_TYPE,
+    REPOSITORY_LABEL,
     credential_secret,
+    credential_secret_prefix,
 )
 from streamspace.catalog.git import RepositoryError, normalize_url
 from streamspace.catalog.netguard import refusal
 from streamspace.db.mirror import REPOSITORIES
-from streamspace.naming import is_dns_label, is_object_name
+from streamspace.naming import is_dns_label, is_object_name, label_value
 from streamspace.sync_requests import SYNC_REQUESTED, stamp
 from streamspace.templates import infer_app_type
-from streamspace_facade.errors import ApiError, invalid, not_found
+from streamspace_facade.errors import ApiError, conflict, invalid, not_found
 from streamspace_facade.state import (
     Fields,
     Services,
@@ -43,6 +45,8 @@ from streamspace_facade.state import (
     require,
     services,
 )
+
+log = logging.getLogger(__name__)
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "streamspace"}
 AUTH_TYPES = ("none", "token", "basic", "ssh")
@@ -60,6 +64,9 @@ REPOSITORY_FIELDS = {
     "name", "url", "branch", "type", "authType", "authSecret", "syncInterval",
     "autoInstall", "suspend", *CREDENTIAL_FIELDS,
 }  # fmt: skip
+# Creates of a repository's credential Secret: a name the API server generates is taken only by
+# a 1 in 27^5 chance, and servers since Kubernetes 1.32 try another one themselves.
+SECRET_CREATE_ATTEMPTS = 3
 NEEDED_KEYS = {
     "token": {"token"},
     "basic": {"username", "password"},
@@ -284,6 +291,7 @@ def repository_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "branch": row["branch"],
         "type": row["type"],
         "authType": row["auth_type"],
+        "authSecret": row["auth_secret"],
         "syncInterval": row["sync_interval"],
         "autoInstall": row["auto_install"],
         "suspend": row["suspend"],
@@ -357,8 +365,10 @@ def _address_problem(url: str, allow_private: bool) -> str | None:
 
 def _repository_request(
     body: dict[str, Any], allow_local: bool, allow_private: bool
-) -> tuple[str, dict[str, Any], dict[str, str]]:
-    """Validate a create request: the repository name, its spec and any credentials."""
+) -> tuple[str, dict[str, Any], str, dict[str, str]]:
+    """Validate a create request: the repository name, its spec, the auth type and any
+    credentials. With credentials the spec has no ``auth`` yet: it names the Secret once that
+    exists."""
     fields = Fields(body, REPOSITORY_FIELDS)
     url = fields.get("url", str, required=True)
     if url is not None:
@@ -394,44 +404,25 @@ def _repository_request(
     fields.done()
     name = name or _name_from_url(str(url))
     spec["url"] = str(url).strip()
-    if auth_type != "none":
-        secret_name = existing_secret or f"{name}-auth"
-        spec["auth"] = {"type": auth_type, "secretRef": {"name": secret_name}}
-    return name, spec, credentials
+    if existing_secret:
+        spec["auth"] = {"type": auth_type, "secretRef": {"name": existing_secret}}
+    return name, spec, auth_type, credentials
 
 
 async def create_repository(request: web.Request) -> web.Response:
     svc = services(request)
     require(request, "operator")
-    name, spec, credentials = _repository_request(
+    name, spec, auth_type, credentials = _repository_request(
         await json_body(request),
         svc.settings.sync.allow_local_repos,
         svc.settings.network.allow_private_networks,
     )
-    secret_name = f"{name}-auth" if credentials else None
-    if secret_name:
-        labels = {"stream.space/repository": name}
-        secret = await svc.kube.create_secret(
-            svc.namespace, credential_secret(secret_name, spec["url"], credentials, labels)
-        )
-    try:
-        obj = await svc.kube.create(
-            "TemplateRepository", svc.namespace, {"metadata": {"name": name}, "spec": spec}
-        )
-    except ApiError:
-        if secret_name:
-            await svc.kube.delete_secret(svc.namespace, secret_name, secret["metadata"]["uid"])
-        raise
-    if secret_name:
-        owner = {
-            "apiVersion": f"{API_GROUP}/{API_VERSION}",
-            "kind": "TemplateRepository",
-            "name": name,
-            "uid": obj["metadata"]["uid"],
-        }
-        await svc.kube.patch_secret(
-            svc.namespace, secret_name, {"metadata": {"ownerReferences": [owner]}}
-        )
+    obj = await svc.kube.create(
+        "TemplateRepository", svc.namespace, {"metadata": {"name": name}, "spec": spec}
+    )
+    if credentials:
+        obj = await _attach_credentials(svc, obj, auth_type, credentials)
+        spec["auth"] = obj["spec"]["auth"]
     await svc.mirror.observed(REPOSITORIES, obj)
     audit(
         request,
@@ -442,6 +433,62 @@ async def create_repository(request: web.Request) -> web.Response:
     )
     row = REPOSITORIES.row(obj)
     return web.json_response(repository_view(row), status=201)
+
+
+async def _attach_credentials(
+    svc: Services, repository: dict[str, Any], auth_type: str, credentials: Mapping[str, str]
+) -> dict[str, Any]:
+    """Create the credential Secret of the repository just made, named by the API server and
+    owned by the repository from the start, then point the repository at it (the spec change
+    makes the operator sync it again; a first sync may have run without credentials). Until
+    then the repository names no Secret, so none made by someone else can ever serve it. Should
+    either step fail, the repository goes again (this one only: uid precondition)."""
+    meta = repository["metadata"]
+    body = credential_secret(
+        credential_secret_prefix(meta["name"]),
+        repository["spec"]["url"],
+        credentials,
+        {REPOSITORY_LABEL: label_value(meta["name"])},
+        repository,
+        generate_name=True,
+    )
+    try:
+        for attempt in range(1, SECRET_CREATE_ATTEMPTS + 1):
+            try:
+                secret = await svc.kube.create_secret(svc.namespace, body)
+                break
+            except ApiError as exc:  # 409: the generated name exists (servers before 1.32)
+                if exc.status != 409 or attempt == SECRET_CREATE_ATTEMPTS:
+                    raise
+        auth = {"type": auth_type, "secretRef": {"name": secret["metadata"]["name"]}}
+        patch = {"metadata": {"uid": meta["uid"]}, "spec": {"auth": auth}}  # uid: a precondition
+        try:
+            patched: dict[str, Any] = await svc.kube.patch(
+                "TemplateRepository", svc.namespace, meta["name"], patch
+            )
+        except ApiError as exc:
+            if exc.status == 422:  # "metadata.uid is immutable": deleted and made again since
+                raise conflict(f"repository {meta['name']!r} was replaced meanwhile") from None
+            raise
+    except ApiError:
+        await _take_back(svc, meta)
+        raise
+    return patched
+
+
+async def _take_back(svc: Services, meta: Mapping[str, Any]) -> None:
+    """Delete the repository just made (its Secret, if made, goes with it by garbage
+    collection); one made since under the same name is left alone."""
+    try:
+        await svc.kube.delete("TemplateRepository", svc.namespace, meta["name"], uid=meta["uid"])
+    except ApiError as exc:
+        if exc.status not in (404, 409):  # gone, or another one by now
+            log.warning(
+                "repository %s/%s kept without its credentials: %s",
+                svc.namespace,
+                meta["name"],
+                exc,
+            )
 
 
 async def _repository(request: web.Request) -> dict[str, Any]:
@@ -465,23 +512,6 @@ async def sync_repository(request: web.Request) -> web.Response:
     return web.json_response({"repositories": [name], "total": 1}, status=202)
 
 
-async def _delete_owned_secret(svc: Services, repository: Mapping[str, Any]) -> None:
-    """Delete the credential Secret made for ``repository``: only one of our type that the
-    repository owns (owner reference uid), and only if it is still that one (uid precondition).
-    The garbage collector would do the same where a controller manager runs."""
-    auth = (repository.get("spec") or {}).get("auth") or {}
-    name = (auth.get("secretRef") or {}).get("name")
-    if not isinstance(name, str):
-        return
-    secret = await svc.kube.get_typed_secret(svc.namespace, name, CREDENTIAL_SECRET_TYPE)
-    if secret is None:
-        return
-    uid = repository["metadata"]["uid"]
-    owners = secret["metadata"].get("ownerReferences") or []
-    if any(o.get("uid") == uid for o in owners):
-        await svc.kube.delete_secret(svc.namespace, name, secret["metadata"]["uid"])
-
-
 async def delete_repository(request: web.Request) -> web.Response:
     svc = services(request)
     require(request, "operator")
@@ -489,7 +519,8 @@ async def delete_repository(request: web.Request) -> web.Response:
     name = obj["metadata"]["name"]
     await svc.kube.delete("TemplateRepository", svc.namespace, name)
     await svc.mirror.forget(REPOSITORIES, obj["metadata"]["uid"])
-    await _delete_owned_secret(svc, obj)
+    # its credential Secret, if the API made one, goes with it: the garbage collector follows
+    # the Secret's owner reference
     audit(request, "delete", "repository", name)
     return web.Response(status=204)
 

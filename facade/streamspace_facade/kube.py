@@ -1,4 +1,5 @@
-"""The facade's Kubernetes edge: custom objects and Secrets as plain dicts, watches as streams.
+"""The facade's Kubernetes edge: custom objects as plain dicts, watches as streams; Secrets are
+only ever created (repository credentials), never read, changed or deleted (decision 90).
 
 Responses are read as raw JSON (no client-model deserialisation). API failures become
 :class:`~streamspace_facade.errors.ApiError`: 404 → NOT_FOUND, 409 → CONFLICT, 422 (the API
@@ -206,8 +207,14 @@ class Kube:
         )
         return obj
 
-    async def delete(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        """Delete; the object as the API server returned it (it may linger for finalizers)."""
+    async def delete(
+        self, kind: str, namespace: str, name: str, *, uid: str | None = None
+    ) -> dict[str, Any]:
+        """Delete (only if it is still the object ``uid``, when given: else 409); the object as
+        the API server returned it (it may linger for finalizers)."""
+        options: dict[str, Any] = {}
+        if uid is not None:
+            options["body"] = {"preconditions": {"uid": uid}}
         obj: dict[str, Any] = await self._call(
             kind,
             name,
@@ -218,64 +225,21 @@ class Kube:
             PLURALS[kind],
             name,
             propagation_policy="Background",
+            **options,
         )
         return obj
 
     async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a Secret (named, or with ``generateName``); the only Secret call there is."""
         obj: dict[str, Any] = await self._call(
             "Secret",
-            str(body["metadata"]["name"]),
+            body["metadata"].get("name"),
             self.core.create_namespaced_secret,
             namespace,
             {"apiVersion": "v1", "kind": "Secret", **body},
             field_manager=FIELD_MANAGER,
         )
         return obj
-
-    async def patch_secret(
-        self, namespace: str, name: str, patch: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        obj: dict[str, Any] = await self._call(
-            "Secret",
-            name,
-            self.core.patch_namespaced_secret,
-            name,
-            namespace,
-            patch,
-            field_manager=FIELD_MANAGER,
-            _content_type=MERGE,
-        )
-        return obj
-
-    async def delete_secret(self, namespace: str, name: str, uid: str) -> None:
-        """Delete the Secret ``name`` if it is still the one with ``uid`` (a precondition)."""
-        try:
-            await self._call(
-                "Secret",
-                name,
-                self.core.delete_namespaced_secret,
-                name,
-                namespace,
-                body={"preconditions": {"uid": uid}},
-            )
-        except ApiError as exc:
-            if exc.status not in (404, 409):  # gone, or replaced by another Secret: not ours
-                raise
-
-    async def get_typed_secret(
-        self, namespace: str, name: str, secret_type: str
-    ) -> dict[str, Any] | None:
-        """The Secret ``name`` if its type is ``secret_type``; Secrets of other types are never
-        read (the API server filters them out)."""
-        data = await self._call(
-            "Secret",
-            name,
-            self.core.list_namespaced_secret,
-            namespace,
-            field_selector=f"metadata.name={name},type={secret_type}",
-        )
-        items: list[dict[str, Any]] = list(data.get("items") or [])
-        return items[0] if items else None
 
     async def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
         pod: dict[str, Any] = await self._call(

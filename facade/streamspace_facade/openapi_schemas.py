@@ -394,6 +394,13 @@ def schemas() -> dict[str, Schema]:
                 "branch": string(),
                 "type": _enum("What it holds.", "template", "plugin"),
                 "authType": _enum("How it is fetched.", "none", "token", "basic", "ssh"),
+                "authSecret": _nullable(
+                    {
+                        **OBJECT_NAME,
+                        "description": "The credential Secret: authSecret as given, or the one "
+                        "the API made (<name>-auth-<random suffix>, owned by the repository).",
+                    }
+                ),
                 "syncInterval": _nullable(string("Sync every (default from SYNC_INTERVAL).")),
                 "autoInstall": _bool("Templates are also installed as Template objects."),
                 "suspend": _bool("Not synced while true."),

@@ -139,8 +139,9 @@ def assert_error(r: Response, status: int, code: str) -> None:
 
 
 def test_repositories_create_list_sync_and_delete(
-    stack: Any, api: client.ApiClient, tmp_path: Path
+    full_cluster: Any, stack: Any, api: client.ApiClient, tmp_path: Path
 ) -> None:
+    """The full profile: its garbage collector deletes a deleted repository's Secret."""
     objects = Objects(api, stack.namespace)
     git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
     ops = stack.client("olivia", "operator")
@@ -179,27 +180,32 @@ def test_repositories_create_list_sync_and_delete(
     assert repository(objects, "public") is not None
     assert annotation(objects, "public") is None
 
-    # credentials go to a Secret owned by the repository, and nowhere else
+    # credentials go to a Secret the API server names, owned by the repository, and nowhere else
     token = f"s3cret-{uuid.uuid4().hex}"
     r = ops.post(
         CATALOG_REPOS, {"name": "private", "url": git.url, "authType": "token", "token": token}
     )
     assert r.status == 201, r
     assert r.body["authType"] == "token" and token not in json.dumps(r.body)
+    made = r.body["authSecret"]
+    assert made.startswith("private-auth-"), r
     private = repository(objects, "private")
     assert private is not None
-    assert private["spec"]["auth"] == {"type": "token", "secretRef": {"name": "private-auth"}}
-    stored = secret(objects, "private-auth")
+    assert private["spec"]["auth"] == {"type": "token", "secretRef": {"name": made}}
+    stored = secret(objects, made)
     assert stored is not None
     assert base64.b64decode(stored.data["token"]).decode() == token
     owners = [(o.kind, o.name, o.uid) for o in stored.metadata.owner_references or []]
     assert owners == [("TemplateRepository", "private", private["metadata"]["uid"])]
 
-    # duplicates: refused, and the existing Secret keeps its token
+    # duplicates: refused before any Secret is made; the existing one keeps its token
     assert_error(ops.post(REPOS, {"name": "public", "url": git.url}), 409, "CONFLICT")
     again = {"name": "private", "url": git.url, "authType": "token", "token": "other-token"}
     assert_error(ops.post(REPOS, again), 409, "CONFLICT")
-    stored = secret(objects, "private-auth")
+    assert [s.metadata.name for s in objects.core.list_namespaced_secret(objects.ns).items] == [
+        made
+    ]
+    stored = secret(objects, made)
     assert stored is not None and base64.b64decode(stored.data["token"]).decode() == token
 
     # validation: 422 naming the field, nothing created, no secret echoed
@@ -244,11 +250,11 @@ def test_repositories_create_list_sync_and_delete(
     assert row["templateCount"] == len(PUBLIC_FORMAT_TEMPLATES) + 1
     assert ops.get(f"{CATALOG}?search=xterm").body["total"] == 1
 
-    # delete: the row goes at once, the object and the Secret with it
+    # delete: the row goes at once, the object and, by garbage collection, the Secret with it
     r = ops.delete(f"{REPOS}/private")
     assert r.status == 204, r
     assert "private" not in listed(ops) and "private" not in listed(ops, CATALOG_REPOS)
-    assert secret(objects, "private-auth") is None
+    assert wait_until(lambda: secret(objects, made) is None, TIMEOUT), secret(objects, made)
     r = ops.delete(f"{CATALOG_REPOS}/public")
     assert r.status == 204, r
     assert listed(ops) == {} and listed(user, CATALOG_REPOS) == {}

@@ -3,12 +3,14 @@
 SSRF: a Git server that redirects to a plain-HTTP "metadata service", or to another host; a
 repository on loopback while private networks are refused. Secret theft: repositories pointed at
 a ServiceAccount-token-like Secret, a database Secret, and a credential made for another host.
-Secret deletion: a foreign Secret named ``<repository>-auth``. Servers listen on 127.0.0.1 only;
+Foreign Secrets: never used, written over nor deleted by the API, which only ever creates Secrets
+(also run under a ServiceAccount allowed nothing else). Servers listen on 127.0.0.1 only;
 the cases that need other addresses are in ``tests/unit/test_netguard.py`` (recording resolver).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 from collections.abc import Callable
@@ -17,7 +19,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from facade_testing import Client, token
 from gitfixtures import (
@@ -33,7 +34,7 @@ from streamspace.catalog.git import Credentials, fetch_snapshot
 from streamspace.catalog.netguard import NetworkGuard
 from streamspace.db.migrate import migrate
 from streamspace_dev.process import wait_until
-from streamspace_testing import GROUP, VERSION, Objects
+from streamspace_testing import GROUP, VERSION, Objects, service_account_kubeconfig
 
 pytestmark = pytest.mark.integration
 
@@ -351,13 +352,14 @@ def test_a_credential_is_not_sent_to_another_host(
         ), repo(objects, "a")
         assert repo(objects, "a")["status"]["templateCount"] == len(PUBLIC_FORMAT_TEMPLATES)
         # the same Secret, named by a repository on host B (another port of the same machine)
+        made_for_a = repo(objects, "a")["spec"]["auth"]["secretRef"]["name"]
         r = olga.post(
             REPOS,
             {
                 "name": "b",
                 "url": f"{host_b.base_url}/t.git",
                 "authType": "basic",
-                "authSecret": "a-auth",
+                "authSecret": made_for_a,
             },
         )
         assert r.status == 201, r
@@ -392,42 +394,186 @@ def test_hand_made_credentials_need_the_type_and_the_host(
         assert any(h.startswith("Basic ") for h in server.requests)
 
 
-# --- item 11: deleting a repository deletes only the Secret it owns --------------------------
+# --- item 11, and issue 14: the facade only ever creates Secrets -------------------------------
 
 
-def test_a_foreign_secret_named_like_the_repository_survives_its_deletion(
+def basic_passwords(headers: list[str]) -> set[str]:
+    """The passwords sent in Basic Authorization headers."""
+    decoded = (base64.b64decode(h.removeprefix("Basic ")).decode() for h in headers if h)
+    return {pair.split(":", 1)[1] for pair in decoded}
+
+
+def test_the_api_never_uses_writes_over_or_deletes_a_secret_it_did_not_make(
     product: Callable[..., str], api: client.ApiClient, namespace: str, tmp_path: Path
 ) -> None:
     objects = Objects(api, namespace)
-    git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
     core = objects.core
-    # someone else's Secret, named as ours would be, even of our type and bound to the host
-    foreign = credential_secret("victim-auth", git.url, {"token": "foreign"}, {})
-    core.create_namespaced_secret(namespace, foreign)
-    for name in ("plain-auth", "squat-auth"):
+    git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
+    password = "the-password-olga-gave"
+    with https_git_server({"t.git": git.path}, tmp_path, "alice", password) as server:
+        repo_url = f"{server.base_url}/t.git"
+        # someone else's Secrets: one under the name the API used to give (<name>-auth), even of
+        # our type and bound to the host; and two that repositories name through authSecret
+        squatter = {"username": "alice", "password": "the-squatter-s-password"}
         core.create_namespaced_secret(
-            namespace, {"metadata": {"name": name}, "stringData": {"token": "foreign"}}
+            namespace, credential_secret("own-auth", repo_url, squatter, {})
         )
-    url = product(ALLOW_LOCAL_REPOS="true")
-    olga = Client(url, token("olga", "operator"))
-    for name, secret in (("victim", "victim-auth"), ("plain", "plain-auth")):
-        r = olga.post(
-            REPOS, {"name": name, "url": git.url, "authType": "token", "authSecret": secret}
+        core.create_namespaced_secret(
+            namespace, credential_secret("victim-auth", git.url, {"token": "foreign"}, {})
         )
+        core.create_namespaced_secret(
+            namespace, {"metadata": {"name": "plain-auth"}, "stringData": {"token": "foreign"}}
+        )
+        foreign = ("own-auth", "victim-auth", "plain-auth")
+        before = {n: core.read_namespaced_secret(n, namespace).metadata for n in foreign}
+        url = product(SYNC_CA_BUNDLE=str(server.ca_bundle), ALLOW_LOCAL_REPOS="true")
+        olga = Client(url, token("olga", "operator"))
+        for name, secret in (("victim", "victim-auth"), ("plain", "plain-auth")):
+            r = olga.post(
+                REPOS, {"name": name, "url": git.url, "authType": "token", "authSecret": secret}
+            )
+            assert r.status == 201 and r.body["authSecret"] == secret, r
+        body = {"name": "own", "url": repo_url, "authType": "basic", **squatter}
+        r = olga.post(REPOS, {**body, "password": password})
         assert r.status == 201, r
-    # and one whose Secret the API made: that one goes with it
-    r = olga.post(REPOS, {"name": "own", "url": git.url, "authType": "token", "token": "mine"})
-    assert r.status == 201, r
-    assert core.read_namespaced_secret("own-auth", namespace) is not None
-    # the API never writes over a foreign Secret: it refuses the repository instead
-    r = olga.post(REPOS, {"name": "squat", "url": git.url, "authType": "token", "token": "x"})
-    assert r.status == 409 and r.body["code"] == "CONFLICT", r
-    assert objects.get("templaterepositories", "squat") is None
+        # a Secret of the API server's naming, owned by the repository from its creation on
+        made = r.body["authSecret"]
+        assert made.startswith("own-auth-") and len(made) == len("own-auth-") + 5, r
+        own = repo(objects, "own")
+        assert own["spec"]["auth"] == {"type": "basic", "secretRef": {"name": made}}
+        secret = core.read_namespaced_secret(made, namespace)
+        owners = [
+            (o.kind, o.name, o.uid, o.block_owner_deletion)
+            for o in secret.metadata.owner_references
+        ]
+        assert owners == [("TemplateRepository", "own", own["metadata"]["uid"], None)]
+        assert base64.b64decode(secret.data["password"]).decode() == password
+        # synced with Olga's password, Ready without waiting for the sync interval
+        assert wait_until(
+            lambda: (repo(objects, "own").get("status") or {}).get("phase") == "Ready", TIMEOUT
+        ), repo(objects, "own")
+        assert basic_passwords(server.requests) == {password}
     for name in ("victim", "plain", "own"):
         assert olga.delete(f"{REPOS}/{name}").status == 204
-    for name in ("victim-auth", "plain-auth", "squat-auth"):
-        kept = core.read_namespaced_secret(name, namespace)
-        assert kept is not None and kept.metadata.owner_references is None
-    with pytest.raises(ApiException) as gone:
-        core.read_namespaced_secret("own-auth", namespace)
-    assert gone.value.status == 404
+    for name in foreign:  # not read into the repository, not written to, not deleted
+        kept = core.read_namespaced_secret(name, namespace).metadata
+        assert kept.resource_version == before[name].resource_version
+        assert kept.owner_references is None
+    # no owner reference, so the garbage collector leaves them too; it deletes the repository's
+    # own Secret (no controller manager here: tests/e2e/test_api_catalog.py::
+    # test_repositories_create_list_sync_and_delete)
+
+
+def test_a_repository_whose_secret_cannot_be_made_is_taken_back(
+    product: Callable[..., str], api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    """A ResourceQuota allowing no Secret: the API server refuses the credential Secret, so
+    the repository made just before goes again, and the caller gets the error."""
+    objects = Objects(api, namespace)
+    git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
+    none = {"secrets": "0"}
+    objects.core.create_namespaced_resource_quota(
+        namespace, {"metadata": {"name": "no-secrets"}, "spec": {"hard": none}}
+    )
+    # what the quota controller would write (the minimal profile runs no controller manager);
+    # admission judges by the status
+    objects.core.patch_namespaced_resource_quota_status(
+        "no-secrets", namespace, {"status": {"hard": none, "used": none}}
+    )
+    olga = Client(product(ALLOW_LOCAL_REPOS="true"), token("olga", "operator"))
+    r = olga.post(REPOS, {"name": "refused", "url": git.url, "authType": "token", "token": "t"})
+    assert r.status == 502 and r.body["code"] == "KUBERNETES_ERROR", r
+    assert wait_until(lambda: repo(objects, "refused") == {}, TIMEOUT), repo(objects, "refused")
+    assert olga.get(REPOS).body["repositories"] == []
+    assert objects.core.list_namespaced_secret(namespace).items == []
+    # the same name is free again once it has gone
+    objects.core.delete_namespaced_resource_quota("no-secrets", namespace)
+    r = olga.post(REPOS, {"name": "refused", "url": git.url, "authType": "token", "token": "t"})
+    assert r.status == 201, r
+
+
+FACADE_REPOSITORY_RULES = [
+    # the mirror lists and watches these
+    {"apiGroups": [GROUP], "resources": ["sessions", "connections"], "verbs": ["list", "watch"]},
+    {
+        "apiGroups": [GROUP],
+        "resources": ["templaterepositories"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+]
+
+
+def test_a_facade_that_may_only_create_secrets_manages_repositories_with_credentials(
+    cluster: Any,
+    api: client.ApiClient,
+    namespace: str,
+    database: str,
+    start_operator: Callable[..., Any],
+    start_facade: Callable[..., Any],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The facade run with a token of a ServiceAccount whose Role has the rules above: a
+    repository with credentials is created, syncs and is deleted with no 403 from the API
+    server, and that account can read, change or delete no Secret."""
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "facade"}})
+    rbac.create_namespaced_role(
+        namespace, {"metadata": {"name": "facade"}, "rules": FACADE_REPOSITORY_RULES}
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "facade"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "facade"},
+            "subjects": [{"kind": "ServiceAccount", "name": "facade", "namespace": namespace}],
+        },
+    )
+    account = f"system:serviceaccount:{namespace}:facade"
+    for verb in ("get", "list", "watch", "update", "patch", "delete", "deletecollection"):
+        assert not allowed(api, account, namespace, verb, "secrets"), verb
+    assert allowed(api, account, namespace, "create", "secrets")
+    kubeconfig = service_account_kubeconfig(
+        api, cluster.kubeconfig, namespace, "facade", tmp_path / "facade.kubeconfig"
+    )
+    objects = Objects(api, namespace)
+    git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
+    password = "least-privilege-password"
+    migrate(database)
+    with https_git_server({"t.git": git.path}, tmp_path, "alice", password) as server:
+        env = {"DATABASE_URL": database, "SYNC_CA_BUNDLE": str(server.ca_bundle)}
+        start_operator(SYNC_WORK_DIR=str(tmp_path / "work"), **env)
+        facade = start_facade(KUBECONFIG=str(kubeconfig), **env)
+        olga = Client(facade.url, token("olga", "operator"))
+        body = {"url": f"{server.base_url}/t.git", "authType": "basic", "username": "alice"}
+        r = olga.post(REPOS, {**body, "name": "private", "password": password})
+        assert r.status == 201, r
+        assert wait_until(
+            lambda: (repo(objects, "private").get("status") or {}).get("phase") == "Ready",
+            TIMEOUT,
+        ), repo(objects, "private")
+    assert olga.post(f"{REPOS}/private/sync").status == 202
+    r = olga.delete(f"{REPOS}/private")
+    assert r.status == 204, r
+    assert wait_until(lambda: repo(objects, "private") == {}, TIMEOUT)
+    refused = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name.startswith("streamspace_facade") and "403" in record.getMessage()
+    ]
+    assert refused == []
+
+
+def allowed(api: client.ApiClient, user: str, namespace: str, verb: str, resource: str) -> bool:
+    """What ``kubectl auth can-i --as=<user>`` answers, asked as a SubjectAccessReview."""
+    review = client.AuthorizationV1Api(api).create_subject_access_review(
+        {
+            "spec": {
+                "user": user,
+                "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"],
+                "resourceAttributes": {"namespace": namespace, "verb": verb, "resource": resource},
+            }
+        }
+    )
+    return bool(review.status.allowed)

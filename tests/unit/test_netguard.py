@@ -20,12 +20,14 @@ from streamspace.catalog.credentials import (
     CREDENTIAL_SECRET_TYPE,
     credential_host,
     credential_secret,
+    credential_secret_prefix,
     credentials_from_secret,
 )
 from streamspace.catalog.errors import Reason, RepositoryError
 from streamspace.catalog.git import Credentials, fetch_snapshot
 from streamspace.catalog.netguard import NetworkGuard, refusal, same_origin
 from streamspace.config import load_settings
+from streamspace.naming import is_object_name
 
 pytestmark = pytest.mark.unit
 
@@ -248,6 +250,41 @@ def test_a_credential_secret_serves_its_own_host_only() -> None:
         with pytest.raises(RepositoryError) as caught:
             credentials_from_secret(body, "repo-auth", "token", other)
         assert caught.value.reason is Reason.CREDENTIAL_REFUSED
+
+
+@pytest.mark.parametrize(
+    ("repository", "prefix"),
+    [
+        ("templates", "templates-auth-"),
+        ("r" * 52, "r" * 52 + "-auth-"),
+        ("r" * 58, "r" * 52 + "-auth-"),  # the longest name the API accepts
+        ("a" * 51 + "-b", "a" * 51 + "-auth-"),  # no "--" where it was cut
+        ("org.templates", "org.templates-auth-"),  # made with kubectl: dots
+        ("x" * 51 + ".org", "x" * 51 + "-auth-"),
+    ],
+)
+def test_credential_secret_names(repository: str, prefix: str) -> None:
+    """The API server completes the prefix with 5 characters: a name of at most 63."""
+    assert credential_secret_prefix(repository) == prefix
+    assert is_object_name(prefix + "b2c4d") and len(prefix + "b2c4d") <= 63
+
+
+def test_a_credential_secret_can_be_owned_by_its_repository() -> None:
+    repository = {"metadata": {"name": "templates", "uid": "0b1c"}}
+    body = credential_secret(
+        "templates-auth-", URL, {"token": "t"}, {}, repository, generate_name=True
+    )
+    assert body["metadata"]["generateName"] == "templates-auth-"
+    assert "name" not in body["metadata"]
+    assert body["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "stream.space/v1alpha1",
+            "kind": "TemplateRepository",
+            "name": "templates",
+            "uid": "0b1c",
+        }
+    ]  # no blockOwnerDeletion: that would need permission on the repository's finalizers
+    assert "ownerReferences" not in secret()["metadata"]
 
 
 @pytest.mark.parametrize(
