@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from facade_testing import Client, WebSocket, token
-from gitfixtures import PUBLIC_FORMAT, PUBLIC_FORMAT_TEMPLATES, make_repo
+from gitfixtures import PUBLIC_FORMAT, PUBLIC_FORMAT_TEMPLATES, https_git_server, make_repo
 from helm_testing import (
     CHART,
     FACADE_SA,
@@ -82,18 +83,33 @@ def test_install_into_a_restricted_namespace(release: Release, api: client.ApiCl
 
 # -- the walkthrough under the chart's ServiceAccounts ----------------------------------------
 
+PASSWORD = "a-private-repository-password"
+
+
+@dataclass
+class Walk:
+    processes: Processes
+    private_url: str
+
 
 @pytest.fixture
 def under_service_accounts(
     release: Release, api: client.ApiClient, database: str, tmp_path: Path
-) -> Iterator[Processes]:
+) -> Iterator[Walk]:
     """The processes as the chart's identities. Session pods run desktop images (often as root,
     under s6) and meet the ``baseline`` standard, not ``restricted``: where sessions run, the
     namespace enforces ``baseline`` (docs/INSTALL.md, decision 85)."""
     label_namespace(api, NAMESPACE, "baseline")
+    git = make_repo(tmp_path / "private", PUBLIC_FORMAT)
     try:
-        with as_the_chart(api, release, database, tmp_path) as processes:
-            yield processes
+        # a private repository behind basic auth over HTTPS, for the credentials step
+        with (
+            https_git_server({"t.git": git.path}, tmp_path, "alice", PASSWORD) as server,
+            as_the_chart(
+                api, release, database, tmp_path, SYNC_CA_BUNDLE=str(server.ca_bundle)
+            ) as processes,
+        ):
+            yield Walk(processes, f"{server.base_url}/t.git")
     finally:
         label_namespace(api, NAMESPACE, "restricted")
 
@@ -112,11 +128,11 @@ def _phase(caller: Client, sid: str, phase: str) -> dict[str, Any]:
 
 def test_walkthrough_under_the_chart_service_accounts_meets_no_403(
     release: Release,
-    under_service_accounts: Processes,
+    under_service_accounts: Walk,
     api: client.ApiClient,
     tmp_path: Path,
 ) -> None:
-    url = under_service_accounts.url
+    url = under_service_accounts.processes.url
     objects = Objects(api, NAMESPACE)
     alice, ops = Client(url, token("alice")), Client(url, token("olga", "operator"))
     objects.create("templates", "firefox-browser", TEMPLATE)
@@ -163,6 +179,21 @@ def test_walkthrough_under_the_chart_service_accounts_meets_no_403(
     r = ops.post(f"{REPOS}/community/sync")
     assert r.status == 202, r
 
+    # a private repository: the facade creates its credential Secret (the one right it has on
+    # Secrets), the operator reads it to fetch
+    private = {"name": "private", "url": under_service_accounts.private_url}
+    r = ops.post(REPOS, {**private, "authType": "basic", "username": "alice", "password": PASSWORD})
+    assert r.status == 201, r
+
+    def phase() -> str | None:
+        repository = objects.get("templaterepositories", "private") or {}
+        return (repository.get("status") or {}).get("phase")
+
+    assert wait_until(lambda: phase() == "Ready", TIMEOUT), objects.get(
+        "templaterepositories", "private"
+    )
+    assert ops.delete(f"{REPOS}/private").status == 204
+
     # delete: the session and its children go
     assert alice.delete(f"{SESSIONS}/{sid}").status == 204
     assert wait_until(lambda: objects.session(sid) is None, TIMEOUT)
@@ -170,7 +201,7 @@ def test_walkthrough_under_the_chart_service_accounts_meets_no_403(
     assert ops.delete(f"{REPOS}/community").status == 204
     assert wait_until(lambda: objects.get("templaterepositories", "community") is None, TIMEOUT)
 
-    under_service_accounts.assert_no_403()
+    under_service_accounts.processes.assert_no_403()
 
 
 # -- what the identities cannot do --------------------------------------------------------------
