@@ -81,7 +81,12 @@ class Objects:
         self.core = client.CoreV1Api(api)
 
     def create(self, plural: str, name: str, spec: dict[str, Any]) -> None:
-        kind = {"sessions": "Session", "templates": "Template", "connections": "Connection"}[plural]
+        kind = {
+            "sessions": "Session",
+            "templates": "Template",
+            "connections": "Connection",
+            "templaterepositories": "TemplateRepository",
+        }[plural]
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}}
         self.custom.create_namespaced_custom_object(
             GROUP, VERSION, self.ns, plural, {**body, "spec": spec}

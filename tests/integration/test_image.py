@@ -304,18 +304,7 @@ def test_the_processes_run_from_the_install(
         for name, url in probes.items():
             up = process.wait_until(lambda url=url: _get(url) == 200, 60)
             assert up, f"{name}: {logs[name].read_text()[-3000:]}"
-        objects.custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            "templaterepositories",
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "TemplateRepository",
-                "metadata": {"name": "templates"},
-                "spec": {"url": git.url},
-            },
-        )
+        objects.create("templaterepositories", "templates", {"url": git.url})
 
         def synced() -> dict[str, Any]:
             found = objects.custom.get_namespaced_custom_object(

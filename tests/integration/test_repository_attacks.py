@@ -34,7 +34,7 @@ from streamspace.catalog.git import Credentials, fetch_snapshot
 from streamspace.catalog.netguard import NetworkGuard
 from streamspace.db.migrate import migrate
 from streamspace_dev.process import wait_until
-from streamspace_testing import GROUP, VERSION, Objects, service_account_kubeconfig
+from streamspace_testing import GROUP, Objects, service_account_kubeconfig
 
 pytestmark = pytest.mark.integration
 
@@ -244,18 +244,7 @@ def test_loopback_repositories_fail_where_private_networks_are_refused(
     git = make_repo(tmp_path / "templates", PUBLIC_FORMAT)
     with https_git_server({"t.git": git.path}, tmp_path, None, None) as server:
         url = product(SYNC_CA_BUNDLE=str(server.ca_bundle), ALLOW_PRIVATE_NETWORKS="false")
-        objects.custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            "templaterepositories",
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "TemplateRepository",
-                "metadata": {"name": "inside"},
-                "spec": {"url": f"{server.base_url}/t.git"},
-            },
-        )
+        objects.create("templaterepositories", "inside", {"url": f"{server.base_url}/t.git"})
         status = wait_failed(objects, "inside")
         assert server.requests == []
     assert ready_reason(status) == "AddressRefused"

@@ -36,7 +36,7 @@ from streamspace.catalog.netguard import NetworkGuard
 from streamspace.catalog.parse import Limits
 from streamspace.db.migrate import migrate
 from streamspace_dev.process import wait_until
-from streamspace_testing import GROUP, VERSION, Objects
+from streamspace_testing import Objects
 
 pytestmark = pytest.mark.integration
 
@@ -175,18 +175,7 @@ def test_an_alias_bomb_in_a_repository_is_reported_and_never_stored(
         DATABASE_URL=database, ALLOW_LOCAL_REPOS="true", SYNC_WORK_DIR=str(tmp_path / "work")
     )
     objects = Objects(api, namespace)
-    objects.custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "templaterepositories",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "TemplateRepository",
-            "metadata": {"name": "bombed"},
-            "spec": {"url": git.url},
-        },
-    )
+    objects.create("templaterepositories", "bombed", {"url": git.url})
 
     def status() -> dict[str, Any]:
         return dict((objects.get("templaterepositories", "bombed") or {}).get("status") or {})
