@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from facade_testing import JWT_SECRET, WEBHOOK_SECRET
 from streamspace_dev import binaries, process
@@ -92,11 +93,32 @@ class Release:
     install_seconds: float
 
 
+def _admitted(core: client.CoreV1Api, namespace: str, privileged: bool) -> bool:
+    """Whether a root pod (privileged or not) would be admitted there now (a dry run)."""
+    container = {"name": "c", "image": "busybox", "securityContext": {"privileged": privileged}}
+    pod = {"metadata": {"name": "probe"}, "spec": {"containers": [container]}}
+    try:
+        core.create_namespaced_pod(namespace, pod, dry_run="All")
+    except ApiException as exc:
+        if exc.status != 403:
+            raise
+        return False
+    return True
+
+
 def label_namespace(api: client.ApiClient, namespace: str, level: str | None) -> None:
-    """Set (or, with None, remove) the Pod Security level the API server enforces there."""
-    client.CoreV1Api(api).patch_namespace(
-        namespace, {"metadata": {"labels": {POD_SECURITY: level}}}
-    )
+    """Set (or, with None, remove) the Pod Security level the API server enforces there, and
+    wait until it does: admission reads namespace labels from an informer, a moment later."""
+    core = client.CoreV1Api(api)
+    core.patch_namespace(namespace, {"metadata": {"labels": {POD_SECURITY: level}}})
+    # a root pod passes baseline, not restricted; a privileged one passes neither
+    expected = {"restricted": (False, False), "baseline": (True, False), None: (True, True)}
+    assert wait_until(
+        lambda: (
+            (_admitted(core, namespace, False), _admitted(core, namespace, True)) == expected[level]
+        ),
+        30,
+    ), f"{namespace} does not enforce {level}"
 
 
 @contextmanager
