@@ -552,6 +552,10 @@ def test_a_facade_that_may_only_create_secrets_manages_repositories_with_credent
         if record.name.startswith("streamspace_facade") and "403" in record.getMessage()
     ]
     assert refused == []
+    # and the facade did act as that account: what its Role does not allow is refused
+    template = {"name": "firefox", "displayName": "Firefox", "baseImage": "firefox:1"}
+    r = olga.post("/api/v1/templates", template)
+    assert r.status == 502 and r.body["code"] == "KUBERNETES_ERROR", r
 
 
 def allowed(api: client.ApiClient, user: str, namespace: str, verb: str, resource: str) -> bool:
