@@ -30,6 +30,7 @@ from streamspace_dev import binaries, process
 from streamspace_dev.cluster import ControlPlane
 from streamspace_dev.process import wait_until
 from streamspace_dev.settings import load_dev_settings
+from streamspace_testing import service_account_kubeconfig
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "streamspace"
@@ -168,19 +169,6 @@ def can_i(kubeconfig: Path, who: str, verb: str, resource: str, namespace: str) 
     return proc.stdout.strip()
 
 
-def service_account_kubeconfig(api: client.ApiClient, admin: Path, sa: str, path: Path) -> Path:
-    """A kubeconfig carrying a fresh token (TokenRequest) of ServiceAccount ``sa``."""
-    request = client.CoreV1Api(api).create_namespaced_service_account_token(
-        sa, NAMESPACE, {"spec": {"expirationSeconds": 3600}}
-    )
-    config = yaml.safe_load(admin.read_text())
-    config["users"] = [{"name": sa, "user": {"token": request.status.token}}]
-    for context in config["contexts"]:
-        context["context"]["user"] = sa
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def _get(url: str) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
@@ -215,7 +203,11 @@ def as_the_chart(
     with kubeconfigs carrying tokens of the chart's ServiceAccounts; ``env`` adds settings."""
     kubeconfigs = {
         name: service_account_kubeconfig(
-            api, release.kubeconfig, f"streamspace-{name}", tmp_path / f"{name}.kubeconfig"
+            api,
+            release.kubeconfig,
+            NAMESPACE,
+            f"streamspace-{name}",
+            tmp_path / f"{name}.kubeconfig",
         )
         for name in ("operator", "facade")
     }
