@@ -161,21 +161,49 @@ class LocalPostgres:
             json.dumps({"url": url, "process": record.as_dict(), "data_dir": str(data_dir)})
         )
         admin = f"postgresql://{DB_USER}:{password}@127.0.0.1:{port}/postgres"
+        self._wait_ready(admin, record, timeout)
+        with psycopg.connect(admin, autocommit=True, connect_timeout=2) as conn:
+            conn.execute(f"CREATE DATABASE {DB_NAME}")
+        return url
+
+    @staticmethod
+    def _wait_ready(url: str, record: process.Started, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
             if not process.is_running(record):
                 raise PostgresError("postgres exited:\n" + process.log_tail(record))
             try:
-                with psycopg.connect(admin, autocommit=True, connect_timeout=2) as conn:
-                    conn.execute(f"CREATE DATABASE {DB_NAME}")
-                break
+                with psycopg.connect(url, autocommit=True, connect_timeout=2) as conn:
+                    conn.execute("SELECT 1")
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
                     raise PostgresError(
                         "postgres did not accept connections:\n" + process.log_tail(record)
                     ) from None
                 time.sleep(0.1)
-        return url
+            else:
+                return
+
+    def kill(self) -> None:
+        """SIGKILL the server and its backends (fault tests); its data stays for ``restart``."""
+        loaded = self._load()
+        if loaded is None:
+            raise PostgresError("no server is recorded here")
+        process.kill(loaded[1])
+
+    def restart(self, timeout: float = 60.0) -> None:
+        """Start the server again on its port and data (crash recovery runs, as after a power
+        cut); return once it accepts connections."""
+        loaded = self._load()
+        if loaded is None:
+            raise PostgresError("no server is recorded here")
+        url, record, data_dir = loaded
+        process.kill(record)
+        record = process.restart(record)
+        self._state_file.write_text(
+            json.dumps({"url": url, "process": record.as_dict(), "data_dir": data_dir})
+        )
+        self._wait_ready(url, record, timeout)
 
     def down(self) -> bool:
         """Stop the server and delete its data; False when none was running."""
