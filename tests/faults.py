@@ -30,6 +30,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
 from kubernetes import client, config
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -249,11 +250,28 @@ class Faults:
                     "apiVersion": f"{GROUP}/{VERSION}",
                     "kind": "Template",
                     "metadata": {"name": "firefox"},
-                    "spec": TEMPLATE,
+                    # small requests: hundreds of sessions fit on the two fake nodes
+                    "spec": {**TEMPLATE, "defaultResources": {"memory": "512Mi", "cpu": "250m"}},
                 },
             )
             close_pools(api)
         return name
+
+    def api_port(self) -> int:
+        state = self.plane.load_state()
+        assert state is not None
+        return state.api_port
+
+    def kubeconfig_via(self, relay: Relay) -> Path:
+        """A kubeconfig that reaches the API server through ``relay`` (the serving certificate
+        names 127.0.0.1, so TLS checks pass as before)."""
+        config_ = yaml.safe_load(self.plane.kubeconfig.read_text())
+        for entry in config_["clusters"]:
+            entry["cluster"]["server"] = f"https://127.0.0.1:{relay.port}"
+        path = self.tmp / f"kubeconfig-via-{relay.port}"
+        path.write_text(yaml.safe_dump(config_))
+        path.chmod(0o600)
+        return path
 
     def new_database(self) -> str:
         name = f"f_{uuid.uuid4().hex[:10]}"
@@ -330,6 +348,35 @@ class Faults:
         for product in self.products:
             product.stop()
         self.products.clear()
+
+
+Key = tuple[str, str, str, str]
+"""What the mirror must agree on with a Session: uid, name, resourceVersion, phase."""
+
+
+def session_keys(api: client.ApiClient, namespace: str) -> set[Key]:
+    listed = client.CustomObjectsApi(api).list_namespaced_custom_object(
+        GROUP, VERSION, namespace, "sessions"
+    )
+    return {
+        (
+            s["metadata"]["uid"],
+            s["metadata"]["name"],
+            s["metadata"]["resourceVersion"],
+            str((s.get("status") or {}).get("phase")),
+        )
+        for s in listed["items"]
+    }
+
+
+def mirror_keys(database: str, namespace: str) -> set[Key]:
+    with psycopg.connect(database) as conn:
+        rows = conn.execute(
+            "SELECT uid::text, id, resource_version, coalesce(phase, 'None')"
+            " FROM sessions WHERE namespace = %s",
+            (namespace,),
+        ).fetchall()
+    return {(str(a), str(b), str(c), str(d)) for a, b, c, d in rows}
 
 
 def facade_url(facade: Product) -> str:
