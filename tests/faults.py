@@ -232,6 +232,7 @@ class Faults:
     server_url: str  # the PostgreSQL server (its ``streamspace`` database)
     tmp: Path
     products: list[Product] = field(default_factory=list)
+    started: int = 0  # products made so far: each logs to a file of its own
 
     def api_client(self) -> client.ApiClient:
         return config.new_client_from_config(config_file=str(self.plane.kubeconfig))
@@ -289,12 +290,12 @@ class Faults:
             "ALLOW_PRIVATE_NETWORKS": "true",
             "SYNC_WORK_DIR": str(self.tmp / "repos"),
         }
-        index = len(self.products)
+        self.started += 1
         product = Product(
             name,
             [sys.executable, "-m", "streamspace.cli", *argv],
             {**base, **env},
-            self.tmp / f"{index:02d}-{name}.log",
+            self.tmp / f"{self.started:02d}-{name}.log",
             probe,
         )
         self.products.append(product)
@@ -392,7 +393,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
         binaries.require(plane.cache_dir, "full")
     except binaries.BuildError as exc:
         pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
-    postgres = LocalPostgres(tmp / "pg")
+    postgres = LocalPostgres(tmp / "pg", crash_safe=True)  # a SIGKILL loses no commit
     stack: Faults | None = None
     try:
         plane.up("full")
