@@ -100,7 +100,7 @@ class Replica:
         killed = time.time()
         assert process.wait_until(lambda: not process.is_running(self.record), 10, 0.05)
         self.stopped_at = time.time()
-        process.stop(self.record)  # reaps it
+        process.last_words(self.record)  # reaps it
         return killed
 
 
