@@ -65,7 +65,14 @@ class Replica:
 
     def records(self) -> list[dict[str, Any]]:
         lines = Path(self.record.log).read_text(errors="replace").splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
+        records = []
+        for number, line in enumerate(lines, 1):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                # Only the last line may be cut: SIGKILL can land in the middle of a write.
+                assert number == len(lines), f"{self.record.log}:{number}: {line!r}"
+        return records
 
     def active_periods(self) -> list[tuple[float, float]]:
         """[start, end] of each stretch in which this replica acted, from Kopf's own lines."""
