@@ -49,19 +49,20 @@ STARTUP = 120.0
 
 
 class Relay:
-    """Loopback TCP relay to ``host:port``: ``cut``, ``stall`` and ``restore`` (same port)."""
+    """Loopback TCP relay to ``host:port``: ``stall``, ``hold_new``, ``cut`` and ``restore``."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.port = 0
         self.accepted = 0
         self._lock = threading.Lock()
-        self._flowing = threading.Event()
-        self._flowing.set()
+        self._flowing = threading.Event()  # bytes of open connections pass
+        self._admitting = threading.Event()  # new connections reach the server
         self._listener: socket.socket | None = None
         self._acceptor: threading.Thread | None = None
+        self._held: list[socket.socket] = []  # accepted, not yet connected upstream
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
-        self._pumps: list[threading.Thread] = []
+        self._threads: list[threading.Thread] = []
         self.restore()
 
     def conninfo(self, database: str) -> str:
@@ -69,8 +70,9 @@ class Relay:
         return make_conninfo(database, host="127.0.0.1", port=str(self.port))
 
     def restore(self) -> None:
-        """Let bytes flow again; listen again (on the same port) if cut."""
+        """Let bytes flow and connections through again; listen again (same port) if cut."""
         self._flowing.set()
+        self._admitting.set()
         if self._listener is not None:
             return
         listener = socket.create_server(("127.0.0.1", self.port))  # SO_REUSEADDR on POSIX
@@ -82,8 +84,15 @@ class Relay:
         self._acceptor.start()
 
     def stall(self) -> None:
-        """Hold every byte in both directions (new connections too) until ``restore``."""
+        """Hold every byte in both directions, and new connections, until ``restore`` (a
+        partition: nothing arrives and nothing fails)."""
         self._flowing.clear()
+        self._admitting.clear()
+
+    def hold_new(self) -> None:
+        """Open connections go on; new ones are accepted and held, their requests unsent, until
+        ``restore`` (a client reconnecting while the server restarts, answered after it)."""
+        self._admitting.clear()
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -91,21 +100,32 @@ class Relay:
                 downstream, _ = listener.accept()
             except OSError:
                 return  # shut down by cut()
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                downstream.close()
-                continue
-            upstream.settimeout(None)
             with self._lock:
                 self.accepted += 1
-                self._pairs.append((downstream, upstream))
-                for source, sink in ((downstream, upstream), (upstream, downstream)):
-                    pump = threading.Thread(
-                        target=self._pump, args=(source, sink), name="relay-pump", daemon=True
-                    )
-                    self._pumps.append(pump)
-                    pump.start()
+                self._held.append(downstream)
+                self._start(self._connect, downstream)
+
+    def _start(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name="relay-pump", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _connect(self, downstream: socket.socket) -> None:
+        self._admitting.wait()
+        with self._lock:
+            if downstream not in self._held:
+                return  # cut meanwhile
+            self._held.remove(downstream)
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+        except OSError:
+            downstream.close()
+            return
+        upstream.settimeout(None)
+        with self._lock:
+            self._pairs.append((downstream, upstream))
+            for source, sink in ((downstream, upstream), (upstream, downstream)):
+                self._start(self._pump, source, sink)
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
@@ -129,19 +149,19 @@ class Relay:
             listener.close()
         self._listener = self._acceptor = None
         with self._lock:
-            pairs, pumps = self._pairs, self._pumps
-            self._pairs, self._pumps = [], []
-        for pair in pairs:
-            for sock in pair:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-        self._flowing.set()  # a held pump wakes, finds its socket shut and ends
-        for pump in pumps:
-            pump.join(10)
-            assert not pump.is_alive(), "a relay pump did not stop"
-        for pair in pairs:
-            for sock in pair:
-                sock.close()
+            pairs, threads, held = self._pairs, self._threads, self._held
+            self._pairs, self._threads, self._held = [], [], []
+        socks = [sock for pair in pairs for sock in pair] + held
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._flowing.set()  # held pumps and connections wake, find their sockets shut, end
+        self._admitting.set()
+        for thread in threads:
+            thread.join(10)
+            assert not thread.is_alive(), "a relay thread did not stop"
+        for sock in socks:
+            sock.close()
 
 
 @contextlib.contextmanager
@@ -301,10 +321,15 @@ class Faults:
         self.products.append(product)
         return product
 
-    def operator(self, namespace: str, database: str, **env: str) -> Product:
-        """An operator as the chart runs one replica (peering, JSON logs); not started yet."""
+    def operator(
+        self, namespace: str, database: str, *, verbose: bool = False, **env: str
+    ) -> Product:
+        """An operator as the chart runs one replica (peering, JSON logs); not started yet.
+        ``verbose`` logs at debug level (Kopf's own watch restarts among it)."""
         health = process.free_port()
         argv = ["operator", f"--liveness=http://127.0.0.1:{health}/healthz", "--metrics-port=0"]
+        if verbose:
+            argv.insert(0, "--verbose")
         return self._product(
             "operator",
             argv,

@@ -379,15 +379,14 @@ class ControlPlane:
         state = self._recorded(name)
         process.kill(state.processes[name])
 
-    def restart(self, name: str, timeout: float = 120.0, *, graceful: bool = False) -> None:
+    def restart(self, name: str, timeout: float = 120.0) -> None:
         """Start a component again with the command it was started with, and wait until it
-        answers its health check. A component still running is SIGKILLed first (a crash
-        mid-work), or with ``graceful`` stopped with SIGTERM (a rolling restart: the API server
-        then ends its watches cleanly, and clients resume them from where they were)."""
+        answers its health check; one still running is SIGKILLed first (a crash mid-work).
+
+        (A SIGTERM would be no gentler for the API server's clients: it ends no watch until its
+        shutdown gives up waiting for them, after 60 s.)"""
         state = self._recorded(name)
         record = state.processes[name]
-        if graceful:
-            process.stop(record, timeout=60.0)
         process.kill(record)
         state.processes[name] = process.restart(record)
         self._save(state)

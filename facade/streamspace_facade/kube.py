@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -87,6 +87,20 @@ def _error(kind: str, name: str | None, status: int, raw: bytes) -> ApiError:
         return ApiError(400, "BAD_REQUEST", message)
     log.error("Kubernetes API error %s on %s %s: %s", status, kind, name, message)
     return ApiError(502, "KUBERNETES_ERROR", f"Kubernetes API error ({status})")
+
+
+WATCH_SECONDS = 290
+"""How long one watch request lasts before it is renewed (from the last resourceVersion)."""
+
+Event = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class Expired(Exception):
+    """The API server no longer has the resourceVersion a watch resumed from (410 Gone)."""
+
+
+BROKEN = (aiohttp.ClientError, TimeoutError, ConnectionError)
+"""A watch stream that broke (API server restarted, connection cut) rather than one refused."""
 
 
 class Kube:
@@ -313,10 +327,14 @@ class Kube:
                 **kwargs,
             )
         except ApiException as exc:
+            if exc.status == 410:
+                raise Expired(str(exc.reason)) from None
             raise _error(kind, None, int(exc.status or 500), exc.body or b"") from None
         if response.status >= 400:
             raw = await response.read()
             response.release()
+            if response.status == 410:
+                raise Expired(raw.decode(errors="replace")[:200])
             raise _error(kind, None, response.status, raw)
         return response
 
@@ -341,6 +359,55 @@ class Kube:
         async with contextlib.aclosing(_events(response)) as events:
             async for event in events:
                 yield event
+
+    async def follow(
+        self,
+        kind: str,
+        namespace: str | None,
+        version: str,
+        on_event: Event,
+        *,
+        retry_seconds: float,
+        reader: str,
+    ) -> None:
+        """Hand every change after ``version`` to ``on_event``, renewing the watch as it ends,
+        until the API server no longer has the version reached: then return, and the caller
+        lists again.
+
+        A stream that breaks (the API server restarted, a connection cut) or a watch the API
+        server refuses for now (busy, starting) is resumed from the last version seen after
+        ``retry_seconds``, as Kubernetes' own clients do: a list of every object is needed only
+        when the server answers 410 Gone. An exception of ``on_event`` ends the follow.
+        ``reader`` names the follower in the log.
+        """
+        while True:
+            try:
+                events = self.watch(kind, namespace, version, WATCH_SECONDS)
+                async with contextlib.aclosing(events):
+                    async for event, obj in events:
+                        if event == "ERROR":  # 410 Gone, in the stream
+                            said = obj.get("message")
+                            log.info("%s: watch of %s expired: %s", reader, kind, said)
+                            return
+                        if event != "BOOKMARK":
+                            await on_event(event, obj)
+                        version = str(obj["metadata"].get("resourceVersion") or version)
+            except Expired as exc:
+                log.info("%s: watch of %s expired: %s", reader, kind, exc)
+                return
+            except (*BROKEN, ApiError) as exc:
+                if isinstance(exc, ApiError) and exc.status not in (502, 503):
+                    raise
+                log.warning(
+                    "%s: watch of %s broken (%s: %s); resuming from %s in %.1fs",
+                    reader,
+                    kind,
+                    type(exc).__name__,
+                    exc,
+                    version,
+                    retry_seconds,
+                )
+                await asyncio.sleep(retry_seconds)
 
 
 def close_stream(response: aiohttp.ClientResponse) -> None:

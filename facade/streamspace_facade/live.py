@@ -22,7 +22,6 @@ subscriber who joins inside the warning window gets the warning at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -43,7 +42,6 @@ EVERYONE = "*"
 FLUSH_DELAY = 0.05
 """Seconds between the first change of a burst and its message (changes meanwhile coalesce)."""
 SNAPSHOT_INTERVAL = 3.0
-WATCH_SECONDS = 290
 
 Object = dict[str, Any]
 Change = Callable[[Object | None, Object | None], None]
@@ -100,7 +98,15 @@ class Informer:
             try:
                 version = await self._relist()
                 self.synced.set()
-                await self._watch(version)
+                # returns when the server no longer has the version reached: list again
+                await self.kube.follow(
+                    self.kind,
+                    self.namespace,
+                    version,
+                    self._event,
+                    retry_seconds=self.retry_seconds,
+                    reader="streams",
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -123,19 +129,9 @@ class Informer:
             self._set(uid, obj)
         return version
 
-    async def _watch(self, version: str) -> None:
-        while True:
-            events = self.kube.watch(self.kind, self.namespace, version, WATCH_SECONDS)
-            async with contextlib.aclosing(events):  # a return closes the stream now
-                async for kind, obj in events:
-                    if kind == "ERROR":
-                        log.info("watch of %s expired: %s", self.kind, obj.get("message"))
-                        return
-                    version = str(obj["metadata"].get("resourceVersion") or version)
-                    if kind == "BOOKMARK":
-                        continue
-                    uid = str(obj["metadata"]["uid"])
-                    self._set(uid, None if kind == "DELETED" or is_deleted(obj) else obj)
+    async def _event(self, kind: str, obj: Object) -> None:
+        uid = str(obj["metadata"]["uid"])
+        self._set(uid, None if kind == "DELETED" or is_deleted(obj) else obj)
 
     def _set(self, uid: str, obj: Object | None) -> None:
         old = self.objects.get(uid)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Mapping
@@ -41,7 +42,6 @@ from streamspace_facade.state import DB_WAIT
 
 log = logging.getLogger(__name__)
 
-WATCH_SECONDS = 290
 TOMBSTONE_SECONDS = 300.0
 
 
@@ -175,34 +175,32 @@ class Mirror:
             MIRROR_RESYNCS.labels(table.name).inc()
             log.info("mirror resynced %s: %d rows, %d removed", table.name, len(items), removed)
             self._resynced[table.name].set()
-            await self._watch(table, version)  # returns when the watch expired: list again
+            # returns when the server no longer has the version reached (410): list again
+            await self.kube.follow(
+                table.kind,
+                self.namespace,
+                version,
+                functools.partial(self._write, table),
+                retry_seconds=self.retry_seconds,
+                reader="mirror",
+            )
 
-    async def _watch(self, table: tables.Table, version: str) -> str | None:
-        """Apply watch events until the stream expires (None) — re-watching on timeouts."""
-        while True:
-            events = self.kube.watch(table.kind, self.namespace, version, WATCH_SECONDS)
-            async with contextlib.aclosing(events):  # leaving the loop closes the stream now
-                async for kind, obj in events:
-                    if kind == "ERROR":
-                        log.info("mirror watch of %s expired: %s", table.name, obj.get("message"))
-                        return None
-                    version = str(obj["metadata"].get("resourceVersion") or version)
-                    if kind == "BOOKMARK":
-                        continue
-                    key = (id(self), table.name)  # events of one table are written one at a time
-                    PENDING.start(key)
-                    try:
-                        async with self._writing, self.pool.connection() as conn:
-                            if kind == "DELETED":
-                                self._tombstone(str(obj["metadata"]["uid"]))
-                                await self._fence(conn)
-                                await tables.remove(conn, table, str(obj["metadata"]["uid"]))
-                            else:
-                                await self._apply(conn, table, obj)
-                    finally:
-                        seconds = PENDING.done(key)
-                    MIRROR_EVENT_SECONDS.labels(table.name).observe(seconds)
-                    MIRROR_EVENTS.labels(table.name, kind).inc()
+    async def _write(self, table: tables.Table, kind: str, obj: Mapping[str, Any]) -> None:
+        """Store one watch event (events of one table are written one at a time)."""
+        key = (id(self), table.name)
+        PENDING.start(key)
+        try:
+            async with self._writing, self.pool.connection() as conn:
+                if kind == "DELETED":
+                    self._tombstone(str(obj["metadata"]["uid"]))
+                    await self._fence(conn)
+                    await tables.remove(conn, table, str(obj["metadata"]["uid"]))
+                else:
+                    await self._apply(conn, table, obj)
+        finally:
+            seconds = PENDING.done(key)
+        MIRROR_EVENT_SECONDS.labels(table.name).observe(seconds)
+        MIRROR_EVENTS.labels(table.name, kind).inc()
 
     def _tombstone(self, uid: str) -> None:
         now = time.monotonic()

@@ -35,7 +35,7 @@ from streamspace.db.mirror import is_deleted
 from streamspace.manifests import MANAGED_BY, SESSION_LABEL, USER_LABEL
 from streamspace_facade import metrics
 from streamspace_facade.errors import ApiError, conflict
-from streamspace_facade.kube import Kube, close_stream
+from streamspace_facade.kube import WATCH_SECONDS, Kube, close_stream
 from streamspace_facade.principal import Principal
 from streamspace_facade.streamguard import too_many
 
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 BACKLOG = 1000
 """Lines of each followed log kept for subscribers who join later; also the most
 ``tailLines`` a subscriber may ask for."""
-WATCH_SECONDS = 290
 RETRY_SECONDS = 2.0
 
 
