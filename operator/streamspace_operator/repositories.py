@@ -238,7 +238,7 @@ async def repository_due(
 
 
 async def repository_deleted(
-    memo: kopf.Memo, type: str | None, namespace: str | None, name: str, uid: str, **_: Any
+    memo: kopf.Memo, namespace: str | None, name: str, uid: str, **_: Any
 ) -> None:
     """Forget a deleted repository's catalog rows, after a sync still running for it.
 
@@ -246,8 +246,6 @@ async def repository_deleted(
     runs leaves its rows behind, which no API shows (the catalog is read joined to the mirror of
     existing repositories).
     """
-    if type != "DELETED":
-        return
     ctx = context(memo)
     if ctx.db is None:
         return
@@ -271,6 +269,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         timed(KIND, "sync_due")(repository_due)
     )
     # Not an on.delete handler: that would put a finalizer on every repository (decision 91).
-    kopf.on.event(*repos, registry=registry, id="repository_deleted")(
+    kopf.on.event(*repos, registry=registry, id="repository_deleted", when=timers.deleted)(
         timed(KIND)(repository_deleted)
     )

@@ -31,14 +31,20 @@ def alive(memo: kopf.Memo, **_: Any) -> bool:
     return not memo.get(GONE)
 
 
-def _note_deletion(memo: kopf.Memo, type: str | None, **_: Any) -> None:
-    if type == "DELETED":
-        memo[GONE] = True
+def deleted(type: str | None, **_: Any) -> bool:
+    """The ``when`` filter of event handlers that only care for the ``DELETED`` event."""
+    return type == "DELETED"
+
+
+def _note_deletion(memo: kopf.Memo, **_: Any) -> None:
+    memo[GONE] = True
 
 
 def stop_timers_on_deletion(registry: kopf.OperatorRegistry, resource: Resource) -> None:
     """Once per resource kind with timers: mark an object's memo when it is deleted."""
-    kopf.on.event(*resource, registry=registry, id="timers_stop_on_deletion")(_note_deletion)
+    kopf.on.event(*resource, registry=registry, id="timers_stop_on_deletion", when=deleted)(
+        _note_deletion
+    )
 
 
 def timer(
