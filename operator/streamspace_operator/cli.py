@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import secrets
 import time
 from typing import Any
 
 from streamspace.config import load_settings
+from streamspace_operator.release import release
 from streamspace_operator.runtime import RunOptions, run, seniority_priority
 
 
@@ -29,6 +31,8 @@ def _run(args: argparse.Namespace) -> int:
             port=metrics.port if args.metrics_port is None else args.metrics_port,
         ),
     )
+    if args.release_finalizers:
+        return asyncio.run(release(settings))
     return run(
         settings,
         RunOptions(
@@ -92,5 +96,11 @@ def register(subparsers: Any) -> None:
         default=0,
         help="peering priority of this replica (the highest acts); 'oldest' for standbys: the"
         " longest-running replica acts (a restarted one waits); 'random': a random priority",
+    )
+    parser.add_argument(
+        "--release-finalizers",
+        action="store_true",
+        help="remove stream.space/finalizer (put there by earlier versions) from every StreamSpace"
+        " object in the namespace(s) served, then exit; safe to repeat",
     )
     parser.set_defaults(func=_run)

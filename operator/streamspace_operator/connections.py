@@ -30,6 +30,7 @@ from streamspace.durations import parse_duration
 from streamspace.idle import ConnectionView, IdleDecision, IdleInput, evaluate
 from streamspace.lifecycle import CAUSE_ANNOTATION, Event
 from streamspace.ownership import NAME_CONFLICT, controller_uid
+from streamspace_operator import timers
 from streamspace_operator.context import Context, context, namespaced
 from streamspace_operator.metrics import timed
 
@@ -370,9 +371,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     sessions = (API_GROUP, API_VERSION, "sessions")
     heartbeat = settings.sessions.heartbeat_check_interval.total_seconds()
     idle = settings.sessions.idle_check_interval.total_seconds()
-    kopf.timer(*sessions, registry=registry, id="stale_check", interval=heartbeat)(
+    timers.timer(registry, sessions, id="stale_check", interval=heartbeat)(
         timed("Session")(stale_check)
     )
-    kopf.timer(*sessions, registry=registry, id="idle_check", interval=idle)(
-        timed("Session")(idle_check)
-    )
+    timers.timer(registry, sessions, id="idle_check", interval=idle)(timed("Session")(idle_check))

@@ -14,9 +14,10 @@ from typing import Any
 import kopf
 from psycopg_pool import AsyncConnectionPool
 
+from streamspace import API_GROUP, API_VERSION
 from streamspace.config import Settings
 from streamspace.db.migrate import migrate
-from streamspace_operator import connections, metrics, repositories, sessions, templates
+from streamspace_operator import connections, metrics, repositories, sessions, templates, timers
 from streamspace_operator.context import context
 from streamspace_operator.kube import Kube, connect
 
@@ -83,4 +84,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     connections.register(registry, settings)
     repositories.register(registry, settings)
     metrics.register(registry, settings)
+    # The kinds with timers (sessions: drift, stale and idle checks; repositories: due syncs).
+    for plural in ("sessions", "templaterepositories"):
+        timers.stop_timers_on_deletion(registry, (API_GROUP, API_VERSION, plural))
     return registry

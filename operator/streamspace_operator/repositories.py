@@ -31,6 +31,7 @@ from streamspace.db.catalog import (
 from streamspace.durations import parse_duration
 from streamspace.lifecycle import Event
 from streamspace.sync_requests import SYNC_REQUESTED, wait_before_sync
+from streamspace_operator import timers
 from streamspace_operator.context import Context, context, namespaced
 from streamspace_operator.metrics import timed, timing_sync
 
@@ -239,10 +240,18 @@ async def repository_due(
 async def repository_deleted(
     memo: kopf.Memo, namespace: str | None, name: str, uid: str, **_: Any
 ) -> None:
+    """Forget a deleted repository's catalog rows, after a sync still running for it.
+
+    Best effort, with no finalizer holding the deletion: a repository deleted while no operator
+    runs leaves its rows behind, which no API shows (the catalog is read joined to the mirror of
+    existing repositories).
+    """
     ctx = context(memo)
-    if ctx.db is not None:
-        async with ctx.db.connection() as conn:
-            await delete_catalog(conn, uid)
+    if ctx.db is None:
+        return
+    lock = ctx.locks[(namespaced(namespace), f"templaterepository/{name}")]
+    async with lock, ctx.db.connection() as conn:
+        await delete_catalog(conn, uid)
     log.info("repository %s/%s deleted; its catalog rows are gone", namespace, name)
 
 
@@ -256,7 +265,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         timed(KIND, "sync_requested")(sync_requested)
     )
     tick = min(TIMER_TICK, settings.sync.interval.total_seconds())
-    kopf.timer(*repos, registry=registry, id="sync_due", interval=tick)(
+    timers.timer(registry, repos, id="sync_due", interval=tick)(
         timed(KIND, "sync_due")(repository_due)
     )
-    kopf.on.delete(*repos, registry=registry)(timed(KIND)(repository_deleted))
+    # Not an on.delete handler: that would put a finalizer on every repository (decision 91).
+    kopf.on.event(*repos, registry=registry, id="repository_deleted", when=timers.deleted)(
+        timed(KIND)(repository_deleted)
+    )

@@ -1,9 +1,9 @@
 """How the operator runs: Kopf settings for production, and the entry point that starts Kopf.
 
-Our own prefix for annotations and the finalizer, so objects carry ``stream.space/...`` and not
-Kopf's defaults; status is written by explicit patches only (nothing is stored in ``status.kopf``);
-watches time out and reconnect so that a silently dropped connection is noticed; peering makes two
-replicas never act at once.
+Our own prefix for annotations and the (legacy) finalizer, so objects carry ``stream.space/...``
+and not Kopf's defaults; status is written by explicit patches only (nothing is stored in
+``status.kopf``); watches time out and reconnect so that a silently dropped connection is
+noticed; peering makes two replicas never act at once.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from streamspace import API_GROUP
 from streamspace.config import Settings
 from streamspace_operator.context import Context
 from streamspace_operator.handlers import build_registry
+from streamspace_operator.release import FINALIZER
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,9 @@ class RunOptions:
 def operator_settings() -> kopf.OperatorSettings:
     """Kopf settings for every deployment of the operator."""
     settings = kopf.OperatorSettings()
-    settings.persistence.finalizer = f"{API_GROUP}/finalizer"
+    # Nothing of ours gets a finalizer any more (decision 91); under this name Kopf removes the
+    # one older versions put on objects, as it handles each.
+    settings.persistence.finalizer = FINALIZER
     # Kopf's own annotations get a prefix of their own: Kopf leaves every annotation under its
     # storage prefix out of diffs, and stream.space/ ones (sync-requested) must be seen.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)

@@ -25,6 +25,7 @@ from streamspace.lifecycle import (
 )
 from streamspace.manifests import MANAGED_BY, SESSION_ANNOTATION, selector
 from streamspace.naming import workload_name
+from streamspace_operator import timers
 from streamspace_operator.context import Context, context, namespaced
 from streamspace_operator.metrics import timed, transitioned
 
@@ -98,8 +99,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     interval = settings.sessions.reconcile_interval.total_seconds()
     # The drift timer: catches up with anything a missed event left behind, and enforces
     # maxSessionDuration within one interval.
-    kopf.timer(
-        *sessions, registry=registry, id="session_drift", interval=interval, initial_delay=interval
-    )(timed("Session", "session_drift")(session_changed))
+    timers.timer(registry, sessions, id="session_drift", interval=interval, initial_delay=interval)(
+        timed("Session", "session_drift")(session_changed)
+    )
     for child in (("apps", "v1", "deployments"), ("", "v1", "pods")):
         kopf.on.event(*child, registry=registry, labels=MANAGED_BY)(timed("Session")(child_changed))

@@ -143,6 +143,8 @@ def test_walkthrough_under_the_chart_service_accounts_meets_no_403(
     sid = r.body["id"]
     pod = _phase(alice, sid, "Running")["podName"]
     assert pod
+    # no finalizer: an uninstall leaves Sessions that delete with no operator (decision 91)
+    assert not (objects.session(sid) or {})["metadata"].get("finalizers")
 
     # the session's log, followed through the facade
     container = client.CoreV1Api(api).read_namespaced_pod(pod, NAMESPACE).spec.containers[0].name
@@ -176,6 +178,9 @@ def test_walkthrough_under_the_chart_service_accounts_meets_no_403(
         return {t["metadata"]["name"] for t in listed["items"]}
 
     assert wait_until(lambda: templates() >= PUBLIC_FORMAT_TEMPLATES, TIMEOUT), templates()
+    assert not (objects.get("templaterepositories", "community") or {})["metadata"].get(
+        "finalizers"
+    )
     r = ops.post(f"{REPOS}/community/sync")
     assert r.status == 202, r
 
