@@ -121,7 +121,14 @@ async def _follow(
         return Outcome(error=str(exc) or type(exc).__name__)
     messages = 0
     async with ws:
-        async for msg in ws:
+        while True:
+            msg = await ws.receive()
+            if msg.type is aiohttp.WSMsgType.CLOSE:  # the server's close frame, with its code
+                return Outcome(messages=messages, close_code=int(msg.data))
+            if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                # cut without a close frame (a killed server, a proxy): 1006, as browsers say;
+                # aiohttp itself may report 1000 for a connection that just ended
+                return Outcome(messages=messages, close_code=1006)
             if msg.type is not aiohttp.WSMsgType.TEXT:
                 continue
             try:
@@ -130,8 +137,6 @@ async def _follow(
                 data = msg.data  # log lines are plain text
             print(_line(data, brief), file=out, flush=True)
             messages += 1
-    # a connection cut without a close frame (a killed server) reads as 1006, as in browsers
-    return Outcome(messages=messages, close_code=ws.close_code or 1006)
 
 
 async def watch(
