@@ -49,6 +49,7 @@ STARTUP = 120.0
 DEADLINE = 180.0
 """Seconds any condition may take here: generous, the machine is shared and busy."""
 STREAM = "/api/v1/ws/sessions"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "ARCHITECTURE.md"
 
 
 # -- the documented browser algorithm ----------------------------------------------------------
@@ -304,6 +305,11 @@ class Watch:
 async def test_a_killed_replica_s_clients_reconnect_to_a_full_current_snapshot(
     api: client.ApiClient, database: str, namespace: str, cluster: Any, tmp_path: Path
 ) -> None:
+    doc = DOC.read_text()
+    assert f"BASE_MS = {BASE_MS}, CAP_MS = {CAP_MS};" in doc, (
+        "Tab must run the documented algorithm"
+    )
+    assert f"FINAL = [{', '.join(map(str, FINAL))}];" in doc
     migrate(database)
     objects = Objects(api, namespace)
     objects.create("templates", "firefox", TEMPLATE)

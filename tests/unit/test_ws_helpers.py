@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
@@ -14,6 +16,7 @@ from streamspace_facade.ws import credential, origin_allowed
 pytestmark = pytest.mark.unit
 
 WS = "/api/v1/ws/sessions"
+ARCHITECTURE = Path(__file__).resolve().parents[2] / "docs" / "ARCHITECTURE.md"
 
 
 def request(path: str, **headers: str) -> web.Request:
@@ -137,3 +140,12 @@ def test_watch_reconnects_unless_another_attempt_cannot_help(
     outcome: watch.Outcome, final: bool
 ) -> None:
     assert outcome.final() is final
+
+
+def test_the_documented_browser_pattern_backs_off_as_watch_does() -> None:
+    """The browser snippet in docs/ARCHITECTURE.md ("Reconnecting") and ``streamspace watch``
+    share their delays and their final close codes (the fault test runs the snippet's algorithm)."""
+    doc = ARCHITECTURE.read_text()
+    base, cap = round(watch.RECONNECT_BASE * 1000), round(watch.RECONNECT_CAP * 1000)
+    assert f"const BASE_MS = {base}, CAP_MS = {cap};" in doc
+    assert f"const FINAL = [{', '.join(map(str, sorted(watch.FINAL_CLOSES)))}];" in doc
