@@ -359,11 +359,10 @@ async def test_a_killed_replica_s_clients_reconnect_to_a_full_current_snapshot(
 
             # -- 1. held outage: everything changes while A's clients are away ------------------
             relay.holding = True
-            a.kill()
             killed = loop.time()
+            a.kill()
             await until(lambda: all(t.lost for t in near), DEADLINE, "A's tabs never lost it")
             await until(lambda: any("reconnecting" in e for e in watch.errors), DEADLINE, "watch")
-            before = len(watch.lines)
             for user in users:
                 await asyncio.to_thread(
                     objects.custom.patch_namespaced_custom_object,
@@ -388,15 +387,19 @@ async def test_a_killed_replica_s_clients_reconnect_to_a_full_current_snapshot(
             relay.holding = False
             released = loop.time()
             await until(lambda: all(len(t.served) == 2 for t in near), DEADLINE, "not back")
-            await until(lambda: len(watch.lines) > before, DEADLINE, "watch did not come back")
+            await until(
+                lambda: any(x.get("reason") == "subscribe" for x in watch.lines[1:]),
+                DEADLINE,
+                "streamspace watch did not come back",
+            )
 
             for tab in near:
                 _, first = tab.served[1]
                 assert first["type"] == "sessions_update" and first["reason"] == "subscribe"
                 assert ids(first["sessions"]) == {f"{tab.user}-s1"} and first["count"] == 1
                 assert first["sessions"][0]["tags"] == ["after-kill"], (tab.user, first)
-            again = watch.lines[before]
-            assert again["reason"] == "subscribe", again
+            # the first line of the watch's second connection
+            again = next(x for x in watch.lines[1:] if x.get("reason") == "subscribe")
             assert ids(again["sessions"]) == watched, "the watch's snapshot missed the create"
             assert watch.proc.returncode is None, "streamspace watch gave up"
             retries = [e for e in watch.errors if "reconnecting in" in e]
@@ -413,8 +416,8 @@ async def test_a_killed_replica_s_clients_reconnect_to_a_full_current_snapshot(
 
             # -- 2. free-running: A killed again, its clients go straight to B ------------------
             on_a, lost_before = relay.active[a.port], len(watch.errors)
-            a.kill()
             killed = loop.time()
+            a.kill()
             await until(lambda: relay.active[a.port] == 0, DEADLINE, "A's connections stay")
 
             def moved() -> list[Tab]:
@@ -433,8 +436,7 @@ async def test_a_killed_replica_s_clients_reconnect_to_a_full_current_snapshot(
             print(spread("  kill -> stream lost", [t.lost[1] - killed for t in moved()]))
             print(spread("  kill -> first snapshot", [t.served[2][0] - killed for t in moved()]))
         finally:
-            for tab in [*tabs, probe]:
-                await tab.stop()
+            await asyncio.gather(*(t.stop() for t in [*tabs, probe]), return_exceptions=True)
             if watch is not None and watch.proc.returncode is None:
                 watch.proc.terminate()
                 await watch.proc.wait()
