@@ -71,6 +71,8 @@ class Tab:
     failed: int = 0
     """Connection attempts that never got a message (refused, cut during the handshake)."""
     latest: list[dict[str, Any]] = field(default_factory=list)
+    connecting: list[float] = field(default_factory=list)
+    """Seconds from each served connection's attempt to its first message."""
     socket: aiohttp.ClientWebSocketResponse | None = None
 
     async def follow(self, http: aiohttp.ClientSession) -> None:
@@ -78,7 +80,7 @@ class Tab:
         loop = asyncio.get_running_loop()
         while True:
             # new WebSocket(url, ["streamspace.v1", "bearer." + getToken()]), from the page's origin
-            code, messages = 1006, 0
+            code, messages, began = 1006, 0, loop.time()
             try:
                 self.socket = await http.ws_connect(
                     self.url,
@@ -103,6 +105,7 @@ class Tab:
                     data = json.loads(msg.data)
                     if messages == 0:
                         self.served.append((loop.time(), data))
+                        self.connecting.append(loop.time() - began)
                     messages += 1
                     if data["type"] == "sessions_update":
                         self.latest = data["sessions"]  # replace, never merge
@@ -435,6 +438,7 @@ async def test_a_killed_replica_s_clients_reconnect_to_a_full_current_snapshot(
             print(f"free-running: {len(moved())} tabs were on A when it was killed")
             print(spread("  kill -> stream lost", [t.lost[1] - killed for t in moved()]))
             print(spread("  kill -> first snapshot", [t.served[2][0] - killed for t in moved()]))
+            print(spread("  attempt -> first snapshot", [t.connecting[2] for t in moved()]))
         finally:
             await asyncio.gather(*(t.stop() for t in [*tabs, probe]), return_exceptions=True)
             if watch is not None and watch.proc.returncode is None:
