@@ -32,7 +32,7 @@ from streamspace_facade.state import SERVICES
 from streamspace_operator.runtime import RunOptions, serve
 from streamspace_testing import apply_admission, close_pools, closing_finished, new_namespace
 
-pytest_plugins = ["leakcheck"]  # a test that leaves a socket open fails (tests/leakcheck.py)
+pytest_plugins = ["leakcheck", "faults"]  # leak check (a socket left open fails); fault harness
 
 REPO = Path(__file__).resolve().parents[1]
 TIERS = ("unit", "integration", "e2e")

@@ -329,6 +329,20 @@ class MetricsSettings:
     """Port of the operator's ``/metrics`` (``METRICS_PORT``); 0 serves no metrics."""
 
 
+@dataclass(frozen=True)
+class PeeringSettings:
+    """How operator replicas share the work through Kopf peering (one acts, the others wait)."""
+
+    lifetime: timedelta = timedelta(seconds=10)
+    """How long a replica's entry in the ``KopfPeering`` counts as alive without a renewal
+    (``PEERING_LIFETIME``, whole seconds, 5s to 10m). Each replica renews 5-10 s before its entry
+    expires (at least every second); a standby takes over this long after an active replica died
+    without saying goodbye (SIGKILL, node lost), so it bounds the takeover time (decision 101)."""
+
+
+MIN_PEERING_LIFETIME = timedelta(seconds=5)
+MAX_PEERING_LIFETIME = timedelta(minutes=10)
+
 LOG_FORMATS = ("text", "json")
 
 
@@ -359,6 +373,7 @@ class Settings:
     access: AccessSettings = AccessSettings()
     metrics: MetricsSettings = MetricsSettings()
     limits: LimitSettings = LimitSettings()
+    peering: PeeringSettings = PeeringSettings()
 
 
 class EnvReader:
@@ -502,6 +517,20 @@ def _database(read: EnvReader) -> DatabaseSettings:
     return DatabaseSettings(url=conninfo, configured=True)
 
 
+def _peering(read: EnvReader) -> PeeringSettings:
+    lifetime = read.duration("PEERING_LIFETIME", PeeringSettings.lifetime)
+    # Kopf keeps whole seconds; below 5 s a replica renews every second and one slow request
+    # lets its entry lapse while it still acts.
+    if lifetime % timedelta(seconds=1) or not (
+        MIN_PEERING_LIFETIME <= lifetime <= MAX_PEERING_LIFETIME
+    ):
+        read.problems.append(
+            f"PEERING_LIFETIME={read.text('PEERING_LIFETIME')!r}: expected whole seconds from"
+            f" {format_duration(MIN_PEERING_LIFETIME)} to {format_duration(MAX_PEERING_LIFETIME)}"
+        )
+    return PeeringSettings(lifetime=lifetime)
+
+
 def _parse_log_format(raw: str) -> str:
     if raw.lower() not in LOG_FORMATS:
         raise ValueError(raw)
@@ -606,6 +635,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             port=read.port("METRICS_PORT", MetricsSettings.port, zero_disables=True),
         ),
         limits=_limits(read),
+        peering=_peering(read),
     )
     if settings.auth.oidc_issuer and not settings.auth.oidc_audience:
         read.problems.append(

@@ -371,6 +371,34 @@ class ControlPlane:
         self._wait(state, "kwok", lambda: fake_nodes_ready(self.kubeconfig), timeout)
         state.timings["full_start_seconds"] = round(time.monotonic() - started, 2)
 
+    # -- faults (tests) ------------------------------------------------------------------------
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one component (``etcd``, ``kube-apiserver``, ...); it stays down until
+        ``restart``. For fault tests, on a control plane of their own."""
+        state = self._recorded(name)
+        process.kill(state.processes[name])
+
+    def restart(self, name: str, timeout: float = 120.0, *, graceful: bool = False) -> None:
+        """Start a component again with the command it was started with, and wait until it
+        answers its health check. A component still running is SIGKILLed first (a crash
+        mid-work), or with ``graceful`` stopped with SIGTERM (a rolling restart: the API server
+        then ends its watches cleanly, and clients resume them from where they were)."""
+        state = self._recorded(name)
+        record = state.processes[name]
+        if graceful:
+            process.stop(record, timeout=60.0)
+        process.kill(record)
+        state.processes[name] = process.restart(record)
+        self._save(state)
+        self._wait(state, name, functools.partial(self._healthy, state, name), timeout)
+
+    def _recorded(self, name: str) -> ClusterState:
+        state = self.load_state()
+        if state is None or name not in state.processes:
+            raise ClusterError(f"no {name} is recorded here")
+        return state
+
     # -- pod logs (full profile) -------------------------------------------------------------
 
     def pod_log(self, namespace: str, pod: str, container: str, timeout: float = 30.0) -> Path:

@@ -32,13 +32,29 @@ class Started:
     pid: int
     executable: str
     log: str
+    argv: tuple[str, ...] = ()  # to start it again (``restart``); paths and flags, no secrets
+    user: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "pid": self.pid, "executable": self.executable, "log": self.log}
+        return {
+            "name": self.name,
+            "pid": self.pid,
+            "executable": self.executable,
+            "log": self.log,
+            "argv": list(self.argv),
+            "user": self.user,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Started:
-        return cls(data["name"], int(data["pid"]), data["executable"], data["log"])
+        return cls(
+            data["name"],
+            int(data["pid"]),
+            data["executable"],
+            data["log"],
+            tuple(data.get("argv", ())),
+            data.get("user"),
+        )
 
 
 # Below Linux's default ephemeral range (32768-60999): the kernel never hands these out as the
@@ -89,7 +105,7 @@ def start(
             group=None if user is None else _group_of(user),
         )
     _children[proc.pid] = proc
-    return Started(name, proc.pid, str(Path(argv[0]).resolve()), str(log_path))
+    return Started(name, proc.pid, str(Path(argv[0]).resolve()), str(log_path), tuple(argv), user)
 
 
 def _group_of(uid: int) -> int:
@@ -132,6 +148,27 @@ def stop(record: Started, timeout: float = 15.0) -> bool:
         wait_until(lambda: not is_running(record), 5.0, interval=0.1)
     _reap(record.pid)
     return True
+
+
+def kill(record: Started, timeout: float = 10.0) -> bool:
+    """SIGKILL a recorded process and every process of its session (a server's workers die with
+    it, as when a container is killed); False if it was not running. Returns once it is gone."""
+    if not is_running(record):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(record.pid, signal.SIGKILL)  # started with start_new_session: pgid == pid
+    wait_until(lambda: not is_running(record), timeout, interval=0.05)
+    _reap(record.pid)
+    return True
+
+
+def restart(record: Started, *, env: dict[str, str] | None = None) -> Started:
+    """Start the recorded command again, as the same user, appending to the same log."""
+    if not record.argv:
+        raise ValueError(f"{record.name} was recorded without its command; it cannot be restarted")
+    if is_running(record):
+        raise ValueError(f"{record.name} (pid {record.pid}) still runs")
+    return start(record.name, record.argv, Path(record.log), env=env, user=record.user)
 
 
 def _reap(pid: int) -> None:

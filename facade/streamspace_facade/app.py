@@ -9,7 +9,7 @@ Middlewares, outermost first:
 * ``authenticate`` establishes the caller (Bearer JWT or API key) on every route but the
   public ones (health, readiness, version, the OpenAPI document, the signed webhook and the
   session access gate's check, which reads a credential of its own).
-* ``audit_trail`` writes one ``audit_log`` row for every authenticated mutating request.
+* ``audit.audit_trail`` writes one ``audit_log`` row for every authenticated mutating request.
 * ``rate_limit`` (``limits``) answers 429 to a user over ``RATE_LIMIT_CREATE``/``_CONNECT``.
 * ``idempotent`` (``idempotency``) answers a repeated POST with an ``Idempotency-Key`` once.
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -29,7 +28,6 @@ import aiohttp
 import psycopg
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from streamspace import __version__
@@ -37,6 +35,7 @@ from streamspace.auth.access import PARAMETER as ACCESS_PARAMETER
 from streamspace.config import Settings
 from streamspace_facade import (
     admin,
+    audit,
     catalog,
     gate,
     idempotency,
@@ -47,12 +46,13 @@ from streamspace_facade import (
     webhook,
     ws,
 )
+from streamspace_facade.audit import AuditLog
 from streamspace_facade.auth import Authenticator
 from streamspace_facade.errors import ApiError, invalid, unauthorized
 from streamspace_facade.kube import Kube, connect
 from streamspace_facade.mirror import Mirror, running
 from streamspace_facade.openapi import add_routes as add_openapi
-from streamspace_facade.state import AUDIT, PRINCIPAL, SERVICES, Services, principal, services
+from streamspace_facade.state import PRINCIPAL, SERVICES, Services, services
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,6 @@ PUBLIC = frozenset(
         gate.AUTH_PATH,  # checks the gate's own credential, not a bearer token
     }
 )
-MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Kept for callers that only need the settings (the older name of this key).
@@ -144,61 +143,6 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     return await handler(request)
 
 
-@web.middleware
-async def audit_trail(request: web.Request, handler: Handler) -> web.StreamResponse:
-    status, error = 500, None
-    try:
-        response = await handler(request)
-        status = response.status
-    except ApiError as exc:
-        status, error = exc.status, exc.code
-        raise
-    else:
-        return response
-    finally:
-        # every mutating request, and reads that changed something (connect makes a Connection)
-        if (request.method in MUTATING and PRINCIPAL in request) or AUDIT in request:
-            await _write_audit(request, status, error)
-
-
-async def _write_audit(request: web.Request, status: int, error: str | None) -> None:
-    record = request.get(AUDIT) or {
-        "action": request.method.lower(),
-        "resource_type": "request",
-        "resource_id": request.path[:500],
-        "changes": {},
-    }
-    changes = {**record["changes"], "status": status}
-    if error:
-        changes["error"] = error
-    user = principal(request).user if PRINCIPAL in request else None
-    pool = services(request).pool
-    if pool is None:
-        log.warning("audit record not stored (no database): %s", record)
-        return
-    try:
-        async with pool.connection(timeout=2) as conn:
-            await conn.execute(
-                "INSERT INTO audit_log (user_id, action, resource_type, resource_id, changes,"
-                " ip_address) VALUES (%s, %s, %s, %s, %s, %s)",
-                (
-                    user,
-                    record["action"],
-                    record["resource_type"],
-                    record["resource_id"],
-                    Jsonb(changes),
-                    request.remote,
-                ),
-            )
-    except (psycopg.Error, PoolTimeout) as exc:
-        # The change itself happened; keep the record in the log rather than lose it.
-        log.warning(
-            "audit record not stored (%s): %s",
-            exc,
-            json.dumps({**record, "changes": changes, "user": user}, default=str),
-        )
-
-
 SECRET_QUERY = frozenset({"token", "access_token", ACCESS_PARAMETER})
 
 
@@ -251,11 +195,13 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
             )
             await svc.pool.open(wait=False)
             svc.mirror = Mirror(settings.database.url, svc.pool, svc.kube, svc.scope)
+        svc.audit = AuditLog(svc.pool)
         svc.auth = Authenticator(settings.auth, svc.pool, svc.http)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if svc.mirror is not None:
                     await stack.enter_async_context(running(svc.mirror))
+                await stack.enter_async_context(audit.running(svc.audit))
                 svc.live = await stack.enter_async_context(ws.running(svc))
                 yield
         finally:
@@ -288,7 +234,7 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
             errors,
             cors,
             authenticate,
-            audit_trail,
+            audit.audit_trail,
             limits.rate_limits(settings.limits),
             idempotency.middleware(),
         ],

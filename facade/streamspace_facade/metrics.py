@@ -104,6 +104,16 @@ MIRROR_RESYNCS = Counter(
     ["table"],
     registry=REGISTRY,
 )
+AUDIT_BACKLOG = Gauge(
+    "streamspace_audit_backlog",
+    "Audit records waiting for PostgreSQL (held during an outage, stored when it returns)",
+    registry=REGISTRY,
+)
+AUDIT_LOST = Counter(
+    "streamspace_audit_lost_total",
+    "Audit records not stored (backlog full, or the facade stopped first); each is logged",
+    registry=REGISTRY,
+)
 MIRROR_WRITER = Gauge(
     "streamspace_mirror_writer",
     "1 while this replica holds the mirror lock and writes the mirror, else 0",

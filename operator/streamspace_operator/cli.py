@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import secrets
+import time
 from typing import Any
 
 from streamspace.config import load_settings
-from streamspace_operator.runtime import RunOptions, run
+from streamspace_operator.runtime import RunOptions, run, seniority_priority
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -46,14 +47,19 @@ def _port(raw: str) -> int:
 
 
 def _priority(raw: str) -> int:
-    """A peering priority, or ``random``: standby replicas of one Deployment share their
-    arguments, and equal priorities make every replica pause (Kopf's rule)."""
+    """A peering priority, ``oldest`` or ``random``: standby replicas of one Deployment share
+    their arguments, and equal priorities make every replica pause (Kopf's rule). ``oldest``
+    ranks replicas by start time, so a newcomer never takes over from a live replica."""
+    if raw == "oldest":
+        return seniority_priority(time.time(), secrets.randbelow(1024))
     if raw == "random":
         return secrets.randbelow(2**31 - 1) + 1
     try:
         return int(raw)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw}: expected an integer or 'random'") from None
+        raise argparse.ArgumentTypeError(
+            f"{raw}: expected an integer, 'oldest' or 'random'"
+        ) from None
 
 
 def register(subparsers: Any) -> None:
@@ -84,6 +90,7 @@ def register(subparsers: Any) -> None:
         "--priority",
         type=_priority,
         default=0,
-        help="peering priority of this replica (the highest acts), or 'random' for standbys",
+        help="peering priority of this replica (the highest acts); 'oldest' for standbys: the"
+        " longest-running replica acts (a restarted one waits); 'random': a random priority",
     )
     parser.set_defaults(func=_run)

@@ -137,13 +137,30 @@ REGISTRY.register(SESSIONS)
 def timed(
     kind: str, handler: str | None = None
 ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
-    """Time an async Kopf handler; ``functools.wraps`` keeps the handler id Kopf derives."""
+    """Time an async Kopf handler, and log each call at debug level; ``functools.wraps`` keeps
+    the handler id Kopf derives."""
 
     def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         labels = (kind, handler or fn.__name__)
 
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            # With -v, one line per call says which replica acted on what and when: how peered
+            # replicas are checked never to act at once (Kopf's own per-object INFO lines are
+            # turned off, as they would drown everything else).
+            target = {
+                "kind": kind,
+                "namespace": kwargs.get("namespace"),
+                "name": kwargs.get("name"),
+            }
+            log.debug(
+                "%s %s/%s: %s",
+                kind,
+                target["namespace"],
+                target["name"],
+                labels[1],
+                extra={"handled": {**target, "handler": labels[1]}},
+            )
             start = time.perf_counter()
             try:
                 return await fn(*args, **kwargs)

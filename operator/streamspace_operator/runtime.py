@@ -25,6 +25,21 @@ log = logging.getLogger(__name__)
 PEERING_NAME = "streamspace"
 KOPF_PREFIX = f"operator.{API_GROUP}"
 
+SENIORITY_EPOCH_MS = 2**42
+"""A millisecond instant (the year 2109) after every start, so that seniority priorities stay
+positive; times 1024 plus a tie-breaker they stay below 2**53, exact in any JSON reader."""
+
+
+def seniority_priority(started: float, tiebreak: int) -> int:
+    """The peering priority of a replica started at ``started`` (Unix seconds): the earlier, the
+    higher, so a replica that starts (a new pod, a restarted container) never outranks the one
+    already acting and never takes the work over from a live replica (decision 102).
+    ``tiebreak`` (0-1023, random) keeps two starts in the same millisecond apart: equal
+    priorities make Kopf pause both."""
+    if not 0 <= tiebreak < 1024:
+        raise ValueError(f"tiebreak {tiebreak} is not within 0-1023")
+    return (SENIORITY_EPOCH_MS - int(started * 1000)) * 1024 + tiebreak
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -73,13 +88,19 @@ async def serve(
     log.info(
         "starting operator: %s, peering %s",
         "all namespaces" if kube.all_namespaces else f"namespace {kube.namespace}",
-        "off (standalone)" if options.standalone else PEERING_NAME,
+        "off (standalone)"
+        if options.standalone
+        else f"{PEERING_NAME} (priority {options.priority},"
+        f" lifetime {settings.peering.lifetime.total_seconds():.0f}s)",
     )
     kopf_settings = operator_settings()
     kopf_settings.peering.standalone = options.standalone
     kopf_settings.peering.mandatory = not options.standalone
     kopf_settings.peering.priority = options.priority
     kopf_settings.peering.clusterwide = kube.all_namespaces
+    # Our lifetime, written into our entry: a standby takes over at most this long after we
+    # died without leaving (decision 101). Kopf keeps whole seconds.
+    kopf_settings.peering.lifetime = int(settings.peering.lifetime.total_seconds())
     # On SIGTERM Kopf stops its watches and handlers, runs the cleanup handlers (clients closed)
     # and leaves the peering; should that hang, it kills itself once SHUTDOWN_TIMEOUT is over,
     # before the kubelet would (its grace period is longer), rather than 10 minutes later.

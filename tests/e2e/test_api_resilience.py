@@ -7,23 +7,22 @@ lose its advisory lock by terminating the lock's backend from PostgreSQL.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import psycopg
 import pytest
 from kubernetes import client, watch
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from facade_testing import Client, FacadeThread, Response, token
+from faults import Relay, relay_to
 from streamspace_dev.process import wait_until
 from streamspace_facade.state import SERVICES
 from streamspace_testing import GROUP, TEMPLATE, VERSION, Objects
@@ -34,105 +33,11 @@ TIMEOUT = 60
 SESSIONS = "/api/v1/sessions"
 
 
-# --- a PostgreSQL relay that can be cut -----------------------------------------------------------
-
-
-class Relay:
-    """Loopback TCP relay to PostgreSQL; ``cut`` drops everything, ``restore`` listens again."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = 0
-        self.accepted = 0
-        self._lock = threading.Lock()
-        self._listener: socket.socket | None = None
-        self._acceptor: threading.Thread | None = None
-        self._pairs: list[tuple[socket.socket, socket.socket]] = []
-        self._pumps: list[threading.Thread] = []
-        self.restore()
-
-    def conninfo(self, database: str) -> str:
-        """``database`` with host and port replaced by this relay's."""
-        return make_conninfo(database, host="127.0.0.1", port=str(self.port))
-
-    def restore(self) -> None:
-        """Listen (again, on the same port once it is known) and relay new connections."""
-        assert self._listener is None, "the relay is already listening"
-        listener = socket.create_server(("127.0.0.1", self.port))  # SO_REUSEADDR on POSIX
-        self.port = listener.getsockname()[1]
-        self._listener = listener
-        self._acceptor = threading.Thread(
-            target=self._accept, args=(listener,), name="pg-relay", daemon=True
-        )
-        self._acceptor.start()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                downstream, _ = listener.accept()
-            except OSError:
-                return  # shut down by cut()
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                downstream.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self.accepted += 1
-                self._pairs.append((downstream, upstream))
-                for source, sink in ((downstream, upstream), (upstream, downstream)):
-                    pump = threading.Thread(
-                        target=self._pump, args=(source, sink), name="pg-relay-pump", daemon=True
-                    )
-                    self._pumps.append(pump)
-                    pump.start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:  # one side gone: the other goes too
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        """Stop accepting, and close every relayed connection on both sides."""
-        listener, acceptor = self._listener, self._acceptor
-        if listener is not None and acceptor is not None:
-            listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
-            acceptor.join(10)
-            assert not acceptor.is_alive(), "the relay's acceptor did not stop"
-            listener.close()
-        self._listener = self._acceptor = None
-        with self._lock:
-            pairs, pumps = self._pairs, self._pumps
-            self._pairs, self._pumps = [], []
-        for pair in pairs:
-            for sock in pair:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-        for pump in pumps:
-            pump.join(10)
-            assert not pump.is_alive(), "a relay pump did not stop"
-        for pair in pairs:
-            for sock in pair:
-                sock.close()
-
-
 @pytest.fixture
 def relay(database: str) -> Iterator[Relay]:
     """Requested before ``start_facade``, so that it closes after the facades have stopped."""
-    info = conninfo_to_dict(database)
-    relay = Relay(str(info["host"]), int(str(info["port"])))
-    try:
+    with relay_to(database) as relay:
         yield relay
-    finally:
-        relay.cut()
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -256,6 +161,16 @@ def session_names(objects: Objects) -> set[str]:
     return {item["metadata"]["name"] for item in found["items"]}
 
 
+def created_audit(database: str) -> list[tuple[str, datetime]]:
+    """(Session, when) of the session creates in the audit log, oldest first."""
+    with psycopg.connect(database) as conn:
+        rows = conn.execute(
+            'SELECT resource_id, "timestamp" FROM audit_log'
+            " WHERE action = 'create' AND resource_type = 'session' ORDER BY id"
+        ).fetchall()
+    return [(str(name), at) for name, at in rows]
+
+
 def test_a_create_during_a_postgresql_outage_is_answered_once(
     relay: Relay,
     database: str,
@@ -284,7 +199,12 @@ def test_a_create_during_a_postgresql_outage_is_answered_once(
     assert_unavailable(alice.get(SESSIONS))  # reads of the mirror do need PostgreSQL
 
     relay.restore()
+    restored = datetime.now(UTC)
     assert wait_until(lambda: listed(alice) == {sid, unkeyed.body["id"]}, TIMEOUT), listed(alice)
+    # the audit rows of the outage were held and are stored now, in order, stamped when served
+    outage = [sid, sid, unkeyed.body["id"]]
+    assert wait_until(lambda: [r[0] for r in created_audit(database)[:3]] == outage, TIMEOUT)
+    assert all(at < restored for _, at in created_audit(database)[:3])
     after = alice.post(SESSIONS, {"template": "firefox"}, headers=key)
     assert after.status == 201 and after.body["id"] == sid, after
     changed = alice.post(SESSIONS, {"template": "firefox", "tags": ["x"]}, headers=key)

@@ -51,7 +51,7 @@ def test_a_tenant_session_runs_under_the_cluster_roles_with_no_403(
     assert wait_until(lambda: available(apps), TIMEOUT)
     operator = apps.read_namespaced_deployment("streamspace-operator", NAMESPACE)
     assert operator.spec.replicas == 2
-    assert "--priority=random" in operator.spec.template.spec.containers[0].args
+    assert "--priority=oldest" in operator.spec.template.spec.containers[0].args
 
     tenant = Objects(api, namespace)  # a namespace the release was not installed in
     tenant.create("templates", "firefox-browser", TEMPLATE)

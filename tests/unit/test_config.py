@@ -168,6 +168,23 @@ def test_runtime_settings() -> None:
     assert len(only_runtime.value.problems) == 2  # PORT is not the runtime's business
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(None, timedelta(seconds=10)), ("5s", timedelta(seconds=5)), ("2m", timedelta(minutes=2))],
+)
+def test_peering_lifetime(raw: str | None, expected: timedelta) -> None:
+    env = {} if raw is None else {"PEERING_LIFETIME": raw}
+    assert load_settings(env).peering.lifetime == expected
+
+
+@pytest.mark.parametrize("raw", ["4s", "1500ms", "11m", "0s", "soon"])
+def test_peering_lifetime_out_of_range(raw: str) -> None:
+    """Kopf keeps whole seconds; too short lapses under one slow renewal."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"PEERING_LIFETIME": raw})
+    assert any(p.startswith(f"PEERING_LIFETIME={raw!r}") for p in caught.value.problems)
+
+
 def test_oidc_issuer_needs_an_audience() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({"OIDC_ISSUER": "https://id.example", "PORT": "eighty"})

@@ -1,0 +1,212 @@
+"""Watches that come back to a changed world: etcd restarted, the API server answering 410 Gone.
+
+The operator and the facade (real processes) reach the kube-apiserver through a relay. The
+relay stalls them, and meanwhile an admin changes Sessions directly; then etcd is killed and
+restarted, and the API server restarted with SIGTERM (a rolling restart: its watches end
+cleanly, and the new server's watch cache starts after the changes, so a watch resumed from an
+older resourceVersion is answered ``410 Gone``). When the relay heals, the operator, the facade's
+informer (its WebSocket streams) and the mirror must all list again and lose none of the changes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from facade_testing import Client, WebSocket, token
+from faults import Faults, Product, Relay, facade_url, mirror_keys, session_keys
+from streamspace.naming import workload_name
+from streamspace_dev.process import wait_until
+from streamspace_testing import GROUP, VERSION, close_pools
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+TIMEOUT = 240.0  # generous: the API server has just restarted on a busy machine
+SESSIONS = "/api/v1/sessions"
+
+
+@dataclass
+class Stack:
+    faults: Faults
+    namespace: str
+    database: str
+    relay: Relay
+    operator: Product
+    facade: Product
+
+    @property
+    def url(self) -> str:
+        return facade_url(self.facade)
+
+
+@pytest.fixture
+def stack(faults: Faults) -> Iterator[Stack]:
+    namespace, database = faults.new_namespace(), faults.new_database()
+    faults.migrate(database)
+    relay = Relay("127.0.0.1", faults.api_port())
+    kubeconfig = str(faults.kubeconfig_via(relay))
+    operator = faults.operator(namespace, database, KUBECONFIG=kubeconfig)
+    facade = faults.facade(namespace, database, KUBECONFIG=kubeconfig)
+    try:
+        operator.start()
+        facade.start()
+        yield Stack(faults, namespace, database, relay, operator, facade)
+    finally:
+        faults.stop_products()
+        relay.cut()
+
+
+def phase(custom: client.CustomObjectsApi, namespace: str, name: str) -> str | None:
+    obj = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "sessions", name)
+    return (obj.get("status") or {}).get("phase")
+
+
+def replicas(apps: client.AppsV1Api, namespace: str, session: str) -> int | None:
+    try:
+        found = apps.read_namespaced_deployment(workload_name(session), namespace)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return int(found.spec.replicas)
+
+
+def first_watch_event(api: client.ApiClient, namespace: str, version: str) -> dict[str, Any]:
+    """The first event of a watch on the namespace's Sessions resumed from ``version``."""
+    response = client.CustomObjectsApi(api).list_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "sessions",
+        watch=True,
+        resource_version=version,
+        timeout_seconds=5,
+        _preload_content=False,
+    )
+    try:
+        event: dict[str, Any] = json.loads(response.readline())
+    finally:
+        response.release_conn()
+    return event
+
+
+def snapshot(stream: WebSocket) -> dict[str, str]:
+    """Session → phase in the stream's latest ``sessions_update``."""
+    updates = [
+        m
+        for m in stream.drain()
+        if isinstance(m.data, dict) and m.data.get("type") == "sessions_update"
+    ]
+    assert updates, "no sessions_update received"
+    return {s["id"]: str(s.get("phase")) for s in updates[-1].data["sessions"]}
+
+
+def test_changes_made_behind_cut_watches_survive_an_etcd_restart_and_410(stack: Stack) -> None:
+    alice = Client(stack.url, token("alice"))
+    names = []
+    for _ in range(3):
+        reply = alice.post(SESSIONS, {"template": "firefox"})
+        assert reply.status == 201, reply
+        names.append(reply.body["id"])
+    kept, hibernated, deleted = names
+    with stack.faults.api_client() as api:
+        custom, apps = client.CustomObjectsApi(api), client.AppsV1Api(api)
+        assert wait_until(
+            lambda: all(phase(custom, stack.namespace, n) == "Running" for n in names), TIMEOUT
+        )
+        before = session_keys(api, stack.namespace)
+        assert wait_until(lambda: mirror_keys(stack.database, stack.namespace) == before, TIMEOUT)
+        listed = custom.list_namespaced_custom_object(GROUP, VERSION, stack.namespace, "sessions")
+        version = listed["metadata"]["resourceVersion"]
+        old = WebSocket(f"{stack.url}/api/v1/ws/sessions", token=token("alice")).open()
+
+        # behind the stalled relay: the processes hear nothing of these changes
+        stack.relay.stall()
+        created = "alice-behind-the-cut"
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            stack.namespace,
+            "sessions",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Session",
+                "metadata": {"name": created},
+                "spec": {"user": "alice", "template": "firefox"},
+            },
+        )
+        custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            stack.namespace,
+            "sessions",
+            hibernated,
+            {"spec": {"state": "hibernated"}},
+        )
+        custom.delete_namespaced_custom_object(GROUP, VERSION, stack.namespace, "sessions", deleted)
+        close_pools(api)
+
+    began = time.monotonic()
+    stack.faults.plane.restart("etcd")
+    etcd_back = time.monotonic() - began
+    stack.faults.plane.restart("kube-apiserver", graceful=True)
+    api_back = time.monotonic() - began - etcd_back
+    with stack.faults.api_client() as api:
+        gone = first_watch_event(api, stack.namespace, version)
+        assert gone["type"] == "ERROR" and gone["object"]["code"] == 410, gone
+        close_pools(api)
+
+    stack.relay.restore()  # held bytes flow, ended streams end: the processes resume and relist
+    healed = time.monotonic()
+    with stack.faults.api_client() as api:
+        custom, apps = client.CustomObjectsApi(api), client.AppsV1Api(api)
+        # the operator: the new Session runs, the hibernated one has no replicas
+        assert wait_until(lambda: phase(custom, stack.namespace, created) == "Running", TIMEOUT)
+        assert wait_until(lambda: replicas(apps, stack.namespace, hibernated) == 0, TIMEOUT)
+        assert wait_until(
+            lambda: phase(custom, stack.namespace, hibernated) == "Hibernated", TIMEOUT
+        )
+        operator_caught_up = time.monotonic() - healed
+
+        # the mirror: row for row the CRs, the deleted Session gone
+        def mirror_differs() -> set[Any]:
+            return session_keys(api, stack.namespace) ^ mirror_keys(stack.database, stack.namespace)
+
+        assert wait_until(lambda: not mirror_differs(), TIMEOUT), sorted(mirror_differs())
+        mirror_caught_up = time.monotonic() - healed
+        close_pools(api)
+    rows = {key[1] for key in mirror_keys(stack.database, stack.namespace)}
+    assert rows == {kept, hibernated, created}
+
+    # the informer: the stream open throughout and a new one both show the world as it is
+    want = {kept: "Running", hibernated: "Hibernated", created: "Running"}
+    assert wait_until(lambda: snapshot(old) == want, TIMEOUT), snapshot(old)
+    informer_caught_up = time.monotonic() - healed
+    old.close()
+    fresh = WebSocket(f"{stack.url}/api/v1/ws/sessions", token=token("alice")).open()
+    try:
+        assert wait_until(lambda: bool(fresh.drain()), TIMEOUT)
+        assert snapshot(fresh) == want
+    finally:
+        fresh.close()
+    listed_now = alice.get(SESSIONS)
+    assert listed_now.status == 200
+    assert {s["id"] for s in listed_now.body["sessions"]} == set(want)
+
+    expired = [
+        r["message"]
+        for r in stack.facade.records()
+        if "expired" in r.get("message", "") and "too old" in r.get("message", "")
+    ]
+    print(
+        f"\netcd restart {etcd_back:.1f} s, kube-apiserver restart {api_back:.1f} s;"
+        f" after the relay healed: operator {operator_caught_up:.1f} s,"
+        f" mirror {mirror_caught_up:.1f} s, informer {informer_caught_up:.1f} s;"
+        f" facade watches answered 410: {len(expired)}"
+    )
