@@ -1,7 +1,8 @@
 """A facade replica SIGKILLed under 500 WebSocket clients: they come back, and lose nothing.
 
-Two facade replicas run as real processes (``python -m streamspace.cli facade``) on one
-namespace and one database. Half of 500 "browser tabs" reach replica A through a loopback TCP
+Two facade replicas run as real processes (``faults.Product``: ``python -m streamspace.cli
+facade``, SIGKILLed with its process group) on one namespace and one database, on the shared
+control plane (killing a facade disturbs nobody else). Half of 500 "browser tabs" reach replica A through a loopback TCP
 relay playing the load balancer, half are on replica B directly; ``streamspace watch`` runs as a
 process through the relay too. Each tab runs the reconnect algorithm documented for browsers
 (docs/ARCHITECTURE.md, "Reconnecting"), transliterated line by line in :class:`Tab`.
@@ -13,7 +14,10 @@ process through the relay too. Each tab runs the reconnect algorithm documented 
    change in it. The tabs on B saw the changes live and never lost their stream.
 2. Free-running: A is SIGKILLed again with the relay open; its clients reconnect to B at once.
 
-Reconnect times are printed (``-s``), never asserted.
+Reconnect times are printed (``-s``), never asserted. The load balancer is an asyncio relay
+of its own (``Relay`` here), not ``faults.Relay``: it spreads connections over several
+backends, skips a dead one, can refuse while "no backend is healthy", and relays 500
+connections without a thread per direction.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import itertools
 import json
 import os
 import random
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,6 +39,7 @@ import pytest
 from kubernetes import client
 
 from facade_testing import JWT_SECRET, token
+from faults import Product, facade_url
 from streamspace.db.migrate import migrate
 from streamspace_dev import process
 from streamspace_testing import GROUP, TEMPLATE, VERSION, Objects
@@ -45,7 +49,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 USERS = 50
 TABS = 500
 WATCHER = "watcher"
-STARTUP = 120.0
 DEADLINE = 180.0
 """Seconds any condition may take here: generous, the machine is shared and busy."""
 STREAM = "/api/v1/ws/sessions"
@@ -207,45 +210,15 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         await writer.wait_closed()
 
 
-@dataclass
-class Replica:
-    """A facade process on a fixed port; ``kill`` is SIGKILL, ``start`` a new process."""
+def replica(env: dict[str, str], log: Path) -> Product:
+    """A facade process (not started yet) on a port of its own, as the harness runs one."""
+    port = process.free_port()
+    argv = [sys.executable, "-m", "streamspace.cli", "facade", "--host=127.0.0.1"]
+    return Product("facade", [*argv, f"--port={port}"], env, log, f"http://127.0.0.1:{port}/ready")
 
-    port: int
-    env: dict[str, str]
-    log: Path
-    record: process.Started | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self, http: aiohttp.ClientSession) -> None:
-        argv = [sys.executable, "-m", "streamspace.cli", "facade", "--host=127.0.0.1"]
-        self.record = process.start(
-            "facade", [*argv, f"--port={self.port}"], self.log, env=self.env
-        )
-
-        async def ready() -> bool:
-            assert self.record is not None and process.is_running(self.record), self.tail()
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with http.get(self.url + "/ready") as reply:
-                    return reply.status == 200
-            return False
-
-        await until(ready, STARTUP, f"facade on {self.port} not ready: {self.log}")
-
-    def kill(self) -> None:
-        assert self.record is not None and process.is_running(self.record)
-        os.kill(self.record.pid, signal.SIGKILL)
-        process.last_words(self.record)  # reaps it
-
-    def stop(self) -> None:
-        if self.record is not None:
-            process.stop(self.record)
-
-    def tail(self) -> str:
-        return process.log_tail(self.record) if self.record else ""
+def port_of(facade: Product) -> int:
+    return int(facade_url(facade).rsplit(":", 1)[1])
 
 
 async def until(check: Callable[[], bool | Awaitable[bool]], seconds: float, what: str) -> None:
@@ -327,22 +300,22 @@ async def test_a_killed_replica_s_clients_reconnect_to_a_full_current_snapshot(
         "JWT_SECRET": JWT_SECRET,
         "RATE_LIMIT_CREATE": "off",
     }
-    a = Replica(process.free_port(), env, tmp_path / "a.log")
-    b = Replica(process.free_port(), env, tmp_path / "b.log")
-    relay = await Relay([a.port]).start()
+    a, b = replica(env, tmp_path / "a.log"), replica(env, tmp_path / "b.log")
+    a_port, b_port = port_of(a), port_of(b)
+    relay = await Relay([a_port]).start()
     via_relay = f"ws://127.0.0.1:{relay.port}{STREAM}"
     tabs = [
-        Tab(via_relay if i < TABS // 2 else f"ws://127.0.0.1:{b.port}{STREAM}", users[i % USERS])
+        Tab(via_relay if i < TABS // 2 else f"ws://127.0.0.1:{b_port}{STREAM}", users[i % USERS])
         for i in range(TABS)
     ]
     near, far = tabs[: TABS // 2], tabs[TABS // 2 :]  # near: behind the relay, on A at first
-    probe = Tab(f"ws://127.0.0.1:{b.port}{STREAM}", WATCHER)  # sees what B has
+    probe = Tab(f"ws://127.0.0.1:{b_port}{STREAM}", WATCHER)  # sees what B has
     tasks: list[asyncio.Task[None]] = []
     watch: Watch | None = None
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         try:
-            await asyncio.gather(a.start(http), b.start(http))
+            await asyncio.gather(asyncio.to_thread(a.start), asyncio.to_thread(b.start))
             tasks = [asyncio.create_task(t.follow(http)) for t in [*tabs, probe]]
             await until(lambda: all(t.served for t in [*tabs, probe]), DEADLINE, "not all served")
             cmd = [sys.executable, "-m", "streamspace.cli", "watch", "sessions"]
@@ -363,7 +336,7 @@ async def test_a_killed_replica_s_clients_reconnect_to_a_full_current_snapshot(
             # -- 1. held outage: everything changes while A's clients are away ------------------
             relay.holding = True
             killed = loop.time()
-            a.kill()
+            await asyncio.to_thread(a.kill)
             await until(lambda: all(t.lost for t in near), DEADLINE, "A's tabs never lost it")
             await until(lambda: any("reconnecting" in e for e in watch.errors), DEADLINE, "watch")
             for user in users:
@@ -374,7 +347,7 @@ async def test_a_killed_replica_s_clients_reconnect_to_a_full_current_snapshot(
                 )  # fmt: skip
             headers = {"Authorization": f"Bearer {token(WATCHER)}"}
             async with http.post(
-                b.url + "/api/v1/sessions", json={"template": "firefox"}, headers=headers
+                facade_url(b) + "/api/v1/sessions", json={"template": "firefox"}, headers=headers
             ) as reply:
                 assert reply.status == 201, await reply.text()
                 created = (await reply.json())["id"]
@@ -384,9 +357,9 @@ async def test_a_killed_replica_s_clients_reconnect_to_a_full_current_snapshot(
             await until(lambda: ids(probe.latest) == watched, DEADLINE, "B never saw the create")
             assert all(not t.lost for t in far), "B's tabs lost their stream"
             assert all(len(t.served) == 1 for t in near), "a tab got through the held relay"
-            await a.start(http)  # a new pod in the dead one's place
+            await asyncio.to_thread(a.start)  # a new pod in the dead one's place
             failed_before = [t.failed for t in near]
-            relay.backends = [a.port, b.port]
+            relay.backends = [a_port, b_port]
             relay.holding = False
             released = loop.time()
             await until(lambda: all(len(t.served) == 2 for t in near), DEADLINE, "not back")
@@ -418,10 +391,10 @@ async def test_a_killed_replica_s_clients_reconnect_to_a_full_current_snapshot(
             print(f"  streamspace watch: {len(retries)} attempts; {retries[-1]}")
 
             # -- 2. free-running: A killed again, its clients go straight to B ------------------
-            on_a, lost_before = relay.active[a.port], len(watch.errors)
+            on_a, lost_before = relay.active[a_port], len(watch.errors)
             killed = loop.time()
-            a.kill()
-            await until(lambda: relay.active[a.port] == 0, DEADLINE, "A's connections stay")
+            await asyncio.to_thread(a.kill)
+            await until(lambda: relay.active[a_port] == 0, DEADLINE, "A's connections stay")
 
             def moved() -> list[Tab]:
                 return [t for t in near if len(t.lost) == 2]
