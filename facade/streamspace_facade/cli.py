@@ -44,7 +44,9 @@ def _watch(args: argparse.Namespace) -> int:
     if not token:
         print("pass --token or set STREAMSPACE_TOKEN (an API key or a JWT)", file=sys.stderr)
         return 2
-    return watch.run(args.url, args.stream, args.target, token, brief=args.summary)
+    return watch.run(
+        args.url, args.stream, args.target, token, brief=args.summary, reconnect=args.reconnect
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -58,6 +60,12 @@ def register(subparsers: Any) -> None:
     )
     follow.add_argument("--token", help="API key or JWT (default: STREAMSPACE_TOKEN)")
     follow.add_argument("--summary", action="store_true", help="one short line per message")
+    follow.add_argument(
+        "--no-reconnect",
+        dest="reconnect",
+        action="store_false",
+        help="end when the connection is lost (sessions and cluster reconnect with backoff)",
+    )
     follow.set_defaults(func=_watch)
 
     parser = subparsers.add_parser("facade", help="run the REST/WebSocket facade")

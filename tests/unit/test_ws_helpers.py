@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
@@ -14,6 +16,7 @@ from streamspace_facade.ws import credential, origin_allowed
 pytestmark = pytest.mark.unit
 
 WS = "/api/v1/ws/sessions"
+ARCHITECTURE = Path(__file__).resolve().parents[2] / "docs" / "ARCHITECTURE.md"
 
 
 def request(path: str, **headers: str) -> web.Request:
@@ -96,3 +99,53 @@ def test_watch_summary_lines() -> None:
     warning = {"type": "hibernate_warning", "sessionId": "s", "idleDeadline": "T", "timestamp": "t"}
     assert watch.summary(warning) == "t WARNING s hibernates at T"
     assert watch.summary("2026-01-01T00:00:00.1Z hello") == "2026-01-01T00:00:00.1Z hello"
+
+
+@pytest.mark.parametrize(
+    ("attempt", "rand", "delay"),
+    [
+        (0, 1.0, 0.5),
+        (1, 1.0, 1.0),
+        (3, 0.5, 2.0),
+        (6, 1.0, 30.0),  # 32 s, capped
+        (1000, 1.0, 30.0),  # no overflow however long the outage
+        (5, 0.0, 0.0),  # full jitter: any delay below the bound
+    ],
+)
+def test_watch_backoff_doubles_with_full_jitter_up_to_a_cap(
+    attempt: int, rand: float, delay: float
+) -> None:
+    assert watch.backoff(attempt, lambda: rand) == delay
+
+
+@pytest.mark.parametrize(
+    ("outcome", "final"),
+    [
+        (watch.Outcome(close_code=1006), False),  # cut without a close frame: a killed replica
+        (watch.Outcome(close_code=1001), False),  # a replica shutting down
+        (watch.Outcome(close_code=1013), False),  # too slow: try again
+        (watch.Outcome(close_code=1000), True),
+        (watch.Outcome(close_code=1008), True),
+        (watch.Outcome(close_code=4401), True),  # credentials expired or revoked
+        (watch.Outcome(error="Connection refused"), False),
+        (watch.Outcome(status=503), False),  # sessions not loaded yet
+        (watch.Outcome(status=429), False),
+        (watch.Outcome(status=502), False),
+        (watch.Outcome(status=401), True),
+        (watch.Outcome(status=403), True),
+        (watch.Outcome(status=404), True),
+    ],
+)
+def test_watch_reconnects_unless_another_attempt_cannot_help(
+    outcome: watch.Outcome, final: bool
+) -> None:
+    assert outcome.final() is final
+
+
+def test_the_documented_browser_pattern_backs_off_as_watch_does() -> None:
+    """The browser snippet in docs/ARCHITECTURE.md ("Reconnecting") and ``streamspace watch``
+    share their delays and their final close codes (the fault test runs the snippet's algorithm)."""
+    doc = ARCHITECTURE.read_text()
+    base, cap = round(watch.RECONNECT_BASE * 1000), round(watch.RECONNECT_CAP * 1000)
+    assert f"const BASE_MS = {base}, CAP_MS = {cap};" in doc
+    assert f"const FINAL = [{', '.join(map(str, sorted(watch.FINAL_CLOSES)))}];" in doc
