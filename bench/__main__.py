@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SCENARIOS = ("reconcile", "idle", "sync", "api", "ws")
+SCENARIOS = ("reconcile", "idle", "sync", "api", "ws", "soak")
 
 
 def main() -> None:

@@ -86,8 +86,10 @@ def database() -> Iterator[str]:
             server.down()
 
 
-def namespace_with_firefox(kubeconfig: Path, namespace: str) -> None:
-    """Create ``namespace`` holding the Template ``firefox``."""
+def namespace_with_firefox(
+    kubeconfig: Path, namespace: str, resources: dict[str, str] | None = None
+) -> None:
+    """Create ``namespace`` holding the Template ``firefox`` (``resources``: its defaults)."""
     api = api_client(kubeconfig)
     client.CoreV1Api(api).create_namespace(
         client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
@@ -101,7 +103,7 @@ def namespace_with_firefox(kubeconfig: Path, namespace: str) -> None:
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "Template",
             "metadata": {"name": "firefox"},
-            "spec": FIREFOX,
+            "spec": {**FIREFOX, "defaultResources": resources or FIREFOX["defaultResources"]},
         },
     )
 
@@ -110,6 +112,7 @@ def namespace_with_firefox(kubeconfig: Path, namespace: str) -> None:
 class OperatorProcess:
     record: process.Started
     samples: list[int] = field(default_factory=list)
+    metrics_url: str | None = None
 
     def rss_mib(self) -> float:
         return process.rss_bytes(self.record.pid) / 2**20
@@ -121,13 +124,17 @@ class OperatorProcess:
 
 
 @contextmanager
-def operator(kubeconfig: Path, namespace: str, **env: str) -> Iterator[OperatorProcess]:
+def operator(
+    kubeconfig: Path, namespace: str, *, metrics: bool = False, **env: str
+) -> Iterator[OperatorProcess]:
+    """``streamspace operator`` for ``namespace``; ``metrics``: with its ``/metrics`` endpoint."""
     port = process.free_port()
+    metrics_port = process.free_port() if metrics else 0
     log = RESULTS / f"operator-{namespace}.log"
     log.unlink(missing_ok=True)
     record = process.start(
         "operator",
-        standalone_operator_argv(port),
+        standalone_operator_argv(port, metrics_port),
         log,
         env={**os.environ, "KUBECONFIG": str(kubeconfig), "NAMESPACE": namespace, **env},
     )
@@ -143,7 +150,8 @@ def operator(kubeconfig: Path, namespace: str, **env: str) -> Iterator[OperatorP
 
         if not process.wait_until(alive, 60):
             raise RuntimeError("operator did not start:\n" + process.log_tail(record))
-        yield OperatorProcess(record)
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics" if metrics else None
+        yield OperatorProcess(record, metrics_url=metrics_url)
     finally:
         process.stop(record)
 

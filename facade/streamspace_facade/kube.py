@@ -21,11 +21,13 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from streamspace import API_GROUP, API_VERSION
 from streamspace.naming import is_object_name
+from streamspace_facade import metrics
 from streamspace_facade.errors import ApiError, conflict, invalid, unavailable
 
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "streamspace-facade"
+CLIENT = "streamspace"  # the client label of streamspace_kubernetes_requests_total
 MERGE = "application/merge-patch+json"
 PLURALS = {
     "Session": "sessions",
@@ -48,7 +50,26 @@ async def connect(kubeconfig: str | None, *, connections: int | None = None) -> 
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     if connections is not None:
         configuration.connection_pool_maxsize = connections
-    return client.ApiClient(configuration)
+    return CountedApiClient(configuration)
+
+
+class CountedApiClient(client.ApiClient):
+    """An ``ApiClient`` that counts each request in ``streamspace_kubernetes_requests_total``.
+
+    ``request`` is the one call every generated API method (and every watch) goes through.
+    """
+
+    async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = await super().request(method, url, *args, **kwargs)
+        except ApiException as exc:
+            metrics.kubernetes_request(CLIENT, method, exc.status)
+            raise
+        except BaseException:  # no answer: refused, reset, timed out or cancelled
+            metrics.kubernetes_request(CLIENT, method, None)
+            raise
+        metrics.kubernetes_request(CLIENT, method, response.status)
+        return response
 
 
 THROTTLE_RETRIES = 3

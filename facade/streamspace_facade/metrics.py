@@ -23,6 +23,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from streamspace.runtime_metrics import METHODS, asyncio_tasks, request_labels
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -72,7 +74,6 @@ HTTP_DURATION = Histogram(
     ["method", "route", "status"],
     registry=REGISTRY,
 )
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "unmatched"
 
 # Repository webhook deliveries; provider ∈ github|gitlab|generic.
@@ -124,6 +125,26 @@ MIRROR_LAG = Gauge(
     "Age of the oldest watch event received but not yet written to PostgreSQL; 0 when caught up",
     registry=REGISTRY,
 )
+
+
+# The process itself: a leak of tasks or a request storm shows here first (bench soak).
+ASYNCIO_TASKS = Gauge(
+    "streamspace_asyncio_tasks",
+    "Tasks of this process's event loop not yet done, counted when scraped",
+    registry=REGISTRY,
+)
+ASYNCIO_TASKS.set_function(asyncio_tasks)
+KUBERNETES_REQUESTS = Counter(
+    "streamspace_kubernetes_requests_total",
+    "Requests this process sent to the Kubernetes API, by client, method and status code"
+    " (error: no answer); a watch counts once, when it opens",
+    ["client", "method", "code"],
+    registry=REGISTRY,
+)
+
+
+def kubernetes_request(client: str, method: str, status: int | None) -> None:
+    KUBERNETES_REQUESTS.labels(client, *request_labels(method, status)).inc()
 
 
 class Pending:

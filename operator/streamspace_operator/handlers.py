@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 import kopf
 from psycopg_pool import AsyncConnectionPool
 
@@ -41,13 +42,18 @@ async def connect_client(memo: kopf.Memo, **_: Any) -> None:
         await ctx.kube.ensure_peering(ctx.peering, None if kube.all_namespaces else kube.namespace)
 
 
-def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
-    """Kopf talks to the same cluster, as the same identity, as our own client."""
+async def login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
+    """Kopf talks to the same cluster, as the same identity, as our own client.
+
+    The HTTP session is built here, as Kopf would build it from the same ConnectionInfo, only
+    to count its requests (``streamspace_kubernetes_requests_total{client="kopf"}``); Kopf
+    owns and closes it, and calls this again for a fresh one when it has to log in anew.
+    """
     cfg = context(memo).api.api.configuration
     bearer = str(
         (cfg.api_key or {}).get("BearerToken") or (cfg.api_key or {}).get("authorization") or ""
     )
-    return kopf.ConnectionInfo(
+    info = kopf.ConnectionInfo(
         server=str(cfg.host),
         ca_path=cfg.ssl_ca_cert,
         insecure=not cfg.verify_ssl,
@@ -55,6 +61,12 @@ def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
         certificate_path=cfg.cert_file,
         private_key_path=cfg.key_file,
     )
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+        trace_configs=[metrics.kopf_trace()],
+    )
+    return kopf.AiohttpSession(server=info.server, aiohttp_session=session)
 
 
 async def close_client(memo: kopf.Memo, **_: Any) -> None:

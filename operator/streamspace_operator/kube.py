@@ -20,10 +20,12 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from streamspace import API_GROUP, API_VERSION
 from streamspace.conditions import timestamp
 from streamspace.lifecycle import Event
+from streamspace_operator import metrics
 
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "streamspace-operator"
+CLIENT = "streamspace"  # the client label of streamspace_kubernetes_requests_total
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 PLURALS = {
@@ -41,7 +43,27 @@ async def connect(kubeconfig: str | None) -> client.ApiClient:
         await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     else:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    return client.ApiClient(configuration)
+    return CountedApiClient(configuration)
+
+
+class CountedApiClient(client.ApiClient):
+    """An ``ApiClient`` that counts each request in ``streamspace_kubernetes_requests_total``.
+
+    ``request`` is the one call every generated API method goes through. Kopf's own requests
+    (watches, progress patches, events) are counted by :func:`metrics.kopf_trace`.
+    """
+
+    async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = await super().request(method, url, *args, **kwargs)
+        except ApiException as exc:
+            metrics.kubernetes_request(CLIENT, method, exc.status)
+            raise
+        except BaseException:  # no answer: refused, reset, timed out or cancelled
+            metrics.kubernetes_request(CLIENT, method, None)
+            raise
+        metrics.kubernetes_request(CLIENT, method, response.status)
+        return response
 
 
 async def _json(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any] | None:

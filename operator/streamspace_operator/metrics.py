@@ -19,12 +19,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
+import aiohttp
 import kopf
 from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -36,6 +38,7 @@ from prometheus_client.registry import Collector
 from streamspace import API_GROUP, API_VERSION
 from streamspace.config import Settings
 from streamspace.lifecycle import SessionInput
+from streamspace.runtime_metrics import asyncio_tasks, request_labels
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,22 @@ SYNC_SECONDS = Histogram(
 SYNC_FAILURES = Counter(
     "streamspace_repository_sync_failures_total",
     "Template repository syncs that failed",
+    registry=REGISTRY,
+)
+
+# The process itself: a leak of tasks or a request storm shows here first (bench soak).
+ASYNCIO_TASKS = Gauge(
+    "streamspace_asyncio_tasks",
+    "Tasks of this process's event loop not yet done, counted when scraped",
+    registry=REGISTRY,
+)
+ASYNCIO_TASKS.set_function(asyncio_tasks)
+KUBERNETES_REQUESTS = Counter(
+    "streamspace_kubernetes_requests_total",
+    "Requests this process sent to the Kubernetes API, by client (kopf: Kopf's watches, patches"
+    " and events; streamspace: the operator's own), method and status code (error: no answer);"
+    " a watch counts once, when it opens",
+    ["client", "method", "code"],
     registry=REGISTRY,
 )
 
@@ -194,6 +213,25 @@ def transitioned(event_reason: str, session: SessionInput) -> None:
         HIBERNATIONS.labels(reason_label(session.cause_for("hibernated"))).inc()
     elif event_reason == "Woken":
         WAKES.labels(reason_label(session.cause_for("running"))).inc()
+
+
+def kubernetes_request(client: str, method: str, status: int | None) -> None:
+    KUBERNETES_REQUESTS.labels(client, *request_labels(method, status)).inc()
+
+
+def kopf_trace() -> aiohttp.TraceConfig:
+    """Counts the requests of Kopf's HTTP session (see ``handlers.login``) as client ``kopf``."""
+
+    async def answered(_: Any, __: Any, params: aiohttp.TraceRequestEndParams) -> None:
+        kubernetes_request("kopf", params.method, params.response.status)
+
+    async def failed(_: Any, __: Any, params: aiohttp.TraceRequestExceptionParams) -> None:
+        kubernetes_request("kopf", params.method, None)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(answered)
+    trace.on_request_exception.append(failed)
+    return trace
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -3,7 +3,8 @@
 Every family must exist, and move when the product does: a session created over REST and
 Running shows in ``streamspace_sessions``, requests are timed by route template, a badly signed
 webhook counts as ``unauthorized``, a repository sync is timed, the mirror reports its writes,
-and a hibernation and a wake on connect are counted with their reasons. The registries live as
+a hibernation and a wake on connect are counted with their reasons, each process counts its
+own requests to the Kubernetes API (the operator's Kopf ones apart) and its live asyncio tasks. The registries live as
 long as the test process, so the checks compare before and after, never absolute counts.
 """
 
@@ -42,6 +43,8 @@ FACADE_FAMILIES = {
     "streamspace_websocket_clients",
     "streamspace_websocket_dropped",
     "streamspace_websocket_messages",
+    "streamspace_asyncio_tasks",
+    "streamspace_kubernetes_requests",
     "process_cpu_seconds",
 }
 OPERATOR_FAMILIES = {
@@ -52,6 +55,8 @@ OPERATOR_FAMILIES = {
     "streamspace_wakes",
     "streamspace_repository_sync_duration_seconds",
     "streamspace_repository_sync_failures",
+    "streamspace_asyncio_tasks",
+    "streamspace_kubernetes_requests",
     "process_cpu_seconds",
 }
 
@@ -130,6 +135,17 @@ def test_both_processes_expose_metrics_that_move(
         assert after.value(count, **labels) > before.value(count, **labels), labels
     routes = {s.labels["route"] for s in after.families[count.removesuffix("_count")].samples}
     assert not [route for route in routes if sid in route or "nobody" in route], routes
+
+    # each process counts its own Kubernetes API requests: the facade created the Session, the
+    # operator (its own client and Kopf's session) created its children and patched its status
+    requests = "streamspace_kubernetes_requests_total"
+    create = {"client": "streamspace", "method": "POST", "code": "201"}
+    assert after.value(requests, **create) > before.value(requests, **create)
+    for labels in ({"client": "streamspace"}, {"client": "kopf", "method": "PATCH"}):
+        assert running.value(requests, **labels) > op_before.value(requests, **labels), labels
+    assert after.value(requests, client="kopf") == 0  # the facade has no Kopf
+    assert after.value("streamspace_asyncio_tasks") >= 1  # the scrape's own task, at least
+    assert running.value("streamspace_asyncio_tasks") > 1  # Kopf's watchers, and more
 
     # the mirror wrote the session's events and is the writer, caught up
     assert after.value("streamspace_mirror_writer") == 1
