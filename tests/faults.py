@@ -409,6 +409,44 @@ def facade_url(facade: Product) -> str:
     return facade.probe.removesuffix("/ready")
 
 
+@dataclass
+class Stack:
+    """An operator and a facade (started) on a namespace and a database of their own."""
+
+    faults: Faults
+    namespace: str
+    database: str
+    operator: Product
+    facade: Product
+    relay: Relay | None = None  # between both processes and the API server, when asked for
+
+    @property
+    def url(self) -> str:
+        return facade_url(self.facade)
+
+
+@contextlib.contextmanager
+def running_stack(
+    faults: Faults, *, via_relay: bool = False, verbose: bool = False
+) -> Iterator[Stack]:
+    """The product on ``faults``' plane: migrated database, operator and facade processes;
+    ``via_relay`` puts a ``Relay`` between them and the API server."""
+    namespace, database = faults.new_namespace(), faults.new_database()
+    faults.migrate(database)
+    relay = Relay("127.0.0.1", faults.api_port()) if via_relay else None
+    env = {} if relay is None else {"KUBECONFIG": str(faults.kubeconfig_via(relay))}
+    operator = faults.operator(namespace, database, verbose=verbose, **env)
+    facade = faults.facade(namespace, database, **env)
+    try:
+        operator.start()
+        facade.start()
+        yield Stack(faults, namespace, database, operator, facade, relay)
+    finally:
+        faults.stop_products()
+        if relay is not None:
+            relay.cut()
+
+
 @pytest.fixture(scope="module")
 def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
     """A full control plane and a PostgreSQL for one test module, stopped at its end."""

@@ -27,7 +27,7 @@ import pytest
 from kubernetes import client
 
 from facade_testing import Client, token
-from faults import Faults, Key, Product, facade_url, mirror_keys, session_keys
+from faults import Faults, Key, Stack, mirror_keys, running_stack, session_keys
 from streamspace.naming import home_pvc_name
 from streamspace_dev.process import wait_until
 from streamspace_testing import GROUP, VERSION, close_pools
@@ -84,31 +84,10 @@ class Load:
             return len(self.answered)
 
 
-@dataclass
-class Stack:
-    faults: Faults
-    namespace: str
-    database: str
-    operator: Product
-    facade: Product
-
-    @property
-    def url(self) -> str:
-        return facade_url(self.facade)
-
-
 @pytest.fixture
 def stack(faults: Faults) -> Iterator[Stack]:
-    namespace, database = faults.new_namespace(), faults.new_database()
-    faults.migrate(database)
-    operator = faults.operator(namespace, database)
-    facade = faults.facade(namespace, database)
-    operator.start()
-    facade.start()
-    try:
-        yield Stack(faults, namespace, database, operator, facade)
-    finally:
-        faults.stop_products()
+    with running_stack(faults) as running:
+        yield running
 
 
 def run_load(stack: Stack, at: dict[int, Callable[[], None]]) -> Load:

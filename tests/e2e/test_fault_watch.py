@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from facade_testing import Client, WebSocket, token
-from faults import Faults, Product, Relay, facade_url, mirror_keys, session_keys
+from faults import Faults, Stack, mirror_keys, running_stack, session_keys
 from streamspace.naming import workload_name
 from streamspace_dev.process import wait_until
 from streamspace_testing import GROUP, VERSION, close_pools
@@ -32,35 +31,10 @@ TIMEOUT = 240.0  # generous: the API server has just restarted on a busy machine
 SESSIONS = "/api/v1/sessions"
 
 
-@dataclass
-class Stack:
-    faults: Faults
-    namespace: str
-    database: str
-    relay: Relay
-    operator: Product
-    facade: Product
-
-    @property
-    def url(self) -> str:
-        return facade_url(self.facade)
-
-
 @pytest.fixture
 def stack(faults: Faults) -> Iterator[Stack]:
-    namespace, database = faults.new_namespace(), faults.new_database()
-    faults.migrate(database)
-    relay = Relay("127.0.0.1", faults.api_port())
-    kubeconfig = str(faults.kubeconfig_via(relay))
-    operator = faults.operator(namespace, database, verbose=True, KUBECONFIG=kubeconfig)
-    facade = faults.facade(namespace, database, KUBECONFIG=kubeconfig)
-    try:
-        operator.start()
-        facade.start()
-        yield Stack(faults, namespace, database, relay, operator, facade)
-    finally:
-        faults.stop_products()
-        relay.cut()
+    with running_stack(faults, via_relay=True, verbose=True) as running:  # Kopf's 410s: debug
+        yield running
 
 
 def phase(custom: client.CustomObjectsApi, namespace: str, name: str) -> str | None:
@@ -116,6 +90,8 @@ def test_changes_made_during_restarts_reach_everyone_after_410(stack: Stack) -> 
         assert reply.status == 201, reply
         names.append(reply.body["id"])
     kept, hibernated, deleted = names
+    relay = stack.relay
+    assert relay is not None
     with stack.faults.api_client() as api:
         custom = client.CustomObjectsApi(api)
         assert wait_until(
@@ -128,7 +104,7 @@ def test_changes_made_during_restarts_reach_everyone_after_410(stack: Stack) -> 
         old = WebSocket(f"{stack.url}/api/v1/ws/sessions", token=token("alice")).open()
         close_pools(api)
 
-    stack.relay.hold_new()  # resumed watches wait at the relay, unanswered
+    relay.hold_new()  # resumed watches wait at the relay, unanswered
     began = time.monotonic()
     stack.faults.plane.restart("kube-apiserver")
     api_back = time.monotonic() - began
@@ -162,7 +138,7 @@ def test_changes_made_during_restarts_reach_everyone_after_410(stack: Stack) -> 
         assert gone["type"] == "ERROR" and gone["object"]["code"] == 410, gone
         close_pools(api)
 
-    stack.relay.restore()  # the resumed watches reach the new server: 410, and a new list
+    relay.restore()  # the resumed watches reach the new server: 410, and a new list
     healed = time.monotonic()
     with stack.faults.api_client() as api:
         custom, apps = client.CustomObjectsApi(api), client.AppsV1Api(api)
