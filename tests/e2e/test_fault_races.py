@@ -40,13 +40,14 @@ from streamspace_dev.process import wait_until
 from streamspace_facade.app import SERVICES
 from streamspace_testing import GROUP, TEMPLATE, TIMEOUT, VERSION, Objects
 
-pytestmark = pytest.mark.e2e
+# a busy shared machine makes each round slower than its few seconds
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-import os
-ROUNDS = int(os.environ.get("H15_ROUNDS", 50))
-SESSIONS = int(os.environ.get("H15_SESSIONS", 10))  # sessions raced at once; each runs ROUNDS // SESSIONS rounds in turn
+ROUNDS = 50
+SESSIONS = 5  # sessions raced at once; each runs ROUNDS // SESSIONS rounds in turn
 CONNECTS = 5
-IDLE_TIMEOUT = 4  # seconds
+IDLE_TIMEOUT = 3  # seconds
+POLL = 0.3  # seconds between reads while waiting: several threads poll, the machine is shared
 ORDERS = ("user-last", "user-first", "together")
 # Connections carry no heartbeats here: they must not go stale during a run.
 FAST = {
@@ -83,7 +84,9 @@ class Versions:
         self.stream = watch.Watch()
         self.stop = threading.Event()
         self.error: BaseException | None = None
-        listed = objects.custom.list_namespaced_custom_object(GROUP, VERSION, objects.ns, "sessions")
+        listed = objects.custom.list_namespaced_custom_object(
+            GROUP, VERSION, objects.ns, "sessions"
+        )
         self.rv = listed["metadata"]["resourceVersion"]
         self.thread = threading.Thread(target=self._run, name="versions", daemon=True)
         self.thread.start()
@@ -96,8 +99,9 @@ class Versions:
                     self.objects.ns, "sessions", resource_version=self.rv, timeout_seconds=60,
                 ):  # fmt: skip
                     obj = event["object"]
-                    if event["type"] == "ERROR":
-                        raise AssertionError(f"watch failed: {obj}")
+                    if event["type"] == "ERROR":  # e.g. 410 Gone: versions were missed
+                        self.error = AssertionError(f"watch failed: {obj}")
+                        return
                     meta = obj["metadata"]
                     self.rv = meta["resourceVersion"]
                     version = Version(
@@ -120,7 +124,7 @@ class Versions:
             with self.lock:
                 return any(v.rv == current for v in self.seen.get(name, []))
 
-        assert wait_until(seen, TIMEOUT, interval=0.05), f"the watch missed {name}@{current}"
+        assert wait_until(seen, TIMEOUT, interval=0.1), f"the watch missed {name}@{current}"
         with self.lock:
             return len(self.seen[name])
 
@@ -160,7 +164,9 @@ class Round:
     def problems(self) -> list[str]:
         """What breaks the round's promises (empty when kept)."""
         assert self.hibernate is not None
-        found = [f"{c.status} {c.body}" for c in [*self.connects, self.hibernate] if c.status >= 300]
+        found = [
+            f"{c.status} {c.body}" for c in [*self.connects, self.hibernate] if c.status >= 300
+        ]
         user_last = max(c.end for c in self.connects) < self.hibernate.start
         user_first = self.hibernate.end < min(c.start for c in self.connects)
         if user_last and (self.final != "hibernated" or self.wakes > 1):
@@ -235,20 +241,21 @@ class Racer:
         self.connection_ids = []
 
         def idle_clock() -> bool:
-            if self.objects.spec(self.name).get("state") != "running":
+            session = self.objects.session(self.name) or {}
+            if session["spec"].get("state") != "running":
                 # after a hibernated round, or the idle timer was quicker than this check
                 reply = self.user.patch(self.path, {"state": "running"})
                 assert reply.status == 200, reply
                 return False
-            status = self.objects.status(self.name)
+            status = session.get("status") or {}
             return (
-                not self.connections()
-                and status.get("phase") == "Running"
+                status.get("phase") == "Running"
                 and status.get("activeConnections") == 0
                 and bool(status.get("idleDeadline"))
+                and not self.connections()
             )
 
-        assert wait_until(idle_clock, TIMEOUT), self.objects.status(self.name)
+        assert wait_until(idle_clock, TIMEOUT, interval=POLL), self.objects.status(self.name)
         deadline = parse_timestamp(self.objects.status(self.name)["idleDeadline"])
         assert deadline is not None
         return deadline
@@ -265,15 +272,15 @@ class Racer:
         return timed(lambda: self.user.patch(self.path, {"state": "hibernated"}))
 
     def race(self, order: str, rng: random.Random) -> Round:
-        t0 = time.monotonic()
         deadline = self.reset()
-        print(f"DEBUG {self.name} reset {time.monotonic()-t0:.1f}s deadline in {(deadline-datetime.now(UTC)).total_seconds():.1f}", flush=True)
         start = self.versions.caught_up(self.name)
         woken_before = len(self.objects.events(self.name, "Woken"))
         # Around the moment the idle timer fires: sometimes before it, more often after.
         at = deadline + timedelta(seconds=rng.uniform(-0.3, 0.6))
         result = Round(self.name, order)
-        connects = [lambda i=i: self.connect(at + timedelta(seconds=0.02 * i)) for i in range(5)]
+        connects = [
+            lambda i=i: self.connect(at + timedelta(seconds=0.02 * i)) for i in range(CONNECTS)
+        ]
         if order == "user-first":
             result.hibernate = self.hibernate(at)
             result.connects = list(self.pool.map(lambda f: f(), connects))
@@ -284,9 +291,7 @@ class Racer:
             user = self.pool.submit(self.hibernate, at + timedelta(seconds=rng.uniform(0, 0.1)))
             result.connects = list(self.pool.map(lambda f: f(), connects))
             result.hibernate = user.result()
-        t0 = time.monotonic()
         self.settle()
-        print(f"DEBUG {self.name} {order} settle {time.monotonic()-t0:.1f}s", flush=True)
         result.final = self.objects.spec(self.name)["state"]
         result.versions = self.versions.since(self.name, start)
         result.woken_events = len(self.objects.events(self.name, "Woken")) - woken_before
@@ -302,12 +307,13 @@ class Racer:
             )
 
         def steady() -> bool:
-            state = self.objects.spec(self.name).get("state")
-            phase = self.objects.status(self.name).get("phase")
+            session = self.objects.session(self.name) or {}
+            state = session["spec"].get("state")
+            phase = (session.get("status") or {}).get("phase")
             return (state, phase) in (("running", "Running"), ("hibernated", "Hibernated"))
 
-        assert wait_until(adopted, TIMEOUT), self.connections()
-        assert wait_until(steady, TIMEOUT), self.objects.status(self.name)
+        assert wait_until(adopted, TIMEOUT, interval=POLL), self.connections()
+        assert wait_until(steady, TIMEOUT, interval=POLL), self.objects.status(self.name)
 
 
 def pause(until: datetime) -> None:
@@ -339,7 +345,10 @@ def test_connects_racing_idle_timer_and_user_hibernate(race_stack: tuple[str, Ob
         for racer in racers:
             racer.pool.shutdown()
     assert len(results) == ROUNDS
+    wakes = {o: sum(r.wakes for r in results if r.order == o) for o in ORDERS}
+    idle = sum(r.idle_hibernations for r in results)
+    print(f"{len(results)} rounds; wakes by order {wakes}; idle hibernations {idle}")
     broken = [f"{r}: {'; '.join(r.problems())}" for r in results if r.problems()]
     assert not broken, "\n".join(broken)
     # the race was real: the idle timer hibernated some sessions in the middle of it
-    assert sum(r.idle_hibernations for r in results) >= 1, "\n".join(map(str, results))
+    assert idle >= 1, "\n".join(map(str, results))
