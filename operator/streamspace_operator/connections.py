@@ -262,7 +262,7 @@ async def _change_state(
         meta = session["metadata"]
         annotations = {
             CAUSE_ANNOTATION: f"{state}:{cause}",
-            **next_decision(session, cause.lower()),
+            **next_decision(session, cause.lower()),  # who: "idle" or "connect"
         }
         patch = {
             "metadata": {"resourceVersion": meta["resourceVersion"], "annotations": annotations},
