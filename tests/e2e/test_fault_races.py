@@ -98,10 +98,11 @@ class Versions:
 
     def _run(self) -> None:
         try:
-            while not self.stop.is_set():  # a watch ends after timeout_seconds: resume there
+            # short watches, resumed where they ended: close() waits for the current one only
+            while not self.stop.is_set():
                 for event in self.stream.stream(
                     self.objects.custom.list_namespaced_custom_object, GROUP, VERSION,
-                    self.objects.ns, "sessions", resource_version=self.rv, timeout_seconds=60,
+                    self.objects.ns, "sessions", resource_version=self.rv, timeout_seconds=5,
                 ):  # fmt: skip
                     obj = event["object"]
                     if event["type"] == "ERROR":  # e.g. 410 Gone: versions were missed
@@ -140,7 +141,7 @@ class Versions:
     def close(self) -> None:
         self.stop.set()
         self.stream.stop()
-        self.thread.join(70)
+        self.thread.join(30)
 
 
 @dataclass
