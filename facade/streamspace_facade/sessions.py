@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from streamspace import idempotency
 from streamspace.conditions import timestamp
 from streamspace.db.mirror import CONNECTIONS, SESSIONS, connection_row, is_deleted, session_row
+from streamspace.decisions import USER, next_decision, seen
 from streamspace.lifecycle import revives
 from streamspace.naming import is_dns_label, is_object_name, label_value
 from streamspace.templates import normalize_resources
@@ -38,7 +39,9 @@ from streamspace_facade.state import (
 )
 
 STATES = ("running", "hibernated", "terminated")
-PATCH_ATTEMPTS = 3  # a guarded state change re-reads this often after a conflict
+# A state change is conditioned on the resourceVersion read, and every status write of the
+# operator (activity, phase) moves it: after a conflict it reads again, this often.
+PATCH_ATTEMPTS = 20
 TAG_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 
 
@@ -340,11 +343,14 @@ async def patch_session(request: web.Request) -> web.Response:
 async def _patch_spec(request: web.Request, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Merge ``spec`` into session ``name``; only admins revive a terminated session.
 
-    A non-admin's state change is conditioned on the version the check read, so a termination
-    landing in between (maxSessionDuration) is not undone: the conflict re-reads and re-checks.
+    A state change is the user's decision: it is counted (``decisions``, even when the state is
+    already so, as it still overrides a connect made before it) and conditioned on the version
+    read, so the count is exact and a termination landing in between (maxSessionDuration) is not
+    undone by a non-admin: the conflict re-reads and re-checks.
     """
     svc, who = services(request), principal(request)
-    guarded = "state" in spec and spec["state"] != "terminated" and not who.at_least("admin")
+    decides = "state" in spec
+    guarded = decides and spec["state"] != "terminated" and not who.at_least("admin")
     attempts = PATCH_ATTEMPTS
     while True:
         session = await _own_session(request, name)
@@ -354,8 +360,11 @@ async def _patch_spec(request: web.Request, name: str, spec: dict[str, Any]) -> 
                 "create a new session instead"
             )
         patch: dict[str, Any] = {"spec": spec}
-        if guarded:
-            patch["metadata"] = {"resourceVersion": session["metadata"]["resourceVersion"]}
+        if decides:
+            patch["metadata"] = {
+                "resourceVersion": session["metadata"]["resourceVersion"],
+                "annotations": next_decision(session, USER),
+            }
         try:
             obj: dict[str, Any] = await svc.kube.patch("Session", _ns(session), name, patch)
         except ApiError as exc:
@@ -401,6 +410,9 @@ async def connect(request: web.Request) -> web.Response:
             "metadata": {
                 "name": _connection_name(name),
                 "labels": {"stream.space/session": label_value(name)},
+                # what this connect saw: the operator wakes the session for it only if no
+                # decision of the user came after (decisions.connect_wakes)
+                "annotations": seen(session),
             },
             "spec": conn_spec,
         },

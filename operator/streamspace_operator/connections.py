@@ -4,7 +4,9 @@
   to a missing or terminated session is rejected (status says why) and deleted.
 * A Connection to a hibernated session wakes it: ``spec.state`` becomes ``running`` through a
   patch conditioned on the resourceVersion just read, under the session's lock, so concurrent
-  connects wake it exactly once.
+  connects wake it exactly once; a user's decision made after the connect stands
+  (``decisions.connect_wakes``). ``connectedAt`` is written after the wake: once it is set,
+  the connection's wake is decided.
 * Per session, two Kopf timers read the connections from a Kopf index (no list calls per tick):
   ``stale_check`` marks connections without heartbeats stale and deletes them; ``idle_check``
   keeps ``activeConnections``, ``lastActivity`` and ``idleDeadline`` current, warns, and
@@ -26,6 +28,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from streamspace import API_GROUP, API_VERSION
 from streamspace.conditions import parse_timestamp, timestamp
 from streamspace.config import Settings
+from streamspace.decisions import connect_wakes, next_decision
 from streamspace.durations import parse_duration
 from streamspace.idle import ConnectionView, IdleDecision, IdleInput, evaluate
 from streamspace.lifecycle import CAUSE_ANNOTATION, Event
@@ -37,7 +40,9 @@ from streamspace_operator.metrics import timed
 log = logging.getLogger(__name__)
 
 INDEX = "connections_by_session"
-STATE_CHANGE_ATTEMPTS = 5
+# A state change conditioned on the resourceVersion conflicts with every status write made
+# since its read (activity, phase); each attempt reads again, so a few more are cheap.
+STATE_CHANGE_ATTEMPTS = 20
 
 
 def _now() -> datetime:
@@ -148,11 +153,13 @@ async def adopt(
             session = await kube.get_custom("Session", ns, session_name)
             if not await _admissible(ctx, ns, current, session, body) or session is None:
                 return
-            state = session["spec"].get("state")
             if await _claim(ctx, ns, current, session["metadata"]):
                 break
         else:
             return
+        # Before connectedAt: a connection adopted has had its wake decided (a crash in between
+        # leaves it unadopted, and its next event decides again, on the session as it is then).
+        await _wake(ctx, ns, session, current)
         heartbeat = (current.get("status") or {}).get("lastHeartbeat") or timestamp(now)
         await kube.patch_status(
             "Connection",
@@ -164,8 +171,6 @@ async def adopt(
                 "state": "active",
             },
         )
-        if state == "hibernated":
-            await _wake(ctx, ns, session)
     await record_activity(ctx, ns, session_name, index, now)
 
 
@@ -224,14 +229,15 @@ async def _claim(
     return True
 
 
-async def _wake(ctx: Context, ns: str, session: dict[str, Any]) -> None:
-    """hibernated → running; retried on conflicts while the session is still hibernated."""
+async def _wake(ctx: Context, ns: str, session: dict[str, Any], connection: dict[str, Any]) -> None:
+    """hibernated → running, if this connection still wakes the session; decided again on the
+    session read after each conflict, so a user's hibernate landing meanwhile stands."""
     name = session["metadata"]["name"]
     patched = await _change_state(
         ctx,
         ns,
         session,
-        still_wanted=lambda s: s["spec"].get("state") == "hibernated",
+        still_wanted=lambda s: connect_wakes(s, connection),
         state="running",
         cause="Connect",
     )
@@ -248,17 +254,19 @@ async def _change_state(
     state: str,
     cause: str,
 ) -> bool:
-    """Set ``spec.state`` conditioned on the resourceVersion read; on a conflict read again and
-    retry only while ``still_wanted`` holds. A user's change in between therefore always wins."""
+    """Set ``spec.state`` conditioned on the resourceVersion read, counting the decision
+    (``decisions``); on a conflict read again and retry only while ``still_wanted`` holds. A
+    user's change in between therefore always wins. Raises when conflicts never end."""
     for _ in range(STATE_CHANGE_ATTEMPTS):
         if session is None or not still_wanted(session):
             return False
         meta = session["metadata"]
+        annotations = {
+            CAUSE_ANNOTATION: f"{state}:{cause}",
+            **next_decision(session, cause.lower()),  # who: "idle" or "connect"
+        }
         patch = {
-            "metadata": {
-                "resourceVersion": meta["resourceVersion"],
-                "annotations": {CAUSE_ANNOTATION: f"{state}:{cause}"},
-            },
+            "metadata": {"resourceVersion": meta["resourceVersion"], "annotations": annotations},
             "spec": {"state": state},
         }
         try:
@@ -269,7 +277,9 @@ async def _change_state(
             session = await ctx.api.get_custom("Session", ns, meta["name"])
             continue
         return True
-    return False
+    raise kopf.TemporaryError(
+        f"{state} ({cause}): conflicts on every one of {STATE_CHANGE_ATTEMPTS} attempts"
+    )
 
 
 async def record_activity(
