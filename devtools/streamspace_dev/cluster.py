@@ -168,8 +168,17 @@ class ControlPlane:
                     process.stop(state.processes.pop(name))
             self._start_full(state, bins, timeout)
         self._save(state)
+        # a component just started may fail a probe for a moment (the API server's readyz while
+        # it installs the CRDs' APIs): wait for all to answer before judging them
+        process.wait_until(lambda: self._all_healthy(state), timeout, interval=0.5)
         self.check(state)
         return state
+
+    def _all_healthy(self, state: ClusterState) -> bool:
+        return all(
+            process.is_running(record) and self._healthy(state, name)
+            for name, record in state.processes.items()
+        )
 
     def check(self, state: ClusterState | None = None) -> None:
         """Every component recorded runs and answers its health check; else a ``ClusterError``
