@@ -121,9 +121,8 @@ class Versions:
             if not self.stop.is_set():
                 self.error = exc
 
-    def caught_up(self, name: str) -> int:
-        """How many versions of ``name`` there are once the watch has seen its current one."""
-        current = (self.objects.session(name) or {})["metadata"]["resourceVersion"]
+    def caught_up(self, name: str, current: str) -> int:
+        """How many versions of ``name`` there are up to ``current``, once the watch saw it."""
 
         def seen() -> bool:
             assert self.error is None, self.error
@@ -132,7 +131,7 @@ class Versions:
 
         assert wait_until(seen, TIMEOUT, interval=0.1), f"the watch missed {name}@{current}"
         with self.lock:
-            return len(self.seen[name])
+            return 1 + [v.rv for v in self.seen[name]].index(current)
 
     def since(self, name: str, start: int) -> list[Version]:
         with self.lock:
@@ -242,8 +241,9 @@ class Racer:
         )
         return list(listed["items"])
 
-    def reset(self) -> datetime:
-        """Running, no connection, idle clock started: when the idle timer will fire."""
+    def reset(self) -> tuple[datetime, str]:
+        """Running, no connection, idle clock started: when the idle timer will fire, and the
+        resourceVersion seen so (the idle timer may hibernate it any moment after)."""
         for cid in self.connection_ids:
             reply = self.user.delete(f"{self.path}/disconnect?connectionId={cid}")
             assert reply.status == 200, reply
@@ -257,6 +257,7 @@ class Racer:
                 assert reply.status == 200, reply
                 return False
             status = session.get("status") or {}
+            seen.append(session)
             return (
                 status.get("phase") == "Running"
                 and status.get("activeConnections") == 0
@@ -264,10 +265,11 @@ class Racer:
                 and not self.connections()
             )
 
+        seen: list[dict[str, Any]] = []
         assert wait_until(idle_clock, TIMEOUT, interval=POLL), self.objects.status(self.name)
-        deadline = parse_timestamp(self.objects.status(self.name)["idleDeadline"])
+        deadline = parse_timestamp(seen[-1]["status"]["idleDeadline"])
         assert deadline is not None
-        return deadline
+        return deadline, str(seen[-1]["metadata"]["resourceVersion"])
 
     def connect(self, at: datetime) -> Call:
         pause(at)
@@ -281,8 +283,8 @@ class Racer:
         return timed(lambda: self.user.patch(self.path, {"state": "hibernated"}))
 
     def race(self, order: str, idle_first: bool, rng: random.Random) -> Round:
-        deadline = self.reset()
-        start = self.versions.caught_up(self.name)
+        deadline, running = self.reset()
+        start = self.versions.caught_up(self.name, running)
         woken_before = len(self.objects.events(self.name, "Woken"))
         # Around the moment the idle timer fires: sometimes before it, more often after.
         if idle_first:
