@@ -1,12 +1,13 @@
 """Watches that come back to a changed world: etcd restarted, the API server answering 410 Gone.
 
-The operator and the facade (real processes) reach the kube-apiserver through a relay. The API
-server is killed and restarted (its clients resume their watches from the resourceVersion they
-had, as Kubernetes' own clients do), and the relay holds their new connections while etcd is
-killed and restarted and an admin changes Sessions directly. When the relay lets them
-through, every resumed watch reaches a server whose watch cache starts after those changes, and
-is answered ``410 Gone``: the operator, the facade's informer (its WebSocket streams) and the
-mirror must each list again, and lose none of the changes.
+The operator and the facade (real processes) reach the kube-apiserver through a relay. The relay
+stalls (a partition: nothing they send or receive gets through) while an admin creates a
+Session, the API server and etcd are killed and restarted, and the admin hibernates and deletes
+Sessions. Then the partition ends with every connection reset; the processes resume their
+watches from the resourceVersion they had, as Kubernetes' own clients do, and the new server,
+whose watch cache starts after the first change, answers ``410 Gone``: the operator, the
+facade's informer (its WebSocket streams) and the mirror must each list again, and lose none of
+the changes.
 """
 
 from __future__ import annotations
@@ -104,16 +105,13 @@ def test_changes_made_during_restarts_reach_everyone_after_410(stack: Stack) -> 
         old = WebSocket(f"{stack.url}/api/v1/ws/sessions", token=token("alice")).open()
         close_pools(api)
 
-    relay.hold_new()  # resumed watches wait at the relay, unanswered
-    began = time.monotonic()
-    stack.faults.plane.restart("kube-apiserver")
-    api_back = time.monotonic() - began
-    stack.faults.plane.restart("etcd")
-    etcd_back = time.monotonic() - began - api_back
-    created = "alice-behind-the-restart"
+    # A partition: the processes hear nothing from here on, and what they send is held.
+    relay.stall()
+    created = "alice-behind-the-partition"
+    # a change before the restart: the new server's watch cache starts after every version the
+    # processes saw, so their resumed watches are answered 410
     with stack.faults.api_client() as api:
-        custom = client.CustomObjectsApi(api)
-        custom.create_namespaced_custom_object(
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
             GROUP,
             VERSION,
             stack.namespace,
@@ -125,6 +123,14 @@ def test_changes_made_during_restarts_reach_everyone_after_410(stack: Stack) -> 
                 "spec": {"user": "alice", "template": "firefox"},
             },
         )
+        close_pools(api)
+    began = time.monotonic()
+    stack.faults.plane.restart("kube-apiserver")
+    api_back = time.monotonic() - began
+    stack.faults.plane.restart("etcd")
+    etcd_back = time.monotonic() - began - api_back
+    with stack.faults.api_client() as api:
+        custom = client.CustomObjectsApi(api)
         custom.patch_namespaced_custom_object(
             GROUP,
             VERSION,
@@ -138,7 +144,10 @@ def test_changes_made_during_restarts_reach_everyone_after_410(stack: Stack) -> 
         assert gone["type"] == "ERROR" and gone["object"]["code"] == 410, gone
         close_pools(api)
 
-    relay.restore()  # the resumed watches reach the new server: 410, and a new list
+    # The partition ends with every connection reset (the held bytes are lost): the processes
+    # resume their watches from the versions they had, and are answered 410.
+    relay.cut()
+    relay.restore()
     healed = time.monotonic()
     with stack.faults.api_client() as api:
         custom, apps = client.CustomObjectsApi(api), client.AppsV1Api(api)
