@@ -82,8 +82,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         return
     plane = ControlPlane(tmp_path_factory.mktemp("state"), load_dev_settings().cache_dir)
     _require_binaries(plane, "full")
-    plane.up("minimal")
-    try:
+    try:  # a start that fails half-way still stops what it started
+        plane.up("minimal")
         yield Cluster(plane.kubeconfig, plane)
     finally:
         plane.down()
