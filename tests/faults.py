@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -358,8 +359,6 @@ class Faults:
 
     def migrate(self, database: str) -> None:
         """What the chart's hook Job runs."""
-        import subprocess  # noqa: PLC0415
-
         done = subprocess.run(
             [sys.executable, "-m", "streamspace.cli", "migrate"],
             env={"PATH": os.environ.get("PATH", ""), "DATABASE_URL": database},

@@ -382,12 +382,6 @@ class ControlPlane:
 
     # -- faults (tests) ------------------------------------------------------------------------
 
-    def kill(self, name: str) -> None:
-        """SIGKILL one component (``etcd``, ``kube-apiserver``, ...); it stays down until
-        ``restart``. For fault tests, on a control plane of their own."""
-        state = self._recorded(name)
-        process.kill(state.processes[name])
-
     def restart(self, name: str, timeout: float = 120.0) -> None:
         """Start a component again with the command it was started with, and wait until it
         answers its health check; one still running is SIGKILLed first (a crash mid-work).

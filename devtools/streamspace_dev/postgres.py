@@ -74,6 +74,11 @@ class LocalPostgres:
     def _state_file(self) -> Path:
         return self.dir / "state.json"
 
+    def _record(self, url: str, record: process.Started, data_dir: str) -> None:
+        self._state_file.write_text(
+            json.dumps({"url": url, "process": record.as_dict(), "data_dir": data_dir})
+        )
+
     def _load(self) -> tuple[str, process.Started, str] | None:
         if not self._state_file.exists():
             return None
@@ -163,9 +168,7 @@ class LocalPostgres:
         )
         url = f"postgresql://{DB_USER}:{password}@127.0.0.1:{port}/{DB_NAME}"
         self._state_file.touch(mode=0o600)
-        self._state_file.write_text(
-            json.dumps({"url": url, "process": record.as_dict(), "data_dir": str(data_dir)})
-        )
+        self._record(url, record, str(data_dir))
         admin = f"postgresql://{DB_USER}:{password}@127.0.0.1:{port}/postgres"
         self._wait_ready(admin, record, timeout)
         with psycopg.connect(admin, autocommit=True, connect_timeout=2) as conn:
@@ -206,9 +209,7 @@ class LocalPostgres:
         url, record, data_dir = loaded
         process.kill(record)
         record = process.restart(record)
-        self._state_file.write_text(
-            json.dumps({"url": url, "process": record.as_dict(), "data_dir": data_dir})
-        )
+        self._record(url, record, data_dir)
         self._wait_ready(url, record, timeout)
 
     def down(self) -> bool:

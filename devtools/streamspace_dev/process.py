@@ -162,13 +162,13 @@ def kill(record: Started, timeout: float = 10.0) -> bool:
     return True
 
 
-def restart(record: Started, *, env: dict[str, str] | None = None) -> Started:
+def restart(record: Started) -> Started:
     """Start the recorded command again, as the same user, appending to the same log."""
     if not record.argv:
         raise ValueError(f"{record.name} was recorded without its command; it cannot be restarted")
     if is_running(record):
         raise ValueError(f"{record.name} (pid {record.pid}) still runs")
-    return start(record.name, record.argv, Path(record.log), env=env, user=record.user)
+    return start(record.name, record.argv, Path(record.log), user=record.user)
 
 
 def _reap(pid: int) -> None:
