@@ -323,3 +323,35 @@ def test_config_helpers() -> None:
     schema = {"type": "object", "properties": {"n": {"type": "object", "required": ["x"]}}}
     assert config_errors(schema, {"n": {}}) == ["n.x: is required"]
     assert config_errors(schema, {"n": {"x": 1}}) == []
+
+
+def test_a_runtime_stops_when_its_catalog_entry_goes_and_goes_when_the_image_does() -> None:
+    approved = {"config": {"bucket": "b"}, "approvedPermissions": ["sessions.record"]}
+    running = owned("Deployment", spec={"replicas": 1})
+    running["metadata"]["uid"] = "deploy-uid"
+    gone = decide(
+        plugin(RECORDER, spec=approved),
+        Gathered(catalog=None, secret=secret_with({}), runtime={"Deployment": running}),
+        NOW,
+    )
+    assert gone.scale_to_zero == "deploy-uid" and gone.apply == []
+    foreign = {"metadata": {"name": "plugin-p1", "uid": "x"}, "spec": {"replicas": 1}}
+    untouched = decide(
+        plugin(RECORDER, spec=approved),
+        Gathered(catalog=None, secret=secret_with({}), runtime={"Deployment": foreign}),
+        NOW,
+    )
+    assert untouched.scale_to_zero is None
+
+    service = owned("Service")
+    service["metadata"]["uid"] = "svc-uid"
+    no_image = {k: v for k, v in RECORDER.items() if k not in ("image", "port")}
+    plan = decide(
+        plugin(RECORDER, spec=approved),
+        gathered(
+            no_image, runtime={"Deployment": running, "Service": service, "NetworkPolicy": None}
+        ),
+        NOW,
+    )
+    assert plan.delete == [("Deployment", "deploy-uid"), ("Service", "svc-uid")]
+    assert plan.apply == []

@@ -99,7 +99,18 @@ class Gathered:
 class PluginPlan:
     create_secret: bool = False
     apply: list[dict[str, Any]] = field(default_factory=list)
+    scale_to_zero: str | None = None  # uid of our Deployment, when it must stop
+    delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, uid) of ours
     status: dict[str, Any] = field(default_factory=dict)
+
+
+def _owned_runtime(plugin: PluginInput, gathered: Gathered) -> dict[str, str]:
+    """Kind → uid of the runtime objects this Plugin controls."""
+    return {
+        kind: str(obj["metadata"]["uid"])
+        for kind, obj in gathered.runtime.items()
+        if obj is not None and controlled_by(obj, plugin.ref.uid)
+    }
 
 
 def webhook_url_problem(url: Any, allow_private: bool) -> str | None:
@@ -177,6 +188,14 @@ def decide(
             for kind in ("Approved", "ConfigValid")
         ] + [Condition("Ready", False, "CatalogEntryNotFound", unknown)]
         plan.create_secret = gathered.secret is None and not plugin.secret_provided
+        # The entry went (or never came): a runtime of ours stops until it is back.
+        ours = gathered.runtime.get("Deployment") or {}
+        if (
+            ours
+            and controlled_by(ours, plugin.ref.uid)
+            and (ours.get("spec") or {}).get("replicas")
+        ):
+            plan.scale_to_zero = str(ours["metadata"]["uid"])
         return _finish(plan, plugin, status, wanted, phase="Pending", now=now)
 
     entry = gathered.catalog
@@ -222,6 +241,8 @@ def decide(
         status["url"] = merged.get("url")
     else:
         status["url"] = None
+    if not manifest.runnable:  # an upgrade dropped the image: its runtime goes
+        plan.delete = sorted(_owned_runtime(plugin, gathered).items())
 
     phase, ready = _readiness(
         plugin,
