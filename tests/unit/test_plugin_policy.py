@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from pluginfixtures import RECORDER, WEBHOOK
 from streamspace.plugins.config import config_errors, field_path, secret_properties
+from streamspace.plugins.manifest import RISKS
 from streamspace.plugins.policy import (
     CatalogEntry,
     Gathered,
@@ -18,6 +22,7 @@ from streamspace.plugins.policy import (
     decide,
     webhook_url_problem,
 )
+from streamspace.plugins.workload import child_name
 
 pytestmark = pytest.mark.unit
 
@@ -355,3 +360,41 @@ def test_a_runtime_stops_when_its_catalog_entry_goes_and_goes_when_the_image_doe
     )
     assert plan.delete == [("Deployment", "deploy-uid"), ("Service", "svc-uid")]
     assert plan.apply == []
+
+
+# -- the status written is the status the CRD declares (crds/ is the source of truth) ---------
+
+CRD = Path(__file__).resolve().parents[2] / "crds" / "plugin.yaml"
+
+
+def crd_schema() -> dict[str, Any]:
+    crd = yaml.safe_load(CRD.read_text())
+    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def every_plan() -> list[dict[str, Any]]:
+    plans = [decide(case.values[0], case.values[1], NOW).status for case in CASES]
+    return plans
+
+
+def test_every_status_field_written_is_declared_so_none_is_pruned() -> None:
+    status = crd_schema()["properties"]["status"]["properties"]
+    condition = status["conditions"]["items"]["properties"]
+    reason = re.compile(status["conditions"]["items"]["properties"]["reason"]["pattern"])
+    for written in every_plan():
+        assert set(written) <= set(status), set(written) - set(status)
+        assert written["phase"] in status["phase"]["enum"]
+        for cond in written["conditions"]:
+            assert set(cond) <= set(condition)
+            assert reason.fullmatch(cond["reason"])
+        for permission in written.get("permissions", []):
+            assert (
+                permission["risk"] in status["permissions"]["items"]["properties"]["risk"]["enum"]
+            )
+
+
+def test_the_crd_and_the_manifest_rules_agree() -> None:
+    status = crd_schema()["properties"]["status"]["properties"]
+    assert tuple(status["permissions"]["items"]["properties"]["risk"]["enum"]) == RISKS
+    assert child_name("p" * 56) == "plugin-" + "p" * 56 and len(child_name("p" * 56)) == 63
