@@ -398,3 +398,30 @@ def test_the_crd_and_the_manifest_rules_agree() -> None:
     status = crd_schema()["properties"]["status"]["properties"]
     assert tuple(status["permissions"]["items"]["properties"]["risk"]["enum"]) == RISKS
     assert child_name("p" * 56) == "plugin-" + "p" * 56 and len(child_name("p" * 56)) == 63
+
+
+def test_a_secret_value_never_reaches_an_error_message() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "token": {"type": "string", "writeOnly": True, "minLength": 40},
+            "password": {"type": "string", "format": "password", "pattern": "^[0-9]+$"},
+            "name": {"type": "string", "minLength": 10},
+        },
+        "not": {"required": ["name", "token"], "properties": {"name": {"const": "x"}}},
+    }
+    config = {"token": "hunter2-token", "password": "pa55-word", "name": "x"}
+    errors = config_errors(schema, config)
+    text = "\n".join(errors)
+    assert "hunter2-token" not in text and "pa55-word" not in text
+    assert "token: does not satisfy minLength (a secret value)" in errors
+    assert "password: does not satisfy pattern (a secret value)" in errors
+    assert "name: 'x' is too short" in errors  # plain values are quoted as usual
+
+
+def test_a_foreign_secret_is_never_read_for_config() -> None:
+    foreign = secret_with({"token": "stolen"}, uid="someone-else")
+    plan = decide(plugin(spec={"config": URL}), gathered(WEBHOOK, secret=foreign), NOW)
+    assert plan.status["phase"] == "Failed"
+    assert "stolen" not in json.dumps(plan.status)
+    assert plan.status.get("url") == URL["url"]

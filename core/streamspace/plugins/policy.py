@@ -169,6 +169,10 @@ def _conflicts(plugin: PluginInput, gathered: Gathered, runnable: bool) -> list[
     ]
 
 
+def _controlled(obj: Mapping[str, Any] | None, plugin: PluginInput) -> bool:
+    return obj is not None and controlled_by(obj, plugin.ref.uid)
+
+
 def _available(obj: Mapping[str, Any] | None) -> bool:
     return int(((obj or {}).get("status") or {}).get("availableReplicas") or 0) > 0
 
@@ -207,7 +211,9 @@ def decide(
         events=list(manifest.events),
     )
     approval = _approval(manifest, plugin.approved)
-    config, merged = _config(plugin, manifest, gathered.secret, allow_private)
+    # A Secret of the name that is not ours is never read (a NameConflict below).
+    own_secret = gathered.secret if _controlled(gathered.secret, plugin) else None
+    config, merged = _config(plugin, manifest, own_secret, allow_private)
     conflicts = _conflicts(plugin, gathered, manifest.runnable)
     version_ok = plugin.version is None or plugin.version == entry.version
     waiting_secret = gathered.secret is None and plugin.secret_provided
