@@ -10,9 +10,7 @@ events of its Deployment. The catalog entry is found through the TemplateReposit
 
 from __future__ import annotations
 
-import base64
 import logging
-import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +28,7 @@ from streamspace.plugins.policy import (
     PluginInput,
     decide,
 )
-from streamspace.plugins.workload import PLUGIN_ANNOTATION, child_name, secret
+from streamspace.plugins.workload import PLUGIN_ANNOTATION, child_name, secret, signing_secret
 from streamspace_operator import timers
 from streamspace_operator.context import Context, context, namespaced
 from streamspace_operator.metrics import timed
@@ -38,11 +36,6 @@ from streamspace_operator.metrics import timed
 log = logging.getLogger(__name__)
 
 RETRY_BACKOFF = 5.0
-
-
-def signing_secret() -> str:
-    """A Standard Webhooks secret: ``whsec_`` and the base64 of 24 random bytes."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
 async def find_entry(ctx: Context, plugin: PluginInput) -> tuple[CatalogEntry | None, str]:

@@ -22,7 +22,13 @@ from streamspace.plugins.policy import (
     decide,
     webhook_url_problem,
 )
-from streamspace.plugins.workload import child_name
+from streamspace.plugins.workload import (
+    PluginRef,
+    child_name,
+    secret,
+    secret_config,
+    signing_secret,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -425,3 +431,15 @@ def test_a_foreign_secret_is_never_read_for_config() -> None:
     assert plan.status["phase"] == "Failed"
     assert "stolen" not in json.dumps(plan.status)
     assert plan.status.get("url") == URL["url"]
+
+
+def test_signing_secrets_are_standard_webhooks_secrets_and_the_secret_is_owned() -> None:
+    first, second = signing_secret(), signing_secret()
+    assert first != second
+    assert first.startswith("whsec_") and len(base64.b64decode(first[6:])) == 24
+    ref = PluginRef("p1", "ns", UID)
+    built = secret(ref, first, {"token": "t"})
+    assert built["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert built["metadata"]["labels"]["stream.space/plugin"] == "p1"
+    assert base64.b64decode(built["data"]["signing-secret"]).decode() == first
+    assert secret_config(built) == {"token": "t"}

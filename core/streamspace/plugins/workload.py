@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -80,7 +81,12 @@ def _metadata(ref: PluginRef) -> dict[str, Any]:
     }
 
 
-def secret(ref: PluginRef, signing_secret: str, config: Mapping[str, Any]) -> dict[str, Any]:
+def signing_secret() -> str:
+    """A new Standard Webhooks secret: ``whsec_`` and the base64 of 24 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def secret(ref: PluginRef, signing: str, config: Mapping[str, Any]) -> dict[str, Any]:
     def b64(text: str) -> str:
         return base64.b64encode(text.encode()).decode()
 
@@ -89,7 +95,7 @@ def secret(ref: PluginRef, signing_secret: str, config: Mapping[str, Any]) -> di
         "kind": "Secret",
         "metadata": _metadata(ref),
         "type": "Opaque",
-        "data": {SIGNING_KEY: b64(signing_secret), CONFIG_KEY: b64(json.dumps(dict(config)))},
+        "data": {SIGNING_KEY: b64(signing), CONFIG_KEY: b64(json.dumps(dict(config)))},
     }
 
 
