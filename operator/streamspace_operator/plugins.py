@@ -88,6 +88,8 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> None:
             await kube.delete(kind, namespace, child_name(name), uid=uid)
         if status_changed(plugin.status, plan.status):
             await kube.patch_status("Plugin", namespace, name, plan.status)
+        for event in plan.events:
+            await kube.post_event(body, event)
 
 
 async def repository_synced(ctx: Context, namespace: str, repository: str) -> None:

@@ -223,6 +223,10 @@ def test_a_foreign_secret_of_the_plugins_name_is_never_adopted(synced: Objects) 
     ready = condition(current, "Ready")
     assert ready["reason"] == "NameConflict"
     assert "Secret plugin-squatter" in ready["message"]
+    events = objects.core.list_namespaced_event(
+        objects.ns, field_selector="involvedObject.name=squatter"
+    ).items
+    assert [(e.type, e.reason) for e in events] == [("Warning", "NameConflict")]
     secret = objects.core.read_namespaced_secret("plugin-squatter", objects.ns)
     assert secret.metadata.owner_references is None
     assert base64.b64decode(secret.data["signing-secret"]) == b"whsec_theirs"

@@ -443,3 +443,21 @@ def test_signing_secrets_are_standard_webhooks_secrets_and_the_secret_is_owned()
     assert built["metadata"]["labels"]["stream.space/plugin"] == "p1"
     assert base64.b64decode(built["data"]["signing-secret"]).decode() == first
     assert secret_config(built) == {"token": "t"}
+
+
+def test_a_phase_change_is_an_event_and_a_steady_phase_is_not() -> None:
+    first = decide(plugin(spec={"config": {"url": "http://x"}}), gathered(WEBHOOK), NOW)
+    [event] = first.events
+    assert (event.type, event.reason) == ("Warning", "ConfigInvalid")
+    assert event.message.startswith("Failed: ")
+    again = PluginInput.from_body(
+        {
+            "metadata": {"name": "p1", "namespace": "ns", "uid": UID, "generation": 3},
+            "spec": {
+                "catalogPlugin": {"repository": "official", "name": "audit-hook"},
+                "config": {"url": "http://x"},
+            },
+            "status": first.status,
+        }
+    )
+    assert decide(again, gathered(WEBHOOK), NOW).events == []

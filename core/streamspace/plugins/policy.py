@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from streamspace.catalog.netguard import refusal
 from streamspace.conditions import Condition, merge_conditions
+from streamspace.lifecycle import Event
 from streamspace.ownership import NAME_CONFLICT, controlled_by
 from streamspace.plugins.config import config_errors, misplaced_secrets
 from streamspace.plugins.manifest import Manifest, read_manifest
@@ -102,6 +103,7 @@ class PluginPlan:
     scale_to_zero: str | None = None  # uid of our Deployment, when it must stop
     delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, uid) of ours
     status: dict[str, Any] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)  # on a phase change, for kubectl describe
 
 
 def _owned_runtime(plugin: PluginInput, gathered: Gathered) -> dict[str, str]:
@@ -317,6 +319,9 @@ def _finish(
     now: datetime,
 ) -> PluginPlan:
     ready = next(c for c in wanted if c.type == "Ready")
+    if plugin.status.get("phase") != phase:
+        kind = "Warning" if phase == "Failed" else "Normal"
+        plan.events.append(Event(kind, ready.reason, f"{phase}: {ready.message}"))
     status.update(
         phase=phase,
         message=ready.message,
