@@ -1,9 +1,10 @@
 """Plugin reconciliation: gather the catalog entry and children, let ``policy.decide`` choose,
 apply the plan.
 
-One idempotent reconcile per Plugin, triggered by its create/update/resume, by a drift timer
-(``RECONCILE_INTERVAL``: a repository synced later, a Secret's configuration changed) and by
-events of its Deployment. The catalog entry is found through the TemplateRepository named in
+One idempotent reconcile per Plugin, triggered by its create/update/resume, by a sync of its
+repository (``repository_synced``), by events of its Deployment and by a drift timer
+(``RECONCILE_INTERVAL``: a Secret's configuration changed, a database that was down). The
+catalog entry is found through the TemplateRepository named in
 ``spec.catalogPlugin.repository`` (same namespace, ``type: plugin``): its uid keys the
 ``catalog_plugins`` rows the sync wrote.
 """
