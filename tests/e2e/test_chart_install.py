@@ -40,6 +40,7 @@ from helm_testing import (
     installed,
     label_namespace,
 )
+from pluginfixtures import RECORDER, plugin_repository
 from streamspace_dev.process import wait_until
 from streamspace_testing import TEMPLATE, Objects
 
@@ -199,6 +200,32 @@ def test_walkthrough_under_the_chart_service_accounts_meets_no_403(
     )
     assert ops.delete(f"{REPOS}/private").status == 204
 
+    # a plugin installed with kubectl: the operator makes its Secret and runtime, owned by it
+    plugins = make_repo(tmp_path / "plugins", plugin_repository(RECORDER))
+    objects.create("templaterepositories", "plugins", {"url": plugins.url, "type": "plugin"})
+    objects.create(
+        "plugins",
+        "recorder",
+        {
+            "catalogPlugin": {"repository": "plugins", "name": "session-recorder"},
+            "config": {"bucket": "recordings"},
+            "approvedPermissions": ["sessions.record"],
+        },
+    )
+
+    def plugin_phase() -> str | None:
+        return ((objects.get("plugins", "recorder") or {}).get("status") or {}).get("phase")
+
+    assert wait_until(lambda: plugin_phase() == "Ready", TIMEOUT), objects.get(
+        "plugins", "recorder"
+    )
+    objects.custom.delete_namespaced_custom_object(
+        "stream.space", "v1alpha1", NAMESPACE, "plugins", "recorder"
+    )
+    objects.custom.delete_namespaced_custom_object(
+        "stream.space", "v1alpha1", NAMESPACE, "templaterepositories", "plugins"
+    )
+
     # delete: the session and its children go
     assert alice.delete(f"{SESSIONS}/{sid}").status == 204
     assert wait_until(lambda: objects.session(sid) is None, TIMEOUT)
@@ -236,8 +263,9 @@ CANNOT = {
         ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
         ("bind", "clusterroles.rbac.authorization.k8s.io"),
         ("escalate", "roles.rbac.authorization.k8s.io"),
-        ("get", "secrets"),
-        ("create", "secrets"),
+        ("watch", "secrets"),
+        ("patch", "secrets"),
+        ("delete", "secrets"),
         ("create", "pods"),
         ("create", "pods/exec"),
         ("list", "nodes"),
@@ -246,7 +274,12 @@ CANNOT = {
 }
 CAN = {
     FACADE_SA: [("create", "sessions.stream.space"), ("create", "secrets"), ("get", "pods/log")],
-    OPERATOR_SA: [("create", "deployments.apps"), ("patch", "sessions.stream.space/status")],
+    OPERATOR_SA: [
+        ("create", "deployments.apps"),
+        ("patch", "sessions.stream.space/status"),
+        ("patch", "plugins.stream.space/status"),
+        ("create", "secrets"),  # a kubectl-installed Plugin's Secret, owned by it
+    ],
 }
 
 
