@@ -410,10 +410,15 @@ def _repository_request(
 
 
 async def create_repository(request: web.Request) -> web.Response:
+    return await create_repository_from(request, await json_body(request))
+
+
+async def create_repository_from(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """Create a repository from a request body (the plugin routes' one has its type set)."""
     svc = services(request)
     require(request, "operator")
     name, spec, auth_type, credentials = _repository_request(
-        await json_body(request),
+        body,
         svc.settings.sync.allow_local_repos,
         svc.settings.network.allow_private_networks,
     )

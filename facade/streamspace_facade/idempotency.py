@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 IDEMPOTENCY = web.RequestKey("idempotency", Key)
 """The key of the current request, when it carries one."""
 
+NOT_STORED = web.RequestKey("idempotency-not-stored", bool)
+"""Set by a handler whose answer holds a secret (a plugin's signing secret): the answer is not
+stored in PostgreSQL; the claim is released and a retry is served again, finding what the first
+request made through the object (decision 123)."""
+
 DB_WAIT = 2.0
 """Seconds to wait for a pooled connection (and twice that for the whole exchange): an outage
 or a stalled connection must not hold up the request for long."""
@@ -116,6 +121,7 @@ async def _settle(request: web.Request, key: Key, response: web.StreamResponse |
         async with asyncio.timeout(DB_WAIT * 2), pool.connection(timeout=DB_WAIT) as conn:
             if (
                 isinstance(response, web.Response)
+                and not request.get(NOT_STORED)
                 and 200 <= response.status < 300
                 and isinstance(response.body, bytes)
             ):
