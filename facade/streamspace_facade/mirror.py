@@ -38,7 +38,7 @@ from streamspace_facade.metrics import (
     MIRROR_WRITER,
     PENDING,
 )
-from streamspace_facade.state import DB_WAIT
+from streamspace_facade.storage import DB_WAIT
 
 log = logging.getLogger(__name__)
 

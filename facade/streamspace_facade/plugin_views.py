@@ -24,8 +24,7 @@ RISKS = ("low", "medium", "high")
 
 
 def store(request: web.Request) -> PluginStore:
-    # the storage layer (h16-store) gives Services one PluginStore; until then one per request
-    return PluginStore(services(request))
+    return services(request).db().plugins
 
 
 def manifest_permissions(manifest: Mapping[str, Any]) -> list[dict[str, str]]:

@@ -10,7 +10,6 @@ repositories are TemplateRepositories of ``type: plugin``, made by the template 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from aiohttp import web
@@ -130,10 +129,9 @@ async def list_repositories(request: web.Request) -> web.Response:
         if principal(request).at_least("operator")
         else catalog.repository_summary
     )
-    rows = await store(request).repositories(services(request).scope)
-    return web.json_response(
-        {"repositories": [view(dataclasses.asdict(r)) for r in rows], "total": len(rows)}
-    )
+    svc = services(request)
+    rows = await svc.db().repositories.list(svc.scope, "plugin")
+    return web.json_response({"repositories": [view(r) for r in rows], "total": len(rows)})
 
 
 async def create_repository(request: web.Request) -> web.Response:

@@ -9,20 +9,14 @@ catalog entry is found by (namespace, repository, plugin name) at read time (dec
 from __future__ import annotations
 
 import re
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
-from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-
-class Connections(Protocol):
-    """Where connections come from (the storage layer's ``Database``)."""
-
-    def connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]: ...
+from streamspace_facade.storage.database import DB_WAIT, Database
 
 
 @dataclass(frozen=True)
@@ -124,7 +118,7 @@ def like(text: str) -> str:
 
 
 class PluginStore:
-    def __init__(self, db: Connections) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     async def catalog_page(
@@ -139,7 +133,7 @@ class PluginStore:
             "limit": limit,
             "offset": offset,
         }
-        async with self._db.connection() as conn:
+        async with self._db.connection(DB_WAIT) as conn:
             cur = await conn.execute("SELECT count(*) " + _CATALOG_FROM, params)
             total = int((await cur.fetchone() or (0,))[0])
             async with conn.cursor(row_factory=class_row(CatalogPlugin)) as rows:
@@ -153,7 +147,7 @@ class PluginStore:
 
     async def catalog_entry(self, catalog_id: int, namespace: str | None) -> CatalogPlugin | None:
         async with (
-            self._db.connection() as conn,
+            self._db.connection(DB_WAIT) as conn,
             conn.cursor(row_factory=class_row(CatalogPlugin)) as cur,
         ):
             await cur.execute(
@@ -169,7 +163,7 @@ class PluginStore:
     ) -> CatalogPlugin | None:
         """The catalog entry a Plugin names (spec.catalogPlugin), in the Plugin's namespace."""
         async with (
-            self._db.connection() as conn,
+            self._db.connection(DB_WAIT) as conn,
             conn.cursor(row_factory=class_row(CatalogPlugin)) as cur,
         ):
             await cur.execute(
@@ -181,7 +175,7 @@ class PluginStore:
             return await cur.fetchone()
 
     async def count_install(self, catalog_id: int) -> None:
-        async with self._db.connection() as conn:
+        async with self._db.connection(DB_WAIT) as conn:
             await conn.execute(
                 "UPDATE catalog_plugins SET install_count = install_count + 1 WHERE id = %s",
                 (catalog_id,),
@@ -189,7 +183,7 @@ class PluginStore:
 
     async def installed(self, namespace: str | None) -> list[InstalledPlugin]:
         async with (
-            self._db.connection() as conn,
+            self._db.connection(DB_WAIT) as conn,
             conn.cursor(row_factory=class_row(InstalledPlugin)) as cur,
         ):
             await cur.execute(
@@ -201,29 +195,13 @@ class PluginStore:
 
     async def installed_one(self, namespace: str, name: str) -> InstalledPlugin | None:
         async with (
-            self._db.connection() as conn,
+            self._db.connection(DB_WAIT) as conn,
             conn.cursor(row_factory=class_row(InstalledPlugin)) as cur,
         ):
             await cur.execute(
                 _INSTALLED_SELECT + " WHERE p.namespace = %s AND p.id = %s", (namespace, name)
             )
             return await cur.fetchone()
-
-    async def repositories(self, namespace: str | None) -> list[Repository]:
-        """The repositories of ``type: plugin`` (all namespaces when None), by name."""
-        async with (
-            self._db.connection() as conn,
-            conn.cursor(row_factory=class_row(Repository)) as cur,
-        ):
-            await cur.execute(
-                "SELECT id, name, namespace, url, branch, type, auth_type, auth_secret, "
-                "sync_interval, auto_install, suspend, status, message, last_sync, "
-                "last_sync_commit, template_count, plugin_count, created_at FROM repositories "
-                "WHERE type = 'plugin' AND (%(ns)s::text IS NULL OR namespace = %(ns)s) "
-                "ORDER BY name, namespace",
-                {"ns": namespace},
-            )
-            return await cur.fetchall()
 
     async def rate(
         self, catalog_id: int, user: str, rating: int, review: str | None
@@ -233,7 +211,7 @@ class PluginStore:
 
         The catalog row is locked first, so concurrent ratings of one plugin compute their
         aggregates one after the other and the last one written counts every rating."""
-        async with self._db.connection() as conn, conn.transaction():
+        async with self._db.connection(DB_WAIT) as conn, conn.transaction():
             cur = await conn.execute(
                 "SELECT id FROM catalog_plugins WHERE id = %s FOR UPDATE", (catalog_id,)
             )
@@ -262,27 +240,3 @@ class PluginStore:
                     {"id": catalog_id, "user": user, "rating": rating, "review": review},
                 )
                 return await rows.fetchone()
-
-
-@dataclass(frozen=True)
-class Repository:
-    """A ``repositories`` mirror row, as ``catalog.repository_view`` shows it."""
-
-    id: str
-    name: str
-    namespace: str
-    url: str
-    branch: str
-    type: str
-    auth_type: str
-    auth_secret: str | None
-    sync_interval: str | None
-    auto_install: bool
-    suspend: bool
-    status: str
-    message: str | None
-    last_sync: datetime | None
-    last_sync_commit: str | None
-    template_count: int
-    plugin_count: int
-    created_at: datetime
