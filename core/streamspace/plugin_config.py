@@ -130,5 +130,23 @@ def problems(schema: Any, config: Mapping[str, Any], where: str = "config") -> d
     return found
 
 
+def nul_paths(value: Any, where: str = "config") -> dict[str, str]:
+    """Paths of strings (keys or values) holding NUL characters, which PostgreSQL cannot store."""
+    found: dict[str, str] = {}
+    if isinstance(value, str) and "\x00" in value:
+        found[where] = "must not contain NUL characters"
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            path = f"{where}.{key}"
+            if "\x00" in str(key):
+                found[where] = "keys must not contain NUL characters"
+            else:
+                found.update(nul_paths(item, path))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found.update(nul_paths(item, f"{where}.{i}"))
+    return found
+
+
 def _dotted(where: str, path: tuple[str, ...]) -> str:
     return ".".join((where, *path)) if path else where

@@ -57,7 +57,7 @@ def _schema(entry: CatalogPlugin) -> Any:
 
 
 def _checked(schema: Any, config: Mapping[str, Any]) -> None:
-    problems = plugin_config.problems(schema, config)
+    problems = plugin_config.nul_paths(config) or plugin_config.problems(schema, config)
     if problems:
         raise invalid(problems)
 

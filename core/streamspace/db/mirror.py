@@ -117,6 +117,18 @@ def _condition_true(status: Mapping[str, Any], kind: str) -> bool:
     )
 
 
+def _without_nul(value: Any) -> Any:
+    """``value`` without NUL characters, which jsonb cannot hold (a Plugin applied with kubectl
+    may carry any JSON in its config; its row must still be written)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, Mapping):
+        return {str(k).replace("\x00", ""): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
 def plugin_row(obj: Mapping[str, Any]) -> Row:
     meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
     catalog = spec.get("catalogPlugin") or {}
@@ -131,7 +143,7 @@ def plugin_row(obj: Mapping[str, Any]) -> Row:
         "version": status.get("version") or catalog.get("version"),
         "plugin_type": status.get("pluginType"),
         "enabled": bool(spec.get("enabled", True)),
-        "config": dict(spec.get("config") or {}),
+        "config": _without_nul(dict(spec.get("config") or {})),
         "secret_keys": sorted({k for k in secret_keys.split(",") if k}),
         "phase": status.get("phase"),
         "message": status.get("message"),
