@@ -20,6 +20,7 @@ from aiohttp import web
 from streamspace import idempotency, plugin_config, plugin_secret
 from streamspace.db.mirror import INSTALLED_BY, PLUGINS, SECRET_KEYS
 from streamspace.naming import is_dns_label
+from streamspace.plugins.policy import SECRET_ANNOTATION
 from streamspace_facade.errors import ApiError, conflict, invalid, not_found
 from streamspace_facade.idempotency import IDEMPOTENCY, NOT_STORED
 from streamspace_facade.plugin_views import (
@@ -63,7 +64,7 @@ def _checked(schema: Any, config: Mapping[str, Any]) -> None:
 
 
 def _annotations(secret: Mapping[str, Any]) -> dict[str, str | None]:
-    return {SECRET_KEYS: ",".join(plugin_config.leaf_paths(secret)) or None}
+    return {SECRET_KEYS: ",".join(plugin_config.names(secret)) or None}
 
 
 async def install(request: web.Request) -> web.Response:
@@ -107,7 +108,7 @@ async def install(request: web.Request) -> web.Response:
         "install",
         "plugin",
         name,
-        {"catalogId": entry.id, "config": public, "secretConfig": plugin_config.leaf_paths(secret)},
+        {"catalogId": entry.id, "config": public, "secretConfig": plugin_config.names(secret)},
     )
     return web.json_response({**fresh_view(obj, entry), "signingSecret": signing}, status=201)
 
@@ -124,9 +125,10 @@ async def _create_plugin(
     """The Plugin, and whether this request made it (False: a retry of the request that did)."""
     svc = services(request)
     key = request.get(IDEMPOTENCY)
-    annotations: dict[str, str] = {INSTALLED_BY: user}
+    # the facade makes the Secret (to hand out its signing secret): the operator waits for it
+    annotations: dict[str, str] = {INSTALLED_BY: user, SECRET_ANNOTATION: "provided"}
     if secret:
-        annotations[SECRET_KEYS] = ",".join(plugin_config.leaf_paths(secret))
+        annotations[SECRET_KEYS] = ",".join(plugin_config.names(secret))
     if key is not None:
         annotations.update(idempotency.object_annotations(key))
     body = {
@@ -260,7 +262,7 @@ async def update_config(request: web.Request) -> web.Response:
         "configure",
         "plugin",
         meta["name"],
-        {"config": public, "secretConfig": plugin_config.leaf_paths(given)},
+        {"config": public, "secretConfig": plugin_config.names(given)},
     )
     return web.json_response(fresh_view(obj, entry))
 

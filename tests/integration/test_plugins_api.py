@@ -182,12 +182,30 @@ def test_approval_is_for_admins_only(stack: Stack, api: client.ApiClient) -> Non
     catalog_id = add_catalog_plugin(stack)
     operator = stack.client("olga", "operator")
     assert install(operator, catalog_id).status == 201
+    user = stack.client("ursula")
+
+    def phase() -> Any:
+        return user.get(P + "/hook").body.get("phase")
+
+    # the operator found the Secret the facade made (its config valid with the secret token)
+    # and waits for an admin
+    assert wait_until(lambda: phase() == "PendingApproval", TIMEOUT), user.get(P + "/hook")
+    assert user.get(P + "/hook").body["approved"] is False
     assert operator.post(P + "/hook/approve").status == 403
     approved = stack.client("ada", "admin").post(P + "/hook/approve")
     assert approved.status == 200, approved
     assert approved.body["approvedPermissions"] == ["sessions.read"]
     obj = plugin_object(api, stack.namespace, "hook") or {}
     assert obj["spec"]["approvedPermissions"] == ["sessions.read"]
+    assert wait_until(lambda: phase() == "Ready", TIMEOUT), user.get(P + "/hook")
+    ready = user.get(P + "/hook").body
+    assert ready["approved"] is True
+    assert ready["type"] == "webhook"
+    assert ready["url"] == "https://hooks.example.com/x"
+    assert ready["permissions"] == [
+        {"name": "sessions.read", "risk": "high"},
+        {"name": "events.receive", "risk": "low"},
+    ]
     assert stack.client("ada", "admin").post(P + "/nothing/approve").status == 404
 
 

@@ -107,7 +107,7 @@ INSTALLED_BY = "stream.space/installed-by"
 """On a Plugin the API installed: who installed it."""
 SECRET_KEYS = "stream.space/secret-config"  # noqa: S105 (an annotation name)
 """On a Plugin the API installed or configured: the secret config properties that have a value
-(comma-separated dotted paths; the values are in the plugin's Secret only)."""
+(comma-separated top-level names; the values are in the plugin's Secret only)."""
 
 
 def _condition_true(status: Mapping[str, Any], kind: str) -> bool:
