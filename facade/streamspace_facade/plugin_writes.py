@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from streamspace import idempotency, plugin_config, plugin_secret
 from streamspace.db.mirror import INSTALLED_BY, PLUGINS, SECRET_KEYS
 from streamspace.naming import is_dns_label
 from streamspace.plugins.policy import SECRET_ANNOTATION
+from streamspace.sync_requests import stamp
 from streamspace_facade.errors import ApiError, conflict, invalid, not_found
 from streamspace_facade.idempotency import IDEMPOTENCY, NOT_STORED
 from streamspace_facade.plugin_views import (
@@ -63,8 +65,16 @@ def _checked(schema: Any, config: Mapping[str, Any]) -> None:
         raise invalid(problems)
 
 
+CONFIG_WRITTEN = "stream.space/config-written"
+"""Stamped on every config change: a change of the Secret alone must still change the Plugin,
+or the operator would not re-validate before its drift timer (decision 117)."""
+
+
 def _annotations(secret: Mapping[str, Any]) -> dict[str, str | None]:
-    return {SECRET_KEYS: ",".join(plugin_config.names(secret)) or None}
+    return {
+        SECRET_KEYS: ",".join(plugin_config.names(secret)) or None,
+        CONFIG_WRITTEN: stamp(datetime.now(UTC)),
+    }
 
 
 async def install(request: web.Request) -> web.Response:
