@@ -218,11 +218,8 @@ CANNOT = {
         ("create", "roles.rbac.authorization.k8s.io"),
         ("create", "rolebindings.rbac.authorization.k8s.io"),
         ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
-        ("get", "secrets"),
         ("list", "secrets"),
         ("watch", "secrets"),
-        ("get", "secrets/streamspace-secrets"),
-        ("patch", "secrets"),
         ("delete", "secrets"),
         ("create", "pods/exec"),
         ("impersonate", "users"),
@@ -246,7 +243,16 @@ CANNOT = {
     ],
 }
 CAN = {
-    FACADE_SA: [("create", "sessions.stream.space"), ("create", "secrets"), ("get", "pods/log")],
+    FACADE_SA: [
+        ("create", "sessions.stream.space"),
+        ("create", "secrets"),
+        ("get", "pods/log"),
+        ("create", "plugins.stream.space"),
+        ("watch", "plugins.stream.space"),
+        # a Plugin's Secret plugin-<name> on config changes, its owner uid checked first
+        ("get", "secrets"),
+        ("patch", "secrets"),
+    ],
     OPERATOR_SA: [
         ("create", "deployments.apps"),
         ("patch", "sessions.stream.space/status"),
