@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from facade_testing import Client
+
 if TYPE_CHECKING:
     from conftest import Stack
 
@@ -37,16 +39,23 @@ MANIFEST = {
 def add_catalog_plugin(stack: Stack, manifest: dict[str, Any] = MANIFEST) -> int:
     """A plugin repository (suspended: never synced) and one catalog entry of it."""
     operator = stack.client("olga", "operator")
+    return catalog_plugin(operator, stack.database_url, stack.namespace, manifest)
+
+
+def catalog_plugin(
+    operator: Client, database_url: str, namespace: str, manifest: dict[str, Any] = MANIFEST
+) -> int:
+    """``add_catalog_plugin`` through any facade: ``operator`` calls it as an operator."""
     made = operator.post(
         "/api/v1/plugins/repositories",
         {"name": "plugins", "url": "https://git.invalid/plugins.git", "suspend": True},
     )
     assert made.status == 201, made
     assert made.body["type"] == "plugin"
-    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+    with psycopg.connect(database_url, autocommit=True) as conn:
         uid = conn.execute(
             "SELECT uid FROM repositories WHERE namespace = %s AND id = 'plugins'",
-            (stack.namespace,),
+            (namespace,),
         ).fetchone()
         assert uid is not None
         row = conn.execute(

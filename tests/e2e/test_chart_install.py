@@ -40,6 +40,7 @@ from helm_testing import (
     installed,
     label_namespace,
 )
+from plugin_testing import catalog_plugin
 from streamspace_dev.process import wait_until
 from streamspace_testing import TEMPLATE, Objects
 
@@ -130,6 +131,7 @@ def test_walkthrough_under_the_chart_service_accounts_meets_no_403(
     release: Release,
     under_service_accounts: Walk,
     api: client.ApiClient,
+    database: str,
     tmp_path: Path,
 ) -> None:
     url = under_service_accounts.processes.url
@@ -198,6 +200,19 @@ def test_walkthrough_under_the_chart_service_accounts_meets_no_403(
         "templaterepositories", "private"
     )
     assert ops.delete(f"{REPOS}/private").status == 204
+
+    # a plugin: installed with a secret config (the facade creates its Secret, then reads and
+    # patches it on a config change), approved, uninstalled
+    catalog_id = catalog_plugin(ops, database, NAMESPACE)
+    body = {"pluginId": catalog_id, "config": {"url": "https://h.example", "token": "t0ken-123"}}
+    r = ops.post("/api/v1/plugins/install", {**body, "name": "hook"})
+    assert r.status == 201, r
+    config = {"config": {"url": "https://h.example/2", "token": "t0ken-456"}}
+    r = ops.request("PUT", "/api/v1/plugins/hook/config", config)
+    assert r.status == 200, r
+    r = Client(url, token("ada", "admin")).post("/api/v1/plugins/hook/approve")
+    assert r.status == 200, r
+    assert ops.delete("/api/v1/plugins/hook").status == 204
 
     # delete: the session and its children go
     assert alice.delete(f"{SESSIONS}/{sid}").status == 204
