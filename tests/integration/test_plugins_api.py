@@ -174,6 +174,7 @@ def test_an_idempotent_install_retry_gets_the_same_plugin_and_secret(stack: Stac
     assert first.body["id"] == second.body["id"] == "audit-hook"
     assert first.body["signingSecret"] == second.body["signingSecret"]
     assert len(operator.get(P + "/installed").body["plugins"]) == 1
+    assert operator.get(f"{P}/catalog/{catalog_id}").body["installCount"] == 1  # counted once
     other = operator.post(P + "/install", {**body, "name": "other"}, headers=headers)
     assert other.status == 422, other
 
