@@ -43,19 +43,24 @@ def add_catalog_plugin(stack: Stack, manifest: dict[str, Any] = MANIFEST) -> int
 
 
 def catalog_plugin(
-    operator: Client, database_url: str, namespace: str, manifest: dict[str, Any] = MANIFEST
+    operator: Client,
+    database_url: str,
+    namespace: str,
+    manifest: dict[str, Any] = MANIFEST,
+    *,
+    repository: str = "plugins",
 ) -> int:
     """``add_catalog_plugin`` through any facade: ``operator`` calls it as an operator."""
     made = operator.post(
         "/api/v1/plugins/repositories",
-        {"name": "plugins", "url": "https://git.invalid/plugins.git", "suspend": True},
+        {"name": repository, "url": "https://git.invalid/plugins.git", "suspend": True},
     )
     assert made.status == 201, made
     assert made.body["type"] == "plugin"
     with psycopg.connect(database_url, autocommit=True) as conn:
         uid = conn.execute(
-            "SELECT uid FROM repositories WHERE namespace = %s AND id = 'plugins'",
-            (namespace,),
+            "SELECT uid FROM repositories WHERE namespace = %s AND id = %s",
+            (namespace, repository),
         ).fetchone()
         assert uid is not None
         row = conn.execute(

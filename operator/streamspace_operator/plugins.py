@@ -89,6 +89,10 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> None:
             log.info("created Secret %s for Plugin %s", child_name(name), name)
         for manifest in plan.apply:
             await kube.apply(manifest)
+        if plan.scale_to_zero is not None:
+            await kube.scale(namespace, child_name(name), 0, uid=plan.scale_to_zero)
+        for kind, uid in plan.delete:
+            await kube.delete(kind, namespace, child_name(name), uid=uid)
         if status_changed(plugin.status, plan.status):
             await kube.patch_status("Plugin", namespace, name, plan.status)
 

@@ -41,6 +41,7 @@ from helm_testing import (
     label_namespace,
 )
 from plugin_testing import catalog_plugin
+from pluginfixtures import RECORDER, plugin_repository
 from streamspace_dev.process import wait_until
 from streamspace_testing import TEMPLATE, Objects
 
@@ -201,9 +202,35 @@ def test_walkthrough_under_the_chart_service_accounts_meets_no_403(
     )
     assert ops.delete(f"{REPOS}/private").status == 204
 
+    # a plugin installed with kubectl: the operator makes its Secret and runtime, owned by it
+    plugins = make_repo(tmp_path / "plugins", plugin_repository(RECORDER))
+    objects.create("templaterepositories", "plugins", {"url": plugins.url, "type": "plugin"})
+    objects.create(
+        "plugins",
+        "recorder",
+        {
+            "catalogPlugin": {"repository": "plugins", "name": "session-recorder"},
+            "config": {"bucket": "recordings"},
+            "approvedPermissions": ["sessions.record"],
+        },
+    )
+
+    def plugin_phase() -> str | None:
+        return ((objects.get("plugins", "recorder") or {}).get("status") or {}).get("phase")
+
+    assert wait_until(lambda: plugin_phase() == "Ready", TIMEOUT), objects.get(
+        "plugins", "recorder"
+    )
+    objects.custom.delete_namespaced_custom_object(
+        "stream.space", "v1alpha1", NAMESPACE, "plugins", "recorder"
+    )
+    objects.custom.delete_namespaced_custom_object(
+        "stream.space", "v1alpha1", NAMESPACE, "templaterepositories", "plugins"
+    )
+
     # a plugin: installed with a secret config (the facade creates its Secret, then reads and
     # patches it on a config change), approved, uninstalled
-    catalog_id = catalog_plugin(ops, database, NAMESPACE)
+    catalog_id = catalog_plugin(ops, database, NAMESPACE, repository="api-plugins")
     body = {"pluginId": catalog_id, "config": {"url": "https://h.example", "token": "t0ken-123"}}
     r = ops.post("/api/v1/plugins/install", {**body, "name": "hook"})
     assert r.status == 201, r

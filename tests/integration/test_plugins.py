@@ -242,20 +242,33 @@ def test_a_plugin_whose_catalog_entry_is_missing_waits_then_resolves(
     assert current["version"] == "1.2.0"
 
 
-def test_an_upgrade_that_adds_a_high_risk_permission_asks_again(
+def test_a_sync_brings_upgrades_and_removals_to_the_installed_plugins(
     objects: Objects, start_operator: Callable[..., Any], database: str, tmp_path: Path
 ) -> None:
-    """The sync itself re-reconciles the repository's Plugins (the drift timer is left at its
-    default of a minute, far beyond the deadline)."""
+    """An upgrade that adds a high-risk permission asks again; a plugin gone from the catalog
+    stops. The sync itself re-reconciles the repository's Plugins (the drift timer is left at
+    its default of a minute, beyond the deadline)."""
     git = start(objects, start_operator, database, tmp_path)
     install(objects, "hook", "audit-hook", config={"url": "https://hooks.example.com/x"})
+    install(
+        objects,
+        "recorder",
+        "session-recorder",
+        config={"bucket": "b"},
+        approvedPermissions=["sessions.record"],
+    )
     wait_phase(objects, "hook", "Ready")
+    assert wait_until(lambda: replicas(objects, "plugin-recorder") == 1, TIMEOUT)
     upgraded = {
         **WEBHOOK,
         "version": "2.0.0",
         "permissions": [*WEBHOOK["permissions"], {"name": "users.admin", "risk": "high"}],
     }
-    git.commit(plugin_repository(upgraded), message="2.0.0 asks for more")
+    git.commit(
+        plugin_repository(upgraded),
+        remove=["plugins/session-recorder/manifest.json"],
+        message="2.0.0 asks for more; the recorder leaves",
+    )
     objects.custom.patch_namespaced_custom_object(
         GROUP,
         VERSION,
@@ -267,5 +280,8 @@ def test_an_upgrade_that_adds_a_high_risk_permission_asks_again(
     current = wait_phase(objects, "hook", "PendingApproval")
     assert current["version"] == "2.0.0"
     assert "users.admin" in condition(current, "Approved")["message"]
+    gone = wait_phase(objects, "recorder", "Pending")
+    assert condition(gone, "Ready")["reason"] == "CatalogEntryNotFound"
+    assert wait_until(lambda: replicas(objects, "plugin-recorder") == 0, TIMEOUT)
     patch_spec(objects, "hook", {"approvedPermissions": ["users.admin"]})
     assert wait_phase(objects, "hook", "Ready")["version"] == "2.0.0"
