@@ -18,9 +18,11 @@ from typing import Any
 
 from aiohttp import web
 
-from streamspace import idempotency, plugin_config, plugin_secret
+from streamspace import idempotency
 from streamspace.db.mirror import INSTALLED_BY, PLUGINS, SECRET_KEYS
 from streamspace.naming import is_dns_label
+from streamspace.plugins import fields as plugin_config
+from streamspace.plugins import secret as plugin_secret
 from streamspace.plugins.policy import SECRET_ANNOTATION
 from streamspace.sync_requests import stamp
 from streamspace_facade.errors import ApiError, conflict, invalid, not_found

@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from streamspace import plugin_config, plugin_secret
 from streamspace.db.mirror import plugin_row
+from streamspace.plugins import fields as plugin_config
+from streamspace.plugins import secret as plugin_secret
 from streamspace_facade.plugin_writes import merge_patch
 
 pytestmark = pytest.mark.unit

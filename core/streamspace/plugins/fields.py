@@ -1,6 +1,6 @@
-"""A plugin's configuration against its manifest's ``configSchema`` (docs/PLUGINS.md §2), as the
-API checks it before writing (the operator checks the merged result again,
-``streamspace.plugins.config``).
+"""A plugin's configuration as API requests carry it, against its manifest's ``configSchema``
+(docs/PLUGINS.md §2): problems by field path for a 422, and the split of secret properties. The
+operator checks the merged result again on every reconcile (``config``).
 
 Validation names every failing field path (``config.url``, ``config.auth.token``), never the
 value of a secret property. Secret properties are those the schema marks ``writeOnly: true`` or
