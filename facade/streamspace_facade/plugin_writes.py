@@ -150,11 +150,10 @@ async def _create_plugin(
             "annotations": annotations,
         },
         "spec": {
-            "catalogPlugin": {
-                "repository": entry.repository_id,
-                "name": entry.name,
-                "version": entry.version,
-            },
+            # no version: the Plugin follows its catalog entry, and an upgrade that asks for a
+            # new high-risk permission waits for approval again (a pinned version would fail
+            # with VersionUnavailable on every upgrade, and no route changes it)
+            "catalogPlugin": {"repository": entry.repository_id, "name": entry.name},
             "enabled": True,
             "config": public,
         },

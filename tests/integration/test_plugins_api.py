@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from psycopg.types.json import Jsonb
 
 from facade_testing import Client
 from plugin_testing import MANIFEST, add_catalog_plugin
@@ -123,11 +124,7 @@ def test_install_checks_config_and_never_shows_secrets(stack: Stack, api: client
     obj = plugin_object(api, stack.namespace, "hook")
     assert obj is not None
     assert TOKEN not in json.dumps(obj)
-    assert obj["spec"]["catalogPlugin"] == {
-        "repository": "plugins",
-        "name": "audit-hook",
-        "version": "1.2.0",
-    }
+    assert obj["spec"]["catalogPlugin"] == {"repository": "plugins", "name": "audit-hook"}
     secret, data = secret_data(api, stack.namespace, "plugin-hook")
     owners = secret.metadata.owner_references
     assert [(o.kind, o.uid, o.controller) for o in owners] == [
@@ -218,6 +215,29 @@ def test_approval_is_for_admins_only(stack: Stack, api: client.ApiClient) -> Non
         {"name": "sessions.read", "risk": "high"},
         {"name": "events.receive", "risk": "low"},
     ]
+    assert ready["version"] == "1.2.0"
+
+    # an upgrade that asks for another high-risk permission waits for approval again
+    upgraded = {
+        **MANIFEST,
+        "version": "1.3.0",
+        "permissions": [*MANIFEST["permissions"], {"name": "sessions.write", "risk": "high"}],
+    }
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE catalog_plugins SET version = '1.3.0', manifest = %s WHERE id = %s",
+            (Jsonb(upgraded), catalog_id),
+        )
+    # the operator re-reads catalog entries on its drift timer; a change of the Plugin is sooner
+    nudge = {"metadata": {"annotations": {"test/nudge": "1"}}}
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, stack.namespace, "plugins", "hook", nudge
+    )
+    assert wait_until(lambda: phase() == "PendingApproval", TIMEOUT), user.get(P + "/hook")
+    again = stack.client("ada", "admin").post(P + "/hook/approve")
+    assert again.body["approvedPermissions"] == ["sessions.read", "sessions.write"]
+    assert wait_until(lambda: phase() == "Ready", TIMEOUT), user.get(P + "/hook")
+    assert user.get(P + "/hook").body["version"] == "1.3.0"
     assert stack.client("ada", "admin").post(P + "/nothing/approve").status == 404
 
 
