@@ -104,6 +104,10 @@ class _StderrHandler(logging.StreamHandler[TextIO]):
         pass  # always sys.stderr
 
 
+QUIET_LOGGERS = ("kubernetes_asyncio.client.rest", "kubernetes.client.rest")
+"""Loggers kept at INFO even with ``-v``: their DEBUG records carry API response bodies."""
+
+
 def formatter(log_format: str) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else TextFormatter()
 
@@ -121,6 +125,9 @@ def configure(log_format: str, *, verbose: bool = False) -> None:
     root.handlers[:] = [h for h in root.handlers if not isinstance(h, _StderrHandler)]
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for name in QUIET_LOGGERS:
+        # they log whole response bodies at DEBUG: a Secret read would print its data
+        logging.getLogger(name).setLevel(logging.INFO)
     logging.captureWarnings(True)
 
 
