@@ -40,6 +40,7 @@ from streamspace_facade import (
     idempotency,
     limits,
     metrics,
+    plugins,
     probes,
     sessions,
     webhook,
@@ -107,7 +108,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 CORS_HEADERS = {
-    "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key",
     "Access-Control-Max-Age": "600",
 }
@@ -250,6 +251,7 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     app.router.add_get("/version", version)
     sessions.add_routes(app.router)
     catalog.add_routes(app.router)
+    plugins.add_routes(app.router)
     admin.add_routes(app.router)
     webhook.add_routes(app.router)
     gate.add_routes(app.router)

@@ -3,7 +3,7 @@
 Templates are read from and written to the API server (they are few and small). The catalog is
 read from PostgreSQL, where the operator's repository sync stores it. Repositories are written
 as TemplateRepository CRs and listed from the mirror. Credentials go to a Secret made for the
-repository, owned by it and never returned; the facade only ever creates Secrets (never reads,
+repository, owned by it and never returned; the facade only ever creates these (never reads,
 changes or deletes one): the garbage collector deletes it with the repository (decision 90).
 Sync requests set the ``stream.space/sync-requested`` annotation, which the operator acts on.
 """
@@ -367,10 +367,15 @@ def _repository_request(
 
 
 async def create_repository(request: web.Request) -> web.Response:
+    return await create_repository_from(request, await json_body(request))
+
+
+async def create_repository_from(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """Create a repository from a request body (the plugin routes' one has its type set)."""
     svc = services(request)
     require(request, "operator")
     name, spec, auth_type, credentials = _repository_request(
-        await json_body(request),
+        body,
         svc.settings.sync.allow_local_repos,
         svc.settings.network.allow_private_networks,
     )

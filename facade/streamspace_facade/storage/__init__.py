@@ -34,6 +34,7 @@ from streamspace_facade.storage.audit import AuditStore
 from streamspace_facade.storage.catalog import CatalogStore
 from streamspace_facade.storage.database import DB_WAIT, Database, StorageError, StorageUnavailable
 from streamspace_facade.storage.idempotency import IdempotencyStore
+from streamspace_facade.storage.plugins import PluginStore
 from streamspace_facade.storage.repositories import RepositoryStore
 from streamspace_facade.storage.sessions import SessionStore
 from streamspace_facade.storage.webhooks import WebhookDeliveryStore
@@ -53,6 +54,7 @@ class Storage:
         self.audit = AuditStore(database)
         self.idempotency = IdempotencyStore(database)
         self.webhooks = WebhookDeliveryStore(database)
+        self.plugins = PluginStore(database)
 
     @classmethod
     def for_url(cls, url: str, *, pool_size: int) -> Storage:

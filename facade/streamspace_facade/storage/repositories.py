@@ -49,14 +49,16 @@ class RepositoryStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def list(self, namespace: str | None) -> list[RepositoryRow]:
-        """The repositories (of ``namespace``, None: all), by name."""
+    async def list(self, namespace: str | None, kind: str | None = None) -> list[RepositoryRow]:
+        """The repositories (of ``namespace``, None: all; of type ``kind``, None: any), by
+        name."""
         async with (
             self._db.connection(DB_WAIT) as conn,
             conn.cursor(row_factory=class_row(RepositoryRow)) as cur,
         ):
             await cur.execute(
-                _SELECT + " WHERE (%(ns)s::text IS NULL OR namespace = %(ns)s) ORDER BY name",
-                {"ns": namespace},
+                _SELECT + " WHERE (%(ns)s::text IS NULL OR namespace = %(ns)s)"
+                " AND (%(type)s::text IS NULL OR type = %(type)s) ORDER BY name",
+                {"ns": namespace, "type": kind},
             )
             return await cur.fetchall()
