@@ -29,6 +29,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from streamspace.db import mirror as tables
 from streamspace.db.migrate import migrate
+from streamspace.db.outbox import Views
+from streamspace_facade.catalog import repository_view
 from streamspace_facade.errors import ApiError
 from streamspace_facade.kube import Kube
 from streamspace_facade.metrics import (
@@ -38,9 +40,17 @@ from streamspace_facade.metrics import (
     MIRROR_WRITER,
     PENDING,
 )
+from streamspace_facade.sessions import connection_view, session_view
 from streamspace_facade.state import DB_WAIT
 
 log = logging.getLogger(__name__)
+
+VIEWS: Views = {
+    tables.SESSIONS.name: session_view,
+    tables.CONNECTIONS.name: connection_view,
+    tables.REPOSITORIES.name: repository_view,
+}
+"""Plugin events carry rows as the REST API shows them."""
 
 TOMBSTONE_SECONDS = 300.0
 
@@ -74,6 +84,8 @@ class Mirror:
         self._lock_pid = 0
         self._writing = asyncio.Lock()  # one write at a time: the writer is one, not one per task
         self._deleted: dict[str, float] = {}  # uid → monotonic time of deletion
+        self.queued = asyncio.Event()
+        """Set when a write queued plugin deliveries: wakes the delivery worker at once."""
 
     @property
     def leader(self) -> bool:
@@ -171,7 +183,8 @@ class Mirror:
             items, version = await self.kube.list(table.kind, self.namespace)
             async with self._writing, self.pool.connection() as conn:
                 await self._fence(conn)
-                removed = await tables.resync(conn, table, items, self.namespace)
+                removed = await tables.resync(conn, table, items, self.namespace, VIEWS)
+            self.queued.set()
             MIRROR_RESYNCS.labels(table.name).inc()
             log.info("mirror resynced %s: %d rows, %d removed", table.name, len(items), removed)
             self._resynced[table.name].set()
@@ -194,7 +207,9 @@ class Mirror:
                 if kind == "DELETED":
                     self._tombstone(str(obj["metadata"]["uid"]))
                     await self._fence(conn)
-                    await tables.remove(conn, table, str(obj["metadata"]["uid"]))
+                    self._queued(
+                        await tables.remove(conn, table, str(obj["metadata"]["uid"]), VIEWS)
+                    )
                 else:
                     await self._apply(conn, table, obj)
         finally:
@@ -217,7 +232,11 @@ class Mirror:
         elif uid in self._deleted:
             return  # a late event of an object already gone must not bring its row back
         await self._fence(conn)
-        await tables.apply(conn, table, obj)
+        self._queued(await tables.apply(conn, table, obj, VIEWS))
+
+    def _queued(self, deliveries: int) -> None:
+        if deliveries:
+            self.queued.set()
 
     async def observed(self, table: tables.Table, obj: Mapping[str, Any]) -> None:
         """Read-your-writes for an object this replica has just written; never raises for
@@ -258,7 +277,7 @@ class Mirror:
             try:
                 async with self._writing, self.pool.connection(timeout=DB_WAIT) as conn:
                     await self._fence(conn)
-                    await tables.remove(conn, table, uid)
+                    self._queued(await tables.remove(conn, table, uid, VIEWS))
             except LostLeadership:
                 pass  # the new writer removes it; wait for that below
             else:
