@@ -1,0 +1,63 @@
+"""The facade's one PostgreSQL pool, and driver errors turned into storage errors at its edge.
+
+Every storage area borrows connections through ``Database.connection``; nothing else in the
+facade opens one (the mirror's advisory-lock connection excepted). A ``psycopg`` error raised
+while a connection is borrowed leaves as a ``StorageError``, so no caller needs the driver's
+exception types to tell an outage (503) from a bug (500).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+DB_WAIT = 10.0
+"""Seconds a request waits for a pooled PostgreSQL connection before answering 503."""
+
+
+class StorageError(Exception):
+    """A database operation failed for a reason other than an outage (a bug, a constraint):
+    nobody expects it, so the facade answers 500 and logs it."""
+
+
+class StorageUnavailable(StorageError):
+    """PostgreSQL cannot be reached, or no pooled connection came free in time (a
+    ``PoolTimeout``, ``PoolClosed`` and ``OperationalError``): the facade answers 503."""
+
+
+class Database:
+    """Owns the pool: opened once at start-up (without waiting for PostgreSQL, so the facade
+    starts while the database is down and answers 503 until it is up), closed at shutdown."""
+
+    def __init__(self, url: str, *, size: int) -> None:
+        self.pool = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=size,
+            open=False,
+            kwargs={"autocommit": True, "connect_timeout": 5},
+        )
+
+    async def open(self) -> None:
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def connection(
+        self, wait: float = DB_WAIT
+    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection (autocommit), waiting at most ``wait`` seconds for one; driver
+        errors raised while it is held, by the pool or by the caller's queries, are translated."""
+        try:
+            async with self.pool.connection(timeout=wait) as conn:
+                yield conn
+        except psycopg.OperationalError as exc:  # also PoolTimeout and PoolClosed
+            raise StorageUnavailable(str(exc)) from exc
+        except psycopg.Error as exc:
+            raise StorageError(f"{type(exc).__name__}: {exc}") from exc
