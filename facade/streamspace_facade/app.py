@@ -41,6 +41,7 @@ from streamspace_facade import (
     idempotency,
     limits,
     metrics,
+    plugin_deliveries,
     probes,
     sessions,
     webhook,
@@ -48,11 +49,14 @@ from streamspace_facade import (
 )
 from streamspace_facade.audit import AuditLog
 from streamspace_facade.auth import Authenticator
+from streamspace_facade.deliveries import Deliverer
 from streamspace_facade.errors import ApiError, invalid, unauthorized
 from streamspace_facade.kube import Kube, connect
 from streamspace_facade.mirror import Mirror, running
 from streamspace_facade.openapi import add_routes as add_openapi
 from streamspace_facade.state import PRINCIPAL, SERVICES, Services, services
+from streamspace_facade.storage import Database
+from streamspace_facade.storage.deliveries import DeliveryStore
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +199,18 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
             )
             await svc.pool.open(wait=False)
             svc.mirror = Mirror(settings.database.url, svc.pool, svc.kube, svc.scope)
+            # the delivery worker's own small pool: a receiver outage never holds connections
+            # requests need, and requests never starve the worker
+            events_db = Database(settings.database.url, size=4)
+            await events_db.open()
+            svc.deliveries = DeliveryStore(events_db)
+            svc.mirror.worker = Deliverer(
+                svc.deliveries,
+                svc.kube,
+                settings.events,
+                allow_private=settings.network.allow_private_networks,
+                wake=svc.mirror.queued,
+            ).run
         svc.audit = AuditLog(svc.pool)
         svc.auth = Authenticator(settings.auth, svc.pool, svc.http)
         try:
@@ -207,6 +223,8 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
         finally:
             if svc.pool is not None:
                 await svc.pool.close()
+            if svc.deliveries is not None:
+                await svc.deliveries.close()
             await svc.kube.api.close()
             await svc.http.close()
             # TLS connections to the API server finish closing on their own; give them the
@@ -251,6 +269,7 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     admin.add_routes(app.router)
     webhook.add_routes(app.router)
     gate.add_routes(app.router)
+    plugin_deliveries.add_routes(app.router)
     ws.add_routes(app.router)
     metrics.add_routes(app.router)
     add_openapi(app.router)

@@ -276,6 +276,13 @@ class Kube:
         )
         return obj
 
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
+        """Read one Secret by name (the caller checks its owner before using it)."""
+        obj: dict[str, Any] = await self._call(
+            "Secret", name, self.core.read_namespaced_secret, name, namespace
+        )
+        return obj
+
     async def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
         pod: dict[str, Any] = await self._call(
             "Pod", name, self.core.read_namespaced_pod, name, namespace

@@ -5,6 +5,8 @@ connection of its own. While it holds the lock it lists each kind, resyncs the t
 delete vanished rows) and then follows a watch from the list's resourceVersion. If the lock
 connection, PostgreSQL or the API server fails, it lets go, waits, and starts again with a full
 resync, so the tables catch up after an outage. The other replicas keep trying for the lock.
+The writer also runs the plugin event delivery worker (``deliveries``): each write records the
+events it means in its own transaction, and ``queued`` wakes the worker.
 
 Read-your-writes: a REST handler that has just written an object calls :meth:`Mirror.observed`.
 On the writer replica the row is written at once (same writer, ordered by resourceVersion);
@@ -21,7 +23,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 import psycopg
@@ -69,6 +71,7 @@ class Mirror:
         *,
         retry_seconds: float = 2.0,
         observe_timeout: float = 5.0,
+        worker: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self.database_url = database_url
         self.pool = pool
@@ -76,6 +79,8 @@ class Mirror:
         self.namespace = namespace
         self.retry_seconds = retry_seconds
         self.observe_timeout = observe_timeout
+        self.worker = worker
+        """Runs while this replica writes (the plugin event delivery worker)."""
         self._leader = False
         self.ready = asyncio.Event()
         """Set while this replica is the writer and every table has been resynced."""
@@ -145,6 +150,8 @@ class Mirror:
                 for table in tables.TABLES:
                     group.create_task(self._follow(table))
                 group.create_task(self._announce_ready())
+                if self.worker is not None:
+                    group.create_task(self.worker(), name="event deliveries")
 
     async def _fence(self, conn: psycopg.AsyncConnection) -> None:
         """Refuse to write unless our lock connection still holds the mirror lock."""

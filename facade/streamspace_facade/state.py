@@ -33,6 +33,7 @@ class Services:
     http: aiohttp.ClientSession | None = None
     live: Any = None  # streamspace_facade.ws.Live: the WebSocket streams
     audit: Any = None  # streamspace_facade.audit.AuditLog
+    deliveries: Any = None  # streamspace_facade.storage.deliveries.DeliveryStore
     access_key: bytes = field(default=b"", repr=False)  # signs session access credentials
     stopping: bool = False  # SIGTERM arrived: readiness fails while requests finish
 
