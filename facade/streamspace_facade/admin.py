@@ -1,17 +1,16 @@
-"""Who am I, and API key management for admins (the same keys as ``streamspace token``)."""
+"""Who am I, and API key management for admins (the same keys as ``streamspace token``,
+managed through the storage layer's ``ApiKeyStore`` on the facade's pool)."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import asdict
 from typing import Any
 
-import psycopg
 from aiohttp import web
 
 from streamspace.auth import apikeys
 from streamspace.conditions import timestamp
-from streamspace_facade.errors import invalid, not_found, unavailable
+from streamspace_facade.errors import invalid, not_found
 from streamspace_facade.state import Fields, audit, json_body, principal, require, services
 
 
@@ -29,26 +28,6 @@ def _key_view(key: apikeys.ApiKey) -> dict[str, Any]:
     }
 
 
-def _database_url(request: web.Request) -> str:
-    database = services(request).settings.database
-    if not database.configured:
-        raise unavailable("no database configured")
-    return database.url
-
-
-async def _in_thread(request: web.Request, work: Any, *args: Any) -> Any:
-    url = _database_url(request)
-
-    def run() -> Any:
-        with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:
-            return work(conn, *args)
-
-    try:
-        return await asyncio.to_thread(run)
-    except psycopg.OperationalError:
-        raise unavailable("database unavailable") from None
-
-
 async def me(request: web.Request) -> web.Response:
     who = principal(request)
     return web.json_response({"user": who.user, "role": who.role, "via": who.via})
@@ -56,7 +35,7 @@ async def me(request: web.Request) -> web.Response:
 
 async def list_keys(request: web.Request) -> web.Response:
     require(request, "admin")
-    keys = await _in_thread(request, apikeys.list_api_keys, request.query.get("user") or None)
+    keys = await services(request).db().apikeys.list(request.query.get("user") or None)
     return web.json_response({"apiKeys": [_key_view(k) for k in keys], "total": len(keys)})
 
 
@@ -75,7 +54,7 @@ async def create_key(request: web.Request) -> web.Response:
     name = fields.get("name", str) or ""
     fields.done()
     try:
-        key = await _in_thread(request, apikeys.create_api_key, user, role, name)
+        key = await services(request).db().apikeys.create(user, role, name)
     except ValueError as exc:
         raise invalid({"user": str(exc)}) from None
     audit(request, "create", "api_key", user, {"role": role, "name": name})
@@ -89,7 +68,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     if not raw.isdigit() or len(raw) > 18:
         raise not_found("API key", raw)
-    if not await _in_thread(request, apikeys.revoke_api_key, int(raw)):
+    if not await services(request).db().apikeys.revoke(int(raw)):
         raise not_found("API key", raw)
     audit(request, "revoke", "api_key", raw)
     return web.Response(status=204)

@@ -4,7 +4,8 @@ Middlewares, outermost first:
 
 * ``measure`` times every request by route template and final status for ``/metrics``.
 * ``errors`` turns every failure into the JSON error shape (never a traceback); PostgreSQL
-  being unreachable is a 503, an unexpected bug a 500 whose details stay in the log.
+  being unreachable (``storage.StorageUnavailable``) is a 503, an unexpected bug a 500 whose
+  details stay in the log.
 * ``cors`` answers preflights and labels answers for browsers on ``CORS_ALLOWED_ORIGINS``.
 * ``authenticate`` establishes the caller (Bearer JWT or API key) on every route but the
   public ones (health, readiness, version, the OpenAPI document, the signed webhook and the
@@ -13,8 +14,8 @@ Middlewares, outermost first:
 * ``rate_limit`` (``limits``) answers 429 to a user over ``RATE_LIMIT_CREATE``/``_CONNECT``.
 * ``idempotent`` (``idempotency``) answers a repeated POST with an ``Idempotency-Key`` once.
 
-Resources (Kubernetes client, PostgreSQL pool, HTTP client for OIDC, the mirror task) live in
-one cleanup context, so start-up and shutdown happen in a fixed order.
+Resources (Kubernetes client, the storage layer with its PostgreSQL pool, HTTP client for OIDC,
+the mirror task) live in one cleanup context, so start-up and shutdown happen in a fixed order.
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
-import psycopg
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from streamspace import __version__
 from streamspace.auth.access import PARAMETER as ACCESS_PARAMETER
@@ -42,6 +41,7 @@ from streamspace_facade import (
     limits,
     metrics,
     plugin_deliveries,
+    plugins,
     probes,
     sessions,
     webhook,
@@ -55,8 +55,7 @@ from streamspace_facade.kube import Kube, connect
 from streamspace_facade.mirror import Mirror, running
 from streamspace_facade.openapi import add_routes as add_openapi
 from streamspace_facade.state import PRINCIPAL, SERVICES, Services, services
-from streamspace_facade.storage import Database
-from streamspace_facade.storage.deliveries import DeliveryStore
+from streamspace_facade.storage import Storage, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +101,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
         code = _HTTP_CODES.get(exc.status, "BAD_REQUEST" if exc.status < 500 else "ERROR")
         return _error_response(ApiError(exc.status, code, exc.reason))
-    except (psycopg.OperationalError, PoolTimeout) as exc:
+    except StorageUnavailable as exc:
         log.warning("database unavailable for %s %s: %s", request.method, request.path, exc)
         return _error_response(ApiError(503, "UNAVAILABLE", "database unavailable"))
     except Exception:
@@ -111,7 +110,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 CORS_HEADERS = {
-    "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key",
     "Access-Control-Max-Age": "600",
 }
@@ -190,29 +189,26 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
             svc.kube = Kube(await connect(settings.kubernetes.kubeconfig))
         svc.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         if settings.database.configured:
-            svc.pool = AsyncConnectionPool(
-                settings.database.url,
-                min_size=1,
-                max_size=settings.http.db_pool_size,
-                open=False,
-                kwargs={"autocommit": True, "connect_timeout": 5},
+            svc.storage = Storage.for_url(
+                settings.database.url, pool_size=settings.http.db_pool_size
             )
-            await svc.pool.open(wait=False)
-            svc.mirror = Mirror(settings.database.url, svc.pool, svc.kube, svc.scope)
-            # the delivery worker's own small pool: a receiver outage never holds connections
-            # requests need, and requests never starve the worker
-            events_db = Database(settings.database.url, size=4)
-            await events_db.open()
-            svc.deliveries = DeliveryStore(events_db)
+            await svc.storage.open()
+            # the mirror writes through the same pool (its lock connection is its own)
+            svc.mirror = Mirror(
+                settings.database.url, svc.storage.database.pool, svc.kube, svc.scope
+            )
             svc.mirror.worker = Deliverer(
-                svc.deliveries,
+                svc.storage.deliveries,
                 svc.kube,
                 settings.events,
                 allow_private=settings.network.allow_private_networks,
                 wake=svc.mirror.queued,
             ).run
-        svc.audit = AuditLog(svc.pool)
-        svc.auth = Authenticator(settings.auth, svc.pool, svc.http)
+        storage = svc.storage
+        svc.audit = AuditLog(None if storage is None else storage.audit)
+        svc.auth = Authenticator(
+            settings.auth, None if storage is None else storage.apikeys, svc.http
+        )
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if svc.mirror is not None:
@@ -221,10 +217,8 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
                 svc.live = await stack.enter_async_context(ws.running(svc))
                 yield
         finally:
-            if svc.pool is not None:
-                await svc.pool.close()
-            if svc.deliveries is not None:
-                await svc.deliveries.close()
+            if svc.storage is not None:
+                await svc.storage.close()
             await svc.kube.api.close()
             await svc.http.close()
             # TLS connections to the API server finish closing on their own; give them the
@@ -266,6 +260,7 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     app.router.add_get("/version", version)
     sessions.add_routes(app.router)
     catalog.add_routes(app.router)
+    plugins.add_routes(app.router)
     admin.add_routes(app.router)
     webhook.add_routes(app.router)
     gate.add_routes(app.router)

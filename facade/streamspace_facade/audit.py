@@ -20,16 +20,15 @@ from collections import deque
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import psycopg
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from streamspace.db import audit as store
 from streamspace.db.audit import Record
 from streamspace_facade import metrics
 from streamspace_facade.errors import ApiError
 from streamspace_facade.state import AUDIT, PRINCIPAL, principal, services
+from streamspace_facade.storage import StorageError
+from streamspace_facade.storage.audit import AuditStore
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +44,13 @@ DB_WAIT = 2.0
 class AuditLog:
     """Stores audit records, holding them back (in order) while PostgreSQL is unreachable."""
 
-    def __init__(self, pool: AsyncConnectionPool | None) -> None:
-        self.pool = pool
+    def __init__(self, store: AuditStore | None) -> None:
+        self.store = store
         self.backlog: deque[Record] = deque()
         self._waiting = asyncio.Event()
 
     async def write(self, record: Record) -> None:
-        if self.pool is None:
+        if self.store is None:
             log.warning("audit record not stored (no database): %s", _dumps(record))
             return
         if self.backlog:  # behind the records already waiting, to keep their order
@@ -59,7 +58,7 @@ class AuditLog:
             return
         try:
             await self._store([record])
-        except (psycopg.Error, PoolTimeout, TimeoutError) as exc:
+        except (StorageError, TimeoutError) as exc:
             log.warning("audit record held until PostgreSQL answers (%s)", exc)
             self._hold(record)
 
@@ -73,14 +72,10 @@ class AuditLog:
         self._waiting.set()
 
     async def _store(self, records: list[Record]) -> None:
-        if self.pool is None:
-            raise PoolTimeout("no database configured")
-        async with (
-            asyncio.timeout(DB_WAIT * 2),
-            self.pool.connection(timeout=DB_WAIT) as conn,
-            conn.transaction(),
-        ):
-            await store.insert(conn, records)
+        if self.store is None:
+            raise StorageError("no database configured")
+        async with asyncio.timeout(DB_WAIT * 2):
+            await self.store.insert(records, wait=DB_WAIT)
 
     async def flush(self) -> bool:
         """Store what waits, oldest first; False when PostgreSQL did not take all of it."""
@@ -88,7 +83,7 @@ class AuditLog:
             batch = list(itertools.islice(self.backlog, BATCH))
             try:
                 await self._store(batch)
-            except (psycopg.Error, PoolTimeout, TimeoutError) as exc:
+            except (StorageError, TimeoutError) as exc:
                 log.debug("audit backlog of %d not stored yet (%s)", len(self.backlog), exc)
                 return False
             for _ in batch:  # new records only ever join at the right end

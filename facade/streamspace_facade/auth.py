@@ -19,11 +19,8 @@ from typing import Any
 
 import aiohttp
 import jwt
-import psycopg
-from psycopg.rows import tuple_row
-from psycopg_pool import AsyncConnectionPool
 
-from streamspace.auth.apikeys import PREFIX, hash_key
+from streamspace.auth.apikeys import PREFIX
 from streamspace.auth.tokens import (
     ASYMMETRIC_ALGORITHMS,
     Claims,
@@ -35,6 +32,8 @@ from streamspace.auth.tokens import (
 from streamspace.config import AuthSettings
 from streamspace_facade.errors import unauthorized, unavailable
 from streamspace_facade.principal import Principal
+from streamspace_facade.storage import StorageUnavailable
+from streamspace_facade.storage.apikeys import ApiKeyStore
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +47,6 @@ REFETCH_INTERVAL = 30.0
 RETRY_INTERVAL = 5.0
 """After a failed fetch, requests fail fast (or use the old set) for this long."""
 
-_KEY_LOOKUP = """
-SELECT id, user_id, role,
-       last_used_at IS NULL OR last_used_at < now() - interval '1 minute' AS stale
-FROM api_keys
-WHERE key_hash = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
-"""
-_TOUCH = """
-UPDATE api_keys SET last_used_at = now()
-WHERE id = %s AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
-"""
-
 
 class BadDocumentError(ValueError):
     """The identity provider answered with something other than the expected document."""
@@ -70,13 +58,13 @@ class Authenticator:
     def __init__(
         self,
         settings: AuthSettings,
-        pool: AsyncConnectionPool | None,
+        keys: ApiKeyStore | None,
         http: aiohttp.ClientSession,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
-        self._pool = pool
+        self._keys = keys
         self._http = http
         self._clock = clock
         self._lock = asyncio.Lock()
@@ -100,23 +88,16 @@ class Authenticator:
         return await self._jwt(credential)
 
     async def _api_key(self, key: str) -> Principal:
-        if self._pool is None:
+        if self._keys is None:
             raise unavailable("database unavailable")
         try:
-            async with (
-                self._pool.connection(timeout=DB_TIMEOUT) as conn,
-                conn.cursor(row_factory=tuple_row) as cur,
-            ):
-                await cur.execute(_KEY_LOOKUP, (hash_key(key),))
-                row = await cur.fetchone()
-                if row is not None and row[3]:
-                    await cur.execute(_TOUCH, (row[0],))
-        except psycopg.OperationalError as exc:  # also PoolTimeout and PoolClosed
-            log.warning("API key lookup failed: %s", type(exc).__name__)
+            owner = await self._keys.owner(key, wait=DB_TIMEOUT)
+        except StorageUnavailable as exc:
+            log.warning("API key lookup failed: %s", type(exc.__cause__).__name__)
             raise unavailable("database unavailable") from None
-        if row is None:
+        if owner is None:
             raise unauthorized("API key revoked or unknown")
-        return Principal(user=row[1], role=row[2], via="apikey")
+        return Principal(user=owner.user_id, role=owner.role, via="apikey")
 
     async def _jwt(self, token: str) -> Principal:
         oidc = self._settings.oidc_issuer is not None

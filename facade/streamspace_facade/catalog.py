@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from psycopg.rows import dict_row
 
 from streamspace.catalog.credentials import (
     REPOSITORY_LABEL,
@@ -45,6 +44,8 @@ from streamspace_facade.state import (
     require,
     services,
 )
+from streamspace_facade.storage.catalog import CatalogEntry, CatalogFilter
+from streamspace_facade.storage.repositories import RepositoryRow
 
 log = logging.getLogger(__name__)
 
@@ -145,43 +146,22 @@ async def delete_template(request: web.Request) -> web.Response:
 # --- catalog ------------------------------------------------------------------------------------
 
 
-def catalog_view(row: Mapping[str, Any]) -> dict[str, Any]:
+def catalog_view(row: CatalogEntry) -> dict[str, Any]:
     return {
-        "id": row["id"],
-        "name": row["name"],
-        "displayName": row["display_name"],
-        "description": row["description"],
-        "category": row["category"],
-        "appType": row["app_type"],
-        "icon": row["icon"],
-        "baseImage": row["base_image"],
-        "tags": list(row["tags"] or []),
-        "installCount": row["install_count"],
-        "sourcePath": row["source_path"],
-        "repository": {"id": row["repository_id"], "url": row["repository_url"]},
-        "updatedAt": iso(row["updated_at"]),
+        "id": row.id,
+        "name": row.name,
+        "displayName": row.display_name,
+        "description": row.description,
+        "category": row.category,
+        "appType": row.app_type,
+        "icon": row.icon,
+        "baseImage": row.base_image,
+        "tags": list(row.tags or []),
+        "installCount": row.install_count,
+        "sourcePath": row.source_path,
+        "repository": {"id": row.repository_id, "url": row.repository_url},
+        "updatedAt": iso(row.updated_at),
     }
-
-
-# Every column a list shows, and never ``manifest``: only the install path reads a manifest.
-_CATALOG_COLUMNS = (
-    "c.id, c.name, c.display_name, c.description, c.category, c.app_type, c.icon, "
-    "c.base_image, c.tags, c.install_count, c.source_path, c.updated_at"
-)
-
-_CATALOG_FROM = """
-    FROM catalog_templates c JOIN repositories r ON r.uid = c.repository_uid
-    WHERE (%(ns)s::text IS NULL OR r.namespace = %(ns)s)
-      AND (%(category)s::text IS NULL OR c.category = %(category)s)
-      AND (%(tag)s::text IS NULL OR %(tag)s = ANY(c.tags))
-      AND (%(app_type)s::text IS NULL OR c.app_type = %(app_type)s)
-      AND (%(search)s::text IS NULL OR c.name ILIKE %(search)s OR c.display_name ILIKE %(search)s
-           OR c.description ILIKE %(search)s)
-"""
-
-
-def _like(text: str) -> str:
-    return "%" + re.sub(r"([%_\\])", r"\\\1", text) + "%"
 
 
 async def list_catalog(request: web.Request) -> web.Response:
@@ -192,27 +172,21 @@ async def list_catalog(request: web.Request) -> web.Response:
     app_type = q.get("appType") or None
     if app_type is not None and app_type not in ("desktop", "webapp"):
         raise invalid({"query.appType": "must be desktop or webapp"})
-    params = {
-        "ns": svc.scope,
-        "category": q.get("category") or None,
-        "tag": q.get("tag") or None,
-        "app_type": app_type,
-        "search": _like(q["search"]) if q.get("search") else None,
-        "limit": limit,
-        "offset": (page - 1) * limit,
-    }
-    async with svc.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("SELECT count(*) AS n " + _CATALOG_FROM, params)
-        total = (await cur.fetchone() or {"n": 0})["n"]
-        await cur.execute(
-            f"SELECT {_CATALOG_COLUMNS}, r.id AS repository_id, r.url AS repository_url "
-            + _CATALOG_FROM
-            + " ORDER BY c.display_name, c.name, c.id LIMIT %(limit)s OFFSET %(offset)s",
-            params,
-        )
-        rows = await cur.fetchall()
+    where = CatalogFilter(
+        namespace=svc.scope,
+        category=q.get("category") or None,
+        tag=q.get("tag") or None,
+        app_type=app_type,
+        search=q.get("search") or None,
+    )
+    found = await svc.db().catalog.page(where, limit=limit, offset=(page - 1) * limit)
     return web.json_response(
-        {"templates": [catalog_view(r) for r in rows], "total": total, "page": page, "limit": limit}
+        {
+            "templates": [catalog_view(e) for e in found.entries],
+            "total": found.total,
+            "page": page,
+            "limit": limit,
+        }
     )
 
 
@@ -222,34 +196,23 @@ async def install_catalog_template(request: web.Request) -> web.Response:
     raw_id = request.match_info["id"]
     if not raw_id.isdigit() or len(raw_id) > 18:
         raise not_found("catalog template", raw_id)
-    async with svc.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT c.name, c.manifest, r.id AS repository FROM catalog_templates c "
-            "JOIN repositories r ON r.uid = c.repository_uid "
-            "WHERE c.id = %s AND (%s::text IS NULL OR r.namespace = %s)",
-            (int(raw_id), svc.scope, svc.scope),
-        )
-        row = await cur.fetchone()
-    if row is None:
+    source = await svc.db().catalog.install_source(int(raw_id), svc.scope)
+    if source is None:
         raise not_found("catalog template", raw_id)
-    manifest = row["manifest"] or {}
+    manifest = source.manifest or {}
     obj = await svc.kube.create(
         "Template",
         svc.namespace,
         {
             "metadata": {
-                "name": row["name"],
-                "labels": {**MANAGED_BY, "stream.space/catalog-repository": row["repository"]},
+                "name": source.name,
+                "labels": {**MANAGED_BY, "stream.space/catalog-repository": source.repository},
             },
             "spec": manifest.get("spec") or {},
         },
     )
-    async with svc.connection() as conn:
-        await conn.execute(
-            "UPDATE catalog_templates SET install_count = install_count + 1 WHERE id = %s",
-            (int(raw_id),),
-        )
-    audit(request, "install", "template", row["name"], {"catalogId": int(raw_id)})
+    await svc.db().catalog.count_install(int(raw_id))
+    audit(request, "install", "template", source.name, {"catalogId": int(raw_id)})
     return web.json_response(template_view(obj), status=201)
 
 
@@ -282,45 +245,39 @@ async def sync_all(request: web.Request) -> web.Response:
 # --- repositories -------------------------------------------------------------------------------
 
 
-def repository_view(row: Mapping[str, Any]) -> dict[str, Any]:
+def repository_view(row: RepositoryRow) -> dict[str, Any]:
     return {
-        "id": row["id"],
-        "name": row["name"],
-        "namespace": row["namespace"],
-        "url": row["url"],
-        "branch": row["branch"],
-        "type": row["type"],
-        "authType": row["auth_type"],
-        "authSecret": row["auth_secret"],
-        "syncInterval": row["sync_interval"],
-        "autoInstall": row["auto_install"],
-        "suspend": row["suspend"],
-        "status": row["status"],
-        "message": row["message"],
-        "lastSync": iso(row["last_sync"]),
-        "lastSyncCommit": row["last_sync_commit"],
-        "templateCount": row["template_count"],
-        "pluginCount": row["plugin_count"],
-        "createdAt": iso(row["created_at"]),
+        "id": row.id,
+        "name": row.name,
+        "namespace": row.namespace,
+        "url": row.url,
+        "branch": row.branch,
+        "type": row.type,
+        "authType": row.auth_type,
+        "authSecret": row.auth_secret,
+        "syncInterval": row.sync_interval,
+        "autoInstall": row.auto_install,
+        "suspend": row.suspend,
+        "status": row.status,
+        "message": row.message,
+        "lastSync": iso(row.last_sync),
+        "lastSyncCommit": row.last_sync_commit,
+        "templateCount": row.template_count,
+        "pluginCount": row.plugin_count,
+        "createdAt": iso(row.created_at),
     }
 
 
-def repository_summary(row: Mapping[str, Any]) -> dict[str, Any]:
+def repository_summary(row: RepositoryRow) -> dict[str, Any]:
     """What a plain user may see of a repository: URL, branch and sync messages are for operators
     (a message is ours, never remote bytes, but it still says how the sync went)."""
-    return {"id": row["id"], "name": row["name"], "status": row["status"]}
+    return {"id": row.id, "name": row.name, "status": row.status}
 
 
 async def list_repositories(request: web.Request) -> web.Response:
     svc = services(request)
     view = repository_view if principal(request).at_least("operator") else repository_summary
-    async with svc.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT * FROM repositories WHERE (%(ns)s::text IS NULL OR namespace = %(ns)s) "
-            "ORDER BY name",
-            {"ns": svc.scope},
-        )
-        rows = await cur.fetchall()
+    rows = await svc.db().repositories.list(svc.scope)
     return web.json_response({"repositories": [view(r) for r in rows], "total": len(rows)})
 
 
@@ -410,10 +367,15 @@ def _repository_request(
 
 
 async def create_repository(request: web.Request) -> web.Response:
+    return await create_repository_from(request, await json_body(request))
+
+
+async def create_repository_from(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """Create a repository from a request body (the plugin routes' one has its type set)."""
     svc = services(request)
     require(request, "operator")
     name, spec, auth_type, credentials = _repository_request(
-        await json_body(request),
+        body,
         svc.settings.sync.allow_local_repos,
         svc.settings.network.allow_private_networks,
     )
@@ -431,7 +393,7 @@ async def create_repository(request: web.Request) -> web.Response:
         name,
         {**spec, "credentials": sorted(credentials) or None},  # which keys, never the values
     )
-    row = REPOSITORIES.row(obj)
+    row = RepositoryRow.of(REPOSITORIES.row(obj))
     return web.json_response(repository_view(row), status=201)
 
 

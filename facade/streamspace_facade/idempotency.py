@@ -16,23 +16,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
-import psycopg
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from psycopg_pool import PoolTimeout
 
 from streamspace import idempotency
-from streamspace.db import idempotency as store
 from streamspace.idempotency import HEADER, REPLAYED_HEADER, Key, Outcome
 from streamspace_facade.errors import conflict, invalid
 from streamspace_facade.state import PRINCIPAL, principal, services
+from streamspace_facade.storage import StorageError
 
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY = web.RequestKey("idempotency", Key)
 """The key of the current request, when it carries one."""
+
+NOT_STORED = web.RequestKey("idempotency-not-stored", bool)
+"""Set by a handler whose answer holds a secret (a plugin's signing secret): the answer is not
+stored in PostgreSQL; the claim is released and a retry is served again, finding what the first
+request made through the object (decision 123)."""
 
 DB_WAIT = 2.0
 """Seconds to wait for a pooled connection (and twice that for the whole exchange): an outage
@@ -42,19 +44,29 @@ PRUNE_EVERY = 60.0
 """Seconds between deletions of expired answers (by whichever request comes next)."""
 
 
+class Pruning:
+    """When expired answers were last deleted: at most every ``PRUNE_EVERY`` seconds, by the
+    request that claims a key next."""
+
+    def __init__(self) -> None:
+        self._last = -PRUNE_EVERY
+
+    def take(self) -> bool:
+        """Whether this request prunes; taken at once, so concurrent requests do not all."""
+        now = time.monotonic()
+        if now - self._last < PRUNE_EVERY:
+            return False
+        self._last = now
+        return True
+
+
 def middleware() -> Middleware:
     """The middleware, with its own clock of when expired answers were last deleted."""
-    last_prune = [-PRUNE_EVERY]
-
-    async def prune(conn: psycopg.AsyncConnection) -> None:
-        now = time.monotonic()
-        if now - last_prune[0] >= PRUNE_EVERY:
-            last_prune[0] = now
-            await store.prune(conn)
+    pruning = Pruning()
 
     @web.middleware
     async def idempotent(request: web.Request, handler: Handler) -> web.StreamResponse:
-        return await _idempotent(request, handler, prune)
+        return await _idempotent(request, handler, pruning)
 
     return idempotent
 
@@ -62,7 +74,7 @@ def middleware() -> Middleware:
 async def _idempotent(
     request: web.Request,
     handler: Handler,
-    prune: Callable[[psycopg.AsyncConnection], Awaitable[None]],
+    pruning: Pruning,
 ) -> web.StreamResponse:
     header = request.headers.get(HEADER)
     if request.method != "POST" or header is None or PRINCIPAL not in request:
@@ -77,12 +89,17 @@ async def _idempotent(
     request[IDEMPOTENCY] = key
     svc = services(request)
     claimed = False
-    if svc.pool is not None:
+    if svc.storage is not None:
         try:
-            async with asyncio.timeout(DB_WAIT * 2), svc.pool.connection(timeout=DB_WAIT) as conn:
-                stored = await store.claim(conn, who.user, key, svc.settings.http.idempotency_ttl)
-                await prune(conn)
-        except (psycopg.Error, PoolTimeout, TimeoutError) as exc:
+            async with asyncio.timeout(DB_WAIT * 2):
+                stored = await svc.storage.idempotency.claim(
+                    who.user,
+                    key,
+                    svc.settings.http.idempotency_ttl,
+                    prune=pruning.take(),
+                    wait=DB_WAIT,
+                )
+        except (StorageError, TimeoutError) as exc:
             log.warning("idempotency key not checked in PostgreSQL (%s); serving the request", exc)
         else:
             outcome = idempotency.decide(stored, key)
@@ -111,23 +128,24 @@ async def _idempotent(
 
 async def _settle(request: web.Request, key: Key, response: web.StreamResponse | None) -> None:
     """Store a successful answer; release the claim of anything else."""
-    pool = services(request).db()
+    keys = services(request).db().idempotency
     try:
-        async with asyncio.timeout(DB_WAIT * 2), pool.connection(timeout=DB_WAIT) as conn:
+        async with asyncio.timeout(DB_WAIT * 2):
             if (
                 isinstance(response, web.Response)
+                and not request.get(NOT_STORED)
                 and 200 <= response.status < 300
                 and isinstance(response.body, bytes)
             ):
-                await store.complete(
-                    conn,
+                await keys.complete(
                     key,
                     response.status,
                     response.body.decode(),
                     response.content_type,
+                    wait=DB_WAIT,
                 )
             else:
-                await store.release(conn, key)
-    except (psycopg.Error, PoolTimeout, TimeoutError, UnicodeDecodeError) as exc:
+                await keys.release(key, wait=DB_WAIT)
+    except (StorageError, TimeoutError, UnicodeDecodeError) as exc:
         # The request itself is done; a retry finds created objects through the objects.
         log.warning("idempotent answer not stored (%s)", exc)

@@ -1,5 +1,7 @@
-"""The facade's Kubernetes edge: custom objects as plain dicts, watches as streams; Secrets are
-only ever created (repository credentials), never read, changed or deleted (decision 90).
+"""The facade's Kubernetes edge: custom objects as plain dicts, watches as streams. Repository
+credential Secrets are only ever created, never read, changed or deleted (decision 90); a
+plugin's Secret is also read and patched, always after checking that its owner is the Plugin
+(decision 122).
 
 Responses are read as raw JSON (no client-model deserialisation). API failures become
 :class:`~streamspace_facade.errors.ApiError`: 404 → NOT_FOUND, 409 → CONFLICT, 422 (the API
@@ -34,6 +36,7 @@ PLURALS = {
     "Template": "templates",
     "Connection": "connections",
     "TemplateRepository": "templaterepositories",
+    "Plugin": "plugins",
 }
 
 
@@ -277,9 +280,25 @@ class Kube:
         return obj
 
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
-        """Read one Secret by name (the caller checks its owner before using it)."""
+        """A Secret by name (plugin Secrets only: callers check its owner before using it)."""
         obj: dict[str, Any] = await self._call(
             "Secret", name, self.core.read_namespaced_secret, name, namespace
+        )
+        return obj
+
+    async def patch_secret(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """JSON merge patch of a Secret (``metadata.uid`` in it makes it conditional)."""
+        obj: dict[str, Any] = await self._call(
+            "Secret",
+            name,
+            self.core.patch_namespaced_secret,
+            name,
+            namespace,
+            patch,
+            field_manager=FIELD_MANAGER,
+            _content_type=MERGE,
         )
         return obj
 

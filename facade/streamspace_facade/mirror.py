@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -31,7 +32,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from streamspace.db import mirror as tables
 from streamspace.db.migrate import migrate
-from streamspace.db.outbox import Views
+from streamspace.db.outbox import View, Views
 from streamspace_facade.catalog import repository_view
 from streamspace_facade.errors import ApiError
 from streamspace_facade.kube import Kube
@@ -43,16 +44,25 @@ from streamspace_facade.metrics import (
     PENDING,
 )
 from streamspace_facade.sessions import connection_view, session_view
-from streamspace_facade.state import DB_WAIT
+from streamspace_facade.storage import DB_WAIT
+from streamspace_facade.storage.repositories import RepositoryRow
+from streamspace_facade.storage.sessions import ConnectionRow
 
 log = logging.getLogger(__name__)
 
+
+def _typed(kind: type[Any], view: Callable[[Any], dict[str, Any]]) -> View:
+    """A view of the storage layer's typed row, applied to a mirror row (a dict)."""
+    names = [f.name for f in dataclasses.fields(kind)]
+    return lambda row: view(kind(**{name: row[name] for name in names}))
+
+
 VIEWS: Views = {
     tables.SESSIONS.name: session_view,
-    tables.CONNECTIONS.name: connection_view,
-    tables.REPOSITORIES.name: repository_view,
+    tables.CONNECTIONS.name: _typed(ConnectionRow, connection_view),
+    tables.REPOSITORIES.name: _typed(RepositoryRow, repository_view),
 }
-"""Plugin events carry rows as the REST API shows them."""
+"""Plugin events carry rows as the REST API shows them (other tables: ``outbox.plain_view``)."""
 
 TOMBSTONE_SECONDS = 300.0
 

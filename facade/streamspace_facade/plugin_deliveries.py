@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from streamspace_facade.errors import ApiError, conflict, invalid, not_found, unavailable
+from streamspace_facade.errors import ApiError, conflict, invalid, not_found
 from streamspace_facade.state import audit, iso, query_int, require, services
 from streamspace_facade.storage.deliveries import Delivery, DeliveryStore
 
@@ -38,10 +38,7 @@ def delivery_view(row: Delivery) -> dict[str, Any]:
 
 
 def _store(request: web.Request) -> DeliveryStore:
-    store: DeliveryStore | None = services(request).deliveries
-    if store is None:
-        raise unavailable("no database configured")
-    return store
+    return services(request).db().deliveries
 
 
 def _delivery_id(request: web.Request) -> uuid.UUID:

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 
-import psycopg
 from aiohttp import web
-from psycopg_pool import PoolTimeout
 
 from streamspace_facade.errors import ApiError
 from streamspace_facade.state import Services, services
+from streamspace_facade.storage import StorageError
 
 READY_WAIT = 2.0
 """Seconds the readiness check waits for PostgreSQL (the probe's own timeout is longer)."""
@@ -48,12 +47,12 @@ def _kubernetes(svc: Services) -> str:
 
 
 async def _database(svc: Services) -> str:
-    if svc.pool is None:
+    if svc.storage is None:
         return NOT_CONFIGURED
     try:
-        async with asyncio.timeout(READY_WAIT), svc.pool.connection(timeout=READY_WAIT) as conn:
-            await conn.execute("SELECT 1")
-    except (TimeoutError, PoolTimeout, psycopg.Error):
+        async with asyncio.timeout(READY_WAIT):
+            await svc.storage.database.ping(READY_WAIT)
+    except (TimeoutError, StorageError):
         return "unreachable"
     return OK
 

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from psycopg.rows import dict_row
 
 from streamspace import idempotency
 from streamspace.conditions import timestamp
@@ -37,6 +36,7 @@ from streamspace_facade.state import (
     principal,
     services,
 )
+from streamspace_facade.storage.sessions import ConnectionRow
 
 STATES = ("running", "hibernated", "terminated")
 # A state change is conditioned on the resourceVersion read, and every status write of the
@@ -72,35 +72,18 @@ def session_view(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _ts(column: str) -> str:
-    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
-
-
-SESSION_JSON = f"""json_build_object(
-    'id', id, 'name', id, 'namespace', namespace, 'user', user_id, 'template', template_name,
-    'state', state, 'phase', coalesce(phase, 'Pending'), 'status', coalesce(phase, 'Pending'),
-    'url', url, 'podName', pod_name,
-    'activeConnections', active_connections, 'resources', resources,
-    'persistentHome', persistent_home, 'idleTimeout', idle_timeout,
-    'maxSessionDuration', max_session_duration, 'tags', to_json(tags),
-    'lastActivity', {_ts("last_activity")}, 'idleDeadline', {_ts("idle_deadline")},
-    'startedAt', {_ts("started_at")}, 'hibernatedAt', {_ts("hibernated_at")},
-    'createdAt', {_ts("created_at")})"""
-"""``session_view`` in SQL, for lists (a test keeps the two identical)."""
-
-
-def connection_view(row: Mapping[str, Any]) -> dict[str, Any]:
+def connection_view(row: ConnectionRow) -> dict[str, Any]:
     return {
-        "id": row["id"],
-        "connectionId": row["id"],
-        "sessionId": row["session_id"],
-        "user": row["user_id"],
-        "clientIP": row["client_ip"],
-        "userAgent": row["user_agent"],
-        "state": row["state"],
-        "connectedAt": iso(row["connected_at"]),
-        "lastHeartbeat": iso(row["last_heartbeat"]),
-        "createdAt": iso(row["created_at"]),
+        "id": row.id,
+        "connectionId": row.id,
+        "sessionId": row.session_id,
+        "user": row.user_id,
+        "clientIP": row.client_ip,
+        "userAgent": row.user_agent,
+        "state": row.state,
+        "connectedAt": iso(row.connected_at),
+        "lastHeartbeat": iso(row.last_heartbeat),
+        "createdAt": iso(row.created_at),
     }
 
 
@@ -220,31 +203,17 @@ async def list_sessions(request: web.Request) -> web.Response:
     state = q.get("state") or None
     if state is not None and state not in STATES:
         raise invalid({"query.state": f"must be one of {', '.join(STATES)}"})
-    # PostgreSQL renders the JSON (the same shape as session_view): a list of a thousand
-    # sessions costs the facade one string instead of a thousand dicts.
-    async with svc.connection() as conn:
-        cur = await conn.execute(
-            f"""
-            SELECT coalesce(json_agg({SESSION_JSON} ORDER BY created_at DESC, id), '[]')::text,
-                   count(*)
-            FROM sessions
-            WHERE (%(ns)s::text IS NULL OR namespace = %(ns)s)
-              AND (%(user)s::text IS NULL OR user_id = %(user)s)
-              AND (%(state)s::text IS NULL OR state = %(state)s)
-              AND (%(template)s::text IS NULL OR template_name = %(template)s)
-              AND (%(tag)s::text IS NULL OR %(tag)s = ANY(tags))
-            """,  # noqa: S608 (a constant expression; values are parameters)
-            {
-                "ns": svc.scope,
-                "user": user,
-                "state": state,
-                "template": q.get("template") or None,
-                "tag": q.get("tag") or None,
-            },
-        )
-        items, total = await cur.fetchone() or ("[]", 0)
+    # PostgreSQL renders the JSON (the same shape as session_view)
+    found = await svc.db().sessions.list_json(
+        namespace=svc.scope,
+        user=user,
+        state=state,
+        template=q.get("template") or None,
+        tag=q.get("tag") or None,
+    )
     return web.Response(
-        text=f'{{"sessions": {items}, "total": {total}}}', content_type="application/json"
+        text=f'{{"sessions": {found.items}, "total": {found.total}}}',
+        content_type="application/json",
     )
 
 
@@ -478,13 +447,7 @@ async def list_connections(request: web.Request) -> web.Response:
     svc = services(request)
     name = request.match_info["id"]
     session = await _own_session(request, name)
-    async with svc.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT * FROM connections WHERE namespace = %s AND session_id = %s "
-            "ORDER BY created_at, id",
-            (_ns(session), name),
-        )
-        rows = await cur.fetchall()
+    rows = await svc.db().sessions.connections(_ns(session), name)
     return web.json_response(
         {"connections": [connection_view(r) for r in rows], "total": len(rows)}
     )

@@ -5,20 +5,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from streamspace.conditions import timestamp
 from streamspace.config import Settings
 from streamspace_facade.errors import bad_request, forbidden, invalid, unavailable
 from streamspace_facade.principal import Principal
+from streamspace_facade.storage import Storage
 
 
 @dataclass
@@ -27,13 +25,12 @@ class Services:
 
     settings: Settings
     kube: Any = None  # streamspace_facade.kube.Kube
-    pool: AsyncConnectionPool | None = None
+    storage: Storage | None = None  # None: no database configured
     mirror: Any = None  # streamspace_facade.mirror.Mirror
     auth: Any = None  # streamspace_facade.auth.Authenticator
     http: aiohttp.ClientSession | None = None
     live: Any = None  # streamspace_facade.ws.Live: the WebSocket streams
     audit: Any = None  # streamspace_facade.audit.AuditLog
-    deliveries: Any = None  # streamspace_facade.storage.deliveries.DeliveryStore
     access_key: bytes = field(default=b"", repr=False)  # signs session access credentials
     stopping: bool = False  # SIGTERM arrived: readiness fails while requests finish
 
@@ -48,18 +45,12 @@ class Services:
         k = self.settings.kubernetes
         return None if k.all_namespaces else k.namespace
 
-    def db(self) -> AsyncConnectionPool:
-        if self.pool is None:
+    def db(self) -> Storage:
+        """The storage layer, or a 503 when no database is configured."""
+        if self.storage is None:
             raise unavailable("no database configured")
-        return self.pool
+        return self.storage
 
-    def connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
-        """A pooled connection; waits up to DB_WAIT seconds when every one is busy."""
-        return self.db().connection(timeout=DB_WAIT)
-
-
-DB_WAIT = 10.0
-"""Seconds a request waits for a pooled PostgreSQL connection before answering 503."""
 
 SERVICES = web.AppKey("services", Services)
 PRINCIPAL = web.RequestKey("principal", Principal)

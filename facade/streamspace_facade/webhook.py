@@ -24,7 +24,6 @@ from streamspace_facade.state import audit, services
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024**2
-DELIVERY_RETENTION = "7 days"
 
 
 # refusals by status, for streamspace_webhook_deliveries_total{result}
@@ -76,21 +75,11 @@ async def _deliver(request: web.Request, delivery: webhooks.Delivery) -> tuple[s
         raise bad_request(str(exc)) from None
     if push is None:
         return "ignored", web.json_response({"status": "ignored", "reason": "not a branch push"})
-    if delivery.delivery_id:
-        async with svc.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO webhook_deliveries (provider, delivery_id) VALUES (%s, %s) "
-                "ON CONFLICT DO NOTHING",
-                (delivery.provider, delivery.delivery_id[:200]),
-            )
-            first = cur.rowcount == 1
-            await conn.execute(
-                "DELETE FROM webhook_deliveries WHERE received_at < now() - %s::interval",
-                (DELIVERY_RETENTION,),
-            )
-        if not first:
-            answer = {"status": "duplicate", "repositories": [], "total": 0}
-            return "duplicate", web.json_response(answer)
+    if delivery.delivery_id and not await svc.db().webhooks.first(
+        delivery.provider, delivery.delivery_id
+    ):
+        answer = {"status": "duplicate", "repositories": [], "total": 0}
+        return "duplicate", web.json_response(answer)
     items, _ = await svc.kube.list("TemplateRepository", svc.namespace)
     matched = sorted(
         (

@@ -27,9 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import psycopg
 from aiohttp import WSCloseCode, WSMsgType, web
-from psycopg_pool import PoolTimeout
 
 from streamspace.db.mirror import is_deleted
 from streamspace.naming import is_dns_label, is_object_name
@@ -39,6 +37,7 @@ from streamspace_facade.kube import Kube, connect
 from streamspace_facade.live import Informer, SessionFeed, message
 from streamspace_facade.podlogs import BACKLOG, Follows, may_follow
 from streamspace_facade.state import Services, principal, query_int, require, services
+from streamspace_facade.storage import StorageError
 from streamspace_facade.streamguard import StreamSlots, recheck
 
 log = logging.getLogger(__name__)
@@ -357,15 +356,12 @@ async def cluster_metrics(svc: Services, live: Live) -> dict[str, Any]:
 
 
 async def _catalog_count(svc: Services) -> int | None:
-    if svc.pool is None:
+    if svc.storage is None:
         return None
     try:
-        async with svc.pool.connection(timeout=2) as conn:
-            cur = await conn.execute("SELECT count(*) FROM catalog_templates")
-            row = await cur.fetchone()
-    except (psycopg.Error, PoolTimeout):
+        return await svc.storage.catalog.size(wait=2)
+    except StorageError:
         return None
-    return int(row[0]) if row else 0
 
 
 async def _cluster_payload(svc: Services, live: Live) -> bytes:

@@ -236,8 +236,9 @@ CANNOT = {
         ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
         ("bind", "clusterroles.rbac.authorization.k8s.io"),
         ("escalate", "roles.rbac.authorization.k8s.io"),
-        ("get", "secrets"),
-        ("create", "secrets"),
+        ("watch", "secrets"),
+        ("patch", "secrets"),
+        ("delete", "secrets"),
         ("create", "pods"),
         ("create", "pods/exec"),
         ("list", "nodes"),
@@ -246,7 +247,12 @@ CANNOT = {
 }
 CAN = {
     FACADE_SA: [("create", "sessions.stream.space"), ("create", "secrets"), ("get", "pods/log")],
-    OPERATOR_SA: [("create", "deployments.apps"), ("patch", "sessions.stream.space/status")],
+    OPERATOR_SA: [
+        ("create", "deployments.apps"),
+        ("patch", "sessions.stream.space/status"),
+        ("patch", "plugins.stream.space/status"),
+        ("create", "secrets"),  # a kubectl-installed Plugin's Secret, owned by it
+    ],
 }
 
 

@@ -26,6 +26,8 @@ from streamspace.db.migrate import migrate
 from streamspace_facade.auth import Authenticator
 from streamspace_facade.errors import ApiError
 from streamspace_facade.principal import Principal
+from streamspace_facade.storage import Database
+from streamspace_facade.storage.apikeys import ApiKeyStore
 
 pytestmark = pytest.mark.integration
 
@@ -142,6 +144,11 @@ def create_key(url: str, user: str = "alice", role: str = "operator") -> str:
         return apikeys.create_api_key(conn, user, role, "test")
 
 
+def keys(pool: AsyncConnectionPool) -> ApiKeyStore:
+    """The storage layer's key store on the test's pool."""
+    return ApiKeyStore(Database(pool))
+
+
 def sql(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(url, autocommit=True) as conn:
         cur = conn.execute(query, params)
@@ -183,7 +190,7 @@ async def test_a_valid_key_gives_its_user_and_role(
     db: str, pool: AsyncConnectionPool, http: aiohttp.ClientSession
 ) -> None:
     key = create_key(db, "alice", "operator")
-    auth = Authenticator(AuthSettings(), pool, http)
+    auth = Authenticator(AuthSettings(), keys(pool), http)
     assert await auth.authenticate(f"Bearer {key}") == Principal("alice", "operator", "apikey")
     assert (await auth.authenticate(f"bearer  {key} ")).user == "alice"
 
@@ -192,7 +199,7 @@ async def test_a_valid_key_gives_its_user_and_role(
 async def test_revoked_unknown_and_expired_keys_are_refused(
     db: str, pool: AsyncConnectionPool, http: aiohttp.ClientSession
 ) -> None:
-    auth = Authenticator(AuthSettings(), pool, http)
+    auth = Authenticator(AuthSettings(), keys(pool), http)
     revoked, expired, later = create_key(db), create_key(db), create_key(db)
     sql(db, "UPDATE api_keys SET revoked_at = now() WHERE key_hash = %s", apikeys.hash_key(revoked))
     for key, offset in ((expired, "-1 hour"), (later, "1 hour")):
@@ -214,7 +221,7 @@ async def test_last_used_at_is_written_at_most_once_a_minute(
     db: str, pool: AsyncConnectionPool, http: aiohttp.ClientSession
 ) -> None:
     key = create_key(db)
-    auth = Authenticator(AuthSettings(), pool, http)
+    auth = Authenticator(AuthSettings(), keys(pool), http)
     digest = apikeys.hash_key(key)
     assert sql(db, "SELECT last_used_at FROM api_keys WHERE key_hash = %s", digest) == [(None,)]
 
@@ -240,7 +247,7 @@ async def test_an_unreachable_database_is_503(
 ) -> None:
     url = f"host=127.0.0.1 port={closed_port} dbname=x user=x connect_timeout=1"
     async with AsyncConnectionPool(url, open=False) as unreachable:
-        auth = Authenticator(AuthSettings(), unreachable, http)
+        auth = Authenticator(AuthSettings(), keys(unreachable), http)
         await refused(auth, f"Bearer {apikeys.new_key()}", 503, "database unavailable")
     await refused(
         Authenticator(AuthSettings(), None, http), f"Bearer {apikeys.new_key()}", 503, "database"

@@ -21,6 +21,7 @@ KINDS = {
     "Template": "templates",
     "Connection": "connections",
     "TemplateRepository": "templaterepositories",
+    "Plugin": "plugins",
 }
 
 
@@ -58,6 +59,7 @@ def fields(status: dict[str, Any]) -> set[str]:
 SESSION = {"user": "alice", "template": "firefox-browser"}
 TEMPLATE = {"displayName": "Firefox", "baseImage": "lscr.io/linuxserver/firefox:latest"}
 REPOSITORY = {"url": "https://github.com/example/templates.git"}
+PLUGIN = {"catalogPlugin": {"repository": "official-plugins", "name": "audit-hook"}}
 
 
 def test_session_defaults_are_applied_by_the_server(api: client.ApiClient, namespace: str) -> None:
@@ -203,6 +205,30 @@ INVALID = [
         "Connection", {"session": "s1", "clientIP": "not-an-ip"}, "spec.clientIP", id="bad-ip"
     ),
     pytest.param("Connection", {"user": "alice"}, "spec.session", id="missing-session"),
+    pytest.param(
+        "Plugin",
+        {"catalogPlugin": {"repository": "official-plugins", "name": "Audit_Hook"}},
+        "spec.catalogPlugin.name",
+        id="plugin-bad-name",
+    ),
+    pytest.param(
+        "Plugin",
+        {"catalogPlugin": {"repository": "Official", "name": "audit-hook"}},
+        "spec.catalogPlugin.repository",
+        id="plugin-bad-repository",
+    ),
+    pytest.param(
+        "Plugin",
+        {"catalogPlugin": {"name": "audit-hook"}},
+        "spec.catalogPlugin.repository",
+        id="plugin-missing-repository",
+    ),
+    pytest.param(
+        "Plugin",
+        {**PLUGIN, "approvedPermissions": ["sessions.read", "sessions.read"]},
+        "spec.approvedPermissions[1]",
+        id="plugin-duplicate-approval",
+    ),
 ]
 
 
@@ -305,6 +331,7 @@ def test_printer_columns(api: client.ApiClient, namespace: str) -> None:
         "templates": ["Name", "Display Name", "Category", "App Type", "Image", "Valid", "Age"],
         "connections": ["Name", "User", "Session", "Client IP", "State", "Last Heartbeat", "Age"],
         "templaterepositories": ["Name", "URL", "Branch", "Phase", "Templates", "Last Sync", "Age"],
+        "plugins": ["Name", "Plugin", "Version", "Type", "Enabled", "Phase", "Age"],
     }
     for plural, columns in expected.items():
         assert [c["name"] for c in table(api, namespace, plural)["columnDefinitions"]] == columns
@@ -320,9 +347,33 @@ def test_discovery_names_short_names_and_category(api: client.ApiClient) -> None
         "templates": ["tpl"],
         "connections": ["conn"],
         "templaterepositories": ["repo"],
+        "plugins": ["plg"],
     }
     assert all(r.categories == ["streamspace"] for r in by_name.values())
     assert all(r.namespaced for r in by_name.values())
     assert {r.name for r in resources if r.name.endswith("/status")} == {
         f"{plural}/status" for plural in KINDS.values()
     }
+
+
+def test_plugin_defaults_config_and_identity(api: client.ApiClient, namespace: str) -> None:
+    """enabled defaults to true, config keeps any shape, the catalog entry cannot be swapped
+    under an installed Plugin (its Secret and approvals belong to that entry) and the name
+    leaves room for the plugin- prefix of its children."""
+    objects = client.CustomObjectsApi(api)
+    config = {"url": "https://hooks.example.com/x", "nested": {"a": [1, 2]}}
+    plugin = create(api, namespace, body("Plugin", "p1", {**PLUGIN, "config": config}))
+    assert plugin["spec"]["enabled"] is True
+    assert plugin["spec"]["config"] == config
+    with pytest.raises(ApiException) as caught:
+        objects.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "plugins", "p1", {"spec": {"catalogPlugin": {"name": "x"}}}
+        )
+    assert caught.value.status == 422
+    assert "spec.catalogPlugin" in fields(json.loads(caught.value.body))
+    # The version may change (an upgrade).
+    objects.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "plugins", "p1", {"spec": {"catalogPlugin": {"version": "2"}}}
+    )
+    status = rejection(api, namespace, body("Plugin", "p" * 57, dict(PLUGIN)))
+    assert "metadata.name" in status["message"]

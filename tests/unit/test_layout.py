@@ -97,9 +97,9 @@ STREAMSPACE_CRDS = sorted(
 )
 
 
-def test_the_four_crds_exist() -> None:
+def test_the_five_crds_exist() -> None:
     kinds = {yaml.safe_load(p.read_text())["spec"]["names"]["kind"] for p in STREAMSPACE_CRDS}
-    assert kinds == {"Session", "Template", "Connection", "TemplateRepository"}
+    assert kinds == {"Session", "Template", "Connection", "TemplateRepository", "Plugin"}
 
 
 @pytest.mark.parametrize("path", STREAMSPACE_CRDS, ids=lambda p: p.stem)

@@ -1,4 +1,5 @@
-"""The mirror tables: ``sessions``, ``connections`` and ``repositories`` follow their CRs.
+"""The mirror tables: ``sessions``, ``connections``, ``repositories`` and ``installed_plugins``
+follow their CRs.
 
 Rows are keyed by the object's UID and written by one writer at a time (the facade replica that
 holds the mirror lock). Writes are idempotent and ordered: an upsert carrying an older
@@ -108,6 +109,58 @@ def repository_row(obj: Mapping[str, Any]) -> Row:
     }
 
 
+INSTALLED_BY = "stream.space/installed-by"
+"""On a Plugin the API installed: who installed it."""
+SECRET_KEYS = "stream.space/secret-config"  # noqa: S105 (an annotation name)
+"""On a Plugin the API installed or configured: the secret config properties that have a value
+(comma-separated dotted paths; the values are in the plugin's Secret only)."""
+
+
+def _condition_true(status: Mapping[str, Any], kind: str) -> bool:
+    return any(
+        isinstance(c, Mapping) and c.get("type") == kind and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+def plugin_row(obj: Mapping[str, Any]) -> Row:
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    catalog = spec.get("catalogPlugin") or {}
+    annotations = meta.get("annotations") or {}
+    secret_keys = str(annotations.get(SECRET_KEYS) or "")
+    return {
+        "uid": meta["uid"],
+        "id": meta["name"],
+        "namespace": meta["namespace"],
+        "repository": str(catalog.get("repository", "")),
+        "plugin_name": str(catalog.get("name", "")),
+        "version": status.get("version") or catalog.get("version"),
+        "plugin_type": status.get("pluginType"),
+        "enabled": bool(spec.get("enabled", True)),
+        "config": dict(spec.get("config") or {}),
+        "secret_keys": sorted({k for k in secret_keys.split(",") if k}),
+        "phase": status.get("phase"),
+        "message": status.get("message"),
+        "approved": _condition_true(status, "Approved"),
+        "approved_permissions": [str(p) for p in spec.get("approvedPermissions") or []],
+        "permissions": [
+            {"name": str(p.get("name", "")), "risk": str(p.get("risk", ""))}
+            for p in status.get("permissions") or []
+            if isinstance(p, Mapping)
+        ],
+        "events": [str(e) for e in status.get("events") or []],
+        "url": status.get("url"),
+        "secret_name": status.get("secretName"),
+        "installed_by": annotations.get(INSTALLED_BY),
+        "resource_version": str(meta.get("resourceVersion", "")),
+        "created_at": _created(meta),
+    }
+
+
+JSON_LISTS = frozenset({"permissions"})
+"""Columns of type jsonb whose values are lists (a dict always goes as jsonb)."""
+
+
 @dataclass(frozen=True)
 class Table:
     """A mirrored kind: its table, CRD plural and how an object becomes a row."""
@@ -121,7 +174,8 @@ class Table:
 SESSIONS = Table("sessions", "Session", "sessions", session_row)
 CONNECTIONS = Table("connections", "Connection", "connections", connection_row)
 REPOSITORIES = Table("repositories", "TemplateRepository", "templaterepositories", repository_row)
-TABLES = (SESSIONS, CONNECTIONS, REPOSITORIES)
+PLUGINS = Table("installed_plugins", "Plugin", "plugins", plugin_row)
+TABLES = (SESSIONS, CONNECTIONS, REPOSITORIES, PLUGINS)
 
 # Newer-or-equal wins. resourceVersions are opaque to clients in general, but etcd-backed ones
 # are integers; when both are, an older version never overwrites a newer one.
@@ -151,7 +205,7 @@ def _upsert_statement(table: Table, columns: Iterable[str]) -> sql.Composed:
 
 
 def _params(row: Row) -> Row:
-    return {k: Jsonb(v) if isinstance(v, dict) else v for k, v in row.items()}
+    return {k: Jsonb(v) if isinstance(v, dict) or k in JSON_LISTS else v for k, v in row.items()}
 
 
 def is_deleted(obj: Mapping[str, Any]) -> bool:

@@ -28,7 +28,16 @@ The pattern, for every area (follow it when adding one, e.g. ``plugins.py``, ``o
 
 from __future__ import annotations
 
+from streamspace_facade.storage.apikeys import ApiKeyStore
+from streamspace_facade.storage.audit import AuditStore
+from streamspace_facade.storage.catalog import CatalogStore
 from streamspace_facade.storage.database import DB_WAIT, Database, StorageError, StorageUnavailable
+from streamspace_facade.storage.deliveries import DeliveryStore
+from streamspace_facade.storage.idempotency import IdempotencyStore
+from streamspace_facade.storage.plugins import PluginStore
+from streamspace_facade.storage.repositories import RepositoryStore
+from streamspace_facade.storage.sessions import SessionStore
+from streamspace_facade.storage.webhooks import WebhookDeliveryStore
 
 __all__ = ["DB_WAIT", "Database", "Storage", "StorageError", "StorageUnavailable"]
 
@@ -36,8 +45,21 @@ __all__ = ["DB_WAIT", "Database", "Storage", "StorageError", "StorageUnavailable
 class Storage:
     """The facade's database: the pool and one store per area, built once per application."""
 
-    def __init__(self, url: str, *, pool_size: int) -> None:
-        self.database = Database(url, size=pool_size)
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.sessions = SessionStore(database)
+        self.catalog = CatalogStore(database)
+        self.repositories = RepositoryStore(database)
+        self.apikeys = ApiKeyStore(database)
+        self.audit = AuditStore(database)
+        self.idempotency = IdempotencyStore(database)
+        self.webhooks = WebhookDeliveryStore(database)
+        self.plugins = PluginStore(database)
+        self.deliveries = DeliveryStore(database)
+
+    @classmethod
+    def for_url(cls, url: str, *, pool_size: int) -> Storage:
+        return cls(Database.for_url(url, size=pool_size))
 
     async def open(self) -> None:
         await self.database.open()

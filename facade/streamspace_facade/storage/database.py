@@ -33,13 +33,20 @@ class Database:
     """Owns the pool: opened once at start-up (without waiting for PostgreSQL, so the facade
     starts while the database is down and answers 503 until it is up), closed at shutdown."""
 
-    def __init__(self, url: str, *, size: int) -> None:
-        self.pool = AsyncConnectionPool(
-            url,
-            min_size=1,
-            max_size=size,
-            open=False,
-            kwargs={"autocommit": True, "connect_timeout": 5},
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    @classmethod
+    def for_url(cls, url: str, *, size: int) -> Database:
+        """The facade's pool: autocommit connections, at most ``size`` of them."""
+        return cls(
+            AsyncConnectionPool(
+                url,
+                min_size=1,
+                max_size=size,
+                open=False,
+                kwargs={"autocommit": True, "connect_timeout": 5},
+            )
         )
 
     async def open(self) -> None:
@@ -47,6 +54,12 @@ class Database:
 
     async def close(self) -> None:
         await self.pool.close()
+
+    async def ping(self, wait: float) -> None:
+        """Raise ``StorageError`` unless PostgreSQL answers a query within ``wait`` seconds
+        for a connection (readiness bounds the whole exchange)."""
+        async with self.connection(wait) as conn:
+            await conn.execute("SELECT 1")
 
     @asynccontextmanager
     async def connection(

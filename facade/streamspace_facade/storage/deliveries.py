@@ -104,9 +104,6 @@ class DeliveryStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def close(self) -> None:
-        await self._db.close()
-
     async def claim(self, limit: int, lease: timedelta) -> list[Due]:
         """Lease up to ``limit`` due deliveries, oldest first, one per plugin and subject."""
         async with (

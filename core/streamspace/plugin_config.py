@@ -1,0 +1,134 @@
+"""A plugin's configuration against its manifest's ``configSchema`` (docs/PLUGINS.md §2).
+
+Validation names every failing field path (``config.url``, ``config.auth.token``), never the
+value of a secret property. Secret properties are those the schema marks ``writeOnly: true`` or
+``format: password``, found by walking ``properties`` (nested objects included; subschemas reached
+only through ``$ref`` or combinators are not searched, so a manifest marks its secrets inline).
+They are split from the rest: the rest goes to the Plugin's ``spec.config``, the secret part to the
+plugin's Secret (``config.json``), in the same nested shape; the operator merges them back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+Config = dict[str, Any]
+
+
+def is_secret(schema: Any) -> bool:
+    return isinstance(schema, Mapping) and (
+        schema.get("writeOnly") is True or schema.get("format") == "password"
+    )
+
+
+def _properties(schema: Any) -> Mapping[str, Any]:
+    props = schema.get("properties") if isinstance(schema, Mapping) else None
+    return props if isinstance(props, Mapping) else {}
+
+
+def secret_paths(schema: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    """The paths of every property the schema marks secret."""
+    found: set[tuple[str, ...]] = set()
+    for name, sub in _properties(schema).items():
+        path = (*prefix, str(name))
+        if is_secret(sub):
+            found.add(path)
+        else:
+            found |= secret_paths(sub, path)
+    return found
+
+
+def split(schema: Any, config: Mapping[str, Any]) -> tuple[Config, Config]:
+    """``config`` as (non-secret part, secret part), both in the config's nested shape."""
+    public: Config = {}
+    secret: Config = {}
+    props = _properties(schema)
+    for key, value in config.items():
+        sub = props.get(key)
+        if is_secret(sub):
+            secret[key] = value
+        elif isinstance(value, Mapping) and _properties(sub):
+            inner_public, inner_secret = split(sub, value)
+            public[key] = inner_public
+            if inner_secret:
+                secret[key] = inner_secret
+        else:
+            public[key] = value
+    return public, secret
+
+
+def merge(public: Mapping[str, Any], secret: Mapping[str, Any]) -> Config:
+    """The whole configuration again (secret values win where both have a key)."""
+    merged: Config = dict(public)
+    for key, value in secret.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def leaf_paths(config: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of a secret part's values (to say which are set, never what they are)."""
+    paths: list[str] = []
+    for key, value in config.items():
+        if isinstance(value, Mapping) and value:
+            paths += leaf_paths(value, f"{prefix}{key}.")
+        else:
+            paths.append(f"{prefix}{key}")
+    return sorted(paths)
+
+
+def schema_problem(schema: Any) -> str | None:
+    """Why ``schema`` is not a usable JSON Schema (draft 2020-12), or None."""
+    if not isinstance(schema, Mapping | bool):
+        return "configSchema must be an object"
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return f"configSchema is not a valid JSON Schema: {exc.message}"
+    return None
+
+
+def problems(schema: Any, config: Mapping[str, Any], where: str = "config") -> dict[str, str]:
+    """Field path → problem for everything in ``config`` the schema refuses (empty: valid).
+
+    A missing required property is reported at its own path. Problems at a secret path never
+    quote the value (jsonschema's messages do)."""
+    if schema is None:
+        return {}
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    secrets = secret_paths(schema)
+    found: dict[str, str] = {}
+    for error in validator.iter_errors(dict(config)):
+        path = tuple(str(p) for p in error.absolute_path)
+        if error.validator == "required" and isinstance(error.instance, Mapping):
+            for name in error.validator_value:
+                if name not in error.instance:
+                    found[_dotted(where, (*path, str(name)))] = "required"
+            continue
+        if (
+            error.validator == "additionalProperties"
+            and isinstance(error.instance, Mapping)
+            and isinstance(error.schema, Mapping)
+            and not error.schema.get("patternProperties")
+        ):
+            allowed = set(_properties(error.schema))
+            for name in error.instance:
+                if name not in allowed:
+                    found[_dotted(where, (*path, str(name)))] = "unknown property"
+            continue
+        if any(path[: len(s)] == s for s in secrets):
+            message = f"invalid value (fails '{error.validator}')"
+        else:
+            message = error.message
+        found.setdefault(_dotted(where, path), message)
+    return found
+
+
+def _dotted(where: str, path: tuple[str, ...]) -> str:
+    return ".".join((where, *path)) if path else where

@@ -1,0 +1,107 @@
+"""A plugin's Secret ``plugin-<name>`` (docs/PLUGINS.md §2): its signing secret and its secret
+configuration, owned by the Plugin (a controller reference) so it goes with it.
+
+Whoever makes one (the facade on install, the operator for a Plugin applied with kubectl) builds
+it here; whoever reads or changes one first checks :func:`owned_by` against the Plugin's uid.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from streamspace import API_GROUP, API_VERSION
+from streamspace.naming import label_value
+
+PLUGIN_LABEL = "stream.space/plugin"
+SIGNING_KEY = "signing-secret"
+CONFIG_KEY = "config.json"
+SIGNING_PREFIX = "whsec_"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "streamspace"}
+
+
+def secret_name(plugin: str) -> str:
+    return f"plugin-{plugin}"
+
+
+def new_signing_secret() -> str:
+    """``whsec_`` + base64 of 24 random bytes (the Standard Webhooks secret format)."""
+    return SIGNING_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def owner_reference(plugin: Mapping[str, Any]) -> dict[str, Any]:
+    meta = plugin["metadata"]
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": "Plugin",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+    }
+
+
+def _encode(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def plugin_secret(
+    plugin: Mapping[str, Any], signing_secret: str, secret_config: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The Secret body for ``plugin`` (a Plugin as the API server returned it, with its uid).
+    Without ``blockOwnerDeletion``: that needs permission on the owner's finalizers, and
+    nothing waits for the Secret to go."""
+    name = plugin["metadata"]["name"]
+    return {
+        "metadata": {
+            "name": secret_name(name),
+            "labels": {**MANAGED_BY, PLUGIN_LABEL: label_value(name)},
+            "ownerReferences": [owner_reference(plugin)],
+        },
+        "type": "Opaque",
+        "data": data(signing_secret, secret_config),
+    }
+
+
+def data(signing_secret: str | None, secret_config: Mapping[str, Any]) -> dict[str, str]:
+    """The Secret's ``data`` (base64 values); without the signing secret when None (a patch
+    that leaves it as it is)."""
+    encoded = {CONFIG_KEY: _encode(json.dumps(dict(secret_config), sort_keys=True))}
+    if signing_secret is not None:
+        encoded[SIGNING_KEY] = _encode(signing_secret)
+    return encoded
+
+
+def owned_by(secret: Mapping[str, Any], plugin_uid: str) -> bool:
+    """Whether ``secret`` is the Secret of the Plugin ``plugin_uid`` (its controller owner)."""
+    return any(
+        ref.get("kind") == "Plugin" and ref.get("uid") == plugin_uid and ref.get("controller")
+        for ref in (secret.get("metadata") or {}).get("ownerReferences") or []
+    )
+
+
+def _value(secret: Mapping[str, Any], key: str) -> str | None:
+    raw = (secret.get("data") or {}).get(key)
+    if not isinstance(raw, str):
+        return None
+    try:
+        return base64.b64decode(raw, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def signing_secret(secret: Mapping[str, Any]) -> str | None:
+    return _value(secret, SIGNING_KEY)
+
+
+def secret_config(secret: Mapping[str, Any]) -> dict[str, Any]:
+    """The secret configuration the Secret holds ({} when absent or unreadable)."""
+    raw = _value(secret, CONFIG_KEY)
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
