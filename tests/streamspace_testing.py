@@ -86,6 +86,7 @@ class Objects:
             "templates": "Template",
             "connections": "Connection",
             "templaterepositories": "TemplateRepository",
+            "plugins": "Plugin",
         }[plural]
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}}
         self.custom.create_namespaced_custom_object(

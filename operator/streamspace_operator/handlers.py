@@ -18,7 +18,15 @@ from psycopg_pool import AsyncConnectionPool
 from streamspace import API_GROUP, API_VERSION
 from streamspace.config import Settings
 from streamspace.db.migrate import migrate
-from streamspace_operator import connections, metrics, repositories, sessions, templates, timers
+from streamspace_operator import (
+    connections,
+    metrics,
+    plugins,
+    repositories,
+    sessions,
+    templates,
+    timers,
+)
 from streamspace_operator.context import context
 from streamspace_operator.kube import Kube, connect
 
@@ -95,8 +103,10 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     templates.register(registry, settings)
     connections.register(registry, settings)
     repositories.register(registry, settings)
+    plugins.register(registry, settings)
     metrics.register(registry, settings)
-    # The kinds with timers (sessions: drift, stale and idle checks; repositories: due syncs).
-    for plural in ("sessions", "templaterepositories"):
+    # The kinds with timers (sessions: drift, stale and idle checks; repositories: due syncs;
+    # plugins: drift).
+    for plural in ("sessions", "templaterepositories", "plugins"):
         timers.stop_timers_on_deletion(registry, (API_GROUP, API_VERSION, plural))
     return registry

@@ -33,6 +33,7 @@ PLURALS = {
     "Template": "templates",
     "Connection": "connections",
     "TemplateRepository": "templaterepositories",
+    "Plugin": "plugins",
 }
 
 
@@ -194,6 +195,7 @@ class Kube:
             "Ingress": self.networking.read_namespaced_ingress,
             "NetworkPolicy": self.networking.read_namespaced_network_policy,
             "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,
+            "Secret": self.core.read_namespaced_secret,
         }[kind]
         return await _json(reader, name, namespace)
 
@@ -249,6 +251,18 @@ class Kube:
         try:
             await self.core.create_namespaced_persistent_volume_claim(
                 meta["namespace"], dict(manifest)
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def create_secret(self, manifest: Mapping[str, Any]) -> bool:
+        """Create a Secret unless one of that name exists (False then: never overwritten)."""
+        try:
+            await self.core.create_namespaced_secret(
+                manifest["metadata"]["namespace"], dict(manifest)
             )
         except ApiException as exc:
             if exc.status == 409:

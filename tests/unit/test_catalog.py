@@ -100,7 +100,7 @@ def test_non_utf8_and_non_mapping_documents() -> None:
 def test_plugin_manifests() -> None:
     manifest = (
         '{"name": "slack-notify", "version": "1.2.0", "displayName": "Slack", "type": "webhook",'
-        ' "configSchema": {}, "permissions": ["sessions:read"]}'
+        ' "configSchema": {}, "permissions": [{"name": "sessions.read", "risk": "low"}]}'
     )
     result = parse_repository(
         [

@@ -21,5 +21,11 @@ def test_no_handler_makes_kopf_put_a_finalizer() -> None:
 def test_every_timer_stops_once_its_object_is_deleted() -> None:
     registry = build_registry(load_settings({}))
     timers = list(registry._spawning.get_all_handlers())
-    assert {t.id for t in timers} == {"session_drift", "stale_check", "idle_check", "sync_due"}
+    assert {t.id for t in timers} == {
+        "session_drift",
+        "stale_check",
+        "idle_check",
+        "sync_due",
+        "plugin_drift",
+    }
     assert all(t.when is alive for t in timers)

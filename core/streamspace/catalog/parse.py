@@ -26,13 +26,13 @@ import yaml
 
 from streamspace.config import SyncSettings
 from streamspace.naming import is_object_name
+from streamspace.plugins.manifest import manifest_problems
 from streamspace.templates import infer_app_type, normalize_resources
 
 # libyaml's C parser when PyYAML has it (the wheels do): same safe semantics, ~10x faster.
 SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 API_VERSIONS = frozenset({"stream.space/v1alpha1", "stream.streamspace.io/v1alpha1"})
-PLUGIN_TYPES = frozenset({"extension", "webhook", "api", "ui", "theme"})
 
 
 @dataclass(frozen=True)
@@ -255,16 +255,11 @@ def _template(doc: Mapping[str, Any], path: str, limits: Limits) -> CatalogTempl
 
 
 def _plugin(data: Any, path: str, limits: Limits) -> CatalogPlugin | str:
-    if not isinstance(data, Mapping):
-        return "manifest.json must hold an object"
-    name, version = data.get("name"), data.get("version")
-    if not isinstance(name, str) or not is_object_name(name):
-        return f"name {name!r} is not a valid name"
-    if not isinstance(version, str) or not version:
-        return f"{name}: version is required"
-    plugin_type = data.get("type")
-    if plugin_type not in PLUGIN_TYPES:
-        return f"{name}: type {plugin_type!r} must be one of {', '.join(sorted(PLUGIN_TYPES))}"
+    if problems := manifest_problems(data):
+        name = data.get("name") if isinstance(data, Mapping) else None
+        prefix = f"{name}: " if isinstance(name, str) and name else ""
+        return prefix + "; ".join(problems)
+    name, version, plugin_type = str(data["name"]), str(data["version"]), str(data["type"])
     if (too_large := _fits(data, limits)) is not None:
         return f"{name}: {too_large}"
     icon = data.get("icon") or data.get("iconUrl")

@@ -1,4 +1,4 @@
-"""The catalog tables: written by the operator's repository sync.
+"""The catalog tables: written by the operator's repository sync, read by its Plugin reconcile.
 
 The ``repositories`` row itself belongs to the facade's mirror (one writer per table).
 
@@ -9,6 +9,8 @@ ratings and installations, which refer to its id) survive every re-sync (decisio
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
@@ -115,3 +117,17 @@ async def delete_catalog(conn: AsyncConnection, repository_uid: str) -> None:
         await conn.execute(
             "DELETE FROM catalog_plugins WHERE repository_uid = %s", (repository_uid,)
         )
+
+
+async def catalog_plugin(
+    conn: AsyncConnection, repository_uid: str, name: str
+) -> tuple[int, str, dict[str, Any]] | None:
+    """The catalog entry ``name`` of one repository: (id, version, manifest), None if absent."""
+    cur = await conn.execute(
+        "SELECT id, version, manifest FROM catalog_plugins WHERE repository_uid = %s AND name = %s",
+        (repository_uid, name),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return int(row[0]), str(row[1]), dict(row[2])
