@@ -54,6 +54,15 @@ SUBJECTS = {
 STOPPED = frozenset({"Terminated", "Failed"})
 
 
+def _hibernated_since_started(row: Row) -> bool:
+    """The session was hibernated after it last started (waking goes Hibernated → Pending →
+    Running, so the phase just before Running is not Hibernated)."""
+    if row.get("phase") == "Hibernated":
+        return True
+    hibernated, started = row.get("hibernated_at"), row.get("started_at")
+    return hibernated is not None and (started is None or hibernated > started)
+
+
 def _session(old: Row | None, new: Row | None) -> list[str]:
     if new is None:
         return ["session.deleted"] if old is not None else []
@@ -62,7 +71,8 @@ def _session(old: Row | None, new: Row | None) -> list[str]:
     out = ["session.created"] if old is None else []
     if after != before:
         if after == "Running":
-            out.append("session.woken" if before == "Hibernated" else "session.started")
+            woken = old is not None and _hibernated_since_started(old)
+            out.append("session.woken" if woken else "session.started")
         elif after == "Hibernated":
             out.append("session.hibernated")
         elif after in STOPPED and before not in STOPPED:

@@ -19,8 +19,16 @@ T1 = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
 T2 = T1 + timedelta(minutes=5)
 
 
-def session(phase: str | None) -> dict[str, Any]:
-    return {"id": "s1", "namespace": "ns", "phase": phase}
+def session(
+    phase: str | None, started: datetime | None = None, hibernated: datetime | None = None
+) -> dict[str, Any]:
+    return {
+        "id": "s1",
+        "namespace": "ns",
+        "phase": phase,
+        "started_at": started,
+        "hibernated_at": hibernated,
+    }
 
 
 def connection(state: str) -> dict[str, Any]:
@@ -43,6 +51,14 @@ CASES: list[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None, list[s
      ["session.created", "session.started"]),
     ("hibernated", "sessions", session("Running"), session("Hibernated"), ["session.hibernated"]),
     ("woken", "sessions", session("Hibernated"), session("Running"), ["session.woken"]),
+    ("woken through Pending", "sessions", session("Pending", T1, T2), session("Running", T2, T2),
+     ["session.woken"]),
+    ("restarted after a failure, hibernated long ago", "sessions",
+     session("Failed", T2, T1), session("Running", T2, T1), ["session.started"]),
+    ("created hibernated, then running", "sessions", session("Pending", None, T1),
+     session("Running", T2, T1), ["session.woken"]),
+    ("pending after waking: nothing yet", "sessions", session("Hibernated", T1, T2),
+     session("Pending", T1, T2), []),
     ("hibernating → hibernated", "sessions", session("Hibernating"), session("Hibernated"),
      ["session.hibernated"]),
     ("terminated", "sessions", session("Running"), session("Terminated"), ["session.stopped"]),
