@@ -196,6 +196,10 @@ class Mirror:
         self.ready.set()
 
     async def _follow(self, table: tables.Table) -> None:
+        if table.name != tables.PLUGINS.name:
+            # the plugins first: events derived by the other tables' resyncs go to the plugins
+            # subscribed now, not to an empty table (a fresh database, a long outage)
+            await self._resynced[tables.PLUGINS.name].wait()
         while True:
             items, version = await self.kube.list(table.kind, self.namespace)
             async with self._writing, self.pool.connection() as conn:

@@ -44,8 +44,8 @@ EVENTS_ENV = {
     "EVENT_RETRY_CAP": "4s",
     "EVENT_RETRY_BUDGET": "100",
     "EVENT_POLL_INTERVAL": "500ms",
-    "EVENT_DELIVERY_TIMEOUT": "3s",
-    "EVENT_DELIVERY_LEASE": "6s",
+    "EVENT_DELIVERY_TIMEOUT": "5s",
+    "EVENT_DELIVERY_LEASE": "8s",
 }
 
 
@@ -93,6 +93,11 @@ def events_stack(faults: Faults, tmp_path: Path) -> Iterator[EventStack]:
             },
         )
         assert wait_until(lambda: _phase(objects) == "Ready", SETTLE), _plugin(objects)
+        # subscribers are read from the mirror: wait until it shows the plugin Ready too
+        admin = Client(facade_url(facade), token("root", "admin"))
+        assert wait_until(
+            lambda: (admin.get("/api/v1/plugins/audit").body or {}).get("phase") == "Ready", 60
+        )
         secret = objects.core.read_namespaced_secret("plugin-audit", namespace)
         receiver.secret = base64.b64decode(secret.data["signing-secret"]).decode()
         yield EventStack(namespace, operator, facade, receiver, objects)
