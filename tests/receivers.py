@@ -93,6 +93,8 @@ class Receiver:
             self.requests += 1
         if self._held is not None:
             await self._held.wait()
+        if not self.secret:  # not told the plugin's secret yet: not ready (the sender retries)
+            return web.Response(status=503)
         try:
             Webhook(self.secret).verify(body, dict(request.headers))
         except WebhookVerificationError as exc:
