@@ -1,8 +1,9 @@
 """Scenario `events`: plugin events from a Session change to their receipt at a receiver.
 
 100 sessions change continuously: each flips its ``status.phase`` between ``Running`` and
-``Hibernated`` every ``PERIOD`` seconds (written with the status subresource, as the operator
-writes it, so that no pods are needed and only the event pipeline is measured). The facade (a
+``Hibernated`` every ``EVENTS_PERIOD`` seconds (2) for ``EVENTS_SECONDS`` (60), written with
+the status subresource as the operator writes it, so that no pods are needed and only the event
+pipeline is measured. The facade (a
 process of its own, minimal control plane, throw-away PostgreSQL) mirrors each change, derives
 ``session.hibernated``/``session.woken`` in the mirror's transaction, and its delivery worker
 posts each, signed, to a loopback HTTPS receiver in this process that verifies the signature.
@@ -51,8 +52,8 @@ from streamspace_dev import process
 NAMESPACE = "bench-events"
 JWT_SECRET = secrets.token_urlsafe(32)
 SESSIONS = 100
-PERIOD = 2.0  # seconds between two changes of one session
-DURATION = 60.0  # seconds of load
+PERIOD = float(os.environ.get("EVENTS_PERIOD", "2"))  # seconds between two changes of a session
+DURATION = float(os.environ.get("EVENTS_SECONDS", "60"))  # seconds of load
 DRAIN = 120.0  # seconds the backlog may take to arrive afterwards
 
 
