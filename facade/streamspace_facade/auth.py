@@ -1,9 +1,10 @@
 """Who is calling: an ``Authorization: Bearer`` header turned into a ``Principal``.
 
-The credential is either an API key (``sk_...``, looked up by its SHA-256 hash in PostgreSQL) or
-a JWT: HS256 with ``JWT_SECRET``, or signed by the OIDC issuer's keys. Verification itself is in
-``streamspace.auth.tokens``; this module does the I/O around it: the key lookup, and fetching the
-issuer's key set (discovery document, then ``jwks_uri``) with a cache shared by all requests.
+The credential is either an API key (``sk_...``, looked up by its SHA-256 hash in PostgreSQL) or a
+JWT: HS256 with ``JWT_SECRET``, or signed by the OIDC issuer's keys. Verification itself is in
+``streamspace.auth.tokens``; this module does the I/O around it: the key lookup (through the storage
+layer's ``ApiKeyStore``), and fetching the issuer's key set (discovery document, then ``jwks_uri``)
+with a cache shared by all requests.
 
 Failures leave as 401 with a short message that never repeats the credential, or as 503 when the
 database or the identity provider cannot be reached, so clients retry instead of logging out.

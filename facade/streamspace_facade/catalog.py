@@ -3,7 +3,7 @@
 Templates are read from and written to the API server (they are few and small). The catalog is
 read from PostgreSQL, where the operator's repository sync stores it. Repositories are written
 as TemplateRepository CRs and listed from the mirror. Credentials go to a Secret made for the
-repository, owned by it and never returned; the facade only ever creates Secrets (never reads,
+repository, owned by it and never returned; the facade only ever creates these (never reads,
 changes or deletes one): the garbage collector deletes it with the repository (decision 90).
 Sync requests set the ``stream.space/sync-requested`` annotation, which the operator acts on.
 """

@@ -33,8 +33,11 @@ IDEMPOTENCY = web.RequestKey("idempotency", Key)
 
 NOT_STORED = web.RequestKey("idempotency-not-stored", bool)
 """Set by a handler whose answer holds a secret (a plugin's signing secret): the answer is not
-stored in PostgreSQL; the claim is released and a retry is served again, finding what the first
-request made through the object (decision 123)."""
+stored in PostgreSQL, only that the key was served (``REBUILD`` in place of the answer); a retry
+with the same request is served again and finds what the first one made through the object,
+a different request with the key is still a 422 (decision 123)."""
+REBUILD = "application/vnd.streamspace.rebuild"
+"""The content type stored for an answer that was not stored: serve the retry again."""
 
 DB_WAIT = 2.0
 """Seconds to wait for a pooled connection (and twice that for the whole exchange): an outage
@@ -108,6 +111,8 @@ async def _idempotent(
             if outcome is Outcome.IN_PROGRESS:
                 raise conflict("a request with this Idempotency-Key is still being served")
             if outcome is Outcome.REPLAY and stored is not None:
+                if stored.content_type == REBUILD:
+                    return await handler(request)  # it finds what the first request made
                 return web.Response(
                     status=stored.status or 200,
                     text=stored.body,
@@ -133,15 +138,15 @@ async def _settle(request: web.Request, key: Key, response: web.StreamResponse |
         async with asyncio.timeout(DB_WAIT * 2):
             if (
                 isinstance(response, web.Response)
-                and not request.get(NOT_STORED)
                 and 200 <= response.status < 300
                 and isinstance(response.body, bytes)
             ):
+                secret = bool(request.get(NOT_STORED))
                 await keys.complete(
                     key,
                     response.status,
-                    response.body.decode(),
-                    response.content_type,
+                    "" if secret else response.body.decode(),
+                    REBUILD if secret else response.content_type,
                     wait=DB_WAIT,
                 )
             else:

@@ -268,7 +268,7 @@ class Kube:
         return obj
 
     async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Create a Secret (named, or with ``generateName``); the only Secret call there is."""
+        """Create a Secret (named, or with ``generateName``)."""
         obj: dict[str, Any] = await self._call(
             "Secret",
             body["metadata"].get("name"),

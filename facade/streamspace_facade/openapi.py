@@ -11,12 +11,17 @@ The component schemas (and the conventions they follow) are in ``openapi_schemas
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from streamspace import __version__
+from streamspace_facade.openapi_ops import ERRORS, KUBE, Op
+from streamspace_facade.openapi_ops import header_param as _header
+from streamspace_facade.openapi_ops import named_path_param as _named_path
+from streamspace_facade.openapi_ops import path_param as _path
+from streamspace_facade.openapi_ops import query_param as _query
+from streamspace_facade.openapi_plugins import PLUGIN_OPERATIONS, plugin_schemas
 from streamspace_facade.openapi_schemas import (
     APP_TYPE,
     DELIVERY_STATUS,
@@ -28,105 +33,6 @@ from streamspace_facade.openapi_schemas import (
     string,
 )
 from streamspace_facade.podlogs import BACKLOG
-
-# --- operations ---------------------------------------------------------------------------------
-
-ERRORS: dict[int, tuple[str, str]] = {
-    400: ("BadRequest", "The body is not a JSON object, or Kubernetes refused it as malformed."),
-    401: ("Unauthorized", "No valid Bearer credential (or webhook signature)."),
-    403: (
-        "Forbidden",
-        "The caller's role does not allow this, or (code LIMIT_EXCEEDED) it asks for more than "
-        "an admin-set limit allows; details.limit names the setting.",
-    ),
-    404: ("NotFound", "No such object, or one the caller may not see."),
-    409: ("Conflict", "It exists already, or its state does not allow this."),
-    413: ("TooLarge", "The body is larger than 1 MiB."),
-    422: ("Invalid", "The request failed validation; details.fields says where and why."),
-    426: ("UpgradeRequired", "A WebSocket stream was requested without the upgrade."),
-    429: (
-        "TooManyRequests",
-        "A limit was reached (code RATE_LIMITED or TOO_MANY_STREAMS; details.limit names the "
-        "setting); retry after the Retry-After header's seconds where one is given.",
-    ),
-    502: ("BadGateway", "The Kubernetes API answered with an unexpected error."),
-    503: ("Unavailable", "PostgreSQL, Kubernetes or the identity provider is unreachable."),
-}
-SUCCESS = {
-    101: "Switching to the WebSocket protocol; the messages are described in the summary.",
-    200: "OK.",
-    201: "Created.",
-    202: "Accepted: the operator acts on it.",
-    204: "Done.",
-}
-KUBE = (502, 503)
-"""What every route that calls the Kubernetes API may also answer."""
-
-
-def _path(description: str, schema: Schema | None = None) -> Schema:
-    schema = schema or string(minLength=1, maxLength=253)
-    return {
-        "name": "id",
-        "in": "path",
-        "required": True,
-        "description": description,
-        "schema": schema,
-    }
-
-
-def _named_path(name: str, description: str) -> Schema:
-    return {**_path(description), "name": name}
-
-
-def _query(name: str, description: str, schema: Schema | None = None, **extra: Any) -> Schema:
-    return {
-        "name": name,
-        "in": "query",
-        "description": description,
-        "schema": schema or string(),
-        **extra,
-    }
-
-
-def _header(name: str, description: str) -> Schema:
-    return {"name": name, "in": "header", "description": description, "schema": string()}
-
-
-@dataclass(frozen=True)
-class Op:
-    """One route: what it answers on success (status → schema name, None: no body) and else."""
-
-    method: str
-    path: str
-    operation_id: str
-    summary: str
-    ok: dict[int, str | None]
-    errors: tuple[int, ...] = ()
-    parameters: tuple[Schema, ...] = ()
-    body: str | None = None
-    public: bool = False
-
-    def render(self, tag: str) -> Schema:
-        codes = set(self.errors) | (set() if self.public else {401, 503})
-        op: Schema = {"operationId": self.operation_id, "summary": self.summary, "tags": [tag]}
-        if self.public:
-            op["security"] = []
-        if self.parameters:
-            op["parameters"] = list(self.parameters)
-        if self.body is not None:
-            codes |= {400, 413, 422}
-            content = {"application/json": {"schema": ref(self.body)}}
-            op["requestBody"] = {"required": True, "content": content}
-        responses: dict[str, Schema] = {}
-        for status, name in self.ok.items():
-            responses[str(status)] = {"description": SUCCESS[status]}
-            if name is not None:
-                responses[str(status)]["content"] = {"application/json": {"schema": ref(name)}}
-        for status in sorted(codes):
-            responses[str(status)] = {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
-        op["responses"] = responses
-        return op
-
 
 SESSION = _path("The Session's id (its name).")
 CONNECTION = _query("connectionId", "From the connect answer.", string(minLength=1), required=True)
@@ -301,6 +207,7 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
            {202: "PluginDelivery"}, (403, 404, 409),
            (PLUGIN, _named_path("deliveryId", "The delivery's id (its webhook-id)."))),
     ),
+    "plugins": PLUGIN_OPERATIONS,
     "webhooks": (
         Op("post", "/webhooks/repository/sync", "repositoryWebhook", "A signed Git push: sync "
            "the repositories it concerns (200: not a branch push, or a repeated delivery)",
@@ -341,7 +248,7 @@ def document(app: web.Application) -> dict[str, Any]:
                     "description": "A JWT (HS256, or RS256 from the OIDC issuer) or an API key.",
                 }
             },
-            "schemas": schemas(),
+            "schemas": {**schemas(), **plugin_schemas()},
             "responses": {
                 name: {
                     "description": description,

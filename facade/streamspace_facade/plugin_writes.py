@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from streamspace import idempotency, plugin_config, plugin_secret
+from streamspace import idempotency
 from streamspace.db.mirror import INSTALLED_BY, PLUGINS, SECRET_KEYS
 from streamspace.naming import is_dns_label
+from streamspace.plugins import fields as plugin_config
+from streamspace.plugins import secret as plugin_secret
+from streamspace.plugins.policy import SECRET_ANNOTATION
+from streamspace.sync_requests import stamp
 from streamspace_facade.errors import ApiError, conflict, invalid, not_found
 from streamspace_facade.idempotency import IDEMPOTENCY, NOT_STORED
 from streamspace_facade.plugin_views import (
@@ -57,13 +62,21 @@ def _schema(entry: CatalogPlugin) -> Any:
 
 
 def _checked(schema: Any, config: Mapping[str, Any]) -> None:
-    problems = plugin_config.problems(schema, config)
+    problems = plugin_config.nul_paths(config) or plugin_config.problems(schema, config)
     if problems:
         raise invalid(problems)
 
 
+CONFIG_WRITTEN = "stream.space/config-written"
+"""Stamped on every config change: a change of the Secret alone must still change the Plugin,
+or the operator would not re-validate before its drift timer (decision 117)."""
+
+
 def _annotations(secret: Mapping[str, Any]) -> dict[str, str | None]:
-    return {SECRET_KEYS: ",".join(plugin_config.leaf_paths(secret)) or None}
+    return {
+        SECRET_KEYS: ",".join(plugin_config.names(secret)) or None,
+        CONFIG_WRITTEN: stamp(datetime.now(UTC)),
+    }
 
 
 async def install(request: web.Request) -> web.Response:
@@ -107,7 +120,7 @@ async def install(request: web.Request) -> web.Response:
         "install",
         "plugin",
         name,
-        {"catalogId": entry.id, "config": public, "secretConfig": plugin_config.leaf_paths(secret)},
+        {"catalogId": entry.id, "config": public, "secretConfig": plugin_config.names(secret)},
     )
     return web.json_response({**fresh_view(obj, entry), "signingSecret": signing}, status=201)
 
@@ -124,9 +137,10 @@ async def _create_plugin(
     """The Plugin, and whether this request made it (False: a retry of the request that did)."""
     svc = services(request)
     key = request.get(IDEMPOTENCY)
-    annotations: dict[str, str] = {INSTALLED_BY: user}
+    # the facade makes the Secret (to hand out its signing secret): the operator waits for it
+    annotations: dict[str, str] = {INSTALLED_BY: user, SECRET_ANNOTATION: "provided"}
     if secret:
-        annotations[SECRET_KEYS] = ",".join(plugin_config.leaf_paths(secret))
+        annotations[SECRET_KEYS] = ",".join(plugin_config.names(secret))
     if key is not None:
         annotations.update(idempotency.object_annotations(key))
     body = {
@@ -260,7 +274,7 @@ async def update_config(request: web.Request) -> web.Response:
         "configure",
         "plugin",
         meta["name"],
-        {"config": public, "secretConfig": plugin_config.leaf_paths(given)},
+        {"config": public, "secretConfig": plugin_config.names(given)},
     )
     return web.json_response(fresh_view(obj, entry))
 

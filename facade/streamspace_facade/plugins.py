@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from streamspace.naming import is_object_name
 from streamspace_facade import catalog, plugin_writes
 from streamspace_facade.errors import ApiError, invalid, not_found
 from streamspace_facade.plugin_views import (
@@ -114,7 +115,7 @@ async def list_installed(request: web.Request) -> web.Response:
 
 async def get_installed(request: web.Request) -> web.Response:
     svc, name = services(request), request.match_info["id"]
-    row = await store(request).installed_one(svc.namespace, name)
+    row = await store(request).installed_one(svc.namespace, name) if is_object_name(name) else None
     if row is None:
         raise not_found("plugin", name)
     return web.json_response(installed_view(row))

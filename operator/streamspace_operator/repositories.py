@@ -31,7 +31,7 @@ from streamspace.db.catalog import (
 from streamspace.durations import parse_duration
 from streamspace.lifecycle import Event
 from streamspace.sync_requests import SYNC_REQUESTED, wait_before_sync
-from streamspace_operator import timers
+from streamspace_operator import plugins, timers
 from streamspace_operator.context import Context, context, namespaced
 from streamspace_operator.metrics import timed, timing_sync
 
@@ -100,6 +100,8 @@ async def sync(ctx: Context, ns: str, name: str, *, scheduled: bool = False) -> 
         await ctx.api.patch_status("TemplateRepository", ns, name, status)
         for event in events:
             await ctx.api.post_event(body, event)
+    if status["phase"] == "Ready" and (body.get("spec") or {}).get("type") == "plugin":
+        await plugins.repository_synced(ctx, ns, name)
 
 
 async def _sync(ctx: Context, body: dict[str, Any]) -> tuple[dict[str, Any], list[Event]]:

@@ -40,6 +40,8 @@ from helm_testing import (
     installed,
     label_namespace,
 )
+from plugin_testing import catalog_plugin
+from pluginfixtures import RECORDER, plugin_repository
 from streamspace_dev.process import wait_until
 from streamspace_testing import TEMPLATE, Objects
 
@@ -130,6 +132,7 @@ def test_walkthrough_under_the_chart_service_accounts_meets_no_403(
     release: Release,
     under_service_accounts: Walk,
     api: client.ApiClient,
+    database: str,
     tmp_path: Path,
 ) -> None:
     url = under_service_accounts.processes.url
@@ -199,6 +202,45 @@ def test_walkthrough_under_the_chart_service_accounts_meets_no_403(
     )
     assert ops.delete(f"{REPOS}/private").status == 204
 
+    # a plugin installed with kubectl: the operator makes its Secret and runtime, owned by it
+    plugins = make_repo(tmp_path / "plugins", plugin_repository(RECORDER))
+    objects.create("templaterepositories", "plugins", {"url": plugins.url, "type": "plugin"})
+    objects.create(
+        "plugins",
+        "recorder",
+        {
+            "catalogPlugin": {"repository": "plugins", "name": "session-recorder"},
+            "config": {"bucket": "recordings"},
+            "approvedPermissions": ["sessions.record"],
+        },
+    )
+
+    def plugin_phase() -> str | None:
+        return ((objects.get("plugins", "recorder") or {}).get("status") or {}).get("phase")
+
+    assert wait_until(lambda: plugin_phase() == "Ready", TIMEOUT), objects.get(
+        "plugins", "recorder"
+    )
+    objects.custom.delete_namespaced_custom_object(
+        "stream.space", "v1alpha1", NAMESPACE, "plugins", "recorder"
+    )
+    objects.custom.delete_namespaced_custom_object(
+        "stream.space", "v1alpha1", NAMESPACE, "templaterepositories", "plugins"
+    )
+
+    # a plugin: installed with a secret config (the facade creates its Secret, then reads and
+    # patches it on a config change), approved, uninstalled
+    catalog_id = catalog_plugin(ops, database, NAMESPACE, repository="api-plugins")
+    body = {"pluginId": catalog_id, "config": {"url": "https://h.example", "token": "t0ken-123"}}
+    r = ops.post("/api/v1/plugins/install", {**body, "name": "hook"})
+    assert r.status == 201, r
+    config = {"config": {"url": "https://h.example/2", "token": "t0ken-456"}}
+    r = ops.request("PUT", "/api/v1/plugins/hook/config", config)
+    assert r.status == 200, r
+    r = Client(url, token("ada", "admin")).post("/api/v1/plugins/hook/approve")
+    assert r.status == 200, r
+    assert ops.delete("/api/v1/plugins/hook").status == 204
+
     # delete: the session and its children go
     assert alice.delete(f"{SESSIONS}/{sid}").status == 204
     assert wait_until(lambda: objects.session(sid) is None, TIMEOUT)
@@ -218,11 +260,8 @@ CANNOT = {
         ("create", "roles.rbac.authorization.k8s.io"),
         ("create", "rolebindings.rbac.authorization.k8s.io"),
         ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
-        ("get", "secrets"),
         ("list", "secrets"),
         ("watch", "secrets"),
-        ("get", "secrets/streamspace-secrets"),
-        ("patch", "secrets"),
         ("delete", "secrets"),
         ("create", "pods/exec"),
         ("impersonate", "users"),
@@ -246,7 +285,16 @@ CANNOT = {
     ],
 }
 CAN = {
-    FACADE_SA: [("create", "sessions.stream.space"), ("create", "secrets"), ("get", "pods/log")],
+    FACADE_SA: [
+        ("create", "sessions.stream.space"),
+        ("create", "secrets"),
+        ("get", "pods/log"),
+        ("create", "plugins.stream.space"),
+        ("watch", "plugins.stream.space"),
+        # a Plugin's Secret plugin-<name> on config changes, its owner uid checked first
+        ("get", "secrets"),
+        ("patch", "secrets"),
+    ],
     OPERATOR_SA: [
         ("create", "deployments.apps"),
         ("patch", "sessions.stream.space/status"),

@@ -37,6 +37,7 @@ from schemathesis.specs.openapi.checks import (
 
 from facade_testing import JWT_SECRET, WEBHOOK_SECRET, token
 from gitfixtures import PUBLIC_FORMAT, make_repo
+from plugin_testing import add_catalog_plugin
 from streamspace.config import load_settings
 from streamspace_dev.process import wait_until
 from streamspace_facade.app import create_app
@@ -69,6 +70,7 @@ CHECKS = [
 ]
 SESSION = "/api/v1/sessions/{id}"
 CATALOG = "/api/v1/catalog/templates"
+PLUGIN = "/api/v1/plugins"
 
 
 def test_document_names_exactly_the_routes() -> None:
@@ -148,7 +150,15 @@ def known(stack: Stack, api: client.ApiClient, tmp_path: Path) -> dict[str, Any]
         return listed
 
     assert wait_until(lambda: bool(catalog()), 60), "the catalog was not filled"
+    plugin_catalog_id = add_catalog_plugin(stack)
+    plugin = admin.post(
+        "/api/v1/plugins/install",
+        {"pluginId": plugin_catalog_id, "name": "known", "config": {"url": "https://h.example"}},
+    )
+    assert plugin.status == 201, plugin
     return {
+        "plugin": "known",
+        "pluginCatalog": plugin_catalog_id,
         "session": session.body["id"],
         "connection": connection.body["connectionId"],
         "template": "firefox",
@@ -190,6 +200,15 @@ def test_live_answers_match_the_document(
         ("POST", "/api/v1/repositories/{id}/sync", {"id": known["repository"]}, None),
         ("DELETE", "/api/v1/repositories/{id}", {"id": known["repository"]}, None),
         ("DELETE", SESSION, {"id": sid}, None),
+        ("GET", PLUGIN + "/catalog/{catalogId}", {"catalogId": known["pluginCatalog"]}, None),
+        ("POST", PLUGIN + "/catalog/{catalogId}/rate", {"catalogId": known["pluginCatalog"]}, None),
+        ("GET", PLUGIN + "/{id}", {"id": known["plugin"]}, None),
+        ("POST", PLUGIN + "/{id}/disable", {"id": known["plugin"]}, None),
+        ("POST", PLUGIN + "/{id}/enable", {"id": known["plugin"]}, None),
+        ("PUT", PLUGIN + "/{id}/config", {"id": known["plugin"]}, None),
+        ("POST", PLUGIN + "/{id}/approve", {"id": known["plugin"]}, None),
+        ("POST", PLUGIN + "/repositories/{id}/sync", {"id": "plugins"}, None),
+        ("DELETE", PLUGIN + "/{id}", {"id": known["plugin"]}, None),
     ]
     for method, path, path_parameters, query in on_objects:
         operation = schema[path][method]

@@ -27,6 +27,10 @@ ROUTES = [
     ("POST", "/api/v1/repositories"),
     ("POST", "/api/v1/catalog/repositories"),
     ("POST", "/api/v1/admin/apikeys"),
+    ("POST", "/api/v1/plugins/install"),
+    ("PUT", "/api/v1/plugins/hook/config"),
+    ("POST", "/api/v1/plugins/catalog/1/rate"),
+    ("POST", "/api/v1/plugins/repositories"),
 ]
 BOMB = b"[" * 200_000
 DEEP = b'{"tags": ' + b"[" * 40 + b"]" * 40 + b"}"  # parses, but 41 levels deep

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from gitfixtures import make_repo
+from gitfixtures import GitRepo, make_repo
 from pluginfixtures import RECORDER, WEBHOOK, plugin_repository
 from streamspace.db.migrate import migrate
 from streamspace_dev.process import wait_until
@@ -30,10 +30,9 @@ def objects(api: client.ApiClient, namespace: str) -> Objects:
     return Objects(api, namespace)
 
 
-@pytest.fixture
-def synced(
-    objects: Objects, start_operator: Callable[..., Any], database: str, tmp_path: Path
-) -> Objects:
+def start(
+    objects: Objects, start_operator: Callable[..., Any], database: str, tmp_path: Path, **env: str
+) -> GitRepo:
     """The operator running, and a plugin repository with WEBHOOK and RECORDER synced."""
     migrate(database)
     git = make_repo(tmp_path / "plugins", plugin_repository(WEBHOOK, RECORDER))
@@ -41,13 +40,21 @@ def synced(
         DATABASE_URL=database,
         ALLOW_LOCAL_REPOS="true",
         SYNC_WORK_DIR=str(tmp_path / "work"),
-        RECONCILE_INTERVAL="1s",
+        **env,
     )
     objects.create("templaterepositories", REPOSITORY, {"url": git.url, "type": "plugin"})
     assert wait_until(
         lambda: status(objects, "templaterepositories", REPOSITORY).get("pluginCount") == 2,
         TIMEOUT,
     ), status(objects, "templaterepositories", REPOSITORY)
+    return git
+
+
+@pytest.fixture
+def synced(
+    objects: Objects, start_operator: Callable[..., Any], database: str, tmp_path: Path
+) -> Objects:
+    start(objects, start_operator, database, tmp_path, RECONCILE_INTERVAL="1s")
     return objects
 
 
@@ -233,3 +240,48 @@ def test_a_plugin_whose_catalog_entry_is_missing_waits_then_resolves(
     current = wait_phase(objects, "pinned", "Failed", generation=2)
     assert condition(current, "Ready")["reason"] == "VersionUnavailable"
     assert current["version"] == "1.2.0"
+
+
+def test_a_sync_brings_upgrades_and_removals_to_the_installed_plugins(
+    objects: Objects, start_operator: Callable[..., Any], database: str, tmp_path: Path
+) -> None:
+    """An upgrade that adds a high-risk permission asks again; a plugin gone from the catalog
+    stops. The sync itself re-reconciles the repository's Plugins (the drift timer is left at
+    its default of a minute, beyond the deadline)."""
+    git = start(objects, start_operator, database, tmp_path)
+    install(objects, "hook", "audit-hook", config={"url": "https://hooks.example.com/x"})
+    install(
+        objects,
+        "recorder",
+        "session-recorder",
+        config={"bucket": "b"},
+        approvedPermissions=["sessions.record"],
+    )
+    wait_phase(objects, "hook", "Ready")
+    assert wait_until(lambda: replicas(objects, "plugin-recorder") == 1, TIMEOUT)
+    upgraded = {
+        **WEBHOOK,
+        "version": "2.0.0",
+        "permissions": [*WEBHOOK["permissions"], {"name": "users.admin", "risk": "high"}],
+    }
+    git.commit(
+        plugin_repository(upgraded),
+        remove=["plugins/session-recorder/manifest.json"],
+        message="2.0.0 asks for more; the recorder leaves",
+    )
+    objects.custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        objects.ns,
+        "templaterepositories",
+        REPOSITORY,
+        {"metadata": {"annotations": {"stream.space/sync-requested": "upgrade"}}},
+    )
+    current = wait_phase(objects, "hook", "PendingApproval")
+    assert current["version"] == "2.0.0"
+    assert "users.admin" in condition(current, "Approved")["message"]
+    gone = wait_phase(objects, "recorder", "Pending")
+    assert condition(gone, "Ready")["reason"] == "CatalogEntryNotFound"
+    assert wait_until(lambda: replicas(objects, "plugin-recorder") == 0, TIMEOUT)
+    patch_spec(objects, "hook", {"approvedPermissions": ["users.admin"]})
+    assert wait_phase(objects, "hook", "Ready")["version"] == "2.0.0"

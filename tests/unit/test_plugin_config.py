@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from streamspace import plugin_config, plugin_secret
 from streamspace.db.mirror import plugin_row
+from streamspace.plugins import fields as plugin_config
+from streamspace.plugins import secret as plugin_secret
 from streamspace_facade.plugin_writes import merge_patch
 
 pytestmark = pytest.mark.unit
@@ -57,17 +58,18 @@ def test_valid_config_has_no_problems() -> None:
     assert plugin_config.problems(None, {"anything": 1}) == {}
 
 
-def test_secret_properties_are_split_out_and_merged_back() -> None:
+def test_secret_properties_are_split_out_by_top_level_property() -> None:
     config = {
         "url": "https://x.example",
         "token": "12345678",
         "auth": {"user": "bob", "password": "pw"},
     }
     public, secret = plugin_config.split(SCHEMA, config)
-    assert public == {"url": "https://x.example", "auth": {"user": "bob"}}
-    assert secret == {"token": "12345678", "auth": {"password": "pw"}}
+    # auth holds a secret: it goes whole, as the operator merges top-level properties
+    assert public == {"url": "https://x.example"}
+    assert secret == {"token": "12345678", "auth": {"user": "bob", "password": "pw"}}
     assert plugin_config.merge(public, secret) == config
-    assert plugin_config.leaf_paths(secret) == ["auth.password", "token"]
+    assert plugin_config.names(secret) == ["auth", "token"]
     assert plugin_config.secret_paths(SCHEMA) == {("token",), ("auth", "password")}
 
 

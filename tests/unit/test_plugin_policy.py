@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from pluginfixtures import RECORDER, WEBHOOK
 from streamspace.plugins.config import config_errors, field_path, secret_properties
+from streamspace.plugins.manifest import RISKS
 from streamspace.plugins.policy import (
     CatalogEntry,
     Gathered,
@@ -18,6 +22,7 @@ from streamspace.plugins.policy import (
     decide,
     webhook_url_problem,
 )
+from streamspace.plugins.workload import child_name
 
 pytestmark = pytest.mark.unit
 
@@ -323,3 +328,100 @@ def test_config_helpers() -> None:
     schema = {"type": "object", "properties": {"n": {"type": "object", "required": ["x"]}}}
     assert config_errors(schema, {"n": {}}) == ["n.x: is required"]
     assert config_errors(schema, {"n": {"x": 1}}) == []
+
+
+def test_a_runtime_stops_when_its_catalog_entry_goes_and_goes_when_the_image_does() -> None:
+    approved = {"config": {"bucket": "b"}, "approvedPermissions": ["sessions.record"]}
+    running = owned("Deployment", spec={"replicas": 1})
+    running["metadata"]["uid"] = "deploy-uid"
+    gone = decide(
+        plugin(RECORDER, spec=approved),
+        Gathered(catalog=None, secret=secret_with({}), runtime={"Deployment": running}),
+        NOW,
+    )
+    assert gone.scale_to_zero == "deploy-uid" and gone.apply == []
+    foreign = {"metadata": {"name": "plugin-p1", "uid": "x"}, "spec": {"replicas": 1}}
+    untouched = decide(
+        plugin(RECORDER, spec=approved),
+        Gathered(catalog=None, secret=secret_with({}), runtime={"Deployment": foreign}),
+        NOW,
+    )
+    assert untouched.scale_to_zero is None
+
+    service = owned("Service")
+    service["metadata"]["uid"] = "svc-uid"
+    no_image = {k: v for k, v in RECORDER.items() if k not in ("image", "port")}
+    plan = decide(
+        plugin(RECORDER, spec=approved),
+        gathered(
+            no_image, runtime={"Deployment": running, "Service": service, "NetworkPolicy": None}
+        ),
+        NOW,
+    )
+    assert plan.delete == [("Deployment", "deploy-uid"), ("Service", "svc-uid")]
+    assert plan.apply == []
+
+
+# -- the status written is the status the CRD declares (crds/ is the source of truth) ---------
+
+CRD = Path(__file__).resolve().parents[2] / "crds" / "plugin.yaml"
+
+
+def crd_schema() -> dict[str, Any]:
+    crd = yaml.safe_load(CRD.read_text())
+    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def every_plan() -> list[dict[str, Any]]:
+    plans = [decide(case.values[0], case.values[1], NOW).status for case in CASES]
+    return plans
+
+
+def test_every_status_field_written_is_declared_so_none_is_pruned() -> None:
+    status = crd_schema()["properties"]["status"]["properties"]
+    condition = status["conditions"]["items"]["properties"]
+    reason = re.compile(status["conditions"]["items"]["properties"]["reason"]["pattern"])
+    for written in every_plan():
+        assert set(written) <= set(status), set(written) - set(status)
+        assert written["phase"] in status["phase"]["enum"]
+        for cond in written["conditions"]:
+            assert set(cond) <= set(condition)
+            assert reason.fullmatch(cond["reason"])
+        for permission in written.get("permissions", []):
+            assert (
+                permission["risk"] in status["permissions"]["items"]["properties"]["risk"]["enum"]
+            )
+
+
+def test_the_crd_and_the_manifest_rules_agree() -> None:
+    status = crd_schema()["properties"]["status"]["properties"]
+    assert tuple(status["permissions"]["items"]["properties"]["risk"]["enum"]) == RISKS
+    assert child_name("p" * 56) == "plugin-" + "p" * 56 and len(child_name("p" * 56)) == 63
+
+
+def test_a_secret_value_never_reaches_an_error_message() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "token": {"type": "string", "writeOnly": True, "minLength": 40},
+            "password": {"type": "string", "format": "password", "pattern": "^[0-9]+$"},
+            "name": {"type": "string", "minLength": 10},
+        },
+        "not": {"required": ["name", "token"], "properties": {"name": {"const": "x"}}},
+    }
+    config = {"token": "hunter2-token", "password": "pa55-word", "name": "x"}
+    errors = config_errors(schema, config)
+    text = "\n".join(errors)
+    assert "hunter2-token" not in text and "pa55-word" not in text
+    assert "token: does not satisfy minLength (a secret value)" in errors
+    assert "password: does not satisfy pattern (a secret value)" in errors
+    assert "name: 'x' is too short" in errors  # plain values are quoted as usual
+
+
+def test_a_foreign_secret_is_never_read_for_config() -> None:
+    foreign = secret_with({"token": "stolen"}, uid="someone-else")
+    plan = decide(plugin(spec={"config": URL}), gathered(WEBHOOK, secret=foreign), NOW)
+    assert plan.status["phase"] == "Failed"
+    assert "stolen" not in json.dumps(plan.status)
+    assert plan.status.get("url") == URL["url"]

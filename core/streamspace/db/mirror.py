@@ -113,7 +113,7 @@ INSTALLED_BY = "stream.space/installed-by"
 """On a Plugin the API installed: who installed it."""
 SECRET_KEYS = "stream.space/secret-config"  # noqa: S105 (an annotation name)
 """On a Plugin the API installed or configured: the secret config properties that have a value
-(comma-separated dotted paths; the values are in the plugin's Secret only)."""
+(comma-separated top-level names; the values are in the plugin's Secret only)."""
 
 
 def _condition_true(status: Mapping[str, Any], kind: str) -> bool:
@@ -121,6 +121,18 @@ def _condition_true(status: Mapping[str, Any], kind: str) -> bool:
         isinstance(c, Mapping) and c.get("type") == kind and c.get("status") == "True"
         for c in status.get("conditions") or []
     )
+
+
+def _without_nul(value: Any) -> Any:
+    """``value`` without NUL characters, which jsonb cannot hold (a Plugin applied with kubectl
+    may carry any JSON in its config; its row must still be written)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, Mapping):
+        return {str(k).replace("\x00", ""): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def plugin_row(obj: Mapping[str, Any]) -> Row:
@@ -137,7 +149,7 @@ def plugin_row(obj: Mapping[str, Any]) -> Row:
         "version": status.get("version") or catalog.get("version"),
         "plugin_type": status.get("pluginType"),
         "enabled": bool(spec.get("enabled", True)),
-        "config": dict(spec.get("config") or {}),
+        "config": _without_nul(dict(spec.get("config") or {})),
         "secret_keys": sorted({k for k in secret_keys.split(",") if k}),
         "phase": status.get("phase"),
         "message": status.get("message"),

@@ -37,8 +37,13 @@ def field_path(parts: Iterable[str | int]) -> str:
     return text or "(root)"
 
 
-def _describe(error: ValidationError) -> tuple[str, str]:
+def _describe(error: ValidationError, secrets: Mapping[str, Any]) -> tuple[str, str]:
     path = list(error.absolute_path)
+    # jsonschema quotes the failing value in its message; a secret's value must never reach a
+    # status or a response, so its failures (and any message quoting one) say only the rule.
+    hidden = [str(v) for v in secrets.values() if str(v)]
+    if (path and path[0] in secrets) or any(value in error.message for value in hidden):
+        return field_path(path), f"does not satisfy {error.validator!s} (a secret value)"
     required = error.validator_value
     if error.validator == "required" and isinstance(error.instance, Mapping):
         # jsonschema reports a missing property at its parent; name the property itself.
@@ -51,13 +56,15 @@ def _describe(error: ValidationError) -> tuple[str, str]:
 
 def config_errors(schema: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
     """``"<field path>: <what is wrong>"`` for every failure, sorted by path; empty when valid.
+    Failures of secret properties name the rule, never the value.
 
     The schema was checked against its meta-schema when the catalog stored it; the dialect is
     its ``$schema``, draft 2020-12 when it names none.
     """
     cls = validator_for(schema, default=Draft202012Validator)
     validator = cls(dict(schema))
-    found = sorted({_describe(e) for e in validator.iter_errors(dict(config))})
+    secrets = {k: v for k, v in config.items() if k in secret_properties(schema)}
+    found = sorted({_describe(e, secrets) for e in validator.iter_errors(dict(config))})
     return [f"{path}: {message}" for path, message in found]
 
 

@@ -99,7 +99,18 @@ class Gathered:
 class PluginPlan:
     create_secret: bool = False
     apply: list[dict[str, Any]] = field(default_factory=list)
+    scale_to_zero: str | None = None  # uid of our Deployment, when it must stop
+    delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, uid) of ours
     status: dict[str, Any] = field(default_factory=dict)
+
+
+def _owned_runtime(plugin: PluginInput, gathered: Gathered) -> dict[str, str]:
+    """Kind → uid of the runtime objects this Plugin controls."""
+    return {
+        kind: str(obj["metadata"]["uid"])
+        for kind, obj in gathered.runtime.items()
+        if obj is not None and controlled_by(obj, plugin.ref.uid)
+    }
 
 
 def webhook_url_problem(url: Any, allow_private: bool) -> str | None:
@@ -158,6 +169,10 @@ def _conflicts(plugin: PluginInput, gathered: Gathered, runnable: bool) -> list[
     ]
 
 
+def _controlled(obj: Mapping[str, Any] | None, plugin: PluginInput) -> bool:
+    return obj is not None and controlled_by(obj, plugin.ref.uid)
+
+
 def _available(obj: Mapping[str, Any] | None) -> bool:
     return int(((obj or {}).get("status") or {}).get("availableReplicas") or 0) > 0
 
@@ -177,6 +192,14 @@ def decide(
             for kind in ("Approved", "ConfigValid")
         ] + [Condition("Ready", False, "CatalogEntryNotFound", unknown)]
         plan.create_secret = gathered.secret is None and not plugin.secret_provided
+        # The entry went (or never came): a runtime of ours stops until it is back.
+        ours = gathered.runtime.get("Deployment") or {}
+        if (
+            ours
+            and controlled_by(ours, plugin.ref.uid)
+            and (ours.get("spec") or {}).get("replicas")
+        ):
+            plan.scale_to_zero = str(ours["metadata"]["uid"])
         return _finish(plan, plugin, status, wanted, phase="Pending", now=now)
 
     entry = gathered.catalog
@@ -188,7 +211,9 @@ def decide(
         events=list(manifest.events),
     )
     approval = _approval(manifest, plugin.approved)
-    config, merged = _config(plugin, manifest, gathered.secret, allow_private)
+    # A Secret of the name that is not ours is never read (a NameConflict below).
+    own_secret = gathered.secret if _controlled(gathered.secret, plugin) else None
+    config, merged = _config(plugin, manifest, own_secret, allow_private)
     conflicts = _conflicts(plugin, gathered, manifest.runnable)
     version_ok = plugin.version is None or plugin.version == entry.version
     waiting_secret = gathered.secret is None and plugin.secret_provided
@@ -222,6 +247,8 @@ def decide(
         status["url"] = merged.get("url")
     else:
         status["url"] = None
+    if not manifest.runnable:  # an upgrade dropped the image: its runtime goes
+        plan.delete = sorted(_owned_runtime(plugin, gathered).items())
 
     phase, ready = _readiness(
         plugin,

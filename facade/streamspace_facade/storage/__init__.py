@@ -11,10 +11,11 @@ The pattern, for every area (follow it when adding one, e.g. ``plugins.py``, ``o
   values, or, where PostgreSQL renders an API answer itself (session lists), that text. Never
   ``dict_row`` dicts leaking to views. Views turn rows into the API's camelCase shape.
 * **One pool**: ``Database`` (``database.py``) owns the single ``AsyncConnectionPool``;
-  ``Storage`` below owns the ``Database`` and one attribute per area, and is held by
-  ``Services.storage`` (``state.py``; ``None`` when no database is configured). Methods borrow
-  a connection with ``self._db.connection(wait=...)`` for one statement or one transaction
-  (``async with conn.transaction()``), never per-request ``psycopg.connect``. The default wait is
+  ``Storage`` below owns the ``Database`` and one attribute per area (a new area adds its store
+  there, built from the same ``Database``), and is held by ``Services.storage`` (``state.py``;
+  ``None`` when no database is configured). Methods borrow a connection with
+  ``self._db.connection(wait=...)`` for one statement or one transaction (``async with
+  conn.transaction()``), never per-request ``psycopg.connect``. The default wait is
   ``DB_WAIT`` (10 s); callers with their own budget (auth 2 s, readiness) pass ``wait``.
 * **Errors map once, at this edge**: any ``psycopg`` error while a connection is held leaves as
   ``StorageUnavailable`` (outage, pool timeout, pool closed: the ``errors`` middleware answers

@@ -1,11 +1,14 @@
-"""A plugin's configuration against its manifest's ``configSchema`` (docs/PLUGINS.md §2).
+"""A plugin's configuration as API requests carry it, against its manifest's ``configSchema``
+(docs/PLUGINS.md §2): problems by field path for a 422, and the split of secret properties. The
+operator checks the merged result again on every reconcile (``config``).
 
 Validation names every failing field path (``config.url``, ``config.auth.token``), never the
 value of a secret property. Secret properties are those the schema marks ``writeOnly: true`` or
-``format: password``, found by walking ``properties`` (nested objects included; subschemas reached
-only through ``$ref`` or combinators are not searched, so a manifest marks its secrets inline).
-They are split from the rest: the rest goes to the Plugin's ``spec.config``, the secret part to the
-plugin's Secret (``config.json``), in the same nested shape; the operator merges them back.
+``format: password``. The split is by top-level property, as the operator merges
+(``{**spec.config, **config.json}``): a top-level property that is secret, or has a secret
+property anywhere inside its ``properties``, goes whole to the plugin's Secret; the rest to the
+Plugin's ``spec.config``. (Subschemas reached only through ``$ref`` or combinators are not
+searched, so a manifest marks its secrets inline.)
 """
 
 from __future__ import annotations
@@ -43,44 +46,27 @@ def secret_paths(schema: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ..
 
 
 def split(schema: Any, config: Mapping[str, Any]) -> tuple[Config, Config]:
-    """``config`` as (non-secret part, secret part), both in the config's nested shape."""
+    """``config`` as (non-secret part, secret part), by top-level property."""
     public: Config = {}
     secret: Config = {}
     props = _properties(schema)
     for key, value in config.items():
         sub = props.get(key)
-        if is_secret(sub):
+        if is_secret(sub) or secret_paths(sub):
             secret[key] = value
-        elif isinstance(value, Mapping) and _properties(sub):
-            inner_public, inner_secret = split(sub, value)
-            public[key] = inner_public
-            if inner_secret:
-                secret[key] = inner_secret
         else:
             public[key] = value
     return public, secret
 
 
 def merge(public: Mapping[str, Any], secret: Mapping[str, Any]) -> Config:
-    """The whole configuration again (secret values win where both have a key)."""
-    merged: Config = dict(public)
-    for key, value in secret.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+    """The whole configuration again, as the operator merges it (secret values win)."""
+    return {**public, **secret}
 
 
-def leaf_paths(config: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Dotted paths of a secret part's values (to say which are set, never what they are)."""
-    paths: list[str] = []
-    for key, value in config.items():
-        if isinstance(value, Mapping) and value:
-            paths += leaf_paths(value, f"{prefix}{key}.")
-        else:
-            paths.append(f"{prefix}{key}")
-    return sorted(paths)
+def names(secret: Mapping[str, Any]) -> list[str]:
+    """The secret properties that have a value (to say which are set, never what they are)."""
+    return sorted(str(k) for k in secret)
 
 
 def schema_problem(schema: Any) -> str | None:
@@ -127,6 +113,24 @@ def problems(schema: Any, config: Mapping[str, Any], where: str = "config") -> d
         else:
             message = error.message
         found.setdefault(_dotted(where, path), message)
+    return found
+
+
+def nul_paths(value: Any, where: str = "config") -> dict[str, str]:
+    """Paths of strings (keys or values) holding NUL characters, which PostgreSQL cannot store."""
+    found: dict[str, str] = {}
+    if isinstance(value, str) and "\x00" in value:
+        found[where] = "must not contain NUL characters"
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            path = f"{where}.{key}"
+            if "\x00" in str(key):
+                found[where] = "keys must not contain NUL characters"
+            else:
+                found.update(nul_paths(item, path))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found.update(nul_paths(item, f"{where}.{i}"))
     return found
 
 

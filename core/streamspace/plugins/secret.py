@@ -15,17 +15,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from streamspace import API_GROUP, API_VERSION
+from streamspace.manifests import MANAGED_BY
 from streamspace.naming import label_value
+from streamspace.plugins.workload import CONFIG_KEY, PLUGIN_LABEL, SIGNING_KEY, child_name
 
-PLUGIN_LABEL = "stream.space/plugin"
-SIGNING_KEY = "signing-secret"
-CONFIG_KEY = "config.json"
+__all__ = ["CONFIG_KEY", "MANAGED_BY", "PLUGIN_LABEL", "SIGNING_KEY"]
+
 SIGNING_PREFIX = "whsec_"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "streamspace"}
 
 
 def secret_name(plugin: str) -> str:
-    return f"plugin-{plugin}"
+    return child_name(plugin)
 
 
 def new_signing_secret() -> str:
