@@ -10,8 +10,9 @@ posts each, signed, to a loopback HTTPS receiver in this process that verifies t
 
 Measured: events per second received, latency from the status patch's answer to the receipt
 (p50/p99; the k-th event of a session is the k-th change of it, which in-order delivery per
-subject guarantees), and the outbox depth (pending deliveries, read from PostgreSQL every
-0.25 s) during the load and while it drains. Duplicates and missing events are counted.
+subject guarantees), the outbox depth (pending deliveries, read from PostgreSQL every 0.25 s)
+during the load and while it drains, and the facade's mirror lag (watch events received, not yet
+written: a backlog before the outbox). Duplicates and missing events are counted.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import statistics
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ import psycopg
 import trustme
 from aiohttp import web
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks.webhooks import Webhook
 
 from bench.common import (
@@ -129,6 +132,16 @@ def _install_plugin(api: client.ApiClient, url: str, secret: str) -> None:
     )
 
 
+def _mirror_lag(url: str) -> float:
+    """The facade's ``streamspace_mirror_lag_seconds``: watch events not yet written."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as reply:  # noqa: S310 (loopback)
+        text = reply.read().decode()
+    for family in text_string_to_metric_families(text):
+        if family.name == "streamspace_mirror_lag_seconds":
+            return float(family.samples[0].value)
+    return 0.0
+
+
 def _pending(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
@@ -201,11 +214,13 @@ def run() -> dict[str, Any]:
                 raise RuntimeError(f"only {receiver.count()} session.created arrived")
             baseline = receiver.count()
             depth: list[tuple[float, int]] = []
+            lag: list[float] = []
             stop = threading.Event()
 
             def sample() -> None:
                 while not stop.is_set():
                     depth.append((time.monotonic(), _pending(database_url)))
+                    lag.append(_mirror_lag(front.url))
                     stop.wait(0.25)
 
             sampler = threading.Thread(target=sample, daemon=True)
@@ -246,6 +261,7 @@ def run() -> dict[str, Any]:
             "max_while_draining": max(after, default=0),
             "drain_seconds": round(drained - load_end, 2),
         },
+        mirror_lag_max_s=round(max(lag, default=0.0), 2),
         facade_cpu_percent=round(100 * cpu / (drained - began), 1),
         cpu_count=os.cpu_count(),
     )
@@ -267,6 +283,7 @@ def main() -> None:
             ("outbox depth during load: max / mean",
              f"{depth['max_during_load']} / {depth['mean_during_load']}"),
             ("drain after the load", f"{depth['drain_seconds']} s"),
+            ("mirror lag (watch event → row written), max", f"{r['mirror_lag_max_s']} s"),
             ("missing / duplicates / bad signatures",
              f"{r['missing']} / {r['duplicates']} / {r['bad_signatures']}"),
             ("facade CPU", f"{r['facade_cpu_percent']} % of one core"),

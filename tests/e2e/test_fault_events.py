@@ -1,9 +1,10 @@
 """Plugin events survive faults: a receiver down for 30 s, a facade SIGKILLed mid-delivery.
 
 The operator and the facade run as real processes on a control plane and a PostgreSQL of this
-module's own (``faults``). A plugin repository is synced, a webhook Plugin is installed from
-it (``kubectl``-style: the operator makes its signing Secret and marks it Ready with its URL),
-and its URL is a loopback HTTPS receiver that verifies every Standard Webhooks signature.
+module's own (``faults``). A plugin repository is synced, and an operator installs its webhook
+plugin over REST (``POST /api/v1/plugins/install``, whose answer carries the signing secret)
+with a loopback HTTPS receiver as its URL; the receiver verifies every Standard Webhooks
+signature.
 Sessions are created, hibernated and woken over REST; kwok runs their pods.
 
 * Receiver down for 30 s while sessions change, then back: it gets every event, in order per
@@ -16,7 +17,6 @@ Sessions are created, hibernated and woken over REST; kwok runs their pods.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +31,7 @@ from gitfixtures import make_repo
 from pluginfixtures import WEBHOOK, plugin_repository
 from receivers import Got, Receiver, tls
 from streamspace_dev.process import wait_until
-from streamspace_testing import GROUP, VERSION, Objects, close_pools
+from streamspace_testing import Objects, close_pools
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -77,29 +77,26 @@ def events_stack(faults: Faults, tmp_path: Path) -> Iterator[EventStack]:
         objects = Objects(api, namespace)
         git = make_repo(tmp_path / "plugins", plugin_repository(WEBHOOK))
         objects.create("templaterepositories", "plugins", {"url": git.url, "type": "plugin"})
-        objects.custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            "plugins",
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "Plugin",
-                "metadata": {"name": "audit"},
-                "spec": {
-                    "catalogPlugin": {"repository": "plugins", "name": WEBHOOK["name"]},
-                    "config": {"url": receiver.url},
-                },
-            },
+        # as an operator does it: the catalog over REST, an install with the receiver's URL;
+        # the answer carries the signing secret, once
+        ops = Client(facade_url(facade), token("olga", "operator"))
+
+        def entry() -> int | None:
+            found = ops.get("/api/v1/plugins/catalog?q=audit-hook").body or {}
+            return next((p["id"] for p in found.get("plugins", [])), None)
+
+        assert wait_until(lambda: entry() is not None, SETTLE)
+        installed = ops.post(
+            "/api/v1/plugins/install",
+            {"pluginId": entry(), "config": {"url": receiver.url}, "name": "audit"},
         )
+        assert installed.status == 201, installed
+        receiver.secret = installed.body["signingSecret"]
         assert wait_until(lambda: _phase(objects) == "Ready", SETTLE), _plugin(objects)
         # subscribers are read from the mirror: wait until it shows the plugin Ready too
-        admin = Client(facade_url(facade), token("root", "admin"))
         assert wait_until(
-            lambda: (admin.get("/api/v1/plugins/audit").body or {}).get("phase") == "Ready", 60
+            lambda: (ops.get("/api/v1/plugins/audit").body or {}).get("phase") == "Ready", 60
         )
-        secret = objects.core.read_namespaced_secret("plugin-audit", namespace)
-        receiver.secret = base64.b64decode(secret.data["signing-secret"]).decode()
         yield EventStack(namespace, operator, facade, receiver, objects)
     finally:
         faults.stop_products()
