@@ -60,7 +60,8 @@ def _hibernated_since_started(row: Row) -> bool:
     if row.get("phase") == "Hibernated":
         return True
     hibernated, started = row.get("hibernated_at"), row.get("started_at")
-    return hibernated is not None and (started is None or hibernated > started)
+    # whole seconds: a session hibernated in the second it started has equal times
+    return hibernated is not None and (started is None or hibernated >= started)
 
 
 def _session(old: Row | None, new: Row | None) -> list[str]:

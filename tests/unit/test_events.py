@@ -55,6 +55,8 @@ CASES: list[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None, list[s
      ["session.woken"]),
     ("restarted after a failure, hibernated long ago", "sessions",
      session("Failed", T2, T1), session("Running", T2, T1), ["session.started"]),
+    ("hibernated in the second it started, woken", "sessions", session("Pending", T1, T1),
+     session("Running", T2, T1), ["session.woken"]),
     ("created hibernated, then running", "sessions", session("Pending", None, T1),
      session("Running", T2, T1), ["session.woken"]),
     ("pending after waking: nothing yet", "sessions", session("Hibernated", T1, T2),
