@@ -129,6 +129,48 @@ class NetworkSettings:
 
 
 @dataclass(frozen=True)
+class EventSettings:
+    """Delivery of plugin events (docs/PLUGINS.md §4) by the facade replica that writes the
+    mirror. Short values here make the retry tests quick; production keeps the defaults."""
+
+    delivery_timeout: timedelta = timedelta(seconds=10)
+    """How long one POST to a plugin may take, connecting included (``EVENT_DELIVERY_TIMEOUT``)."""
+
+    lease: timedelta = timedelta(seconds=30)
+    """A delivery being posted is not taken again for this long; after a crash mid-delivery it
+    goes again once the lease has run out (``EVENT_DELIVERY_LEASE``, longer than the timeout)."""
+
+    retry_base: timedelta = timedelta(seconds=2)
+    """Backoff of the first retry; each further one doubles its ceiling, and the wait is drawn
+    uniformly below it (full jitter) (``EVENT_RETRY_BASE``)."""
+
+    retry_cap: timedelta = timedelta(minutes=10)
+    """Longest ceiling of a retry's wait (``EVENT_RETRY_CAP``)."""
+
+    retry_budget: int = 15
+    """Attempts a delivery gets in all; after the last failed one it is ``dead`` until an admin
+    redelivers it (``EVENT_RETRY_BUDGET``). The defaults give up after about 1.5 hours."""
+
+    concurrency: int = 16
+    """Deliveries posted at once, each to a different plugin or subject
+    (``EVENT_DELIVERY_CONCURRENCY``)."""
+
+    poll_interval: timedelta = timedelta(seconds=1)
+    """How often the worker looks for due retries; new events wake it at once
+    (``EVENT_POLL_INTERVAL``)."""
+
+    secret_cache: timedelta = timedelta(seconds=30)
+    """How long a plugin's signing secret is reused before it is read again
+    (``EVENT_SECRET_CACHE``); a rotated secret is used within this time."""
+
+    retention: timedelta = timedelta(days=7)
+    """Settled events and their delivery logs are dropped after this (``EVENT_RETENTION``)."""
+
+    ca_bundle: Path | None = None
+    """Extra CA certificates (PEM) trusted for https plugin receivers (``EVENT_CA_BUNDLE``)."""
+
+
+@dataclass(frozen=True)
 class HttpSettings:
     port: int = 8080
     """Port the facade listens on (``PORT``)."""
@@ -368,6 +410,7 @@ class Settings:
     sessions: SessionSettings = SessionSettings()
     sync: SyncSettings = SyncSettings()
     network: NetworkSettings = NetworkSettings()
+    events: EventSettings = EventSettings()
     http: HttpSettings = HttpSettings()
     auth: AuthSettings = AuthSettings()
     access: AccessSettings = AccessSettings()
@@ -597,6 +640,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             ),
         ),
         network=NetworkSettings(allow_private_networks=read.flag("ALLOW_PRIVATE_NETWORKS")),
+        events=_events(read),
         http=HttpSettings(
             port=read.port("PORT", HttpSettings.port),
             db_pool_size=read.count("DB_POOL_SIZE", HttpSettings.db_pool_size, 1000),
@@ -694,4 +738,27 @@ def _access(read: EnvReader) -> AccessSettings:
         allow_unauthenticated=read.flag("ALLOW_UNAUTHENTICATED_SESSIONS"),
         ingress_namespace=namespace or defaults.ingress_namespace,
         allowed_capabilities=tuple(sorted(set(capabilities))),
+    )
+
+
+def _events(read: EnvReader) -> EventSettings:
+    d = EventSettings()
+    timeout = read.duration("EVENT_DELIVERY_TIMEOUT", d.delivery_timeout)
+    lease = read.duration("EVENT_DELIVERY_LEASE", d.lease)
+    if lease <= timeout:
+        read.problems.append(
+            "EVENT_DELIVERY_LEASE must be longer than EVENT_DELIVERY_TIMEOUT (a delivery still"
+            " being posted would be taken again)"
+        )
+    return EventSettings(
+        delivery_timeout=timeout,
+        lease=lease,
+        retry_base=read.duration("EVENT_RETRY_BASE", d.retry_base),
+        retry_cap=read.duration("EVENT_RETRY_CAP", d.retry_cap),
+        retry_budget=read.count("EVENT_RETRY_BUDGET", d.retry_budget, 1000),
+        concurrency=read.count("EVENT_DELIVERY_CONCURRENCY", d.concurrency, 1000),
+        poll_interval=read.duration("EVENT_POLL_INTERVAL", d.poll_interval),
+        secret_cache=read.duration("EVENT_SECRET_CACHE", d.secret_cache),
+        retention=read.duration("EVENT_RETENTION", d.retention),
+        ca_bundle=Path(ca) if (ca := read.text("EVENT_CA_BUNDLE")) else None,
     )

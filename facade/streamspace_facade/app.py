@@ -40,6 +40,7 @@ from streamspace_facade import (
     idempotency,
     limits,
     metrics,
+    plugin_deliveries,
     plugins,
     probes,
     sessions,
@@ -48,6 +49,7 @@ from streamspace_facade import (
 )
 from streamspace_facade.audit import AuditLog
 from streamspace_facade.auth import Authenticator
+from streamspace_facade.deliveries import Deliverer
 from streamspace_facade.errors import ApiError, invalid, unauthorized
 from streamspace_facade.kube import Kube, connect
 from streamspace_facade.mirror import Mirror, running
@@ -195,6 +197,13 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
             svc.mirror = Mirror(
                 settings.database.url, svc.storage.database.pool, svc.kube, svc.scope
             )
+            svc.mirror.worker = Deliverer(
+                svc.storage.deliveries,
+                svc.kube,
+                settings.events,
+                allow_private=settings.network.allow_private_networks,
+                wake=svc.mirror.queued,
+            ).run
         storage = svc.storage
         svc.audit = AuditLog(None if storage is None else storage.audit)
         svc.auth = Authenticator(
@@ -255,6 +264,7 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     admin.add_routes(app.router)
     webhook.add_routes(app.router)
     gate.add_routes(app.router)
+    plugin_deliveries.add_routes(app.router)
     ws.add_routes(app.router)
     metrics.add_routes(app.router)
     add_openapi(app.router)

@@ -127,6 +127,28 @@ MIRROR_LAG = Gauge(
 )
 
 
+# Plugin event deliveries (deliveries.py); result ∈ delivered|retry|dead.
+EVENT_DELIVERIES = Counter(
+    "streamspace_event_deliveries_total",
+    "Attempts to deliver a plugin event, by result (delivered; retry: failed, goes again;"
+    " dead: failed with its retry budget spent)",
+    ["result"],
+    registry=REGISTRY,
+)
+EVENT_LATENCY = Histogram(
+    "streamspace_event_delivery_latency_seconds",
+    "Seconds from the mirror observing a change to its plugin event being accepted by a"
+    " receiver (retries included)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0),
+    registry=REGISTRY,
+)
+EVENT_OUTBOX_DEPTH = Gauge(
+    "streamspace_event_outbox_depth",
+    "Plugin deliveries not yet settled (pending), as the delivery worker last counted them;"
+    " 0 on replicas that do not deliver",
+    registry=REGISTRY,
+)
+
 # The process itself: a leak of tasks or a request storm shows here first (bench soak).
 ASYNCIO_TASKS = Gauge(
     "streamspace_asyncio_tasks",

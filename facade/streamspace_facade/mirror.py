@@ -5,6 +5,8 @@ connection of its own. While it holds the lock it lists each kind, resyncs the t
 delete vanished rows) and then follows a watch from the list's resourceVersion. If the lock
 connection, PostgreSQL or the API server fails, it lets go, waits, and starts again with a full
 resync, so the tables catch up after an outage. The other replicas keep trying for the lock.
+The writer also runs the plugin event delivery worker (``deliveries``): each write records the
+events it means in its own transaction, and ``queued`` wakes the worker.
 
 Read-your-writes: a REST handler that has just written an object calls :meth:`Mirror.observed`.
 On the writer replica the row is written at once (same writer, ordered by resourceVersion);
@@ -18,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 import psycopg
@@ -29,6 +32,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from streamspace.db import mirror as tables
 from streamspace.db.migrate import migrate
+from streamspace.db.outbox import View, Views
+from streamspace_facade.catalog import repository_view
 from streamspace_facade.errors import ApiError
 from streamspace_facade.kube import Kube
 from streamspace_facade.metrics import (
@@ -38,9 +43,26 @@ from streamspace_facade.metrics import (
     MIRROR_WRITER,
     PENDING,
 )
+from streamspace_facade.sessions import connection_view, session_view
 from streamspace_facade.storage import DB_WAIT
+from streamspace_facade.storage.repositories import RepositoryRow
+from streamspace_facade.storage.sessions import ConnectionRow
 
 log = logging.getLogger(__name__)
+
+
+def _typed(kind: type[Any], view: Callable[[Any], dict[str, Any]]) -> View:
+    """A view of the storage layer's typed row, applied to a mirror row (a dict)."""
+    names = [f.name for f in dataclasses.fields(kind)]
+    return lambda row: view(kind(**{name: row[name] for name in names}))
+
+
+VIEWS: Views = {
+    tables.SESSIONS.name: session_view,
+    tables.CONNECTIONS.name: _typed(ConnectionRow, connection_view),
+    tables.REPOSITORIES.name: _typed(RepositoryRow, repository_view),
+}
+"""Plugin events carry rows as the REST API shows them (other tables: ``outbox.plain_view``)."""
 
 TOMBSTONE_SECONDS = 300.0
 
@@ -59,6 +81,7 @@ class Mirror:
         *,
         retry_seconds: float = 2.0,
         observe_timeout: float = 5.0,
+        worker: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self.database_url = database_url
         self.pool = pool
@@ -66,6 +89,8 @@ class Mirror:
         self.namespace = namespace
         self.retry_seconds = retry_seconds
         self.observe_timeout = observe_timeout
+        self.worker = worker
+        """Runs while this replica writes (the plugin event delivery worker)."""
         self._leader = False
         self.ready = asyncio.Event()
         """Set while this replica is the writer and every table has been resynced."""
@@ -74,6 +99,8 @@ class Mirror:
         self._lock_pid = 0
         self._writing = asyncio.Lock()  # one write at a time: the writer is one, not one per task
         self._deleted: dict[str, float] = {}  # uid → monotonic time of deletion
+        self.queued = asyncio.Event()
+        """Set when a write queued plugin deliveries: wakes the delivery worker at once."""
 
     @property
     def leader(self) -> bool:
@@ -133,6 +160,8 @@ class Mirror:
                 for table in tables.TABLES:
                     group.create_task(self._follow(table))
                 group.create_task(self._announce_ready())
+                if self.worker is not None:
+                    group.create_task(self.worker(), name="event deliveries")
 
     async def _fence(self, conn: psycopg.AsyncConnection) -> None:
         """Refuse to write unless our lock connection still holds the mirror lock."""
@@ -167,11 +196,16 @@ class Mirror:
         self.ready.set()
 
     async def _follow(self, table: tables.Table) -> None:
+        if table.name != tables.PLUGINS.name:
+            # the plugins first: events derived by the other tables' resyncs go to the plugins
+            # subscribed now, not to an empty table (a fresh database, a long outage)
+            await self._resynced[tables.PLUGINS.name].wait()
         while True:
             items, version = await self.kube.list(table.kind, self.namespace)
             async with self._writing, self.pool.connection() as conn:
                 await self._fence(conn)
-                removed = await tables.resync(conn, table, items, self.namespace)
+                removed = await tables.resync(conn, table, items, self.namespace, VIEWS)
+            self.queued.set()
             MIRROR_RESYNCS.labels(table.name).inc()
             log.info("mirror resynced %s: %d rows, %d removed", table.name, len(items), removed)
             self._resynced[table.name].set()
@@ -194,7 +228,9 @@ class Mirror:
                 if kind == "DELETED":
                     self._tombstone(str(obj["metadata"]["uid"]))
                     await self._fence(conn)
-                    await tables.remove(conn, table, str(obj["metadata"]["uid"]))
+                    self._queued(
+                        await tables.remove(conn, table, str(obj["metadata"]["uid"]), VIEWS)
+                    )
                 else:
                     await self._apply(conn, table, obj)
         finally:
@@ -217,7 +253,11 @@ class Mirror:
         elif uid in self._deleted:
             return  # a late event of an object already gone must not bring its row back
         await self._fence(conn)
-        await tables.apply(conn, table, obj)
+        self._queued(await tables.apply(conn, table, obj, VIEWS))
+
+    def _queued(self, deliveries: int) -> None:
+        if deliveries:
+            self.queued.set()
 
     async def observed(self, table: tables.Table, obj: Mapping[str, Any]) -> None:
         """Read-your-writes for an object this replica has just written; never raises for
@@ -258,7 +298,7 @@ class Mirror:
             try:
                 async with self._writing, self.pool.connection(timeout=DB_WAIT) as conn:
                     await self._fence(conn)
-                    await tables.remove(conn, table, uid)
+                    self._queued(await tables.remove(conn, table, uid, VIEWS))
             except LostLeadership:
                 pass  # the new writer removes it; wait for that below
             else:

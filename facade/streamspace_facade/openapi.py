@@ -24,6 +24,7 @@ from streamspace_facade.openapi_ops import query_param as _query
 from streamspace_facade.openapi_plugins import PLUGIN_OPERATIONS, plugin_schemas
 from streamspace_facade.openapi_schemas import (
     APP_TYPE,
+    DELIVERY_STATUS,
     STATE,
     Schema,
     integer,
@@ -65,6 +66,8 @@ IDEMPOTENCY_KEY = _header(
     "while the first request is still being served a 409.",
 )
 S = "/api/v1/sessions/{id}"
+P = "/api/v1/plugins/{id}"
+PLUGIN = _path("The Plugin's name.")
 STREAM_AUTH = (
     _query(
         "token",
@@ -191,6 +194,18 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
             {"name": "streamspace_access", "in": "cookie", "description": "The credential "
              "from /connect.", "schema": string()}),
            public=True),
+    ),
+    "plugin-deliveries": (
+        Op("get", P + "/deliveries", "listPluginDeliveries", "A plugin's event deliveries, "
+           "newest first: status, attempts, last error and HTTP status, latency",
+           {200: "PluginDeliveryList"}, (404, 422),
+           (PLUGIN, _query("status", "Only in this status.", DELIVERY_STATUS),
+            _query("page", "From 1.", integer(minimum=1, maximum=1_000_000, default=1)),
+            _query("limit", "Per page.", integer(minimum=1, maximum=200, default=50)))),
+        Op("post", P + "/deliveries/{deliveryId}/redeliver", "redeliverPluginDelivery",
+           "Send a dead delivery again with a fresh retry budget (admin); 409 unless it is dead",
+           {202: "PluginDelivery"}, (403, 404, 409),
+           (PLUGIN, _named_path("deliveryId", "The delivery's id (its webhook-id)."))),
     ),
     "plugins": PLUGIN_OPERATIONS,
     "webhooks": (

@@ -95,6 +95,13 @@ OBJECT_NAME = string("A Kubernetes object name.", pattern=DNS_SUBDOMAIN.pattern,
 USER = string("A user name: a DNS label.", pattern=DNS_LABEL.pattern, maxLength=63)
 DURATION_STRING = string("A duration like 90s, 30m or 8h.", pattern=DURATION.pattern, maxLength=16)
 ROLE = _enum("A role.", "user", "operator", "admin")
+DELIVERY_STATUS = _enum(
+    "pending (not yet accepted; retried with backoff), delivered, or dead (its retry budget"
+    " spent; an admin may redeliver it).",
+    "pending",
+    "delivered",
+    "dead",
+)
 STATE = _enum("The state the user asked for.", "running", "hibernated", "terminated")
 PHASE = _enum(
     "What the operator observed (Pending until it has).",
@@ -513,4 +520,28 @@ def schemas() -> dict[str, Schema]:
             }
         ),
         "Version": _response({"name": string(), "version": string(), "api": string()}),
+        "PluginDelivery": _response(
+            {
+                "id": string("The delivery's id, sent as webhook-id (the same on every retry)."),
+                "eventId": string("The CloudEvent's id."),
+                "type": string("The event, e.g. session.created."),
+                "subject": string("What it is about, e.g. sessions/<name>."),
+                "status": DELIVERY_STATUS,
+                "attempts": integer("Attempts made so far.", minimum=0),
+                "nextAttemptAt": _time("When it goes next, while pending.", nullable=True),
+                "lastError": _nullable(string("What went wrong on the last failed attempt.")),
+                "lastStatus": _nullable(integer("The receiver's last HTTP status.")),
+                "latencyMs": _nullable(
+                    {"type": "number", "description": "From the change to its acceptance."}
+                ),
+                "deliveredAt": _time("When the receiver accepted it.", nullable=True),
+                "createdAt": _time("When the event was recorded."),
+            }
+        ),
+        "PluginDeliveryList": _list(
+            "deliveries",
+            "PluginDelivery",
+            page=integer(minimum=1),
+            limit=integer(minimum=1),
+        ),
     }

@@ -29,6 +29,8 @@ SPEC_TABLES = {
     "plugin_ratings",
     "webhook_deliveries",
     "idempotency_keys",
+    "plugin_events",  # the event outbox (0005, docs/PLUGINS.md §4)
+    "plugin_deliveries",
 }
 
 

@@ -6,6 +6,9 @@ holds the mirror lock). Writes are idempotent and ordered: an upsert carrying an
 ``resourceVersion`` than the stored row is ignored, so a late watch event can never roll a row
 back behind a fresher read. An object being deleted (``deletionTimestamp`` set) is already gone
 as far as the mirror is concerned.
+
+Each write compares the row it replaces with the row it stores and records the plugin events
+that change means (``streamspace.db.outbox``) in the same transaction.
 """
 
 from __future__ import annotations
@@ -16,14 +19,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from streamspace.conditions import parse_timestamp
+from streamspace.db import outbox
 
 STATUS_WORDS = {"Pending": "pending", "Syncing": "syncing", "Ready": "synced", "Failed": "failed"}
 """TemplateRepository ``status.phase`` → the API's repository status word."""
 
 Row = dict[str, Any]
+NO_VIEWS: outbox.Views = {}
 
 
 def _created(meta: Mapping[str, Any]) -> datetime:
@@ -195,7 +201,8 @@ def _upsert_statement(table: Table, columns: Iterable[str]) -> sql.Composed:
     cols = [c for c in columns if c != "uid"]
     return sql.SQL(
         "INSERT INTO {table} (uid, {cols}) VALUES (%(uid)s, {values}) "
-        "ON CONFLICT (uid) DO UPDATE SET {updates}, updated_at = now() WHERE {newer}"
+        "ON CONFLICT (uid) DO UPDATE SET {updates}, updated_at = now() WHERE {newer} "
+        "RETURNING *"
     ).format(
         table=sql.Identifier(table.name),
         cols=sql.SQL(", ").join(sql.Identifier(c) for c in cols),
@@ -217,57 +224,97 @@ def is_deleted(obj: Mapping[str, Any]) -> bool:
     return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
 
-async def apply(conn: AsyncConnection, table: Table, obj: Mapping[str, Any]) -> None:
-    """Make the table agree with one observed object (upsert, or delete if it is going away)."""
+async def apply(
+    conn: AsyncConnection[Any],
+    table: Table,
+    obj: Mapping[str, Any],
+    views: outbox.Views = NO_VIEWS,
+) -> int:
+    """Make the table agree with one observed object (upsert, or delete if it is going away),
+    with the events the change means in the same transaction; returns deliveries queued."""
     if is_deleted(obj):
-        await remove(conn, table, str(obj["metadata"]["uid"]))
-        return
+        return await remove(conn, table, str(obj["metadata"]["uid"]), views)
     row = table.row(obj)
-    async with conn.transaction():
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         # an object deleted and re-created under the same name before the DELETED event of
         # the old one arrived: the old row goes now
-        await conn.execute(
-            sql.SQL("DELETE FROM {} WHERE namespace = %s AND id = %s AND uid <> %s").format(
-                sql.Identifier(table.name)
-            ),
+        await cur.execute(
+            sql.SQL(
+                "DELETE FROM {} WHERE namespace = %s AND id = %s AND uid <> %s RETURNING *"
+            ).format(sql.Identifier(table.name)),
             (row["namespace"], row["id"], row["uid"]),
         )
-        await conn.execute(_upsert_statement(table, row), _params(row))
+        changes: list[outbox.Change] = [(gone, None) for gone in await cur.fetchall()]
+        await cur.execute(
+            sql.SQL("SELECT * FROM {} WHERE uid = %s FOR UPDATE").format(
+                sql.Identifier(table.name)
+            ),
+            (row["uid"],),
+        )
+        old = await cur.fetchone()
+        await cur.execute(_upsert_statement(table, row), _params(row))
+        new = await cur.fetchone()
+        if new is not None:  # None: an older version than the stored row, ignored
+            changes.append((old, new))
+        return await outbox.record(conn, table.name, changes, views)
 
 
-async def remove(conn: AsyncConnection, table: Table, uid: str) -> None:
-    await conn.execute(
-        sql.SQL("DELETE FROM {} WHERE uid = %s").format(sql.Identifier(table.name)), (uid,)
-    )
+async def remove(
+    conn: AsyncConnection[Any], table: Table, uid: str, views: outbox.Views = NO_VIEWS
+) -> int:
+    """Drop an object's row, with the events that means; returns deliveries queued."""
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            sql.SQL("DELETE FROM {} WHERE uid = %s RETURNING *").format(sql.Identifier(table.name)),
+            (uid,),
+        )
+        gone = await cur.fetchall()
+        return await outbox.record(conn, table.name, [(row, None) for row in gone], views)
 
 
 async def resync(
-    conn: AsyncConnection,
+    conn: AsyncConnection[Any],
     table: Table,
     objects: Iterable[Mapping[str, Any]],
     namespace: str | None,
+    views: outbox.Views = NO_VIEWS,
 ) -> int:
     """Full resync of one table from a list: upsert every object, drop rows of vanished ones.
 
     ``namespace`` limits the deletions to the namespace that was listed (None: all of them).
-    Returns how many rows were removed.
+    Every row change is compared with the row it replaces, as a watch event's is, so changes
+    made while no facade was writing are announced too. Returns how many rows were removed.
     """
     live = [obj for obj in objects if not is_deleted(obj)]
-    async with conn.transaction():
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            sql.SQL(
+                "SELECT * FROM {} WHERE (%(ns)s::text IS NULL OR namespace = %(ns)s) FOR UPDATE"
+            ).format(sql.Identifier(table.name)),
+            {"ns": namespace},
+        )
+        before = {str(r["uid"]): r for r in await cur.fetchall()}
         uids = [str(obj["metadata"]["uid"]) for obj in live]
-        cur = await conn.execute(
+        await cur.execute(
             sql.SQL(
                 "DELETE FROM {} WHERE NOT (uid = ANY(%(uids)s::uuid[])) "
-                "AND (%(ns)s::text IS NULL OR namespace = %(ns)s)"
+                "AND (%(ns)s::text IS NULL OR namespace = %(ns)s) RETURNING *"
             ).format(sql.Identifier(table.name)),
             {"uids": uids, "ns": namespace},
         )
-        removed = cur.rowcount
-        async with conn.cursor() as cur:
-            by_columns: dict[tuple[str, ...], list[Row]] = {}
-            for obj in live:
-                row = table.row(obj)
-                by_columns.setdefault(tuple(row), []).append(_params(row))
-            for columns, rows in by_columns.items():
-                await cur.executemany(_upsert_statement(table, columns), rows)
-        return removed
+        gone = await cur.fetchall()
+        changes: list[outbox.Change] = [(row, None) for row in gone]
+        by_columns: dict[tuple[str, ...], list[Row]] = {}
+        for obj in live:
+            row = table.row(obj)
+            by_columns.setdefault(tuple(row), []).append(_params(row))
+        for columns, rows in by_columns.items():
+            await cur.executemany(_upsert_statement(table, columns), rows, returning=True)
+            while True:
+                new = await cur.fetchone()
+                if new is not None:
+                    changes.append((before.get(str(new["uid"])), new))
+                if not cur.nextset():
+                    break
+        await outbox.record(conn, table.name, changes, views)
+        return len(gone)
