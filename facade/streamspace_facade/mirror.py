@@ -65,6 +65,8 @@ VIEWS: Views = {
 """Plugin events carry rows as the REST API shows them (other tables: ``outbox.plain_view``)."""
 
 TOMBSTONE_SECONDS = 300.0
+MISSING_KIND_RECHECK = 30.0
+"""Seconds between looks for a mirrored kind whose CRD the API server does not serve."""
 
 
 class LostLeadership(Exception):
@@ -201,7 +203,16 @@ class Mirror:
             # subscribed now, not to an empty table (a fresh database, a long outage)
             await self._resynced[tables.PLUGINS.name].wait()
         while True:
-            items, version = await self.kube.list(table.kind, self.namespace)
+            try:
+                items, version = await self.kube.list(table.kind, self.namespace)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                # the kind's CRD is not installed (an upgrade whose new CRDs were not applied
+                # yet: `helm upgrade` leaves crds/ alone): mirror it as empty and look again
+                # later, rather than stop every other table with it
+                await self._missing_kind(table)
+                continue
             async with self._writing, self.pool.connection() as conn:
                 await self._fence(conn)
                 removed = await tables.resync(conn, table, items, self.namespace, VIEWS)
@@ -218,6 +229,19 @@ class Mirror:
                 retry_seconds=self.retry_seconds,
                 reader="mirror",
             )
+
+    async def _missing_kind(self, table: tables.Table) -> None:
+        log.warning(
+            "mirror: the API server does not serve %s (is its CRD applied?); "
+            "mirroring none, looking again in %.0fs",
+            table.kind,
+            MISSING_KIND_RECHECK,
+        )
+        async with self._writing, self.pool.connection() as conn:
+            await self._fence(conn)
+            await tables.resync(conn, table, [], self.namespace, VIEWS)
+        self._resynced[table.name].set()
+        await asyncio.sleep(MISSING_KIND_RECHECK)
 
     async def _write(self, table: tables.Table, kind: str, obj: Mapping[str, Any]) -> None:
         """Store one watch event (events of one table are written one at a time)."""
