@@ -37,6 +37,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 OUTAGE = 30.0  # seconds the receiver is down: the scenario itself, not a wait for something
 SETTLE = 240.0
+PLACEHOLDER = "https://hooks.example.com/streamspace"  # the URL given at install, replaced
 SESSIONS = 4
 EXPECTED = ["session.created", "session.started", "session.hibernated", "session.woken"]
 EVENTS_ENV = {
@@ -88,15 +89,28 @@ def events_stack(faults: Faults, tmp_path: Path) -> Iterator[EventStack]:
         assert wait_until(lambda: entry() is not None, SETTLE)
         installed = ops.post(
             "/api/v1/plugins/install",
-            {"pluginId": entry(), "config": {"url": receiver.url}, "name": "audit"},
+            {"pluginId": entry(), "config": {"url": PLACEHOLDER}, "name": "audit"},
         )
         assert installed.status == 201, installed
         receiver.secret = installed.body["signingSecret"]
-        assert wait_until(lambda: _phase(objects) == "Ready", SETTLE), _plugin(objects)
-        # subscribers are read from the mirror: wait until it shows the plugin Ready too
-        assert wait_until(
-            lambda: (ops.get("/api/v1/plugins/audit").body or {}).get("phase") == "Ready", 60
+        # then configured: the receiver's URL replaces the one given at install
+        configured = ops.request(
+            "PUT", "/api/v1/plugins/audit/config", {"config": {"url": receiver.url}}
         )
+        assert configured.status == 200, configured
+
+        def ready() -> bool:
+            status = _plugin(objects).get("status") or {}
+            return status.get("phase") == "Ready" and status.get("url") == receiver.url
+
+        assert wait_until(ready, SETTLE), _plugin(objects)
+        # subscribers are read from the mirror: wait until it shows the plugin Ready there too
+
+        def mirrored() -> bool:
+            shown = ops.get("/api/v1/plugins/audit").body or {}
+            return shown.get("phase") == "Ready" and shown.get("url") == receiver.url
+
+        assert wait_until(mirrored, 60)
         yield EventStack(namespace, operator, facade, receiver, objects)
     finally:
         faults.stop_products()

@@ -51,9 +51,12 @@ def objects(api: client.ApiClient, namespace: str) -> Objects:
 @pytest.fixture
 def facade(
     start_facade: Callable[..., FacadeThread], database: str, receiver: Receiver
-) -> Callable[[], FacadeThread]:
-    def start() -> FacadeThread:
-        started = start_facade(DATABASE_URL=database, EVENT_CA_BUNDLE=str(receiver.ca_file), **FAST)
+) -> Callable[..., FacadeThread]:
+    def start(**env: str) -> FacadeThread:
+        settings = {**FAST, **env}
+        started = start_facade(
+            DATABASE_URL=database, EVENT_CA_BUNDLE=str(receiver.ca_file), **settings
+        )
         assert started.app is not None
         mirror = started.app[SERVICES].mirror
         assert wait_until(mirror.ready.is_set, timeout=60), "the mirror did not become ready"
@@ -83,7 +86,7 @@ def session(user: str) -> dict[str, Any]:
 
 
 def test_signed_events_arrive_in_order_per_session(
-    facade: Callable[[], FacadeThread],
+    facade: Callable[..., FacadeThread],
     receiver: Receiver,
     objects: Objects,
     api: client.ApiClient,
@@ -129,7 +132,7 @@ def test_signed_events_arrive_in_order_per_session(
 
 
 def test_dead_delivery_is_redelivered_from_the_api(
-    facade: Callable[[], FacadeThread],
+    facade: Callable[..., FacadeThread],
     receiver: Receiver,
     objects: Objects,
     api: client.ApiClient,
@@ -177,7 +180,7 @@ def test_dead_delivery_is_redelivered_from_the_api(
 
 
 def test_changes_made_while_no_facade_ran_are_announced(
-    facade: Callable[[], FacadeThread],
+    facade: Callable[..., FacadeThread],
     receiver: Receiver,
     objects: Objects,
     api: client.ApiClient,
@@ -203,7 +206,7 @@ def test_changes_made_while_no_facade_ran_are_announced(
 
 
 def test_a_secret_not_owned_by_the_plugin_is_never_used(
-    facade: Callable[[], FacadeThread],
+    facade: Callable[..., FacadeThread],
     receiver: Receiver,
     objects: Objects,
     api: client.ApiClient,
@@ -230,3 +233,37 @@ def test_a_secret_not_owned_by_the_plugin_is_never_used(
     assert "not owned by this plugin" in dead()[0]["lastError"]
     assert dead()[0]["lastStatus"] is None
     assert receiver.requests == 0
+
+
+def test_an_uninstalled_plugins_pending_deliveries_end_at_once(
+    facade: Callable[..., FacadeThread],
+    receiver: Receiver,
+    objects: Objects,
+    api: client.ApiClient,
+    database: str,
+) -> None:
+    started = facade(EVENT_RETRY_BUDGET="1000")  # never dead by its budget here
+    install_plugin(api, objects.ns, "brief", receiver.url, receiver.secret)
+    assert wait_until(lambda: plugin_ready(database, "brief"), 30)
+    receiver.status = 503  # the receiver fails: deliveries stay pending, retrying
+    objects.create("sessions", "alice-brief", session("alice"))
+    admin = Client(started.url, token("root", "admin"))
+
+    def log() -> list[dict[str, Any]]:
+        answer = admin.get("/api/v1/plugins/brief/deliveries")
+        assert answer.status == 200, answer
+        return list(answer.body["deliveries"])
+
+    assert wait_until(lambda: any(d["attempts"] >= 1 for d in log()), 30), log()
+    assert {d["status"] for d in log()} == {"pending"}
+    objects.custom.delete_namespaced_custom_object(GROUP, VERSION, objects.ns, "plugins", "brief")
+    # the log outlives the plugin, and says why nothing more will be tried
+    assert wait_until(lambda: {d["status"] for d in log()} == {"dead"}, 30), log()
+    assert {d["lastError"] for d in log()} == {"plugin uninstalled"}
+    receiver.status = 204
+    with psycopg.connect(database) as conn:
+        pending = conn.execute(
+            "SELECT count(*) FROM plugin_deliveries WHERE status = 'pending'"
+        ).fetchone()
+    assert pending == (0,)
+    assert receiver.events() == []

@@ -66,6 +66,14 @@ INSERT_DELIVERY = """
 """
 
 
+SETTLE_UNINSTALLED = """
+    UPDATE plugin_deliveries SET status = 'dead', last_error = 'plugin uninstalled'
+    WHERE status = 'pending' AND plugin_uid = ANY(%s::uuid[])
+"""
+"""An uninstalled plugin's pending deliveries end at once: nobody is there to receive them (its
+Secret, and so its signing secret, went with it)."""
+
+
 async def subscribers(conn: AsyncConnection[Any]) -> list[events.Subscriber]:
     cur = await conn.execute(SUBSCRIBERS)
     return [
@@ -83,6 +91,11 @@ async def record(
 ) -> int:
     """Store the events of ``changes`` of ``table`` (inside the caller's transaction); returns
     how many deliveries were queued."""
+    changes = list(changes)
+    if table == "installed_plugins":
+        gone = [str(old["uid"]) for old, new in changes if old is not None and new is None]
+        if gone:
+            await conn.execute(SETTLE_UNINSTALLED, (gone,))
     derived = [
         (event_type, old, new)
         for old, new in changes
