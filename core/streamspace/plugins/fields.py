@@ -1,10 +1,16 @@
-"""A plugin's configuration as API requests carry it, against its manifest's ``configSchema``
-(docs/PLUGINS.md §2): problems by field path for a 422, and the split of secret properties. The
-operator checks the merged result again on every reconcile (``config``).
+"""A plugin's configuration against its manifest's ``configSchema`` (docs/PLUGINS.md §2), the one
+implementation both processes use: the API checks every write (a 422 naming each field) and the
+operator checks the merged configuration (``spec.config`` plus the Secret's ``config.json``) on
+every reconcile (its ``ConfigValid`` condition). Pure.
 
-Validation names every failing field path (``config.url``, ``config.auth.token``), never the
-value of a secret property. Secret properties are those the schema marks ``writeOnly: true`` or
-``format: password``. The split is by top-level property, as the operator merges
+Validation names every failing field path (``config.url``, ``config.auth.token``; the operator
+says them relative to the configuration: ``url``), never the value of a secret property: a
+failure under a secret path names only the rule, and so does any message that would quote a
+secret value (a combinator at the root quotes the whole configuration). The dialect is the
+schema's ``$schema``, draft 2020-12 when it names none, as when the catalog checked it.
+
+Secret properties are those the schema marks ``writeOnly: true`` or ``format: password``.
+The split is by top-level property, as the operator merges
 (``{**spec.config, **config.json}``): a top-level property that is secret, or has a secret
 property anywhere inside its ``properties``, goes whole to the plugin's Secret; the rest to the
 Plugin's ``spec.config``. (Subschemas reached only through ``$ref`` or combinators are not
@@ -18,6 +24,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+from jsonschema.validators import validator_for
 
 Config = dict[str, Any]
 
@@ -45,18 +52,26 @@ def secret_paths(schema: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ..
     return found
 
 
+def secret_properties(schema: Any) -> frozenset[str]:
+    """Top-level properties kept in the plugin's Secret: secret, or holding a secret property."""
+    return frozenset(
+        str(name)
+        for name, sub in _properties(schema).items()
+        if is_secret(sub) or secret_paths(sub)
+    )
+
+
 def split(schema: Any, config: Mapping[str, Any]) -> tuple[Config, Config]:
     """``config`` as (non-secret part, secret part), by top-level property."""
-    public: Config = {}
-    secret: Config = {}
-    props = _properties(schema)
-    for key, value in config.items():
-        sub = props.get(key)
-        if is_secret(sub) or secret_paths(sub):
-            secret[key] = value
-        else:
-            public[key] = value
+    kept = secret_properties(schema)
+    public = {k: v for k, v in config.items() if k not in kept}
+    secret = {k: v for k, v in config.items() if k in kept}
     return public, secret
+
+
+def misplaced(schema: Any, public: Mapping[str, Any]) -> list[str]:
+    """Secret properties found in the non-secret configuration (a Plugin's ``spec.config``)."""
+    return sorted(secret_properties(schema) & {str(k) for k in public})
 
 
 def merge(public: Mapping[str, Any], secret: Mapping[str, Any]) -> Config:
@@ -74,7 +89,7 @@ def schema_problem(schema: Any) -> str | None:
     if not isinstance(schema, Mapping | bool):
         return "configSchema must be an object"
     try:
-        Draft202012Validator.check_schema(schema)
+        _validator_class(schema).check_schema(schema)
     except SchemaError as exc:
         return f"configSchema is not a valid JSON Schema: {exc.message}"
     return None
@@ -87,8 +102,10 @@ def problems(schema: Any, config: Mapping[str, Any], where: str = "config") -> d
     quote the value (jsonschema's messages do)."""
     if schema is None:
         return {}
-    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    cls = _validator_class(schema)
+    validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
     secrets = secret_paths(schema)
+    hidden = _secret_values(config, secrets)
     found: dict[str, str] = {}
     for error in validator.iter_errors(dict(config)):
         path = tuple(str(p) for p in error.absolute_path)
@@ -108,7 +125,7 @@ def problems(schema: Any, config: Mapping[str, Any], where: str = "config") -> d
                 if name not in allowed:
                     found[_dotted(where, (*path, str(name)))] = "unknown property"
             continue
-        if any(path[: len(s)] == s for s in secrets):
+        if any(path[: len(s)] == s for s in secrets) or any(v in error.message for v in hidden):
             message = f"invalid value (fails '{error.validator}')"
         else:
             message = error.message
@@ -134,5 +151,21 @@ def nul_paths(value: Any, where: str = "config") -> dict[str, str]:
     return found
 
 
+def _validator_class(schema: Any) -> Any:
+    return validator_for(schema, default=Draft202012Validator)
+
+
+def _secret_values(config: Mapping[str, Any], paths: set[tuple[str, ...]]) -> list[str]:
+    """The text of every value found at a secret path (to keep it out of messages)."""
+    found: list[str] = []
+    for path in paths:
+        value: Any = config
+        for part in path:
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if value is not None and str(value):
+            found.append(str(value))
+    return found
+
+
 def _dotted(where: str, path: tuple[str, ...]) -> str:
-    return ".".join((where, *path)) if path else where
+    return ".".join((where, *path) if where else path) if path else (where or "(root)")

@@ -25,7 +25,7 @@ from streamspace.catalog.netguard import refusal
 from streamspace.conditions import Condition, merge_conditions
 from streamspace.lifecycle import Event
 from streamspace.ownership import NAME_CONFLICT, controlled_by
-from streamspace.plugins.config import config_errors, misplaced_secrets
+from streamspace.plugins import fields
 from streamspace.plugins.manifest import Manifest, read_manifest
 from streamspace.plugins.workload import (
     EGRESS_PERMISSION,
@@ -150,8 +150,12 @@ def _config(
     if isinstance(secrets, str):
         return Condition("ConfigValid", False, "ConfigInvalid", secrets), dict(plugin.config)
     merged = {**plugin.config, **secrets}
-    problems = misplaced_secrets(manifest.config_schema, plugin.config)
-    problems += config_errors(manifest.config_schema, merged)
+    problems = [
+        f"{name}: is secret; it belongs in the plugin's Secret, not in spec.config"
+        for name in fields.misplaced(manifest.config_schema, plugin.config)
+    ]
+    found = fields.problems(manifest.config_schema, merged, where="")
+    problems += [f"{path}: {message}" for path, message in sorted(found.items())]
     if manifest.plugin_type == "webhook":
         url_problem = webhook_url_problem(merged.get("url"), allow_private)
         problems += [url_problem] if url_problem and url_problem not in problems else []
