@@ -235,10 +235,3 @@ def after_failure(
 def delivered(status: int) -> bool:
     """A receiver's answer that settles a delivery (any 2xx)."""
     return 200 <= status < 300
-
-
-def owned_by(secret: Mapping[str, Any], uid: str) -> bool:
-    """True when one of a Secret's owner references is the Plugin ``uid`` (a Secret of the
-    same name left by an earlier Plugin, or made by someone else, is never used)."""
-    refs = (secret.get("metadata") or {}).get("ownerReferences") or []
-    return any(ref.get("uid") == uid and ref.get("kind") == "Plugin" for ref in refs)

@@ -21,7 +21,6 @@ only when the Secret is owned by the Plugin the delivery is for (its uid); it is
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import ipaddress
 import logging
@@ -41,6 +40,7 @@ from aiohttp.resolver import DefaultResolver
 from streamspace import events
 from streamspace.catalog.netguard import refusal
 from streamspace.config import EventSettings
+from streamspace.plugins import secret as plugin_secret
 from streamspace_facade.errors import ApiError
 from streamspace_facade.kube import Kube
 from streamspace_facade.metrics import EVENT_DELIVERIES, EVENT_LATENCY, EVENT_OUTBOX_DEPTH
@@ -49,7 +49,6 @@ from streamspace_facade.storage.deliveries import DeliveryStore, Due
 
 log = logging.getLogger(__name__)
 
-SECRET_KEY = "signing-secret"  # noqa: S105 (a key's name)
 MAX_ANSWER = 64 * 1024  # bytes of a receiver's answer read (and dropped)
 
 
@@ -113,16 +112,16 @@ class Secrets:
         cached = self._cache.get((namespace, plugin))
         if cached is not None and cached[0] == uid and cached[2] > self.clock():
             return cached[1]
+        name = plugin_secret.secret_name(plugin)
         try:
-            obj = await self.kube.get_secret(namespace, f"plugin-{plugin}")
+            obj = await self.kube.get_secret(namespace, name)
         except ApiError as exc:
-            raise Undeliverable(f"the plugin's Secret plugin-{plugin}: {exc.message}") from None
-        if not events.owned_by(obj, uid):
-            raise Undeliverable(f"the Secret plugin-{plugin} is not owned by this plugin")
-        raw = (obj.get("data") or {}).get(SECRET_KEY)
-        if not raw:
-            raise Undeliverable(f"the Secret plugin-{plugin} has no {SECRET_KEY}")
-        secret = base64.b64decode(raw).decode()
+            raise Undeliverable(f"the plugin's Secret {name}: {exc.message}") from None
+        if not plugin_secret.owned_by(obj, uid):
+            raise Undeliverable(f"the Secret {name} is not owned by this plugin")
+        secret = plugin_secret.signing_secret(obj)
+        if not secret:
+            raise Undeliverable(f"the Secret {name} has no {plugin_secret.SIGNING_KEY}")
         self._cache[(namespace, plugin)] = (uid, secret, self.clock() + self.ttl)
         return secret
 

@@ -24,6 +24,7 @@ from streamspace.naming import is_dns_label
 from streamspace.plugins import fields as plugin_config
 from streamspace.plugins import secret as plugin_secret
 from streamspace.plugins.policy import SECRET_ANNOTATION
+from streamspace.plugins.workload import PluginRef
 from streamspace.sync_requests import stamp
 from streamspace_facade.errors import ApiError, conflict, invalid, not_found
 from streamspace_facade.idempotency import IDEMPOTENCY, NOT_STORED
@@ -189,13 +190,18 @@ async def _owned_secret(svc: Services, obj: Mapping[str, Any]) -> dict[str, Any]
     return secret
 
 
+def _ref(obj: Mapping[str, Any]) -> PluginRef:
+    meta = obj["metadata"]
+    return PluginRef(str(meta["name"]), str(meta["namespace"]), str(meta["uid"]))
+
+
 async def _attach_secret(svc: Services, obj: Mapping[str, Any], secret: dict[str, Any]) -> str:
     """Create (or take over) the Plugin's Secret with ``secret`` as its config; the signing
     secret it holds."""
     signing = plugin_secret.new_signing_secret()
     try:
         await svc.kube.create_secret(
-            svc.namespace, plugin_secret.plugin_secret(obj, signing, secret)
+            svc.namespace, plugin_secret.plugin_secret(_ref(obj), signing, secret)
         )
     except ApiError as exc:
         if exc.status != 409:
@@ -255,6 +261,8 @@ async def update_config(request: web.Request) -> web.Response:
     public, given = plugin_config.split(schema, config)
     existing = await _owned_secret(svc, obj)
     stored = plugin_secret.secret_config(existing) if existing is not None else {}
+    if isinstance(stored, str):  # unreadable: what this request gives replaces it
+        stored = {}
     secret = plugin_config.merge(stored, given)
     _checked(schema, plugin_config.merge(public, secret))
     if existing is None:

@@ -29,7 +29,8 @@ from streamspace.plugins.policy import (
     PluginInput,
     decide,
 )
-from streamspace.plugins.workload import PLUGIN_ANNOTATION, child_name, secret, signing_secret
+from streamspace.plugins.secret import new_signing_secret, plugin_secret
+from streamspace.plugins.workload import PLUGIN_ANNOTATION, child_name
 from streamspace_operator import timers
 from streamspace_operator.context import Context, context, namespaced
 from streamspace_operator.metrics import timed
@@ -77,7 +78,7 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> None:
         plan = decide(plugin, gathered, datetime.now(UTC), allow_private)
 
         if plan.create_secret:
-            created = await kube.create_secret(secret(plugin.ref, signing_secret(), {}))
+            created = await kube.create_secret(plugin_secret(plugin.ref, new_signing_secret(), {}))
             if not created:  # someone made one meanwhile: judge it on the next round
                 raise kopf.TemporaryError("the plugin Secret appeared meanwhile", delay=1)
             log.info("created Secret %s for Plugin %s", child_name(name), name)

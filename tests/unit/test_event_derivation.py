@@ -12,6 +12,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from streamspace import events
 from streamspace.db.outbox import plain_view
+from streamspace.plugins import secret as plugin_secret
 
 pytestmark = pytest.mark.unit
 
@@ -211,11 +212,13 @@ def test_secret_must_be_owned_by_the_plugin() -> None:
     def secret(*refs: dict[str, Any]) -> dict[str, Any]:
         return {"metadata": {"name": "plugin-p1", "ownerReferences": list(refs)}}
 
-    assert events.owned_by(secret({"kind": "Plugin", "uid": "u1", "controller": True}), "u1")
-    assert not events.owned_by(secret({"kind": "Plugin", "uid": "u0"}), "u1")
-    assert not events.owned_by(secret({"kind": "Session", "uid": "u1"}), "u1")
-    assert not events.owned_by(secret(), "u1")
-    assert not events.owned_by({"metadata": {}}, "u1")
+    owned_by = plugin_secret.owned_by
+    assert owned_by(secret({"kind": "Plugin", "uid": "u1", "controller": True}), "u1")
+    assert not owned_by(secret({"kind": "Plugin", "uid": "u1"}), "u1")  # not its controller
+    assert not owned_by(secret({"kind": "Plugin", "uid": "u0", "controller": True}), "u1")
+    assert not owned_by(secret({"kind": "Session", "uid": "u1", "controller": True}), "u1")
+    assert not owned_by(secret(), "u1")
+    assert not owned_by({"metadata": {}}, "u1")
 
 
 def test_plain_view() -> None:

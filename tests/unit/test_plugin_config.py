@@ -11,6 +11,7 @@ import pytest
 from streamspace.db.mirror import plugin_row
 from streamspace.plugins import fields as plugin_config
 from streamspace.plugins import secret as plugin_secret
+from streamspace.plugins.workload import PluginRef
 from streamspace_facade.plugin_writes import merge_patch
 
 pytestmark = pytest.mark.unit
@@ -79,7 +80,7 @@ def test_an_invalid_schema_is_reported() -> None:
 
 
 def test_the_secret_is_owned_by_its_plugin_and_holds_both_values() -> None:
-    plugin = {"metadata": {"name": "hook", "uid": "u-1"}}
+    plugin = PluginRef("hook", "team-a", "u-1")
     signing = plugin_secret.new_signing_secret()
     assert signing.startswith("whsec_")
     assert len(base64.b64decode(signing.removeprefix("whsec_"))) == 24

@@ -22,13 +22,8 @@ from streamspace.plugins.policy import (
     decide,
     webhook_url_problem,
 )
-from streamspace.plugins.workload import (
-    PluginRef,
-    child_name,
-    secret,
-    secret_config,
-    signing_secret,
-)
+from streamspace.plugins.secret import new_signing_secret, plugin_secret, secret_config
+from streamspace.plugins.workload import PluginRef, child_name
 
 pytestmark = pytest.mark.unit
 
@@ -438,11 +433,11 @@ def test_a_foreign_secret_is_never_read_for_config() -> None:
 
 
 def test_signing_secrets_are_standard_webhooks_secrets_and_the_secret_is_owned() -> None:
-    first, second = signing_secret(), signing_secret()
+    first, second = new_signing_secret(), new_signing_secret()
     assert first != second
     assert first.startswith("whsec_") and len(base64.b64decode(first[6:])) == 24
     ref = PluginRef("p1", "ns", UID)
-    built = secret(ref, first, {"token": "t"})
+    built = plugin_secret(ref, first, {"token": "t"})
     assert built["metadata"]["ownerReferences"][0]["uid"] == UID
     assert built["metadata"]["labels"]["stream.space/plugin"] == "p1"
     assert base64.b64decode(built["data"]["signing-secret"]).decode() == first

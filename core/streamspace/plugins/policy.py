@@ -27,13 +27,13 @@ from streamspace.lifecycle import Event
 from streamspace.ownership import NAME_CONFLICT, controlled_by
 from streamspace.plugins import fields
 from streamspace.plugins.manifest import Manifest, read_manifest
+from streamspace.plugins.secret import secret_config
 from streamspace.plugins.workload import (
     EGRESS_PERMISSION,
     PluginRef,
     child_name,
     deployment,
     network_policy,
-    secret_config,
     service,
     service_url,
 )

@@ -1,8 +1,10 @@
 """A plugin's Secret ``plugin-<name>`` (docs/PLUGINS.md §2): its signing secret and its secret
 configuration, owned by the Plugin (a controller reference) so it goes with it.
 
-Whoever makes one (the facade on install, the operator for a Plugin applied with kubectl) builds
-it here; whoever reads or changes one first checks :func:`owned_by` against the Plugin's uid.
+The one home of that Secret's shape for every process: whoever makes one (the facade on install,
+the operator for a Plugin applied with kubectl) builds it here, and whoever reads one (the
+operator's config check, the facade's config writes, the event deliveries) first checks
+:func:`owned_by` against the Plugin's uid and reads its values here.
 """
 
 from __future__ import annotations
@@ -14,10 +16,16 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from streamspace import API_GROUP, API_VERSION
 from streamspace.manifests import MANAGED_BY
 from streamspace.naming import label_value
-from streamspace.plugins.workload import CONFIG_KEY, PLUGIN_LABEL, SIGNING_KEY, child_name
+from streamspace.plugins.workload import (
+    CONFIG_KEY,
+    PLUGIN_LABEL,
+    SIGNING_KEY,
+    PluginRef,
+    child_name,
+    owner_reference,
+)
 
 __all__ = ["CONFIG_KEY", "MANAGED_BY", "PLUGIN_LABEL", "SIGNING_KEY"]
 
@@ -33,33 +41,23 @@ def new_signing_secret() -> str:
     return SIGNING_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-def owner_reference(plugin: Mapping[str, Any]) -> dict[str, Any]:
-    meta = plugin["metadata"]
-    return {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
-        "kind": "Plugin",
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-    }
-
-
 def _encode(value: str) -> str:
     return base64.b64encode(value.encode()).decode()
 
 
 def plugin_secret(
-    plugin: Mapping[str, Any], signing_secret: str, secret_config: Mapping[str, Any]
+    ref: PluginRef, signing_secret: str, secret_config: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The Secret body for ``plugin`` (a Plugin as the API server returned it, with its uid).
-    Without ``blockOwnerDeletion``: that needs permission on the owner's finalizers, and
-    nothing waits for the Secret to go."""
-    name = plugin["metadata"]["name"]
+    """The Secret body for the Plugin ``ref``. Without ``blockOwnerDeletion``: that needs
+    permission on the owner's finalizers, and nothing waits for the Secret to go."""
     return {
+        "apiVersion": "v1",
+        "kind": "Secret",
         "metadata": {
-            "name": secret_name(name),
-            "labels": {**MANAGED_BY, PLUGIN_LABEL: label_value(name)},
-            "ownerReferences": [owner_reference(plugin)],
+            "name": secret_name(ref.name),
+            "namespace": ref.namespace,
+            "labels": {**MANAGED_BY, PLUGIN_LABEL: label_value(ref.name)},
+            "ownerReferences": [owner_reference(ref, block=False)],
         },
         "type": "Opaque",
         "data": data(signing_secret, secret_config),
@@ -97,11 +95,15 @@ def signing_secret(secret: Mapping[str, Any]) -> str | None:
     return _value(secret, SIGNING_KEY)
 
 
-def secret_config(secret: Mapping[str, Any]) -> dict[str, Any]:
-    """The secret configuration the Secret holds ({} when absent or unreadable)."""
-    raw = _value(secret, CONFIG_KEY)
-    try:
-        value = json.loads(raw) if raw else {}
-    except ValueError:
+def secret_config(secret: Mapping[str, Any]) -> dict[str, Any] | str:
+    """The secret configuration the Secret holds ({} when it holds none), or why it cannot be
+    read."""
+    if (secret.get("data") or {}).get(CONFIG_KEY) is None:
         return {}
-    return value if isinstance(value, dict) else {}
+    try:
+        value = json.loads(_value(secret, CONFIG_KEY) or "")
+    except ValueError:
+        return f"{CONFIG_KEY} of the Secret is not JSON"
+    if not isinstance(value, dict):
+        return f"{CONFIG_KEY} of the Secret must hold an object"
+    return value

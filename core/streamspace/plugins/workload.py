@@ -3,8 +3,8 @@
 Each is named ``plugin-<name>`` and owned by the Plugin (controller reference), so it goes with
 the Plugin and is never mistaken for anyone else's object of that name (``ownership``):
 
-* the Secret: ``signing-secret`` (Standard Webhooks, ``whsec_`` + base64) and ``config.json``
-  (the secret configuration properties);
+* the Secret (built in ``streamspace.plugins.secret``): ``signing-secret`` (Standard Webhooks,
+  ``whsec_`` + base64) and ``config.json`` (the secret configuration properties);
 * for a runnable plugin, a Deployment under the restricted Pod Security Standard (non-root, no
   privilege escalation, every capability dropped, RuntimeDefault seccomp, read-only root file
   system, no service-account token), its Service, and a NetworkPolicy that admits only the
@@ -14,10 +14,6 @@ the Plugin and is never mistaken for anyone else's object of that name (``owners
 
 from __future__ import annotations
 
-import base64
-import json
-import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,15 +56,19 @@ def labels(ref: PluginRef) -> dict[str, str]:
     return {**MANAGED_BY, PLUGIN_LABEL: ref.name}
 
 
-def owner_reference(ref: PluginRef) -> dict[str, Any]:
-    return {
+def owner_reference(ref: PluginRef, *, block: bool = True) -> dict[str, Any]:
+    """The Plugin as its children's controller; ``block``: ``blockOwnerDeletion`` (which needs
+    permission on the Plugin's finalizers: the operator has it, the facade does not)."""
+    reference: dict[str, Any] = {
         "apiVersion": f"{API_GROUP}/{API_VERSION}",
         "kind": "Plugin",
         "name": ref.name,
         "uid": ref.uid,
         "controller": True,
-        "blockOwnerDeletion": True,
     }
+    if block:
+        reference["blockOwnerDeletion"] = True
+    return reference
 
 
 def _metadata(ref: PluginRef) -> dict[str, Any]:
@@ -79,38 +79,6 @@ def _metadata(ref: PluginRef) -> dict[str, Any]:
         "annotations": {PLUGIN_ANNOTATION: ref.name},
         "ownerReferences": [owner_reference(ref)],
     }
-
-
-def signing_secret() -> str:
-    """A new Standard Webhooks secret: ``whsec_`` and the base64 of 24 random bytes."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-
-
-def secret(ref: PluginRef, signing: str, config: Mapping[str, Any]) -> dict[str, Any]:
-    def b64(text: str) -> str:
-        return base64.b64encode(text.encode()).decode()
-
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": _metadata(ref),
-        "type": "Opaque",
-        "data": {SIGNING_KEY: b64(signing), CONFIG_KEY: b64(json.dumps(dict(config)))},
-    }
-
-
-def secret_config(obj: Mapping[str, Any]) -> dict[str, Any] | str:
-    """The secret configuration of a plugin Secret, or why it cannot be read."""
-    raw = (obj.get("data") or {}).get(CONFIG_KEY)
-    if raw is None:
-        return {}
-    try:
-        value = json.loads(base64.b64decode(raw))
-    except ValueError:
-        return f"{CONFIG_KEY} of the Secret is not JSON"
-    if not isinstance(value, dict):
-        return f"{CONFIG_KEY} of the Secret must hold an object"
-    return value
 
 
 def deployment(
