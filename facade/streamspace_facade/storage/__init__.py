@@ -15,7 +15,9 @@ The pattern, for every area (follow it when adding one, e.g. ``plugins.py``, ``o
   there, built from the same ``Database``), and is held by ``Services.storage`` (``state.py``;
   ``None`` when no database is configured). Methods borrow a connection with
   ``self._db.connection(wait=...)`` for one statement or one transaction (``async with
-  conn.transaction()``), never per-request ``psycopg.connect``. The default wait is
+  conn.transaction()``), never per-request ``psycopg.connect``; plain reads use
+  ``self._db.rows/row/page(RowClass, query, params)`` (``page``: a LIMIT/OFFSET query and its
+  count on one connection). The default wait is
   ``DB_WAIT`` (10 s); callers with their own budget (auth 2 s, readiness) pass ``wait``.
 * **Errors map once, at this edge**: any ``psycopg`` error while a connection is held leaves as
   ``StorageUnavailable`` (outage, pool timeout, pool closed: the ``errors`` middleware answers

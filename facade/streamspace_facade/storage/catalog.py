@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg.rows import class_row
-
 from streamspace_facade.storage.database import DB_WAIT, Database
 
 
@@ -97,31 +95,24 @@ class CatalogStore:
             "limit": limit,
             "offset": offset,
         }
-        async with self._db.connection(DB_WAIT) as conn:
-            cur = await conn.execute("SELECT count(*) " + _FROM, params)
-            total = int((await cur.fetchone() or (0,))[0])
-            async with conn.cursor(row_factory=class_row(CatalogEntry)) as rows:
-                await rows.execute(
-                    f"SELECT {_COLUMNS} {_FROM} "
-                    "ORDER BY c.display_name, c.name, c.id LIMIT %(limit)s OFFSET %(offset)s",
-                    params,
-                )
-                entries = await rows.fetchall()
+        entries, total = await self._db.page(
+            CatalogEntry,
+            f"SELECT {_COLUMNS} {_FROM} "
+            "ORDER BY c.display_name, c.name, c.id LIMIT %(limit)s OFFSET %(offset)s",
+            "SELECT count(*) " + _FROM,
+            params,
+        )
         return CatalogPage(entries, total)
 
     async def install_source(self, entry: int, namespace: str | None) -> InstallSource | None:
         """What entry ``entry`` installs, if it exists (in ``namespace``'s repositories)."""
-        async with (
-            self._db.connection(DB_WAIT) as conn,
-            conn.cursor(row_factory=class_row(InstallSource)) as cur,
-        ):
-            await cur.execute(
-                "SELECT c.name, c.manifest, r.id AS repository FROM catalog_templates c "
-                "JOIN repositories r ON r.uid = c.repository_uid "
-                "WHERE c.id = %s AND (%s::text IS NULL OR r.namespace = %s)",
-                (entry, namespace, namespace),
-            )
-            return await cur.fetchone()
+        return await self._db.row(
+            InstallSource,
+            "SELECT c.name, c.manifest, r.id AS repository FROM catalog_templates c "
+            "JOIN repositories r ON r.uid = c.repository_uid "
+            "WHERE c.id = %s AND (%s::text IS NULL OR r.namespace = %s)",
+            (entry, namespace, namespace),
+        )
 
     async def count_install(self, entry: int) -> None:
         async with self._db.connection(DB_WAIT) as conn:

@@ -8,12 +8,16 @@ exception types to tell an outage (503) from a bug (500).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
+from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
+
+T = TypeVar("T")
+Params = Sequence[Any] | Mapping[str, Any]
 
 DB_WAIT = 10.0
 """Seconds a request waits for a pooled PostgreSQL connection before answering 503."""
@@ -74,3 +78,30 @@ class Database:
             raise StorageUnavailable(str(exc)) from exc
         except psycopg.Error as exc:
             raise StorageError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def rows(self, row: type[T], query: str, params: Params) -> list[T]:
+        """Every row ``query`` answers, as ``row`` instances."""
+        async with (
+            self.connection() as conn,
+            conn.cursor(row_factory=class_row(row)) as cur,
+        ):
+            await cur.execute(query, params)
+            return await cur.fetchall()
+
+    async def row(self, row: type[T], query: str, params: Params) -> T | None:
+        """The first row ``query`` answers, as a ``row`` instance; None when there is none."""
+        found = await self.rows(row, query, params)
+        return found[0] if found else None
+
+    async def page(
+        self, row: type[T], select: str, count: str, params: Params
+    ) -> tuple[list[T], int]:
+        """One page (``select``, with its LIMIT and OFFSET) and how many rows match in all
+        (``count``), read on one connection."""
+        async with self.connection() as conn:
+            cur = await conn.execute(count, params)
+            total = await cur.fetchone()
+            async with conn.cursor(row_factory=class_row(row)) as rows:
+                await rows.execute(select, params)
+                found = await rows.fetchall()
+        return found, int(total[0]) if total else 0

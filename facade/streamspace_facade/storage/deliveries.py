@@ -157,21 +157,14 @@ class DeliveryStore:
             " AND d.status = %(status)s" if status else ""
         )
         params = {"ns": namespace, "name": plugin, "status": status, "limit": limit, "off": offset}
-        async with self._db.connection() as conn:
-            async with conn.cursor(row_factory=class_row(Delivery)) as cur:
-                await cur.execute(
-                    f"SELECT {LOG_COLUMNS} FROM plugin_deliveries d"  # noqa: S608 (constants)
-                    f" JOIN plugin_events e ON e.id = d.event_id WHERE {where}"
-                    " ORDER BY d.seq DESC LIMIT %(limit)s OFFSET %(off)s",
-                    params,
-                )
-                rows = await cur.fetchall()
-            cur2 = await conn.execute(
-                f"SELECT count(*) FROM plugin_deliveries d WHERE {where}",  # noqa: S608
-                params,
-            )
-            total = await cur2.fetchone()
-        return rows, int(total[0]) if total else 0
+        return await self._db.page(
+            Delivery,
+            f"SELECT {LOG_COLUMNS} FROM plugin_deliveries d"  # noqa: S608 (constants)
+            f" JOIN plugin_events e ON e.id = d.event_id WHERE {where}"
+            " ORDER BY d.seq DESC LIMIT %(limit)s OFFSET %(off)s",
+            f"SELECT count(*) FROM plugin_deliveries d WHERE {where}",  # noqa: S608
+            params,
+        )
 
     async def known(self, namespace: str, plugin: str) -> bool:
         """The plugin is installed, or was and has deliveries left in the log."""
@@ -186,17 +179,13 @@ class DeliveryStore:
         return bool(row and row[0])
 
     async def get(self, namespace: str, plugin: str, delivery_id: uuid.UUID) -> Delivery | None:
-        async with (
-            self._db.connection() as conn,
-            conn.cursor(row_factory=class_row(Delivery)) as cur,
-        ):
-            await cur.execute(
-                f"SELECT {LOG_COLUMNS} FROM plugin_deliveries d"  # noqa: S608 (constants)
-                " JOIN plugin_events e ON e.id = d.event_id"
-                " WHERE d.plugin_namespace = %s AND d.plugin_name = %s AND d.id = %s",
-                (namespace, plugin, delivery_id),
-            )
-            return await cur.fetchone()
+        return await self._db.row(
+            Delivery,
+            f"SELECT {LOG_COLUMNS} FROM plugin_deliveries d"  # noqa: S608 (constants)
+            " JOIN plugin_events e ON e.id = d.event_id"
+            " WHERE d.plugin_namespace = %s AND d.plugin_name = %s AND d.id = %s",
+            (namespace, plugin, delivery_id),
+        )
 
     async def redeliver(self, namespace: str, plugin: str, delivery_id: uuid.UUID) -> bool:
         """A dead delivery goes again (a fresh retry budget); False if it is not dead."""

@@ -91,8 +91,10 @@ _CATALOG_SELECT = """
            c.icon_url, c.tags, c.manifest, c.install_count, c.avg_rating, c.rating_count,
            c.updated_at, r.id AS repository_id, r.url AS repository_url, r.namespace
 """
-_CATALOG_FROM = """
-    FROM catalog_plugins c JOIN repositories r ON r.uid = c.repository_uid
+_CATALOG_JOIN = " FROM catalog_plugins c JOIN repositories r ON r.uid = c.repository_uid"
+_CATALOG_FROM = (
+    _CATALOG_JOIN
+    + """
     WHERE (%(ns)s::text IS NULL OR r.namespace = %(ns)s)
       AND (%(category)s::text IS NULL OR c.category = %(category)s)
       AND (%(tag)s::text IS NULL OR %(tag)s = ANY(c.tags))
@@ -100,6 +102,7 @@ _CATALOG_FROM = """
       AND (%(search)s::text IS NULL OR c.name ILIKE %(search)s OR c.display_name ILIKE %(search)s
            OR c.description ILIKE %(search)s)
 """
+)
 _INSTALLED_SELECT = """
     SELECT p.uid::text AS uid, p.id, p.namespace, p.repository, p.plugin_name, p.version,
            p.plugin_type, p.enabled, p.config, p.secret_keys, p.phase, p.message, p.approved,
@@ -133,46 +136,35 @@ class PluginStore:
             "limit": limit,
             "offset": offset,
         }
-        async with self._db.connection(DB_WAIT) as conn:
-            cur = await conn.execute("SELECT count(*) " + _CATALOG_FROM, params)
-            total = int((await cur.fetchone() or (0,))[0])
-            async with conn.cursor(row_factory=class_row(CatalogPlugin)) as rows:
-                await rows.execute(
-                    _CATALOG_SELECT
-                    + _CATALOG_FROM
-                    + " ORDER BY c.display_name, c.name, c.id LIMIT %(limit)s OFFSET %(offset)s",
-                    params,
-                )
-                return await rows.fetchall(), total
+        return await self._db.page(
+            CatalogPlugin,
+            _CATALOG_SELECT
+            + _CATALOG_FROM
+            + " ORDER BY c.display_name, c.name, c.id LIMIT %(limit)s OFFSET %(offset)s",
+            "SELECT count(*) " + _CATALOG_FROM,
+            params,
+        )
 
     async def catalog_entry(self, catalog_id: int, namespace: str | None) -> CatalogPlugin | None:
-        async with (
-            self._db.connection(DB_WAIT) as conn,
-            conn.cursor(row_factory=class_row(CatalogPlugin)) as cur,
-        ):
-            await cur.execute(
-                _CATALOG_SELECT
-                + " FROM catalog_plugins c JOIN repositories r ON r.uid = c.repository_uid"
-                " WHERE c.id = %(id)s AND (%(ns)s::text IS NULL OR r.namespace = %(ns)s)",
-                {"id": catalog_id, "ns": namespace},
-            )
-            return await cur.fetchone()
+        return await self._db.row(
+            CatalogPlugin,
+            _CATALOG_SELECT
+            + _CATALOG_JOIN
+            + " WHERE c.id = %(id)s AND (%(ns)s::text IS NULL OR r.namespace = %(ns)s)",
+            {"id": catalog_id, "ns": namespace},
+        )
 
     async def catalog_by_name(
         self, namespace: str, repository: str, name: str
     ) -> CatalogPlugin | None:
         """The catalog entry a Plugin names (spec.catalogPlugin), in the Plugin's namespace."""
-        async with (
-            self._db.connection(DB_WAIT) as conn,
-            conn.cursor(row_factory=class_row(CatalogPlugin)) as cur,
-        ):
-            await cur.execute(
-                _CATALOG_SELECT
-                + " FROM catalog_plugins c JOIN repositories r ON r.uid = c.repository_uid"
-                " WHERE r.namespace = %s AND r.id = %s AND c.name = %s",
-                (namespace, repository, name),
-            )
-            return await cur.fetchone()
+        return await self._db.row(
+            CatalogPlugin,
+            _CATALOG_SELECT
+            + _CATALOG_JOIN
+            + " WHERE r.namespace = %s AND r.id = %s AND c.name = %s",
+            (namespace, repository, name),
+        )
 
     async def count_install(self, catalog_id: int) -> None:
         async with self._db.connection(DB_WAIT) as conn:
@@ -182,26 +174,19 @@ class PluginStore:
             )
 
     async def installed(self, namespace: str | None) -> list[InstalledPlugin]:
-        async with (
-            self._db.connection(DB_WAIT) as conn,
-            conn.cursor(row_factory=class_row(InstalledPlugin)) as cur,
-        ):
-            await cur.execute(
-                _INSTALLED_SELECT + " WHERE (%(ns)s::text IS NULL OR p.namespace = %(ns)s)"
-                " ORDER BY p.id, p.namespace",
-                {"ns": namespace},
-            )
-            return await cur.fetchall()
+        return await self._db.rows(
+            InstalledPlugin,
+            _INSTALLED_SELECT + " WHERE (%(ns)s::text IS NULL OR p.namespace = %(ns)s)"
+            " ORDER BY p.id, p.namespace",
+            {"ns": namespace},
+        )
 
     async def installed_one(self, namespace: str, name: str) -> InstalledPlugin | None:
-        async with (
-            self._db.connection(DB_WAIT) as conn,
-            conn.cursor(row_factory=class_row(InstalledPlugin)) as cur,
-        ):
-            await cur.execute(
-                _INSTALLED_SELECT + " WHERE p.namespace = %s AND p.id = %s", (namespace, name)
-            )
-            return await cur.fetchone()
+        return await self._db.row(
+            InstalledPlugin,
+            _INSTALLED_SELECT + " WHERE p.namespace = %s AND p.id = %s",
+            (namespace, name),
+        )
 
     async def rate(
         self, catalog_id: int, user: str, rating: int, review: str | None

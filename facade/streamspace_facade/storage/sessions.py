@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from psycopg.rows import class_row
-
 from streamspace_facade.storage.database import DB_WAIT, Database
 
 
@@ -82,14 +80,10 @@ class SessionStore:
 
     async def connections(self, namespace: str, session: str) -> list[ConnectionRow]:
         """The Connections of one session, oldest first."""
-        async with (
-            self._db.connection(DB_WAIT) as conn,
-            conn.cursor(row_factory=class_row(ConnectionRow)) as cur,
-        ):
-            await cur.execute(
-                "SELECT id, session_id, user_id, client_ip, user_agent, state, connected_at, "
-                "last_heartbeat, created_at FROM connections "
-                "WHERE namespace = %s AND session_id = %s ORDER BY created_at, id",
-                (namespace, session),
-            )
-            return await cur.fetchall()
+        return await self._db.rows(
+            ConnectionRow,
+            "SELECT id, session_id, user_id, client_ip, user_agent, state, connected_at, "
+            "last_heartbeat, created_at FROM connections "
+            "WHERE namespace = %s AND session_id = %s ORDER BY created_at, id",
+            (namespace, session),
+        )
