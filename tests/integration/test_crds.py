@@ -12,6 +12,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from streamspace_facade.plugin_writes import RESERVED
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -377,3 +379,8 @@ def test_plugin_defaults_config_and_identity(api: client.ApiClient, namespace: s
     )
     status = rejection(api, namespace, body("Plugin", "p" * 57, dict(PLUGIN)))
     assert "metadata.name" in status["message"]
+    # the words of the plugin routes are no Plugin names: one applied with kubectl would be
+    # listed over REST and never reachable by its id
+    for word in sorted(RESERVED):
+        status = rejection(api, namespace, body("Plugin", word, dict(PLUGIN)))
+        assert "words of the plugin API's paths" in status["message"], status
