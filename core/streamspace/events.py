@@ -157,10 +157,16 @@ class Subscriber:
 
 
 def recipients(
-    subscribers: Iterable[Subscriber], event_type: str, namespace: str
+    subscribers: Iterable[Subscriber], event_type: str, namespace: str, home: str | None = None
 ) -> list[Subscriber]:
-    """The plugins an event goes to: those of the object's namespace that subscribe to it."""
-    return [s for s in subscribers if s.namespace == namespace and subscribed(s.events, event_type)]
+    """The plugins an event goes to: those that subscribe to it in the object's namespace, and
+    those of ``home`` (the facade's own namespace, whose plugins the platform team installs for
+    every namespace the facade serves)."""
+    return [
+        s
+        for s in subscribers
+        if s.namespace in (namespace, home) and subscribed(s.events, event_type)
+    ]
 
 
 # --- what a receiver gets -----------------------------------------------------------------------

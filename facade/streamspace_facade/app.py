@@ -195,7 +195,11 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
             await svc.storage.open()
             # the mirror writes through the same pool (its lock connection is its own)
             svc.mirror = Mirror(
-                settings.database.url, svc.storage.database.pool, svc.kube, svc.scope
+                settings.database.url,
+                svc.storage.database.pool,
+                svc.kube,
+                svc.scope,
+                home=svc.namespace,
             )
             svc.mirror.worker = Deliverer(
                 svc.storage.deliveries,

@@ -32,7 +32,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from streamspace.db import mirror as tables
 from streamspace.db.migrate import migrate
-from streamspace.db.outbox import View, Views
+from streamspace.db.outbox import Audience, View, Views
 from streamspace_facade.catalog import repository_view
 from streamspace_facade.errors import ApiError
 from streamspace_facade.kube import Kube
@@ -84,11 +84,14 @@ class Mirror:
         retry_seconds: float = 2.0,
         observe_timeout: float = 5.0,
         worker: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        home: str | None = None,
     ) -> None:
         self.database_url = database_url
         self.pool = pool
         self.kube = kube
         self.namespace = namespace
+        self.audience = Audience(VIEWS, home)
+        """Plugins of ``home`` (the facade's own namespace) hear of every namespace it serves."""
         self.retry_seconds = retry_seconds
         self.observe_timeout = observe_timeout
         self.worker = worker
@@ -215,7 +218,7 @@ class Mirror:
                 continue
             async with self._writing, self.pool.connection() as conn:
                 await self._fence(conn)
-                removed = await tables.resync(conn, table, items, self.namespace, VIEWS)
+                removed = await tables.resync(conn, table, items, self.namespace, self.audience)
             self.queued.set()
             MIRROR_RESYNCS.labels(table.name).inc()
             log.info("mirror resynced %s: %d rows, %d removed", table.name, len(items), removed)
@@ -239,7 +242,7 @@ class Mirror:
         )
         async with self._writing, self.pool.connection() as conn:
             await self._fence(conn)
-            await tables.resync(conn, table, [], self.namespace, VIEWS)
+            await tables.resync(conn, table, [], self.namespace, self.audience)
         self._resynced[table.name].set()
         await asyncio.sleep(MISSING_KIND_RECHECK)
 
@@ -253,7 +256,7 @@ class Mirror:
                     self._tombstone(str(obj["metadata"]["uid"]))
                     await self._fence(conn)
                     self._queued(
-                        await tables.remove(conn, table, str(obj["metadata"]["uid"]), VIEWS)
+                        await tables.remove(conn, table, str(obj["metadata"]["uid"]), self.audience)
                     )
                 else:
                     await self._apply(conn, table, obj)
@@ -277,7 +280,7 @@ class Mirror:
         elif uid in self._deleted:
             return  # a late event of an object already gone must not bring its row back
         await self._fence(conn)
-        self._queued(await tables.apply(conn, table, obj, VIEWS))
+        self._queued(await tables.apply(conn, table, obj, self.audience))
 
     def _queued(self, deliveries: int) -> None:
         if deliveries:
@@ -322,7 +325,7 @@ class Mirror:
             try:
                 async with self._writing, self.pool.connection(timeout=DB_WAIT) as conn:
                     await self._fence(conn)
-                    self._queued(await tables.remove(conn, table, uid, VIEWS))
+                    self._queued(await tables.remove(conn, table, uid, self.audience))
             except LostLeadership:
                 pass  # the new writer removes it; wait for that below
             else:

@@ -483,7 +483,11 @@ def test_a_repository_whose_secret_cannot_be_made_is_taken_back(
 
 FACADE_REPOSITORY_RULES = [
     # the mirror lists and watches these
-    {"apiGroups": [GROUP], "resources": ["sessions", "connections"], "verbs": ["list", "watch"]},
+    {
+        "apiGroups": [GROUP],
+        "resources": ["sessions", "connections", "plugins"],
+        "verbs": ["list", "watch"],
+    },
     {
         "apiGroups": [GROUP],
         "resources": ["templaterepositories"],

@@ -126,6 +126,11 @@ def test_recipients_are_subscribers_of_the_objects_namespace() -> None:
     b = events.Subscriber("u2", "other", "b", ["session.*"], "https://b")
     c = events.Subscriber("u3", "ns", "c", ["connection.*"], "https://c")
     assert events.recipients([a, b, c], "session.created", "ns") == [a]
+    # a facade serving every namespace: its own namespace's plugins hear all of them
+    home = events.Subscriber("u4", "streamspace", "h", ["session.*"], "https://h")
+    assert events.recipients([a, b, home], "session.created", "ns", "streamspace") == [a, home]
+    assert events.recipients([a, b, home], "session.created", "other", "streamspace") == [b, home]
+    assert events.recipients([a, b, home], "session.created", "other") == [b]
 
 
 def test_subject() -> None:

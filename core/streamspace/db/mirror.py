@@ -29,7 +29,6 @@ STATUS_WORDS = {"Pending": "pending", "Syncing": "syncing", "Ready": "synced", "
 """TemplateRepository ``status.phase`` → the API's repository status word."""
 
 Row = dict[str, Any]
-NO_VIEWS: outbox.Views = {}
 
 
 def _created(meta: Mapping[str, Any]) -> datetime:
@@ -228,12 +227,12 @@ async def apply(
     conn: AsyncConnection[Any],
     table: Table,
     obj: Mapping[str, Any],
-    views: outbox.Views = NO_VIEWS,
+    audience: outbox.Audience = outbox.NOBODY_IN_PARTICULAR,
 ) -> int:
     """Make the table agree with one observed object (upsert, or delete if it is going away),
     with the events the change means in the same transaction; returns deliveries queued."""
     if is_deleted(obj):
-        return await remove(conn, table, str(obj["metadata"]["uid"]), views)
+        return await remove(conn, table, str(obj["metadata"]["uid"]), audience)
     row = table.row(obj)
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         # an object deleted and re-created under the same name before the DELETED event of
@@ -256,11 +255,14 @@ async def apply(
         new = await cur.fetchone()
         if new is not None:  # None: an older version than the stored row, ignored
             changes.append((old, new))
-        return await outbox.record(conn, table.name, changes, views)
+        return await outbox.record(conn, table.name, changes, audience)
 
 
 async def remove(
-    conn: AsyncConnection[Any], table: Table, uid: str, views: outbox.Views = NO_VIEWS
+    conn: AsyncConnection[Any],
+    table: Table,
+    uid: str,
+    audience: outbox.Audience = outbox.NOBODY_IN_PARTICULAR,
 ) -> int:
     """Drop an object's row, with the events that means; returns deliveries queued."""
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
@@ -269,7 +271,7 @@ async def remove(
             (uid,),
         )
         gone = await cur.fetchall()
-        return await outbox.record(conn, table.name, [(row, None) for row in gone], views)
+        return await outbox.record(conn, table.name, [(row, None) for row in gone], audience)
 
 
 async def resync(
@@ -277,7 +279,7 @@ async def resync(
     table: Table,
     objects: Iterable[Mapping[str, Any]],
     namespace: str | None,
-    views: outbox.Views = NO_VIEWS,
+    audience: outbox.Audience = outbox.NOBODY_IN_PARTICULAR,
 ) -> int:
     """Full resync of one table from a list: upsert every object, drop rows of vanished ones.
 
@@ -316,5 +318,5 @@ async def resync(
                     changes.append((before.get(str(new["uid"])), new))
                 if not cur.nextset():
                     break
-        await outbox.record(conn, table.name, changes, views)
+        await outbox.record(conn, table.name, changes, audience)
         return len(gone)

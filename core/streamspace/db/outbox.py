@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -25,6 +26,18 @@ Change = tuple[Row | None, Row | None]
 View = Callable[[Row], Mapping[str, Any]]
 Views = Mapping[str, View]
 """Mirror table → how its rows look over REST (the facade's views); the event's ``data``."""
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who hears of a change and how it looks: the rows as the REST API shows them, and the
+    home namespace whose plugins hear of every namespace (None: each plugin hears its own)."""
+
+    views: Views = field(default_factory=dict)
+    home: str | None = None
+
+
+NOBODY_IN_PARTICULAR = Audience()
 
 _HIDDEN = frozenset({"uid", "resource_version", "updated_at"})
 
@@ -86,7 +99,7 @@ async def record(
     conn: AsyncConnection[Any],
     table: str,
     changes: Iterable[Change],
-    views: Views,
+    audience: Audience = NOBODY_IN_PARTICULAR,
     now: datetime | None = None,
 ) -> int:
     """Store the events of ``changes`` of ``table`` (inside the caller's transaction); returns
@@ -107,14 +120,14 @@ async def record(
     if not plugins:
         return 0
     when = now or datetime.now(UTC)
-    view = views.get(table, plain_view)
+    view = audience.views.get(table, plain_view)
     queued = 0
     for event_type, old, new in derived:
         row = new if new is not None else old
         if row is None:  # derive() decides nothing for no row at all
             continue
         namespace = str(row["namespace"])
-        targets = events.recipients(plugins, event_type, namespace)
+        targets = events.recipients(plugins, event_type, namespace, audience.home)
         if not targets:
             continue
         event_id = uuid.uuid4()
