@@ -196,9 +196,9 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
            public=True),
     ),
     "plugin-deliveries": (
-        Op("get", P + "/deliveries", "listPluginDeliveries", "A plugin's event deliveries, "
-           "newest first: status, attempts, last error and HTTP status, latency",
-           {200: "PluginDeliveryList"}, (404, 422),
+        Op("get", P + "/deliveries", "listPluginDeliveries", "A plugin's event deliveries "
+           "(operator), newest first: status, attempts, last error and HTTP status, latency",
+           {200: "PluginDeliveryList"}, (403, 404, 422),
            (PLUGIN, _query("status", "Only in this status.", DELIVERY_STATUS),
             _query("page", "From 1.", integer(minimum=1, maximum=1_000_000, default=1)),
             _query("limit", "Per page.", integer(minimum=1, maximum=200, default=50)))),

@@ -1,5 +1,6 @@
-"""Routes of a plugin's delivery log: ``GET /api/v1/plugins/{id}/deliveries`` (any
-authenticated user, like the other plugin reads) and ``POST .../{deliveryId}/redeliver``
+"""Routes of a plugin's delivery log: ``GET /api/v1/plugins/{id}/deliveries`` (operators and
+admins: each row's subject names an object, e.g. another user's session, which a user may not
+even learn exists) and ``POST .../{deliveryId}/redeliver``
 (admin: a dead delivery gets a fresh retry budget and goes again, in its subject's order).
 
 ``{id}`` is the Plugin's name in the facade's namespace. The log shows what each delivery did
@@ -49,6 +50,7 @@ def _delivery_id(request: web.Request) -> uuid.UUID:
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
+    require(request, "operator")
     svc, plugin = services(request), request.match_info["id"]
     status = request.query.get("status") or None
     if status is not None and status not in STATUSES:

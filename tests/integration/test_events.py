@@ -121,13 +121,16 @@ def test_signed_events_arrive_in_order_per_session(
     assert created.event["data"]["user"] == "alice"  # the row as the REST API shows it
     assert len({g.delivery_id for g in got}) == len(got) == 3 * len(expected)
 
-    log = Client(url, token("bob")).get("/api/v1/plugins/audit/deliveries?limit=100")
+    # users may not read it: subjects name other users' sessions
+    assert Client(url, token("bob")).get("/api/v1/plugins/audit/deliveries").status == 403
+    olga = Client(url, token("olga", "operator"))
+    log = olga.get("/api/v1/plugins/audit/deliveries?limit=100")
     assert log.status == 200, log
     assert log.body["total"] == 3 * len(expected)
     assert {d["status"] for d in log.body["deliveries"]} == {"delivered"}
     assert all(d["attempts"] == 1 and d["latencyMs"] >= 0 for d in log.body["deliveries"])
-    assert Client(url, token("bob")).get("/api/v1/plugins/nobody/deliveries").status == 404
-    bad = Client(url, token("bob")).get("/api/v1/plugins/audit/deliveries?status=lost")
+    assert olga.get("/api/v1/plugins/nobody/deliveries").status == 404
+    bad = olga.get("/api/v1/plugins/audit/deliveries?status=lost")
     assert bad.status == 422
 
 
