@@ -43,6 +43,7 @@ from streamspace_facade.metrics import (
     MIRROR_WRITER,
     PENDING,
 )
+from streamspace_facade.plugin_views import installed_view, public_view
 from streamspace_facade.sessions import connection_view, session_view
 from streamspace_facade.storage import DB_WAIT
 from streamspace_facade.storage.repositories import RepositoryRow
@@ -61,6 +62,8 @@ VIEWS: Views = {
     tables.SESSIONS.name: session_view,
     tables.CONNECTIONS.name: _typed(ConnectionRow, connection_view),
     tables.REPOSITORIES.name: _typed(RepositoryRow, repository_view),
+    # other plugins' receivers see a plugin as users do: not its configuration or its URL
+    tables.PLUGINS.name: lambda row: public_view(installed_view(row)),
 }
 """Plugin events carry rows as the REST API shows them (other tables: ``outbox.plain_view``)."""
 

@@ -99,6 +99,17 @@ def installed_view(row: InstalledPlugin | Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+OPERATOR_ONLY = frozenset({"config", "secretConfig", "url", "secretName", "message", "installedBy"})
+"""What users do not see of an installed plugin: its configuration and where it delivers (a
+webhook URL is often a credential itself, e.g. a chat service's incoming-webhook URL), and the
+status message, which may quote configuration values. Operators and admins see everything."""
+
+
+def public_view(view: Mapping[str, Any]) -> dict[str, Any]:
+    """An installed plugin as users (and other plugins' events) see it."""
+    return {k: v for k, v in view.items() if k not in OPERATOR_ONLY}
+
+
 def fresh_view(obj: Mapping[str, Any], entry: CatalogPlugin | None) -> dict[str, Any]:
     """The view of a Plugin just written (what the mirror row will say)."""
     return installed_view({**PLUGINS.row(obj), "catalog_id": entry.id if entry else None})

@@ -10,6 +10,7 @@ repositories are TemplateRepositories of ``type: plugin``, made by the template 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from streamspace_facade.plugin_views import (
     PLUGIN_TYPES,
     catalog_view,
     installed_view,
+    public_view,
     store,
 )
 from streamspace_facade.state import (
@@ -32,7 +34,7 @@ from streamspace_facade.state import (
     require,
     services,
 )
-from streamspace_facade.storage.plugins import CatalogFilter
+from streamspace_facade.storage.plugins import CatalogFilter, InstalledPlugin
 
 BASE = "/api/v1/plugins"
 MAX_REVIEW = 4000
@@ -110,7 +112,8 @@ async def rate(request: web.Request) -> web.Response:
 
 async def list_installed(request: web.Request) -> web.Response:
     rows = await store(request).installed(services(request).scope)
-    return web.json_response({"plugins": [installed_view(r) for r in rows], "total": len(rows)})
+    view = _view_for(request)
+    return web.json_response({"plugins": [view(r) for r in rows], "total": len(rows)})
 
 
 async def get_installed(request: web.Request) -> web.Response:
@@ -118,7 +121,13 @@ async def get_installed(request: web.Request) -> web.Response:
     row = await store(request).installed_one(svc.namespace, name) if is_object_name(name) else None
     if row is None:
         raise not_found("plugin", name)
-    return web.json_response(installed_view(row))
+    return web.json_response(_view_for(request)(row))
+
+
+def _view_for(request: web.Request) -> Callable[[InstalledPlugin], dict[str, Any]]:
+    if principal(request).at_least("operator"):
+        return installed_view
+    return lambda row: public_view(installed_view(row))
 
 
 # --- plugin repositories ------------------------------------------------------------------------

@@ -97,6 +97,12 @@ def test_install_checks_config_and_never_shows_secrets(stack: Stack, api: client
         text = json.dumps(answer)
         assert TOKEN not in text
         assert signing not in text
+        # nor, for a user, where it delivers or how it is configured (a webhook URL is often a
+        # credential itself); operators see both
+        assert "hooks.example.com" not in text
+    assert "config" not in one.body and "url" not in one.body
+    operator_view = stack.client("olga", "operator").get(P + "/hook").body
+    assert operator_view["config"] == {"url": "https://hooks.example.com/x", "channel": "#ops"}
     with psycopg.connect(stack.database_url) as conn:
         rows = conn.execute("SELECT row_to_json(p)::text FROM installed_plugins p").fetchall()
         assert len(rows) == 1
@@ -207,7 +213,7 @@ def test_approval_is_for_admins_only(stack: Stack, api: client.ApiClient) -> Non
     obj = plugin_object(api, stack.namespace, "hook") or {}
     assert obj["spec"]["approvedPermissions"] == ["sessions.read"]
     assert wait_until(lambda: phase() == "Ready", TIMEOUT), user.get(P + "/hook")
-    ready = user.get(P + "/hook").body
+    ready = operator.get(P + "/hook").body
     assert ready["approved"] is True
     assert ready["type"] == "webhook"
     assert ready["url"] == "https://hooks.example.com/x"
@@ -319,7 +325,7 @@ def test_a_kubectl_plugin_is_visible_and_uninstall_removes_it(
     )
     user = stack.client("ursula")
     assert wait_until(lambda: user.get(P + "/gitops-hook").status == 200, TIMEOUT)
-    seen = user.get(P + "/gitops-hook").body
+    seen = stack.client("olga", "operator").get(P + "/gitops-hook").body
     assert seen["pluginName"] == "audit-hook"
     assert seen["installedBy"] is None
     assert seen["catalogId"] is not None

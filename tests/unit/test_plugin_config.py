@@ -8,10 +8,11 @@ import json
 
 import pytest
 
-from streamspace.db.mirror import plugin_row
+from streamspace.db.mirror import PLUGINS, plugin_row
 from streamspace.plugins import fields as plugin_config
 from streamspace.plugins import secret as plugin_secret
 from streamspace.plugins.workload import PluginRef
+from streamspace_facade.mirror import VIEWS
 from streamspace_facade.plugin_writes import merge_patch
 
 pytestmark = pytest.mark.unit
@@ -125,6 +126,10 @@ def test_the_mirror_row_of_a_plugin() -> None:
     assert row["plugin_name"] == "audit-hook"
     assert row["version"] == "1.0"
     assert row["config"] == {"url": "https://x.example"}
+    # a plugin.* event carries the plugin as users see it: not its configuration or URL
+    data = VIEWS[PLUGINS.name]({**row, "created_at": None})
+    assert data["pluginName"] == "audit-hook" and data["enabled"] is False
+    assert "x.example" not in json.dumps(data)
 
 
 def test_merge_patch_removes_and_changes_keys() -> None:

@@ -66,6 +66,11 @@ def test_a_minimal_webhook_manifest_is_valid() -> None:
     minimal = {"name": "hook", "version": "1", "type": "webhook"}
     assert manifest_problems(minimal) == []
     assert not read_manifest(minimal).runnable
+    # its url is where events go, shown as the Plugin's status.url: it cannot be secret
+    hidden = {"type": "object", "properties": {"url": {"type": "string", "writeOnly": True}}}
+    assert manifest_problems({**minimal, "configSchema": hidden}) == [
+        "configSchema: a webhook plugin's url cannot be secret"
+    ]
 
 
 CASES = [

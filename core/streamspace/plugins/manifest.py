@@ -14,6 +14,7 @@ from jsonschema import SchemaError
 from jsonschema.validators import Draft202012Validator, validator_for
 
 from streamspace.naming import is_dns_label
+from streamspace.plugins.fields import secret_properties
 from streamspace.quantities import parse_quantity
 
 PLUGIN_TYPES = frozenset({"extension", "webhook", "api", "ui", "theme"})
@@ -177,6 +178,9 @@ def manifest_problems(data: Any) -> list[str]:
         problems.append("tags must be a list of strings")
     if "configSchema" in data:
         problems += _schema_problems(data["configSchema"])
+        if data.get("type") == "webhook" and "url" in secret_properties(data["configSchema"]):
+            # the delivery URL is the Plugin's status.url, shown to operators and mirrored
+            problems.append("configSchema: a webhook plugin's url cannot be secret")
     problems += _permission_problems(data.get("permissions", []))
     problems += _event_problems(data.get("events", []))
     problems += _runtime_problems(data)
