@@ -19,7 +19,7 @@ from streamspace_facade.openapi_schemas import (
     integer,
     string,
 )
-from streamspace_facade.plugin_views import PLUGIN_TYPES, RISKS
+from streamspace_facade.plugin_views import OPERATOR_ONLY, PLUGIN_TYPES, RISKS
 from streamspace_facade.plugin_writes import MAX_NAME
 from streamspace_facade.plugins import BASE, MAX_REVIEW
 
@@ -92,22 +92,25 @@ INSTALLED: dict[str, Schema] = {
     "version": _nullable(string("The version installed (or asked for).")),
     "type": _enum("The plugin's type, once the operator saw it.", *PLUGIN_TYPES, nullable=True),
     "enabled": _bool("Whether it receives events (and its runtime runs)."),
-    "config": {**JSON_OBJECT, "description": "The configuration without secret properties."},
+    "config": {
+        **JSON_OBJECT,
+        "description": "The configuration without secret properties (operators only).",
+    },
     "secretConfig": _array(
         string("A dotted path."),
-        "The secret properties that have a value (their values are never shown).",
+        "The secret properties that have a value, never their values (operators only).",
     ),
     "phase": PLUGIN_PHASE,
-    "message": _nullable(string("Why it is in this phase.")),
+    "message": _nullable(string("Why it is in this phase (operators only).")),
     "approved": _bool("Every high-risk permission it asks for is approved."),
     "approvedPermissions": _array(string(), "High-risk permissions an admin approved."),
     "permissions": _array(
         _response({"name": string(), "risk": string()}), "What the manifest requests."
     ),
     "events": _array(string(), "The event types it is subscribed to."),
-    "url": _nullable(string("Where its events are delivered.")),
-    "secretName": _nullable(string("Its Secret (signing secret and secret config).")),
-    "installedBy": _nullable(string("Who installed it over the API.")),
+    "url": _nullable(string("Where its events are delivered (operators only).")),
+    "secretName": _nullable(string("Its Secret: signing secret, secret config (operators only).")),
+    "installedBy": _nullable(string("Who installed it over the API (operators only).")),
     "createdAt": _time("When it was installed."),
 }
 CATALOG: dict[str, Schema] = {
@@ -153,7 +156,11 @@ def plugin_schemas() -> dict[str, Schema]:
             page=integer("This page (from 1).", minimum=1),
             limit=integer("Items per page.", minimum=1, maximum=100),
         ),
-        "InstalledPlugin": _response(INSTALLED),
+        # users get it without the operator-only fields (config, URL, message...)
+        "InstalledPlugin": {
+            **_response(INSTALLED),
+            "required": [name for name in INSTALLED if name not in OPERATOR_ONLY],
+        },
         "InstalledPluginWithSecret": _response(
             {
                 **INSTALLED,
