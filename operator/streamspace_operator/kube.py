@@ -81,6 +81,10 @@ async def _json(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
     return data
 
 
+TERMINATING = "because it is being terminated"
+"""The API server's refusal to add an object to a namespace being deleted (a 403)."""
+
+
 class Kube:
     """Typed entry points over one ``ApiClient``."""
 
@@ -301,6 +305,11 @@ class Kube:
         try:
             await self.core.create_namespaced_event(meta["namespace"], body)
         except ApiException as exc:
+            if exc.status == 403 and TERMINATING in str(exc.body or ""):
+                # the namespace is being deleted: nothing can be added to it, nobody will read
+                # it, and it is no permission problem (RBAC denials stay warnings)
+                log.debug("no event %s on %s: its namespace is going", event.reason, meta["name"])
+                return
             log.warning("could not post event %s on %s: %s", event.reason, meta["name"], exc.reason)
 
     # -- credentials -------------------------------------------------------------------------
