@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from streamspace import API_GROUP, API_VERSION
+from streamspace import API_GROUP
 from streamspace.auth.access import SESSION_HEADER, USER_HEADER, session_host
 from streamspace.naming import home_pvc_name, label_value, workload_name
+from streamspace.ownership import controller_reference
 from streamspace.podsecurity import (
     container_security_context,
     kept_capabilities,
@@ -79,14 +80,7 @@ def selector(ref: SessionRef) -> dict[str, str]:
 
 
 def owner_reference(ref: SessionRef) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
-        "kind": "Session",
-        "name": ref.name,
-        "uid": ref.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return controller_reference("Session", ref.name, ref.uid)
 
 
 def _metadata(ref: SessionRef) -> dict[str, Any]:

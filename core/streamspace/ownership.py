@@ -11,7 +11,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from streamspace import API_GROUP, API_VERSION
+
 NAME_CONFLICT = "NameConflict"
+
+
+def controller_reference(kind: str, name: str, uid: str, *, block: bool = True) -> dict[str, Any]:
+    """Our kind ``kind`` (``name``, ``uid``) as the controller owner reference of a child.
+    ``block``: ``blockOwnerDeletion``, which needs permission on the owner's finalizers."""
+    reference: dict[str, Any] = {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+    }
+    if block:
+        reference["blockOwnerDeletion"] = True
+    return reference
 
 
 def controller_uid(obj: Mapping[str, Any]) -> str | None:

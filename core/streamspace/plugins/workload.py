@@ -17,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from streamspace import API_GROUP, API_VERSION
+from streamspace import API_GROUP
 from streamspace.manifests import MANAGED_BY
+from streamspace.ownership import controller_reference
 from streamspace.podsecurity import container_security_context, pod_security_context
 from streamspace.templates import Resources, normalize_resources
 
@@ -59,16 +60,7 @@ def labels(ref: PluginRef) -> dict[str, str]:
 def owner_reference(ref: PluginRef, *, block: bool = True) -> dict[str, Any]:
     """The Plugin as its children's controller; ``block``: ``blockOwnerDeletion`` (which needs
     permission on the Plugin's finalizers: the operator has it, the facade does not)."""
-    reference: dict[str, Any] = {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
-        "kind": "Plugin",
-        "name": ref.name,
-        "uid": ref.uid,
-        "controller": True,
-    }
-    if block:
-        reference["blockOwnerDeletion"] = True
-    return reference
+    return controller_reference("Plugin", ref.name, ref.uid, block=block)
 
 
 def _metadata(ref: PluginRef) -> dict[str, Any]:
