@@ -54,6 +54,8 @@ PROFILES = ("minimal", "full")
 FULL_ONLY = ("kube-controller-manager", "kube-scheduler", "kwok")
 DEFAULT_NAMESPACE = "streamspace"
 SERVICE_CIDR = "10.96.0.0/16"
+# how long `check` keeps asking a running component that missed one health probe
+PROBE_GRACE = 10.0
 
 
 @dataclass
@@ -180,9 +182,14 @@ class ControlPlane:
             for name, record in state.processes.items()
         )
 
-    def check(self, state: ClusterState | None = None) -> None:
+    def check(self, state: ClusterState | None = None, grace: float = PROBE_GRACE) -> None:
         """Every component recorded runs and answers its health check; else a ``ClusterError``
-        naming the first that does not, with the last lines of its log."""
+        naming the first that does not, with the last lines of its log.
+
+        A dead process is reported at once. A running one that misses a probe is asked again
+        for up to ``grace`` seconds: on a busy machine the API server's ``/readyz`` misses one
+        now and then (a slow answer, an etcd channel reconnecting), which is not a failure.
+        """
         state = state or self.load_state()
         if state is None:
             raise ClusterError("no control plane is recorded here; start one with `up`")
@@ -192,7 +199,8 @@ class ControlPlane:
                     f"{name} is not running; last lines of {record.log}:\n"
                     + process.last_words(record)
                 )
-            if not self._healthy(state, name):
+            probe = functools.partial(self._healthy, state, name)
+            if not process.wait_until(probe, grace, interval=0.5):
                 raise ClusterError(
                     f"{name} runs but does not answer its health check; last lines of "
                     f"{record.log}:\n" + process.log_tail(record)
