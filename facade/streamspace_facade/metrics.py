@@ -50,6 +50,13 @@ WS_MESSAGES = Counter(
     ["stream", "type"],
     registry=REGISTRY,
 )
+WS_RESYNCS = Counter(
+    "streamspace_websocket_resyncs_total",
+    "Fresh snapshots sent to sessions_delta subscribers after the first, by reason (resync: "
+    "the client asked; lagging: its queue overflowed and was replaced by a snapshot)",
+    ["reason"],
+    registry=REGISTRY,
+)
 WS_REFUSED = Counter(
     "streamspace_websocket_refused_total",
     "WebSocket upgrades refused with 429, by stream and the limit that was reached",
