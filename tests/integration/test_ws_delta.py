@@ -8,8 +8,13 @@ delta matches the sessions it holds after applying it.
 
 from __future__ import annotations
 
+import os
+import queue
 import socket
 import struct
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -342,3 +347,29 @@ def _metric(facade: FacadeThread, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+def test_watch_command_follows_deltas(facade: FacadeThread, objects: Objects) -> None:
+    """``streamspace watch sessions --delta --summary``: the snapshot, then a line per delta."""
+    command = [
+        sys.executable, "-m", "streamspace.cli", "watch", "sessions", "--delta", "--summary",
+        "--url", facade.url,
+    ]  # fmt: skip
+    env = {**os.environ, "STREAMSPACE_TOKEN": token("alice")}
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as watcher:
+        assert watcher.stdout is not None
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(target=lambda: [lines.put(x) for x in watcher.stdout or ()])
+        reader.start()
+        try:
+            assert " subscribe: 0 []" in lines.get(timeout=30)
+            objects.create("sessions", "alice-watched", spec("alice"))
+            line = lines.get(timeout=30)
+            assert " delta " in line and ": 1 +[alice-watched=Pending] -[]" in line, line
+            objects.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, objects.ns, "sessions", "alice-watched"
+            )
+            assert ": 0 +[] -[alice-watched]" in lines.get(timeout=30)
+        finally:
+            watcher.terminate()
+            reader.join(10)
