@@ -2,10 +2,10 @@
 in both message formats, then 10,000 idle delta subscribers.
 
 * delivery latency: a Session's ``spec.tags`` merge-patched straight through the Kubernetes API
-  (as ``kubectl patch`` would) with a unique marker, until each client holds a
-  message (``sessions_update`` or ``sessions_delta``) carrying it; 20 rounds, each waiting until every client has the marker (or
-  a deadline past the 3 s periodic snapshot) and then for quiet; p50/p95/p99/max over every
-  delivery, and how many of the expected deliveries arrived,
+  (as ``kubectl patch`` would) with a unique marker, until each client holds a message
+  (``sessions_update`` or ``sessions_delta``) carrying it; 20 rounds, each waiting until every
+  client has the marker (or a deadline past the 3 s periodic snapshot) and then for quiet;
+  p50/p95/p99/max over every delivery, and how many of the expected deliveries arrived,
 * memory per client: facade VmRSS with all clients connected minus VmRSS before the first one,
   divided by the number connected,
 * message sizes, connect times, facade CPU while idle-subscribed and during the rounds, the

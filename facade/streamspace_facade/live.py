@@ -322,9 +322,9 @@ class SessionFeed:
 
     def subscribe_deltas(self, subscriber: Subscriber) -> None:
         """A ``?format=delta`` subscriber: a snapshot now, then only its group's deltas."""
-        group = group_of(subscriber.principal)
-        self.delta_groups.setdefault(group, set()).add(subscriber)
-        for payload in self.resync_messages(subscriber, "subscribe"):
+        start = self.resync_messages(subscriber, "subscribe")  # flushes pending changes first
+        self.delta_groups.setdefault(group_of(subscriber.principal), set()).add(subscriber)
+        for payload in start:
             subscriber.send(payload)
 
     def delta_snapshot(self, group: str, reason: str) -> bytes:

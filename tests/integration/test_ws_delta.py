@@ -220,7 +220,7 @@ def test_resync_request_yields_a_fresh_snapshot(
 def test_unknown_format_is_refused_before_the_upgrade(facade: FacadeThread) -> None:
     jwt = token("alice")
     reply = Client(facade.url, jwt).get(WS + "?format=xml")
-    assert reply.status == 422 and "query.format" in reply.body["details"]
+    assert reply.status == 422 and "query.format" in reply.body["details"]["fields"]
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         WebSocket(facade.url + WS + "?format=xml", token=jwt).open()
     assert refused.value.status == 422
@@ -239,42 +239,55 @@ def test_lagging_delta_client_gets_a_fresh_snapshot_not_a_gap(
     for n in range(40):  # snapshots of ~100 kB
         objects.create("sessions", f"alice-{n}", spec("alice", tags=tags))
     stalled = _raw_client(facade.url, DELTA, token("alice"))
-    reader = Frames(stalled)
-    assert reader.next()["reason"] == "subscribe"
-    # Stop reading, and ask for snapshots until the socket buffers (a few MB on loopback) are
-    # full and the server's writer waits; requests while one is queued are ignored.
-    for _ in range(60):
-        stalled.sendall(_masked_text(b'{"type": "resync"}'))
-    before = _metric(facade, "streamspace_websocket_resyncs_total", reason="lagging")
-    drops = _metric(facade, "streamspace_websocket_dropped_total", reason="slow")
-    for round_ in range(50):
-        marker = f"{round_:04d}-" + "y" * 60
+    try:
+        reader = Frames(stalled)
+        assert reader.next()["reason"] == "subscribe"
+
+        # Stop reading, and ask for snapshots (~100 kB each) until the socket buffers (a few MB
+        # on loopback) are full: a request is taken as long as the last one was written, and
+        # ignored once the server's writer waits with one queued.
+        def resyncs() -> float:
+            return _metric(facade, "streamspace_websocket_resyncs_total", reason="resync")
+
+        for _ in range(200):
+            taken = resyncs()
+            stalled.sendall(_masked_text(b'{"type": "resync"}'))
+            if not wait_until(lambda: resyncs() > taken, 2):  # noqa: B023
+                break
+        else:
+            pytest.fail("the server's writer never waited")
+        before = _metric(facade, "streamspace_websocket_resyncs_total", reason="lagging")
+        drops = _metric(facade, "streamspace_websocket_dropped_total", reason="slow")
+        for round_ in range(50):
+            marker = f"{round_:04d}-" + "y" * 58
+            objects.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, objects.ns, "sessions", "alice-0", {"spec": {"tags": [marker]}}
+            )
+            if wait_until(
+                lambda: (
+                    _metric(facade, "streamspace_websocket_resyncs_total", reason="lagging")
+                    > before
+                ),
+                0.5,
+            ):
+                break
+        else:
+            pytest.fail("the stalled client's queue never overflowed")
+        # read again: what was written, the fresh snapshot, then the deltas after it, no gap
+        last = "last-" + "z" * 58
         objects.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, objects.ns, "sessions", "alice-0", {"spec": {"tags": [marker]}}
+            GROUP, VERSION, objects.ns, "sessions", "alice-0", {"spec": {"tags": [last]}}
         )
-        if wait_until(
-            lambda: (
-                _metric(facade, "streamspace_websocket_resyncs_total", reason="lagging") > before
-            ),
-            0.5,
-        ):
-            break
-    else:
-        pytest.fail("the stalled client's queue never overflowed")
-    # read again: what was written, the fresh snapshot, then the deltas after it, no gap
-    last = "last-" + "z" * 58
-    objects.custom.patch_namespaced_custom_object(
-        GROUP, VERSION, objects.ns, "sessions", "alice-0", {"spec": {"tags": [last]}}
-    )
-    replica = Replica()
-    replica.apply(reader.seen[0])
-    while replica.sessions[objects.ns, "alice-0"]["tags"] != [last]:
-        replica.apply(reader.next())
-    assert replica.snapshots[0] == "subscribe" and replica.snapshots[-1] == "lagging"
-    assert set(replica.snapshots[1:-1]) == {"resync"}
-    assert replica.deltas >= 1, "the change after the fresh snapshot came as a delta"
-    assert _metric(facade, "streamspace_websocket_dropped_total", reason="slow") == drops
-    stalled.close()
+        replica = Replica()
+        replica.apply(reader.seen[0])
+        while replica.sessions[objects.ns, "alice-0"]["tags"] != [last]:
+            replica.apply(reader.next())
+        assert replica.snapshots[0] == "subscribe" and replica.snapshots[-1] == "lagging"
+        assert set(replica.snapshots[1:-1]) == {"resync"}
+        assert replica.deltas >= 1, "the change after the fresh snapshot came as a delta"
+        assert _metric(facade, "streamspace_websocket_dropped_total", reason="slow") == drops
+    finally:
+        stalled.close()
 
 
 def _masked_text(payload: bytes) -> bytes:
