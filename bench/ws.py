@@ -157,7 +157,7 @@ def _rounds(
     rounds = []
     for k in range(count):
         marker = f"ws-{nonce}-{k}"
-        armed = workers.ask("arm", k, marker, expect="armed", timeout=10)
+        armed = workers.ask("arm", k, marker, expect="armed", timeout=60)
         assert all(a is not None for a in armed), f"a worker did not arm round {k}"
         t0 = time.time()
         custom.patch_namespaced_custom_object(
@@ -337,7 +337,10 @@ def run() -> dict[str, Any]:
         with facade(kubeconfig, database_url, NAMESPACE, JWT_SECRET) as front:
             results["facade_open_files"] = _open_files_limit(front.record.pid)
             results["session_phases"] = _settle(kubeconfig, database_url, Rest(front.url, token))
-            results["passes"] = [_subscribe(front, custom, f, c) for f, c in PASSES]
+            results["passes"] = []
+            for form, compress in PASSES:
+                results["passes"].append(_subscribe(front, custom, form, compress))
+                write_results("ws", results)  # what was measured so far, should a later pass fail
             results["idle"] = _subscribe(
                 front,
                 custom,
