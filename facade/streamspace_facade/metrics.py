@@ -100,6 +100,13 @@ MIRROR_EVENT_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
     registry=REGISTRY,
 )
+MIRROR_BATCH = Histogram(
+    "streamspace_mirror_batch_events",
+    "Watch events written to the mirror in one transaction, by table",
+    ["table"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500),
+    registry=REGISTRY,
+)
 MIRROR_EVENTS = Counter(
     "streamspace_mirror_events_total",
     "Watch events written to the mirror, by table and type (ADDED, MODIFIED, DELETED)",
