@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -24,6 +25,7 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from facade_testing import Client, FacadeThread, WebSocket, token
+from streamspace.conditions import timestamp
 from streamspace_dev.process import wait_until
 from streamspace_testing import GROUP, VERSION, Objects
 
@@ -386,3 +388,39 @@ def test_watch_command_follows_deltas(facade: FacadeThread, objects: Objects) ->
         finally:
             watcher.terminate()
             reader.join(10)
+
+
+def test_idle_warnings_reach_delta_subscribers_who_see_the_session(
+    start_facade: Callable[..., FacadeThread], objects: Objects
+) -> None:
+    facade = start_facade(HIBERNATE_WARNING="60s")
+    objects.create("sessions", "alice-idle", spec("alice"))
+    alice = WebSocket(facade.url + DELTA, token=token("alice")).open()
+    bob = WebSocket(facade.url + DELTA, token=token("bob")).open()
+    try:
+        alice.next()
+        bob.next()
+        deadline = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=62)
+        status = {"phase": "Running", "idleDeadline": timestamp(deadline)}
+        objects.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, objects.ns, "sessions", "alice-idle", {"status": status}
+        )
+        warning = alice.next(lambda d: d["type"] == "hibernate_warning", timeout=15)
+        assert warning.data["sessionId"] == "alice-idle" and "seq" not in warning.data
+        # the warning is not part of the sequence: the deltas around it stay contiguous
+        objects.create("sessions", "alice-next", spec("alice"))
+        alice.next(upserts("alice-next"))
+        Replica().replay([m for m in messages(alice) if m["type"] != "hibernate_warning"])
+        objects.create("sessions", "bob-own", spec("bob"))
+        bob.next(upserts("bob-own"))
+        assert all(m["type"] != "hibernate_warning" for m in messages(bob))
+        # someone who subscribes inside the warning window is warned after the snapshot
+        late = WebSocket(facade.url + DELTA, token=token("root", "admin")).open()
+        try:
+            assert late.next().data["reason"] == "subscribe"
+            late.next(lambda d: d["type"] == "hibernate_warning" and d["user"] == "alice")
+        finally:
+            late.close()
+    finally:
+        alice.close()
+        bob.close()
