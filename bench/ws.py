@@ -1,19 +1,27 @@
-"""Scenario `ws`: 2,500 WebSocket subscribers of ``/api/v1/ws/sessions`` on one facade process.
+"""Scenario `ws`: 2,500 WebSocket subscribers of ``/api/v1/ws/sessions`` on one facade process,
+in both message formats, then 10,000 idle delta subscribers.
 
 * delivery latency: a Session's ``spec.tags`` merge-patched straight through the Kubernetes API
-  (as ``kubectl patch`` would) with a unique marker, until each client holds a
-  ``sessions_update`` carrying it; 20 rounds, each waiting until every client has the marker (or
-  a deadline past the 3 s periodic snapshot) and then for quiet; p50/p95/p99/max over every
-  delivery, and how many of the expected deliveries arrived,
+  (as ``kubectl patch`` would) with a unique marker, until each client holds a message
+  (``sessions_update`` or ``sessions_delta``) carrying it; 20 rounds, each waiting until every
+  client has the marker (or a deadline past the 3 s periodic snapshot) and then for quiet;
+  p50/p95/p99/max over every delivery, and how many of the expected deliveries arrived,
 * memory per client: facade VmRSS with all clients connected minus VmRSS before the first one,
   divided by the number connected,
 * message sizes, connect times, facade CPU while idle-subscribed and during the rounds, the
   facade's own WebSocket metrics (clients, drops by reason, messages by type), and how late the
   client loops ran (their lag is part of every measured latency).
 
-Two passes over the same facade: clients that offer no compression, then clients that offer
-permessage-deflate as browsers do. The facade declines the extension (decision 36: accepted, it
-cost ~150 KiB per client and a compression per client per message), so the passes should
+Three passes of 2,500 clients over the same facade: full ``sessions_update`` clients that offer
+no compression, the same offering permessage-deflate as browsers do, and ``?format=delta``
+clients (a snapshot, then ``sessions_delta`` messages; each client checks that the sequence
+numbers it receives are contiguous, by a substring scan). Then 10,000 idle delta subscribers
+(the facade's RSS with all of them connected; target under 1 GiB) and a few change rounds to
+all of them. The facade gets ``WS_MAX_STREAMS=20000`` (its default is 10,000 in all), and the
+benchmark and its children raise their soft RLIMIT_NOFILE to the hard limit.
+
+About the deflate pass: the facade declines the extension (decision 36: accepted, it cost ~150
+KiB per client and a compression per client per message), so the first two passes should
 match; the second one shows that browsers' offer costs nothing.
 
 Most clients have role ``operator`` and see all 20 sessions; every tenth has role ``user`` and
@@ -75,6 +83,12 @@ TARGET = "ws-target"
 SESSION_COUNT = 20
 ROUNDS = 20
 ROUND_DEADLINE = 8.0  # past two 3 s periodic snapshots: a missed update still arrives by then
+PASSES = (("full", 0), ("full", 15), ("delta", 0))  # format, permessage-deflate window bits
+IDLE_CLIENTS = 10_000
+IDLE_ROUNDS = 5
+IDLE_DEADLINE = 30.0
+TARGET_P99_MS = 500
+TARGET_RSS_MIB = 1024
 QUIET = 1.0  # between rounds
 IDLE_WINDOW = 6.0  # two periodic snapshots with everybody subscribed
 
@@ -135,39 +149,49 @@ def _open_files_limit(pid: int) -> str:
     return "?"
 
 
-def _rounds(workers: Workers, custom: client.CustomObjectsApi) -> list[dict[str, Any]]:
-    """Change the target session ROUNDS times; when each change was written and who saw it."""
+def _rounds(
+    workers: Workers, custom: client.CustomObjectsApi, count: int, deadline: float
+) -> list[dict[str, Any]]:
+    """Change the target session ``count`` times; when each change was written and who saw it."""
     nonce = secrets.token_hex(4)
     rounds = []
-    for k in range(ROUNDS):
+    for k in range(count):
         marker = f"ws-{nonce}-{k}"
-        armed = workers.ask("arm", k, marker, expect="armed", timeout=10)
+        armed = workers.ask("arm", k, marker, expect="armed", timeout=60)
         assert all(a is not None for a in armed), f"a worker did not arm round {k}"
         t0 = time.time()
         custom.patch_namespaced_custom_object(
             GROUP, VERSION, NAMESPACE, "sessions", TARGET, {"spec": {"tags": ["bench", marker]}}
         )
         written = time.time()
-        hits = workers.wait_done(k, ROUND_DEADLINE)
+        hits = workers.wait_done(k, deadline)
         rounds.append({"t0": t0, "write_s": written - t0, "complete": None not in hits})
         time.sleep(QUIET)
     return rounds
 
 
 def _subscribe(
-    front: FacadeProcess, custom: client.CustomObjectsApi, compress: int
+    front: FacadeProcess,
+    custom: client.CustomObjectsApi,
+    form: str,
+    compress: int,
+    *,
+    clients_wanted: int = CLIENTS,
+    rounds_wanted: int = ROUNDS,
+    deadline: float = ROUND_DEADLINE,
 ) -> dict[str, Any]:
     """One pass: connect every client, watch them idle, run the rounds, close."""
-    roles = ["user" if i % USER_EVERY == 0 else "operator" for i in range(CLIENTS)]
+    roles = ["user" if i % USER_EVERY == 0 else "operator" for i in range(clients_wanted)]
     tokens = {
         role: mint_hs256(JWT_SECRET, user, role, timedelta(hours=1))
         for role, user in (("operator", "ws-watcher"), ("user", OWNER))
     }
-    workers = Workers(front.url, roles, compress, tokens)
+    query = "" if form == "full" else f"?format={form}"
+    workers = Workers(front.url, roles, compress, tokens, query)
     try:
         time.sleep(1)  # let the facade's heap settle after the setup traffic
         rss_before = process.rss_bytes(front.record.pid)
-        connected = workers.ask("connect", expect="connected", timeout=240)
+        connected = workers.ask("connect", expect="connected", timeout=600)
         assert all(c is not None for c in connected), "a worker did not finish connecting"
         count = sum(c["connected"] for c in connected)
         subscribed = time.monotonic()
@@ -178,7 +202,7 @@ def _subscribe(
         idle_cpu = (front.cpu_seconds() - cpu) / IDLE_WINDOW
         metrics_connected = _metrics(front.url)
         cpu, started, machine = front.cpu_seconds(), time.monotonic(), machine_ticks()
-        rounds = _rounds(workers, custom)
+        rounds = _rounds(workers, custom, rounds_wanted, deadline)
         rounds_cpu = (front.cpu_seconds() - cpu) / (time.monotonic() - started)
         busy, total = (now - then for now, then in zip(machine_ticks(), machine, strict=True))
         rss_rounds = process.rss_bytes(front.record.pid)
@@ -197,9 +221,11 @@ def _subscribe(
         for report, start in zip(reports, connected, strict=True)
     ]
     return {
+        "format": form,
         "permessage_deflate": bool(compress),
+        "rounds": rounds_wanted,
         "connect": {
-            "clients": CLIENTS,
+            "clients": clients_wanted,
             "connected": count,
             "seconds": round(max(c["seconds"] for c in connected), 2),
             "handshake": summary([c["connect_s"] for c in clients if c["connect_s"] is not None]),
@@ -284,6 +310,9 @@ def _messages(clients: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "first_message": firsts,  # one sample per role: type, session count, bytes
         "total": total,
+        "deltas": sum(c["deltas"] for c in clients),
+        # deltas whose sequence number did not follow the last one (must be 0)
+        "sequence_gaps": sum(c["gaps"] for c in clients),
         "mean_bytes": round(sum(c["chars"] for c in clients) / max(total, 1)),
         "other_types": dict(other),
         "first_types": dict(Counter(str(c["first"]["type"]) for c in clients if c["first"])),
@@ -292,6 +321,7 @@ def _messages(clients: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run() -> dict[str, Any]:
     nofile = raise_nofile()
+    os.environ["WS_MAX_STREAMS"] = str(2 * IDLE_CLIENTS)  # the facade inherits the environment
     results: dict[str, Any] = {
         "scenario": "ws",
         "cpu_count": os.cpu_count(),
@@ -307,8 +337,19 @@ def run() -> dict[str, Any]:
         with facade(kubeconfig, database_url, NAMESPACE, JWT_SECRET) as front:
             results["facade_open_files"] = _open_files_limit(front.record.pid)
             results["session_phases"] = _settle(kubeconfig, database_url, Rest(front.url, token))
-            # Plain clients first, then clients that offer permessage-deflate as browsers do.
-            results["passes"] = [_subscribe(front, custom, compress) for compress in (0, 15)]
+            results["passes"] = []
+            for form, compress in PASSES:
+                results["passes"].append(_subscribe(front, custom, form, compress))
+                write_results("ws", results)  # what was measured so far, should a later pass fail
+            results["idle"] = _subscribe(
+                front,
+                custom,
+                "delta",
+                0,
+                clients_wanted=IDLE_CLIENTS,
+                rounds_wanted=IDLE_ROUNDS,
+                deadline=IDLE_DEADLINE,
+            )
     return results
 
 
@@ -324,8 +365,9 @@ def _table(results: dict[str, Any], one: dict[str, Any]) -> None:
         if one["permessage_deflate"]
         else ("clients without compression")
     )
+    form = "sessions_delta" if one["format"] == "delta" else "sessions_update"
     print_table(
-        f"ws: {connect['connected']} subscribers on one facade, {clients}; "
+        f"ws: {connect['connected']} {form} subscribers on one facade, {clients}; "
         f"{results['workers']} client processes, {results['cpu_count']} cores",
         [
             (
@@ -335,9 +377,10 @@ def _table(results: dict[str, Any], one: dict[str, Any]) -> None:
                 f"{connect['handshake']['p99_ms']} ms",
             ),
             (
-                f"change → every client ({ROUNDS} rounds)",
+                f"change → every client ({one['rounds']} rounds)",
                 f"p50 {deliveries['p50_ms']} ms   p95 {deliveries['p95_ms']} ms   "
-                f"p99 {deliveries['p99_ms']} ms   max {deliveries['max_ms']} ms",
+                f"p99 {deliveries['p99_ms']} ms (target ≤ {TARGET_P99_MS})   "
+                f"max {deliveries['max_ms']} ms",
             ),
             (
                 "deliveries received",
@@ -347,7 +390,8 @@ def _table(results: dict[str, Any], one: dict[str, Any]) -> None:
             ("first message", sizes),
             (
                 "messages received",
-                f"{messages['total']}, mean {messages['mean_bytes']} B"
+                f"{messages['total']} ({messages['deltas']} deltas, sequence gaps "
+                f"{messages['sequence_gaps']}), mean {messages['mean_bytes']} B"
                 + (f", other types {messages['other_types']}" if messages["other_types"] else ""),
             ),
             (
@@ -379,8 +423,31 @@ def _table(results: dict[str, Any], one: dict[str, Any]) -> None:
     )
 
 
+def _targets(results: dict[str, Any]) -> None:
+    rows = [
+        (
+            f"change → every client p99, {one['connect']['connected']} "
+            f"{one['format']} clients{', deflate offered' if one['permessage_deflate'] else ''}",
+            f"{one['deliveries']['p99_ms']} ms   target ≤ {TARGET_P99_MS} ms   "
+            f"({one['deliveries']['received']} / {one['deliveries']['expected']} deliveries)",
+        )
+        for one in [*results["passes"], results["idle"]]
+    ]
+    idle = results["idle"]
+    rows.append(
+        (
+            f"facade RSS, {idle['connect']['connected']} idle delta subscribers",
+            f"{idle['rss_mib']['all_connected']} MiB   target < {TARGET_RSS_MIB} MiB   "
+            f"({idle['kib_per_client']} KiB per client; "
+            f"{idle['facade_cpu_percent']['subscribed_idle']} % CPU idle)",
+        )
+    )
+    print_table("ws: targets (issue 17)", rows)
+
+
 def main() -> None:
     results = run()
-    for one in results["passes"]:
+    for one in [*results["passes"], results["idle"]]:
         _table(results, one)
+    _targets(results)
     print(f"\nwritten to {write_results('ws', results)}")

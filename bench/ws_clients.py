@@ -48,6 +48,9 @@ class Client:
     first: dict[str, Any] | None = None  # shape of the first message
     messages: int = 0
     chars: int = 0
+    deltas: int = 0  # sessions_delta messages
+    seq: int | None = None  # the last sequence number (delta clients)
+    gaps: int = 0  # deltas whose seq was not the last one + 1
     other: Counter[str] = field(default_factory=Counter)  # messages of other types
     closed: str | None = None  # set when the server ended the stream before we did
 
@@ -61,6 +64,8 @@ class Client:
             "first": self.first,
             "messages": self.messages,
             "chars": self.chars,
+            "deltas": self.deltas,
+            "gaps": self.gaps,
             "other": dict(self.other),
             "closed": self.closed,
         }
@@ -81,13 +86,29 @@ def _shape(data: str) -> dict[str, Any]:
     }
 
 
+UPDATE = '{"type": "sessions_update"'
+DELTA = '{"type": "sessions_delta"'
+
+
 def _reason(data: str) -> str:
-    """The ``reason`` of a sessions_update (change, snapshot, subscribe), found from the end."""
+    """The ``reason`` of a sessions_update (change, snapshot, subscribe), found from the end;
+    ``delta`` for a sessions_delta."""
+    if data.startswith(DELTA):
+        return "delta"
     at = data.rfind('"reason": "')
     if at < 0:
         return "?"
     start = at + len('"reason": "')
     return data[start : data.find('"', start)]
+
+
+def _seq(data: str, at: int) -> int:
+    """The integer after ``"seq": `` at ``at`` (a substring scan: no JSON parsing per frame)."""
+    start = at + len('"seq": ')
+    end = start
+    while data[end].isdigit():
+        end += 1
+    return int(data[start:end])
 
 
 def _cpu_seconds() -> float:
@@ -103,6 +124,7 @@ class Share:
     tokens: dict[str, str]  # role → token
     roles: list[str]  # one per client
     compress: int  # zlib window bits offered for permessage-deflate; 0 offers none
+    query: str = ""  # e.g. "?format=delta"
 
 
 class Subscribers:
@@ -110,7 +132,7 @@ class Subscribers:
 
     def __init__(self, commands: Connection, replies: Connection, share: Share) -> None:
         self.commands, self.replies = commands, replies
-        self.url = share.url + STREAM
+        self.url = share.url + STREAM + share.query
         self.compress = share.compress
         self.clients = [Client(role, share.tokens[role]) for role in share.roles]
         self.armed: tuple[int, str] | None = None
@@ -118,6 +140,7 @@ class Subscribers:
         self.done_sent = True
         self.closing = False
         self.lags: list[float] = []  # how late this loop woke from 10 ms sleeps
+        self.open = 0
 
     async def _watch_lag(self) -> None:
         """A client loop that is behind delays the timestamps it takes: record by how much."""
@@ -128,7 +151,9 @@ class Subscribers:
             self.lags.append(loop.time() - started - 0.01)
 
     def open_clients(self) -> int:
-        return sum(1 for c in self.clients if c.ws is not None and c.closed is None)
+        """Clients connected and not closed by the server (a count kept as they come and go:
+        a scan of every client on each delivery cost O(clients²) per round)."""
+        return self.open
 
     def _check_done(self) -> None:
         if self.armed is not None and not self.done_sent and self.hits >= self.open_clients():
@@ -150,12 +175,21 @@ class Subscribers:
                 c.via[armed[0]] = _reason(data)
                 self.hits += 1
                 self._check_done()
+            if data.startswith(DELTA):
+                seq = _seq(data, data.find('"seq": '))
+                c.gaps += c.seq is not None and seq != c.seq + 1
+                c.seq, c.deltas = seq, c.deltas + 1
+            elif data.startswith(UPDATE):
+                at = data.rfind('"seq": ')
+                if at >= 0:
+                    c.seq = _seq(data, at)
+            else:
+                c.other[str(_shape(data)["type"])] += 1
             if c.first is None:
                 c.first = _shape(data)
-            elif "sessions_update" not in data:
-                c.other[str(_shape(data)["type"])] += 1
         if not self.closing:
             c.closed = f"code {ws.close_code}, {ws.exception()!r}"
+            self.open -= 1
             self._check_done()
 
     async def _connect(self, http: aiohttp.ClientSession, c: Client) -> None:
@@ -174,6 +208,7 @@ class Subscribers:
             return
         c.connect_s = time.perf_counter() - started
         c.ws = ws
+        self.open += 1
         c.task = asyncio.create_task(self._read(c, ws))
 
     async def _connect_all(self, http: aiohttp.ClientSession) -> dict[str, Any]:
@@ -235,9 +270,17 @@ def _worker(commands: Connection, replies: Connection, share: Share) -> None:
 class Workers:
     """The worker processes and their pipes: broadcast a command, gather the replies."""
 
-    def __init__(self, url: str, roles: list[str], compress: int, tokens: dict[str, str]) -> None:
+    def __init__(
+        self,
+        url: str,
+        roles: list[str],
+        compress: int,
+        tokens: dict[str, str],
+        query: str = "",
+    ) -> None:
         """``tokens``: a bearer token per role, minted by the caller (a spawned worker imports
-        the benchmark module afresh, with another JWT secret)."""
+        the benchmark module afresh, with another JWT secret); ``query``: the stream's, e.g.
+        ``?format=delta``."""
         ctx = multiprocessing.get_context("spawn")
         self.commands: list[Connection] = []
         self.replies: list[Connection] = []
@@ -245,7 +288,7 @@ class Workers:
         for i in range(WORKERS):
             receive, send = ctx.Pipe(duplex=False)
             reply_receive, reply_send = ctx.Pipe(duplex=False)
-            share = Share(url, tokens, roles[i::WORKERS], compress)
+            share = Share(url, tokens, roles[i::WORKERS], compress, query)
             proc = ctx.Process(target=_worker, args=(receive, reply_send, share), daemon=True)
             proc.start()
             self.commands.append(send)

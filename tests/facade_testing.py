@@ -287,6 +287,12 @@ class WebSocket:
             except queue.Empty:
                 return self.seen
 
+    def send(self, data: Any) -> None:
+        """Send ``data`` as a JSON text message."""
+        assert self._ws is not None, "not connected"
+        ws = self._ws
+        asyncio.run_coroutine_threadsafe(ws.send_str(json.dumps(data)), self._loop).result(10)
+
     def close(self) -> None:
         if self._ws is not None and not self.closed.is_set():
             asyncio.run_coroutine_threadsafe(self._ws.close(), self._loop).result(10)

@@ -45,7 +45,13 @@ def _watch(args: argparse.Namespace) -> int:
         print("pass --token or set STREAMSPACE_TOKEN (an API key or a JWT)", file=sys.stderr)
         return 2
     return watch.run(
-        args.url, args.stream, args.target, token, brief=args.summary, reconnect=args.reconnect
+        args.url,
+        args.stream,
+        args.target,
+        token,
+        brief=args.summary,
+        reconnect=args.reconnect,
+        delta=args.delta,
     )
 
 
@@ -60,6 +66,11 @@ def register(subparsers: Any) -> None:
     )
     follow.add_argument("--token", help="API key or JWT (default: STREAMSPACE_TOKEN)")
     follow.add_argument("--summary", action="store_true", help="one short line per message")
+    follow.add_argument(
+        "--delta",
+        action="store_true",
+        help="sessions: a snapshot, then only what changed (sessions_delta messages)",
+    )
     follow.add_argument(
         "--no-reconnect",
         dest="reconnect",

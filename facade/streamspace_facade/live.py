@@ -14,6 +14,17 @@ serialised once per group, not once per subscriber. Every ``SNAPSHOT_INTERVAL`` 
 gets a snapshot whether anything changed or not (the seed's behaviour, which clients rely on to
 heal after a missed message).
 
+Deltas (opt-in, ``?format=delta``): a subscriber gets one snapshot (``sessions_update`` with a
+``seq``), then ``sessions_delta`` messages carrying only the sessions its group sees that
+changed (``upserted``, their whole view) and those it no longer sees (``removed``: deleted,
+or moved to another owner), numbered ``seq + 1``, ``seq + 2``, ... per group, and no periodic
+snapshots. A client that finds a gap sends ``{"type": "resync"}`` (or reconnects) and gets a
+fresh snapshot; one whose queue overflows gets its queue replaced by a fresh snapshot
+(``reason: "lagging"``) instead of being closed. A delta is computed and encoded once per group
+per flush. A snapshot may already hold changes of the next delta (views are current, deltas are
+flushed ``FLUSH_DELAY`` later); every entry of a delta is a session's whole current view, so
+applying it again changes nothing.
+
 Idle warnings: a running session with ``status.idleDeadline`` gets one ``hibernate_warning``
 message, ``HIBERNATE_WARNING`` before the deadline, to the subscribers who can see it. A
 subscriber who joins inside the warning window gets the warning at once.
@@ -158,6 +169,16 @@ def _owner(obj: Mapping[str, Any]) -> str:
     return str((obj.get("spec") or {}).get("user", ""))
 
 
+def audiences(view: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The groups that see a session view (none for a session that does not exist)."""
+    return () if view is None else (EVERYONE, f"user:{view['user']}")
+
+
+def removal(view: Mapping[str, Any]) -> dict[str, Any]:
+    """How a ``sessions_delta`` names a session that its group no longer sees."""
+    return {"id": view["id"], "namespace": view["namespace"]}
+
+
 class SessionFeed:
     """Sessions as the ``/api/v1/ws/sessions`` subscribers see them, and the fan-out to them."""
 
@@ -165,8 +186,13 @@ class SessionFeed:
         self.warning = warning
         self.views: dict[str, dict[str, Any]] = {}  # uid → session view
         self.groups: dict[str, set[Subscriber]] = {}
+        self.delta_groups: dict[str, set[Subscriber]] = {}
         self.objects: dict[str, Object] = {}
         self._dirty: set[str] = set()
+        self._before: dict[str, dict[str, Any] | None] = {}  # uid → view at the last flush
+        self._per_user: dict[str, int] = {}  # user → sessions
+        self._seq: dict[str, int] = {}  # delta group → its last sequence number
+        self._snapshots: dict[tuple[str, str], tuple[int, bytes]] = {}  # (group, reason) → …
         self._flush: asyncio.TimerHandle | None = None
         self._warnings: dict[str, asyncio.TimerHandle] = {}  # uid → pending warning
         self._warned: dict[str, str] = {}  # uid → the deadline already warned about
@@ -179,21 +205,70 @@ class SessionFeed:
             if obj is not None:
                 self._dirty.add(f"user:{_owner(obj)}")
         self._dirty.add(EVERYONE)
+        before = self.views.get(uid)
+        self._before.setdefault(uid, before)
+        if before is not None:
+            self._count(before["user"], -1)
         if new is None:
             self.views.pop(uid, None)
             self.objects.pop(uid, None)
         else:
-            self.views[uid] = session_view(session_row(new))
+            view = self.views[uid] = session_view(session_row(new))
             self.objects[uid] = new
+            self._count(view["user"], 1)
         self._schedule_warning(uid, new)
         if self._flush is None:
             self._flush = asyncio.get_running_loop().call_later(FLUSH_DELAY, self._flush_dirty)
+
+    def _count(self, user: str, step: int) -> None:
+        left = self._per_user.get(user, 0) + step
+        if left:
+            self._per_user[user] = left
+        else:
+            self._per_user.pop(user, None)
 
     def _flush_dirty(self) -> None:
         self._flush = None
         dirty, self._dirty = self._dirty, set()
         for group in dirty:
             self.publish(group, "change")
+        self._flush_deltas()
+
+    def _flush_deltas(self) -> None:
+        before, self._before = self._before, {}
+        if self.delta_groups:
+            self.publish_deltas(before)
+
+    def publish_deltas(self, before: Mapping[str, dict[str, Any] | None]) -> int:
+        """Send each delta group what changed for it since ``before`` (uid → earlier view)."""
+        changes: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+        for uid, old in before.items():
+            new = self.views.get(uid)
+            if old == new:
+                continue
+            seen = audiences(new)
+            for group in seen:
+                if new is not None and group in self.delta_groups:
+                    changes.setdefault(group, ([], []))[0].append(new)
+            for group in audiences(old):
+                if old is not None and group not in seen and group in self.delta_groups:
+                    changes.setdefault(group, ([], []))[1].append(removal(old))
+        sent = 0
+        for group, (upserted, removed) in changes.items():
+            seq = self._seq[group] = self._seq.get(group, 0) + 1
+            payload = message(
+                "sessions_delta",
+                seq=seq,
+                upserted=upserted,
+                removed=removed,
+                count=self.count(group),
+            )
+            subscribers = self.delta_groups[group]
+            for subscriber in list(subscribers):
+                subscriber.send(payload)
+            sent += len(subscribers)
+        metrics.WS_MESSAGES.labels("sessions", "sessions_delta").inc(sent)
+        return sent
 
     # -- messages -------------------------------------------------------------------------
 
@@ -206,6 +281,11 @@ class SessionFeed:
         # the REST list's order: newest first
         views.sort(key=lambda v: (v["createdAt"] or "", v["id"]), reverse=True)
         return views
+
+    def count(self, group: str) -> int:
+        if group == EVERYONE:
+            return len(self.views)
+        return self._per_user.get(group.removeprefix("user:"), 0)
 
     def snapshot(self, group: str, reason: str) -> bytes:
         """``reason`` (an addition to the seed's format): ``subscribe``, ``change`` or
@@ -237,21 +317,58 @@ class SessionFeed:
         group = group_of(subscriber.principal)
         self.groups.setdefault(group, set()).add(subscriber)
         subscriber.send(self.snapshot(group, "subscribe"))
-        for uid in self._warning_window():
-            if _can_see(subscriber.principal, self.views[uid]):
-                subscriber.send(self._warning_message(uid))
+        for warning in self._warnings_for(subscriber.principal):
+            subscriber.send(warning)
+
+    def subscribe_deltas(self, subscriber: Subscriber) -> None:
+        """A ``?format=delta`` subscriber: a snapshot now, then only its group's deltas."""
+        start = self.resync_messages(subscriber, "subscribe")  # flushes pending changes first
+        self.delta_groups.setdefault(group_of(subscriber.principal), set()).add(subscriber)
+        for payload in start:
+            subscriber.send(payload)
+
+    def delta_snapshot(self, group: str, reason: str) -> bytes:
+        """A delta group's snapshot and the sequence number of the last delta it includes,
+        encoded once per group, reason and sequence number however many ask. Changes not yet
+        flushed are flushed first, so that the snapshot holds exactly the deltas up to it."""
+        if self._before:
+            self._flush_deltas()
+        seq = self._seq.get(group, 0)
+        cached = self._snapshots.get((group, reason))
+        if cached is None or cached[0] != seq:
+            sessions = self.visible(group)
+            payload = message(
+                "sessions_update", sessions=sessions, count=len(sessions), reason=reason, seq=seq
+            )
+            cached = self._snapshots[group, reason] = (seq, payload)
+        return cached[1]
+
+    def resync_messages(self, subscriber: Subscriber, reason: str) -> list[bytes]:
+        """A delta subscriber's fresh start: its group's snapshot, then the warnings in force.
+        ``reason``: ``subscribe``, ``resync`` (the client asked) or ``lagging`` (its queue
+        overflowed and was replaced)."""
+        metrics.WS_MESSAGES.labels("sessions", "sessions_update").inc()
+        snapshot = self.delta_snapshot(group_of(subscriber.principal), reason)
+        return [snapshot, *self._warnings_for(subscriber.principal)]
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         group = group_of(subscriber.principal)
-        members = self.groups.get(group)
-        if members is not None:
-            members.discard(subscriber)
-            if not members:
-                del self.groups[group]
+        for groups in (self.groups, self.delta_groups):
+            members: set[Any] | None = groups.get(group)
+            if members is not None:
+                members.discard(subscriber)
+                if not members:
+                    del groups[group]
+        if group not in self.delta_groups:
+            self._seq.pop(group, None)
+            for key in [k for k in self._snapshots if k[0] == group]:
+                del self._snapshots[key]
 
     def subscribers(self) -> Iterator[Subscriber]:
         for members in self.groups.values():
             yield from members
+        for deltas in self.delta_groups.values():
+            yield from deltas
 
     # -- idle warnings --------------------------------------------------------------------
 
@@ -284,11 +401,18 @@ class SessionFeed:
             return
         self._warned[uid] = timestamp(deadline)
         payload = self._warning_message(uid)
-        owner = self.views[uid]["user"]
-        for group in (f"user:{owner}", EVERYONE):
-            for subscriber in list(self.groups.get(group, ())):
-                subscriber.send(payload)
-                metrics.WS_MESSAGES.labels("sessions", "hibernate_warning").inc()
+        for group in audiences(self.views[uid]):
+            for groups in (self.groups, self.delta_groups):
+                for subscriber in list(groups.get(group, ())):
+                    subscriber.send(payload)
+                    metrics.WS_MESSAGES.labels("sessions", "hibernate_warning").inc()
+
+    def _warnings_for(self, who: Principal) -> list[bytes]:
+        return [
+            self._warning_message(uid)
+            for uid in self._warning_window()
+            if _can_see(who, self.views[uid])
+        ]
 
     def _warning_window(self) -> list[str]:
         moment = now()

@@ -50,6 +50,13 @@ WS_MESSAGES = Counter(
     ["stream", "type"],
     registry=REGISTRY,
 )
+WS_RESYNCS = Counter(
+    "streamspace_websocket_resyncs_total",
+    "Fresh snapshots sent to sessions_delta subscribers after the first, by reason (resync: "
+    "the client asked; lagging: its queue overflowed and was replaced by a snapshot)",
+    ["reason"],
+    registry=REGISTRY,
+)
 WS_REFUSED = Counter(
     "streamspace_websocket_refused_total",
     "WebSocket upgrades refused with 429, by stream and the limit that was reached",
@@ -91,6 +98,13 @@ MIRROR_EVENT_SECONDS = Histogram(
     "Seconds from receiving a watch event to its row change being committed, by table",
     ["table"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+MIRROR_BATCH = Histogram(
+    "streamspace_mirror_batch_events",
+    "Watch events written to the mirror in one transaction, by table",
+    ["table"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500),
     registry=REGISTRY,
 )
 MIRROR_EVENTS = Counter(

@@ -8,6 +8,11 @@ resync, so the tables catch up after an outage. The other replicas keep trying f
 The writer also runs the plugin event delivery worker (``deliveries``): each write records the
 events it means in its own transaction, and ``queued`` wakes the worker.
 
+Watch events are written in batches: a table's watch queues its events, and its writer takes
+everything queued (up to ``BATCH_MAX``) into one transaction, in order, each with the events it
+means, so a burst costs one commit instead of one per event while a lone event is written at
+once. A table's queue is empty before it is listed again, so a resync never overtakes events.
+
 Read-your-writes: a REST handler that has just written an object calls :meth:`Mirror.observed`.
 On the writer replica the row is written at once (same writer, ordered by resourceVersion);
 elsewhere the call waits, with a deadline, for the writer to store that version. The object is
@@ -22,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -37,6 +43,7 @@ from streamspace_facade.catalog import repository_view
 from streamspace_facade.errors import ApiError
 from streamspace_facade.kube import Kube
 from streamspace_facade.metrics import (
+    MIRROR_BATCH,
     MIRROR_EVENT_SECONDS,
     MIRROR_EVENTS,
     MIRROR_RESYNCS,
@@ -67,9 +74,22 @@ VIEWS: Views = {
 }
 """Plugin events carry rows as the REST API shows them (other tables: ``outbox.plain_view``)."""
 
+BATCH_MAX = 500
+"""Watch events of one table written in one transaction at most (a table's queue holds twice
+as many; a watch waits while it is full)."""
 TOMBSTONE_SECONDS = 300.0
 MISSING_KIND_RECHECK = 30.0
 """Seconds between looks for a mirrored kind whose CRD the API server does not serve."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Event:
+    """A watch event waiting for the mirror's writer."""
+
+    kind: str
+    obj: Mapping[str, Any]
+    key: object
+    """Its key in ``metrics.PENDING`` (the mirror lag) until it is written."""
 
 
 class LostLeadership(Exception):
@@ -107,6 +127,7 @@ class Mirror:
         self._lock_pid = 0
         self._writing = asyncio.Lock()  # one write at a time: the writer is one, not one per task
         self._deleted: dict[str, float] = {}  # uid → monotonic time of deletion
+        self._numbers = itertools.count()  # of watch events, for their PENDING keys
         self.queued = asyncio.Event()
         """Set when a write queued plugin deliveries: wakes the delivery worker at once."""
 
@@ -208,33 +229,67 @@ class Mirror:
             # the plugins first: events derived by the other tables' resyncs go to the plugins
             # subscribed now, not to an empty table (a fresh database, a long outage)
             await self._resynced[tables.PLUGINS.name].wait()
-        while True:
-            try:
-                items, version = await self.kube.list(table.kind, self.namespace)
-            except ApiError as exc:
-                if exc.status != 404:
-                    raise
-                # the kind's CRD is not installed (an upgrade whose new CRDs were not applied
-                # yet: `helm upgrade` leaves crds/ alone): mirror it as empty and look again
-                # later, rather than stop every other table with it
-                await self._missing_kind(table)
-                continue
-            async with self._writing, self.pool.connection() as conn:
-                await self._fence(conn)
-                removed = await tables.resync(conn, table, items, self.namespace, self.audience)
-            self.queued.set()
-            MIRROR_RESYNCS.labels(table.name).inc()
-            log.info("mirror resynced %s: %d rows, %d removed", table.name, len(items), removed)
-            self._resynced[table.name].set()
-            # returns when the server no longer has the version reached (410): list again
-            await self.kube.follow(
-                table.kind,
-                self.namespace,
-                version,
-                functools.partial(self._write, table),
-                retry_seconds=self.retry_seconds,
-                reader="mirror",
-            )
+        events: asyncio.Queue[_Event] = asyncio.Queue(2 * BATCH_MAX)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._drain(table, events))
+            while True:
+                try:
+                    items, version = await self.kube.list(table.kind, self.namespace)
+                except ApiError as exc:
+                    if exc.status != 404:
+                        raise
+                    # the kind's CRD is not installed (an upgrade whose new CRDs were not
+                    # applied yet: `helm upgrade` leaves crds/ alone): mirror it as empty and
+                    # look again later, rather than stop every other table with it
+                    await self._missing_kind(table)
+                    continue
+                async with self._writing, self.pool.connection() as conn:
+                    await self._fence(conn)
+                    removed = await tables.resync(conn, table, items, self.namespace, self.audience)
+                self.queued.set()
+                MIRROR_RESYNCS.labels(table.name).inc()
+                log.info("mirror resynced %s: %d rows, %d removed", table.name, len(items), removed)
+                self._resynced[table.name].set()
+                # returns when the server no longer has the version reached (410): list again
+                await self.kube.follow(
+                    table.kind,
+                    self.namespace,
+                    version,
+                    functools.partial(self._enqueue, table, events),
+                    retry_seconds=self.retry_seconds,
+                    reader="mirror",
+                )
+                await events.join()  # written, before the list that supersedes them
+
+    async def _enqueue(
+        self, table: tables.Table, events: asyncio.Queue[_Event], kind: str, obj: Mapping[str, Any]
+    ) -> None:
+        """A watch event, queued for the table's writer (waits while the queue is full)."""
+        key = (id(self), table.name, next(self._numbers))
+        PENDING.start(key)
+        await events.put(_Event(kind, obj, key))
+
+    async def _drain(self, table: tables.Table, events: asyncio.Queue[_Event]) -> None:
+        """Forever: write what the table's watch has queued, a batch per transaction."""
+        batch: list[_Event] = []
+        try:
+            while True:
+                batch = [await events.get()]
+                while len(batch) < BATCH_MAX and not events.empty():
+                    batch.append(events.get_nowait())
+                await self._write(table, batch)
+                for event in batch:
+                    MIRROR_EVENT_SECONDS.labels(table.name).observe(PENDING.done(event.key))
+                    MIRROR_EVENTS.labels(table.name, event.kind).inc()
+                    events.task_done()
+                MIRROR_BATCH.labels(table.name).observe(len(batch))
+                batch = []
+        finally:
+            # a failure: the next writer starts with a full resync; these are no longer pending
+            while not events.empty():
+                batch.append(events.get_nowait())
+            for event in batch:
+                PENDING.done(event.key)
 
     async def _missing_kind(self, table: tables.Table) -> None:
         log.warning(
@@ -249,24 +304,21 @@ class Mirror:
         self._resynced[table.name].set()
         await asyncio.sleep(MISSING_KIND_RECHECK)
 
-    async def _write(self, table: tables.Table, kind: str, obj: Mapping[str, Any]) -> None:
-        """Store one watch event (events of one table are written one at a time)."""
-        key = (id(self), table.name)
-        PENDING.start(key)
-        try:
-            async with self._writing, self.pool.connection() as conn:
-                if kind == "DELETED":
-                    self._tombstone(str(obj["metadata"]["uid"]))
-                    await self._fence(conn)
-                    self._queued(
-                        await tables.remove(conn, table, str(obj["metadata"]["uid"]), self.audience)
-                    )
-                else:
-                    await self._apply(conn, table, obj)
-        finally:
-            seconds = PENDING.done(key)
-        MIRROR_EVENT_SECONDS.labels(table.name).observe(seconds)
-        MIRROR_EVENTS.labels(table.name, kind).inc()
+    async def _write(self, table: tables.Table, batch: list[_Event]) -> None:
+        """Store watch events of one table, in order, in one transaction."""
+        writes: list[tuple[str, Mapping[str, Any]]] = []
+        for event in batch:
+            uid = str(event.obj["metadata"]["uid"])
+            if event.kind == "DELETED" or tables.is_deleted(event.obj):
+                self._tombstone(uid)
+            elif uid in self._deleted:
+                continue  # a late event of an object already gone must not bring its row back
+            writes.append((event.kind, event.obj))
+        if not writes:
+            return
+        async with self._writing, self.pool.connection() as conn:
+            await self._fence(conn)
+            self._queued(await tables.write(conn, table, writes, self.audience))
 
     def _tombstone(self, uid: str) -> None:
         now = time.monotonic()

@@ -165,8 +165,15 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
     "streams": (
         Op("get", "/api/v1/ws/sessions", "sessionStream", "WebSocket: sessions_update "
            "messages (the caller's sessions; all for operators) at once, within 1 s of a "
-           "change and every 3 s; hibernate_warning before an idle session hibernates",
-           {101: None}, (403, 426, 429, 503), STREAM_AUTH),
+           "change and every 3 s; hibernate_warning before an idle session hibernates. With "
+           "format=delta: one sessions_update with a seq, then sessions_delta messages "
+           "{seq, upserted: [session], removed: [{id, namespace}], count} numbered seq+1, "
+           "seq+2, ... and no periodic snapshots; on a gap the client sends the text message "
+           '{"type": "resync"} (or reconnects) and gets a fresh sessions_update with its seq',
+           {101: None}, (403, 422, 426, 429, 503),
+           (_query("format", "full (default: the seed's sessions_update snapshots) or delta.",
+                   string(enum=["full", "delta"], default="full")),
+            *STREAM_AUTH)),
         Op("get", "/api/v1/ws/cluster", "clusterStream", "WebSocket: metrics_update every 5 s "
            "(operator)", {101: None}, (403, 426, 429, *KUBE), STREAM_AUTH),
         Op("get", "/api/v1/ws/logs/{namespace}/{pod}", "podLogStream", "WebSocket: follow a "

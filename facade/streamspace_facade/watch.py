@@ -2,8 +2,11 @@
 
 Like ``kubectl get -w`` for the facade: ``sessions`` (``sessions_update`` and
 ``hibernate_warning`` messages), ``cluster`` (``metrics_update``) or ``logs <namespace>/<pod>``.
-``--summary`` prints one short line per sessions message instead of the JSON. The token comes
-from ``--token`` or ``STREAMSPACE_TOKEN`` and travels in the Authorization header.
+``--summary`` prints one short line per sessions message instead of the JSON. ``--delta``
+follows ``sessions`` as deltas (``?format=delta``: a snapshot, then only ``sessions_delta``
+messages); on a gap in their sequence numbers it asks the server for a fresh snapshot
+(``{"type": "resync"}``) and says so on stderr. The token comes from ``--token`` or
+``STREAMSPACE_TOKEN`` and travels in the Authorization header.
 
 ``sessions`` and ``cluster`` reconnect when the stream is lost (a replica killed, restarted or
 shutting down, a proxy cutting the connection): after a random delay up to ``RECONNECT_BASE``
@@ -45,8 +48,9 @@ HEARTBEAT = 10.0
 """Seconds between our pings: a peer that vanished without a FIN is noticed within 1.5x this."""
 
 
-def stream_url(api: str, stream: str, target: str | None = None) -> str:
-    """The ws:// URL of ``stream`` on the facade at ``api`` (http:// or https://)."""
+def stream_url(api: str, stream: str, target: str | None = None, *, delta: bool = False) -> str:
+    """The ws:// URL of ``stream`` on the facade at ``api`` (http:// or https://); ``delta``:
+    the sessions stream as deltas."""
     base = api.rstrip("/").replace("https://", "wss://", 1).replace("http://", "ws://", 1)
     if stream == "logs":
         namespace, _, pod = (target or "").partition("/")
@@ -55,6 +59,10 @@ def stream_url(api: str, stream: str, target: str | None = None) -> str:
         return f"{base}/api/v1/ws/logs/{quote(namespace, safe='')}/{quote(pod, safe='')}"
     if stream not in STREAMS:
         raise ValueError(f"unknown stream {stream!r}; choose from {', '.join(STREAMS)}")
+    if delta:
+        if stream != "sessions":
+            raise ValueError("--delta is for the sessions stream")
+        return f"{base}/api/v1/ws/sessions?format=delta"
     return f"{base}/api/v1/ws/{stream}"
 
 
@@ -66,6 +74,10 @@ def summary(data: Any) -> str:
     if kind == "sessions_update":
         sessions = ", ".join(f"{s.get('id')}={s.get('phase')}" for s in data.get("sessions") or [])
         return f"{at} {data.get('reason', 'update')}: {data.get('count', 0)} [{sessions}]"
+    if kind == "sessions_delta":
+        upserted = ", ".join(f"{s.get('id')}={s.get('phase')}" for s in data.get("upserted") or [])
+        removed = ", ".join(str(s.get("id")) for s in data.get("removed") or [])
+        return f"{at} delta {data.get('seq')}: {data.get('count', 0)} +[{upserted}] -[{removed}]"
     if kind == "hibernate_warning":
         return f"{at} WARNING {data.get('sessionId')} hibernates at {data.get('idleDeadline')}"
     return json.dumps(data, separators=(",", ":"))
@@ -109,7 +121,13 @@ def _line(data: Any, brief: bool) -> str:
 
 
 async def _follow(
-    session: aiohttp.ClientSession, url: str, token: str, *, brief: bool, out: TextIO
+    session: aiohttp.ClientSession,
+    url: str,
+    token: str,
+    *,
+    brief: bool,
+    out: TextIO,
+    err: TextIO = sys.stderr,
 ) -> Outcome:
     """One connection: print its messages until it ends; say how it ended."""
     headers = {"Authorization": f"Bearer {token}"}
@@ -120,6 +138,7 @@ async def _follow(
     except (aiohttp.ClientError, OSError) as exc:
         return Outcome(error=str(exc) or type(exc).__name__)
     messages = 0
+    seq: int | None = None  # of a delta stream; None: waiting for a snapshot
     async with ws:
         while True:
             msg = await ws.receive()
@@ -137,6 +156,16 @@ async def _follow(
                 data = msg.data  # log lines are plain text
             print(_line(data, brief), file=out, flush=True)
             messages += 1
+            kind = data.get("type") if isinstance(data, dict) else None
+            if kind == "sessions_update" and "seq" in data:
+                seq = int(data["seq"])
+            elif kind == "sessions_delta" and seq is not None:
+                if int(data["seq"]) == seq + 1:
+                    seq += 1
+                elif int(data["seq"]) > seq:
+                    print(f"gap after {seq}: asking for a snapshot", file=err, flush=True)
+                    seq = None
+                    await ws.send_str(json.dumps({"type": "resync"}))
 
 
 async def watch(
@@ -153,7 +182,7 @@ async def watch(
     attempt = 0
     async with aiohttp.ClientSession() as session:
         while True:
-            outcome = await _follow(session, url, token, brief=brief, out=out)
+            outcome = await _follow(session, url, token, brief=brief, out=out, err=err)
             if outcome.messages:
                 attempt = 0  # it worked: the next loss starts from the shortest delay
             if not reconnect or outcome.final():
@@ -166,10 +195,17 @@ async def watch(
 
 
 def run(
-    api: str, stream: str, target: str | None, token: str, *, brief: bool, reconnect: bool = True
+    api: str,
+    stream: str,
+    target: str | None,
+    token: str,
+    *,
+    brief: bool,
+    reconnect: bool = True,
+    delta: bool = False,
 ) -> int:
     try:
-        url = stream_url(api, stream, target)
+        url = stream_url(api, stream, target, delta=delta)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -6,10 +6,11 @@ browsers, which cannot set headers on a WebSocket, may put the token in the
 the server selects, so the token is never echoed), or in the ``token`` query parameter. A
 browser's ``Origin`` must be one of ``CORS_ALLOWED_ORIGINS`` or the facade's own host.
 
-Every client has a bounded queue of outgoing messages and a task that writes them. Publishing
-never waits for a client: a client whose queue is full is too slow and is dropped (close code
-1013), so one stalled reader never delays the others. The server pings every ``WS_HEARTBEAT``
-and closes clients that stop answering; on shutdown every client gets close code 1001.
+Every client has a bounded queue of outgoing messages and a task that writes them
+(``streamclient``): a client too slow for its queue is dropped (close code 1013), so one
+stalled reader never delays the others; a ``?format=delta`` sessions client gets a fresh
+snapshot instead. The server pings every ``WS_HEARTBEAT`` and closes clients that stop
+answering; on shutdown every client gets close code 1001.
 
 Streams are bounded per user and in total (429 before the upgrade), and their credential is
 checked again every ``WS_REAUTH_INTERVAL`` (close code 4401 once it fails): see
@@ -26,8 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
 from streamspace.db.mirror import is_deleted
 from streamspace.naming import is_dns_label, is_object_name
@@ -38,6 +38,7 @@ from streamspace_facade.live import Informer, SessionFeed, message
 from streamspace_facade.podlogs import BACKLOG, Follows, may_follow
 from streamspace_facade.state import Services, principal, query_int, require, services
 from streamspace_facade.storage import StorageError
+from streamspace_facade.streamclient import CLOSE_TIMEOUT, Client
 from streamspace_facade.streamguard import StreamSlots, recheck
 
 log = logging.getLogger(__name__)
@@ -46,14 +47,12 @@ PREFIX = "/api/v1/ws/"
 PROTOCOL = "streamspace.v1"
 BEARER_PROTOCOL = "bearer."
 CLUSTER_INTERVAL = 5.0
-CLOSE_TIMEOUT = 2.0
-"""Seconds a closing handshake may take before the connection is simply cut."""
 SYNC_WAIT = 10.0
 """Seconds a new subscriber waits for the first list of Sessions before a 503."""
 MAX_CLIENT_MESSAGE = 4096
-"""Clients have nothing to say beyond pongs and close frames; anything larger ends the stream."""
-
-_END = object()
+"""Clients say little beyond pongs, close frames and ``resync``; anything larger ends the stream."""
+FORMATS = ("full", "delta")
+"""``/api/v1/ws/sessions?format=``: ``sessions_update`` snapshots (the seed's), or deltas."""
 
 
 def authorization(request: web.Request) -> str | None:
@@ -90,93 +89,6 @@ def origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
         return urlsplit(origin).netloc.lower() == request.host.lower()
     except ValueError:
         return False
-
-
-class Client:
-    """One WebSocket subscriber: a bounded queue and the task that writes it out."""
-
-    def __init__(
-        self, request: web.Request, ws: web.WebSocketResponse, stream: str, queue_size: int
-    ) -> None:
-        self.ws = ws
-        self.principal = principal(request)
-        self.stream = stream
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(queue_size)
-        self.closed = False
-        self._transport = request.transport
-        self._end = (int(WSCloseCode.OK), "")
-        self._writer: asyncio.Task[None] | None = None
-        self._closer: asyncio.Task[None] | None = None
-
-    def send(self, data: bytes) -> None:
-        """Queue a text message (UTF-8 bytes, encoded once by the publisher)."""
-        if self.closed:
-            return
-        try:
-            self.queue.put_nowait(data)
-        except asyncio.QueueFull:
-            self.drop(WSCloseCode.TRY_AGAIN_LATER, "too slow", reason="slow")
-
-    def end(self, code: int, text: str) -> None:
-        """Close once everything queued so far is written."""
-        if self.closed:
-            return
-        self._end = (code, text)
-        try:
-            self.queue.put_nowait(_END)
-        except asyncio.QueueFull:
-            self.drop(WSCloseCode.TRY_AGAIN_LATER, "too slow", reason="slow")
-            return
-        self.closed = True
-
-    async def closing(self) -> None:
-        """Wait for a close under way to finish."""
-        if self._closer is not None:
-            await self._closer
-
-    def drop(self, code: int, text: str, *, reason: str) -> None:
-        """Close now, whatever is queued (the writer may be stuck on a full socket)."""
-        if self._closer is not None:
-            return
-        self.closed = True
-        metrics.WS_DROPPED.labels(self.stream, reason).inc()
-        log.info("closing %s stream of %s: %s", self.stream, self.principal.user, text)
-        if self._writer is not None and self._writer is not asyncio.current_task():
-            self._writer.cancel()
-        self._closer = asyncio.create_task(self._close(code, text))
-
-    async def _close(self, code: int, text: str) -> None:
-        try:
-            async with asyncio.timeout(CLOSE_TIMEOUT):
-                await self.ws.close(code=code, message=text.encode()[:123])
-        except (TimeoutError, ConnectionError, aiohttp.ClientError):
-            pass
-        finally:
-            if self._transport is not None and not self._transport.is_closing():
-                self._transport.abort()  # a peer that does not read never completes a handshake
-
-    async def _write(self) -> None:
-        while True:
-            item = await self.queue.get()
-            if item is _END:
-                self._closer = asyncio.create_task(self._close(*self._end))
-                return
-            await self.ws.send_frame(item, WSMsgType.TEXT)
-
-    async def run(self) -> None:
-        """Serve until the client leaves or is closed: read (pongs, close), write the queue."""
-        self._writer = asyncio.create_task(self._write())
-        try:
-            async for msg in self.ws:
-                if msg.type is WSMsgType.ERROR:
-                    break
-        finally:
-            self.closed = True
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                await self._writer
-            if self._closer is not None:
-                await self._closer
 
 
 @dataclass
@@ -314,16 +226,23 @@ async def _serve(
 
 
 async def sessions_stream(request: web.Request) -> web.StreamResponse:
-    """Own sessions (all of them for operators and admins): at once, on change, every 3 s."""
+    """Own sessions (all of them for operators and admins): at once, on change, every 3 s;
+    with ``?format=delta`` a snapshot, then only what changed."""
+    form = request.query.get("format", "full")
+    if form not in FORMATS:
+        raise invalid({"query.format": f"must be one of {', '.join(FORMATS)}"})
     await _synced(request)
     with _slot(request, "sessions"):
         ws, client = await _upgrade(request, "sessions")
-        await _serve(
-            request,
-            client,
-            join=lambda live, c: live.feed.subscribe(c),
-            leave=lambda live, c: live.feed.unsubscribe(c),
-        )
+
+        def join(live: Live, c: Client) -> None:
+            if form == "delta":
+                c.resync = lambda reason: live.feed.resync_messages(c, reason)
+                live.feed.subscribe_deltas(c)
+            else:
+                live.feed.subscribe(c)
+
+        await _serve(request, client, join=join, leave=lambda live, c: live.feed.unsubscribe(c))
     return ws
 
 

@@ -231,10 +231,48 @@ async def apply(
 ) -> int:
     """Make the table agree with one observed object (upsert, or delete if it is going away),
     with the events the change means in the same transaction; returns deliveries queued."""
+    async with conn.transaction():
+        return await _apply(conn, table, obj, audience)
+
+
+async def remove(
+    conn: AsyncConnection[Any],
+    table: Table,
+    uid: str,
+    audience: outbox.Audience = outbox.NOBODY_IN_PARTICULAR,
+) -> int:
+    """Drop an object's row, with the events that means; returns deliveries queued."""
+    async with conn.transaction():
+        return await _remove(conn, table, uid, audience)
+
+
+async def write(
+    conn: AsyncConnection[Any],
+    table: Table,
+    events: Iterable[tuple[str, Mapping[str, Any]]],
+    audience: outbox.Audience = outbox.NOBODY_IN_PARTICULAR,
+) -> int:
+    """Watch events of one table (``DELETED`` or any other type, and the object), in their
+    order, in one transaction: each with the events it means, as ``apply`` and ``remove`` would
+    record them one by one. Returns deliveries queued."""
+    queued = 0
+    async with conn.transaction():
+        for kind, obj in events:
+            if kind == "DELETED":
+                queued += await _remove(conn, table, str(obj["metadata"]["uid"]), audience)
+            else:
+                queued += await _apply(conn, table, obj, audience)
+    return queued
+
+
+async def _apply(
+    conn: AsyncConnection[Any], table: Table, obj: Mapping[str, Any], audience: outbox.Audience
+) -> int:
+    """``apply`` inside the caller's transaction."""
     if is_deleted(obj):
-        return await remove(conn, table, str(obj["metadata"]["uid"]), audience)
+        return await _remove(conn, table, str(obj["metadata"]["uid"]), audience)
     row = table.row(obj)
-    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+    async with conn.cursor(row_factory=dict_row) as cur:
         # an object deleted and re-created under the same name before the DELETED event of
         # the old one arrived: the old row goes now
         await cur.execute(
@@ -258,14 +296,11 @@ async def apply(
         return await outbox.record(conn, table.name, changes, audience)
 
 
-async def remove(
-    conn: AsyncConnection[Any],
-    table: Table,
-    uid: str,
-    audience: outbox.Audience = outbox.NOBODY_IN_PARTICULAR,
+async def _remove(
+    conn: AsyncConnection[Any], table: Table, uid: str, audience: outbox.Audience
 ) -> int:
-    """Drop an object's row, with the events that means; returns deliveries queued."""
-    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+    """``remove`` inside the caller's transaction."""
+    async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             sql.SQL("DELETE FROM {} WHERE uid = %s RETURNING *").format(sql.Identifier(table.name)),
             (uid,),
