@@ -33,6 +33,7 @@ from streamspace_facade.openapi_schemas import (
     string,
 )
 from streamspace_facade.podlogs import BACKLOG
+from streamspace_facade.responses import json_response
 
 SESSION = _path("The Session's id (its name).")
 CONNECTION = _query("connectionId", "From the connect answer.", string(minLength=1), required=True)
@@ -262,7 +263,7 @@ def document(app: web.Application) -> dict[str, Any]:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(document(request.app))
+    return json_response(document(request.app))
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -32,6 +32,7 @@ class Services:
     live: Any = None  # streamspace_facade.ws.Live: the WebSocket streams
     audit: Any = None  # streamspace_facade.audit.AuditLog
     access_key: bytes = field(default=b"", repr=False)  # signs session access credentials
+    list_key: bytes = field(default=b"", repr=False)  # signs list continue tokens (paging)
     stopping: bool = False  # SIGTERM arrived: readiness fails while requests finish
 
     @property
