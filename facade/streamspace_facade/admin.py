@@ -79,7 +79,10 @@ async def revoke_key(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     if not raw.isdigit() or len(raw) > 18:
         raise not_found("API key", raw)
-    if not await services(request).db().apikeys.revoke(int(raw)):
+    svc = services(request)
+    revoked = await svc.db().apikeys.revoke(int(raw))
+    svc.auth.keys.forget(int(raw))  # refused at once here; other replicas: API_KEY_CACHE_TTL
+    if not revoked:
         raise not_found("API key", raw)
     audit(request, "revoke", "api_key", raw)
     return web.Response(status=204)
