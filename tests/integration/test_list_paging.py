@@ -84,14 +84,14 @@ def test_paging_walks_every_session_once_while_sessions_come_and_go(
                 "stream.space", "v1alpha1", namespace, "sessions", gone
             )
             removed.add(gone)
-        _session(objects, f"new-{pages}")
-        assert wait_until(
-            lambda: (
-                not {*removed} & set(_listed(alice, SESSIONS + "?limit=1000"))
-                and f"new-{pages}" in _listed(alice, SESSIONS + "?limit=1000")
-            ),
-            30,
-        )
+        newest = f"new-{pages}"
+        _session(objects, newest)
+
+        def mirrored(newest: str = newest) -> bool:
+            listed = set(_listed(alice, SESSIONS + "?limit=1000"))
+            return not removed & listed and newest in listed
+
+        assert wait_until(mirrored, 30)
         reply = alice.get(SESSIONS + "?limit=5&continue=" + urllib.parse.quote(token_))
         assert reply.status == 200, reply
         seen += [s["id"] for s in reply.body["sessions"]]
@@ -164,7 +164,7 @@ def test_etag_304_and_gzip(
     alice = Client(facade.url, token("alice"))
     assert wait_until(lambda: alice.get(SESSIONS).body["total"] == 30, 30)
 
-    status, headers, body = _raw_get(facade.url, SESSIONS, auth)
+    status, headers, _ = _raw_get(facade.url, SESSIONS, auth)
     assert status == 200 and "Content-Encoding" not in headers
     tag = headers["ETag"]
     assert tag.startswith('"') and tag.endswith('"')
