@@ -8,6 +8,7 @@ import http.client
 import json
 import urllib.parse
 from collections.abc import Callable
+from email.message import Message
 from typing import Any
 
 import psycopg
@@ -41,13 +42,14 @@ def _listed(caller: Client, path: str) -> list[str]:
     return [s["id"] for s in reply.body["sessions"]]
 
 
-def _raw_get(url: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+def _raw_get(url: str, path: str, headers: dict[str, str]) -> tuple[int, Message, bytes]:
+    """Status, headers (names compared without case) and the body as sent."""
     parts = urllib.parse.urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
     try:
         connection.request("GET", path, headers=headers)
         reply = connection.getresponse()
-        return reply.status, dict(reply.headers), reply.read()
+        return reply.status, reply.headers, reply.read()
     finally:
         connection.close()
 
@@ -226,7 +228,7 @@ def test_a_key_revoked_here_is_refused_at_once_and_elsewhere_within_the_ttl(
 
     # revoked elsewhere (the CLI's statement, straight in PostgreSQL): a second facade with a
     # short TTL stops accepting the key once its cache entry expires
-    there = _facade(start_facade, database, API_KEY_CACHE_TTL="1s")
+    there = start_facade(DATABASE_URL=database, API_KEY_CACHE_TTL="1s")  # not the writer
     erin = Client(there.url, fresh)
     assert erin.get("/api/v1/me").status == 200
     with psycopg.connect(database, autocommit=True) as conn:
