@@ -68,6 +68,8 @@ VIEWS: Views = {
 """Plugin events carry rows as the REST API shows them (other tables: ``outbox.plain_view``)."""
 
 TOMBSTONE_SECONDS = 300.0
+MAX_WRITTEN = 100_000
+"""Versions remembered per writer (``Mirror._written``) before the memory is cleared."""
 MISSING_KIND_RECHECK = 30.0
 """Seconds between looks for a mirrored kind whose CRD the API server does not serve."""
 
@@ -107,6 +109,9 @@ class Mirror:
         self._lock_pid = 0
         self._writing = asyncio.Lock()  # one write at a time: the writer is one, not one per task
         self._deleted: dict[str, float] = {}  # uid → monotonic time of deletion
+        self._written: dict[str, str] = {}
+        """uid → the resourceVersion this writer last stored: the same version again (a create's
+        read-your-writes, then its watch event) is not written twice (decision 152)."""
         self.queued = asyncio.Event()
         """Set when a write queued plugin deliveries: wakes the delivery worker at once."""
 
@@ -162,6 +167,7 @@ class Mirror:
             await asyncio.sleep(self.retry_seconds + 0.5)
             log.info("this replica now writes the mirror (%s)", self.lock_key)
             self.leader = True
+            self._written.clear()  # another writer may have stored rows since
             self._resynced = {t.name: asyncio.Event() for t in tables.TABLES}
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._hold(lock_conn))
@@ -271,6 +277,7 @@ class Mirror:
     def _tombstone(self, uid: str) -> None:
         now = time.monotonic()
         self._deleted[uid] = now
+        self._written.pop(uid, None)
         if len(self._deleted) > 10_000:
             self._deleted = {u: t for u, t in self._deleted.items() if now - t < TOMBSTONE_SECONDS}
 
@@ -278,12 +285,19 @@ class Mirror:
         self, conn: psycopg.AsyncConnection, table: tables.Table, obj: Mapping[str, Any]
     ) -> None:
         uid = str(obj["metadata"]["uid"])
+        version = str(obj["metadata"].get("resourceVersion", ""))
         if tables.is_deleted(obj):
             self._tombstone(uid)
         elif uid in self._deleted:
             return  # a late event of an object already gone must not bring its row back
+        elif uid in self._written and _not_older(self._written[uid], version):
+            return  # stored already (the upsert would ignore it): spare the transaction
         await self._fence(conn)
         self._queued(await tables.apply(conn, table, obj, self.audience))
+        if version and not tables.is_deleted(obj):
+            if len(self._written) >= MAX_WRITTEN:
+                self._written.clear()  # only an optimisation: forgetting costs a write
+            self._written[uid] = version
 
     def _queued(self, deliveries: int) -> None:
         if deliveries:
