@@ -145,6 +145,7 @@ async def delete_template(request: web.Request) -> web.Response:
     require(request, "operator")
     name = request.match_info["id"]
     await svc.kube.delete("Template", svc.namespace, name)
+    svc.templates_seen.pop(name, None)
     audit(request, "delete", "template", name)
     return web.Response(status=204)
 

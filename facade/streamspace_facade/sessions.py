@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +44,10 @@ STATES = ("running", "hibernated", "terminated")
 # A state change is conditioned on the resourceVersion read, and every status write of the
 # operator (activity, phase) moves it: after a conflict it reads again, this often.
 PATCH_ATTEMPTS = 20
+TEMPLATE_SEEN_FOR = 10.0
+"""Seconds a create trusts that a Template it found exists (decision 152): a burst of creates
+of one template reads it once, not once per session. A Template deleted meanwhile is what the
+operator already meets when one goes between the check and the reconcile."""
 TAG_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 
 
@@ -243,17 +248,30 @@ async def create_session(request: web.Request) -> web.Response:
     owner = user or who.user
     if owner != who.user and not who.at_least("admin"):
         raise ApiError(403, "FORBIDDEN", "only admins may create sessions for another user")
-    try:
-        await svc.kube.get("Template", svc.namespace, template)
-    except ApiError as exc:
-        if exc.status == 404:
-            raise invalid({"template": f"template {template!r} does not exist"}) from None
-        raise
+    await _template_exists(svc, template)
     obj = await _create_once(request, owner, template, spec)
     name = obj["metadata"]["name"]
     await svc.mirror.observed(SESSIONS, obj)
     audit(request, "create", "session", name, {"user": owner, "template": template, **spec})
     return json_response(session_view(session_row(obj)), status=201)
+
+
+async def _template_exists(svc: Services, template: str) -> None:
+    """A 422 unless Template ``template`` exists in the facade's namespace."""
+    seen = svc.templates_seen.get(template)
+    now = time.monotonic()
+    if seen is not None and now - seen < TEMPLATE_SEEN_FOR:
+        return
+    try:
+        await svc.kube.get("Template", svc.namespace, template)
+    except ApiError as exc:
+        if exc.status == 404:
+            svc.templates_seen.pop(template, None)
+            raise invalid({"template": f"template {template!r} does not exist"}) from None
+        raise
+    if len(svc.templates_seen) > 1000:
+        svc.templates_seen.clear()
+    svc.templates_seen[template] = now
 
 
 async def _create_once(
