@@ -323,6 +323,12 @@ class AuthSettings:
     """How far a generic delivery's ``webhook-timestamp`` may be from now
     (``WEBHOOK_TOLERANCE``)."""
 
+    api_key_cache_ttl: timedelta = timedelta(seconds=5)
+    """How long a facade process trusts an API key it has looked up before asking PostgreSQL
+    again (``API_KEY_CACHE_TTL``, at most ``MAX_API_KEY_CACHE_TTL``; ``0`` looks up every
+    request). A key revoked through this process is refused at once; one revoked elsewhere (the
+    CLI, another replica) is refused by this process within this long."""
+
 
 @dataclass(frozen=True)
 class AccessSettings:
@@ -672,6 +678,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             webhook_secret=read.text("WEBHOOK_SECRET"),
             webhook_allow_unsigned=read.flag("WEBHOOK_ALLOW_UNSIGNED"),
             webhook_tolerance=read.duration("WEBHOOK_TOLERANCE", AuthSettings.webhook_tolerance),
+            api_key_cache_ttl=_api_key_cache_ttl(read),
         ),
         access=_access(read),
         metrics=MetricsSettings(
@@ -695,6 +702,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if read.problems:
         raise ConfigError(read.problems)
     return settings
+
+
+MAX_API_KEY_CACHE_TTL = timedelta(minutes=1)
+
+
+def _api_key_cache_ttl(read: EnvReader) -> timedelta:
+    value = read.parsed(
+        "API_KEY_CACHE_TTL",
+        AuthSettings.api_key_cache_ttl,
+        parse_duration,
+        "a duration such as 5s, or 0",
+    )
+    if not timedelta(0) <= value <= MAX_API_KEY_CACHE_TTL:
+        read.problems.append(
+            "API_KEY_CACHE_TTL: must be between 0 and 1m (a revoked key works that long)"
+        )
+    return value
 
 
 MIN_ACCESS_SECRET = 32

@@ -9,8 +9,11 @@ from typing import Any
 from aiohttp import web
 
 from streamspace.auth import apikeys
+from streamspace.auth.apikeys import ApiKey
 from streamspace.conditions import timestamp
+from streamspace_facade import paging
 from streamspace_facade.errors import invalid, not_found
+from streamspace_facade.responses import json_response
 from streamspace_facade.state import Fields, audit, json_body, principal, require, services
 
 
@@ -30,13 +33,21 @@ def _key_view(key: apikeys.ApiKey) -> dict[str, Any]:
 
 async def me(request: web.Request) -> web.Response:
     who = principal(request)
-    return web.json_response({"user": who.user, "role": who.role, "via": who.via})
+    return json_response({"user": who.user, "role": who.role, "via": who.via})
 
 
 async def list_keys(request: web.Request) -> web.Response:
     require(request, "admin")
-    keys = await services(request).db().apikeys.list(request.query.get("user") or None)
-    return web.json_response({"apiKeys": [_key_view(k) for k in keys], "total": len(keys)})
+    user = request.query.get("user") or None
+    win = paging.window(request, "apikeys", {"user": user})
+    keys = await services(request).db().apikeys.list(user)
+    return json_response(
+        paging.in_memory(request, win, "apiKeys", keys, key=_key_key, view=_key_view)
+    )
+
+
+def _key_key(key: ApiKey) -> paging.Key:
+    return (key.id,)
 
 
 async def create_key(request: web.Request) -> web.Response:
@@ -58,7 +69,7 @@ async def create_key(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise invalid({"user": str(exc)}) from None
     audit(request, "create", "api_key", user, {"role": role, "name": name})
-    return web.json_response(
+    return json_response(
         {"key": key, "user": user, "role": role, "name": name, "prefix": key[:9]}, status=201
     )
 
@@ -68,7 +79,10 @@ async def revoke_key(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     if not raw.isdigit() or len(raw) > 18:
         raise not_found("API key", raw)
-    if not await services(request).db().apikeys.revoke(int(raw)):
+    svc = services(request)
+    revoked = await svc.db().apikeys.revoke(int(raw))
+    svc.auth.keys.forget(int(raw))  # refused at once here; other replicas: API_KEY_CACHE_TTL
+    if not revoked:
         raise not_found("API key", raw)
     audit(request, "revoke", "api_key", raw)
     return web.Response(status=204)

@@ -3,6 +3,8 @@
 Middlewares, outermost first:
 
 * ``measure`` times every request by route template and final status for ``/metrics``.
+* ``httpcache.conditional`` tags ``GET`` answers (``ETag``, 304 on ``If-None-Match``), marks
+  callers' answers ``private, no-cache`` and gzips them for clients that accept it.
 * ``errors`` turns every failure into the JSON error shape (never a traceback); PostgreSQL
   being unreachable (``storage.StorageUnavailable``) is a 503, an unexpected bug a 500 whose
   details stay in the log.
@@ -37,9 +39,11 @@ from streamspace_facade import (
     audit,
     catalog,
     gate,
+    httpcache,
     idempotency,
     limits,
     metrics,
+    paging,
     plugin_deliveries,
     plugins,
     probes,
@@ -54,6 +58,7 @@ from streamspace_facade.errors import ApiError, invalid, unauthorized
 from streamspace_facade.kube import Kube, connect
 from streamspace_facade.mirror import Mirror, running
 from streamspace_facade.openapi import add_routes as add_openapi
+from streamspace_facade.responses import json_response
 from streamspace_facade.state import PRINCIPAL, SERVICES, Services, services
 from streamspace_facade.storage import Storage, StorageUnavailable
 
@@ -77,7 +82,7 @@ SETTINGS = web.AppKey("settings", Settings)
 
 
 def _error_response(error: ApiError) -> web.Response:
-    return web.json_response(error.body(), status=error.status)
+    return json_response(error.body(), status=error.status)
 
 
 _HTTP_CODES = {
@@ -179,7 +184,7 @@ class AccessLog(AbstractAccessLogger):
 
 
 async def version(request: web.Request) -> web.Response:
-    return web.json_response({"name": "streamspace", "version": __version__, "api": "v1"})
+    return json_response({"name": "streamspace", "version": __version__, "api": "v1"})
 
 
 def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -247,6 +252,7 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
         client_max_size=1024**2,
         middlewares=[
             metrics.measure,
+            httpcache.conditional,
             errors,
             cors,
             authenticate,
@@ -255,7 +261,13 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
             idempotency.middleware(),
         ],
     )
-    svc = Services(settings=settings, kube=kube, access_key=gate.access_key(settings))
+    access_key = gate.access_key(settings)
+    svc = Services(
+        settings=settings,
+        kube=kube,
+        access_key=access_key,
+        list_key=paging.token_key(access_key),
+    )
     app[SERVICES] = svc
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources(svc))

@@ -1,10 +1,11 @@
 """Who is calling: an ``Authorization: Bearer`` header turned into a ``Principal``.
 
-The credential is either an API key (``sk_...``, looked up by its SHA-256 hash in PostgreSQL) or a
-JWT: HS256 with ``JWT_SECRET``, or signed by the OIDC issuer's keys. Verification itself is in
-``streamspace.auth.tokens``; this module does the I/O around it: the key lookup (through the storage
-layer's ``ApiKeyStore``), and fetching the issuer's key set (discovery document, then ``jwks_uri``)
-with a cache shared by all requests.
+The credential is either an API key (``sk_...``, looked up by its SHA-256 hash in PostgreSQL, the
+answer kept for ``API_KEY_CACHE_TTL`` by ``KeyCache``) or a JWT: HS256 with ``JWT_SECRET``, or
+signed by the OIDC issuer's keys. Verification itself is in ``streamspace.auth.tokens``; this
+module does the I/O around it: the key lookup (through the storage layer's ``ApiKeyStore``), and
+fetching the issuer's key set (discovery document, then ``jwks_uri``) with a cache shared by all
+requests.
 
 Failures leave as 401 with a short message that never repeats the credential, or as 503 when the
 database or the identity provider cannot be reached, so clients retry instead of logging out.
@@ -21,7 +22,7 @@ from typing import Any
 import aiohttp
 import jwt
 
-from streamspace.auth.apikeys import PREFIX
+from streamspace.auth.apikeys import PREFIX, hash_key
 from streamspace.auth.tokens import (
     ASYMMETRIC_ALGORITHMS,
     Claims,
@@ -34,7 +35,7 @@ from streamspace.config import AuthSettings
 from streamspace_facade.errors import unauthorized, unavailable
 from streamspace_facade.principal import Principal
 from streamspace_facade.storage import StorageUnavailable
-from streamspace_facade.storage.apikeys import ApiKeyStore
+from streamspace_facade.storage.apikeys import ApiKeyStore, KeyOwner
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,51 @@ REFETCH_INTERVAL = 30.0
 """An unknown ``kid`` refetches the key set at most this often (keys rotate; attackers probe)."""
 RETRY_INTERVAL = 5.0
 """After a failed fetch, requests fail fast (or use the old set) for this long."""
+
+
+MAX_CACHED_KEYS = 10_000
+"""Keys one process remembers; past this the oldest entries go (they are looked up again)."""
+
+
+class KeyCache:
+    """Valid API keys this process has looked up, by hash (never the key itself), each trusted
+    for at most ``ttl`` seconds and never past its own expiry (decision 151). Failed lookups are
+    not kept, so a key created a moment ago works at once; a key revoked through this process is
+    dropped at once (``forget``)."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float]) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._entries: dict[str, tuple[KeyOwner, float]] = {}
+        self.generation = 0
+        """Counts revocations: a lookup that began before one is not kept (it may have read
+        the key just before the revocation committed)."""
+
+    def get(self, digest: str) -> KeyOwner | None:
+        found = self._entries.get(digest)
+        if found is None:
+            return None
+        if self._clock() >= found[1]:
+            del self._entries[digest]
+            return None
+        return found[0]
+
+    def put(self, digest: str, owner: KeyOwner, generation: int) -> None:
+        """Keep what a lookup begun at ``generation`` found."""
+        lifetime = self.ttl if owner.valid_for is None else min(self.ttl, owner.valid_for)
+        if lifetime <= 0 or generation != self.generation:
+            return
+        if len(self._entries) >= MAX_CACHED_KEYS:
+            now = self._clock()
+            self._entries = {d: e for d, e in self._entries.items() if e[1] > now}
+            while len(self._entries) >= MAX_CACHED_KEYS:
+                del self._entries[next(iter(self._entries))]
+        self._entries[digest] = (owner, self._clock() + lifetime)
+
+    def forget(self, key_id: int) -> None:
+        """Drop the key of id ``key_id`` (just revoked)."""
+        self.generation += 1
+        self._entries = {d: e for d, e in self._entries.items() if e[0].id != key_id}
 
 
 class BadDocumentError(ValueError):
@@ -76,6 +122,7 @@ class Authenticator:
         self._retry_after = 0.0
         self._attempts = 0
         self._last_failed = False
+        self.keys = KeyCache(settings.api_key_cache_ttl.total_seconds(), clock)
 
     async def authenticate(self, authorization: str | None) -> Principal:
         scheme, _, credential = (authorization or "").strip().partition(" ")
@@ -91,13 +138,18 @@ class Authenticator:
     async def _api_key(self, key: str) -> Principal:
         if self._keys is None:
             raise unavailable("database unavailable")
-        try:
-            owner = await self._keys.owner(key, wait=DB_TIMEOUT)
-        except StorageUnavailable as exc:
-            log.warning("API key lookup failed: %s", type(exc.__cause__).__name__)
-            raise unavailable("database unavailable") from None
+        digest = hash_key(key)
+        owner = self.keys.get(digest)
         if owner is None:
-            raise unauthorized("API key revoked or unknown")
+            generation = self.keys.generation
+            try:
+                owner = await self._keys.owner(digest, wait=DB_TIMEOUT)
+            except StorageUnavailable as exc:
+                log.warning("API key lookup failed: %s", type(exc.__cause__).__name__)
+                raise unavailable("database unavailable") from None
+            if owner is None:
+                raise unauthorized("API key revoked or unknown")
+            self.keys.put(digest, owner, generation)
         return Principal(user=owner.user_id, role=owner.role, via="apikey")
 
     async def _jwt(self, token: str) -> Principal:

@@ -10,6 +10,7 @@ Sync requests set the ``stream.space/sync-requested`` annotation, which the oper
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import re
@@ -31,7 +32,9 @@ from streamspace.db.mirror import REPOSITORIES
 from streamspace.naming import is_dns_label, is_object_name, label_value
 from streamspace.sync_requests import SYNC_REQUESTED, stamp
 from streamspace.templates import infer_app_type
+from streamspace_facade import paging
 from streamspace_facade.errors import ApiError, conflict, invalid, not_found
+from streamspace_facade.responses import json_response
 from streamspace_facade.state import (
     Fields,
     Services,
@@ -40,7 +43,6 @@ from streamspace_facade.state import (
     iso,
     json_body,
     principal,
-    query_int,
     require,
     services,
 )
@@ -94,21 +96,25 @@ def template_view(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 async def list_templates(request: web.Request) -> web.Response:
     svc = services(request)
+    category = request.query.get("category") or None
+    win = paging.window(request, "templates", {"category": category})
     items, _ = await svc.kube.list("Template", svc.scope)
-    category = request.query.get("category")
-    views = [
-        template_view(t)
-        for t in sorted(items, key=lambda t: str(t["metadata"]["name"]))
-        if not category or (t.get("spec") or {}).get("category") == category
-    ]
-    return web.json_response({"templates": views, "total": len(views)})
+    chosen = [t for t in items if not category or (t.get("spec") or {}).get("category") == category]
+    return json_response(
+        paging.in_memory(request, win, "templates", chosen, key=_template_key, view=template_view)
+    )
+
+
+def _template_key(obj: Mapping[str, Any]) -> paging.Key:
+    meta = obj["metadata"]
+    return (str(meta["name"]), str(meta.get("namespace", "")))
 
 
 async def get_template(request: web.Request) -> web.Response:
     svc = services(request)
     name = request.match_info["id"]
     obj = await svc.kube.get("Template", svc.namespace, name)
-    return web.json_response(template_view(obj))
+    return json_response(template_view(obj))
 
 
 async def create_template(request: web.Request) -> web.Response:
@@ -131,7 +137,7 @@ async def create_template(request: web.Request) -> web.Response:
         "Template", svc.namespace, {"metadata": {"name": name}, "spec": spec}
     )
     audit(request, "create", "template", name, {"spec": spec})
-    return web.json_response(template_view(obj), status=201)
+    return json_response(template_view(obj), status=201)
 
 
 async def delete_template(request: web.Request) -> web.Response:
@@ -139,6 +145,7 @@ async def delete_template(request: web.Request) -> web.Response:
     require(request, "operator")
     name = request.match_info["id"]
     await svc.kube.delete("Template", svc.namespace, name)
+    svc.templates_seen.pop(name, None)
     audit(request, "delete", "template", name)
     return web.Response(status=204)
 
@@ -167,8 +174,6 @@ def catalog_view(row: CatalogEntry) -> dict[str, Any]:
 async def list_catalog(request: web.Request) -> web.Response:
     svc = services(request)
     q = request.query
-    page = query_int(request, "page", 1, 1, 1_000_000)
-    limit = query_int(request, "limit", 20, 1, 100)
     app_type = q.get("appType") or None
     if app_type is not None and app_type not in ("desktop", "webapp"):
         raise invalid({"query.appType": "must be desktop or webapp"})
@@ -179,14 +184,22 @@ async def list_catalog(request: web.Request) -> web.Response:
         app_type=app_type,
         search=q.get("search") or None,
     )
-    found = await svc.db().catalog.page(where, limit=limit, offset=(page - 1) * limit)
-    return web.json_response(
-        {
-            "templates": [catalog_view(e) for e in found.entries],
-            "total": found.total,
-            "page": page,
-            "limit": limit,
-        }
+    win = paging.window(
+        request, "catalog", dataclasses.asdict(where), default=20, maximum=100, numbered=True
+    )
+    if win.page is None and win.after is None:
+        win = dataclasses.replace(win, page=1)  # the seed's clients read "page" in every answer
+    found = await svc.db().catalog.page(where, limit=win.limit, offset=win.offset, after=win.after)
+    last = found.entries[-1] if found.more and found.entries else None
+    return json_response(
+        paging.envelope(
+            request,
+            win,
+            "templates",
+            [catalog_view(e) for e in found.entries],
+            total=found.total,
+            last=None if last is None else (last.display_name, last.name, last.id),
+        )
     )
 
 
@@ -213,7 +226,7 @@ async def install_catalog_template(request: web.Request) -> web.Response:
     )
     await svc.db().catalog.count_install(int(raw_id))
     audit(request, "install", "template", source.name, {"catalogId": int(raw_id)})
-    return web.json_response(template_view(obj), status=201)
+    return json_response(template_view(obj), status=201)
 
 
 async def request_sync(request: web.Request, names: list[str]) -> None:
@@ -239,7 +252,7 @@ async def sync_all(request: web.Request) -> web.Response:
     )
     await request_sync(request, names)
     audit(request, "sync", "repository", "*", {"repositories": names})
-    return web.json_response({"repositories": names, "total": len(names)}, status=202)
+    return json_response({"repositories": names, "total": len(names)}, status=202)
 
 
 # --- repositories -------------------------------------------------------------------------------
@@ -275,10 +288,17 @@ def repository_summary(row: RepositoryRow) -> dict[str, Any]:
 
 
 async def list_repositories(request: web.Request) -> web.Response:
-    svc = services(request)
-    view = repository_view if principal(request).at_least("operator") else repository_summary
+    svc, who = services(request), principal(request)
+    win = paging.window(request, "repositories", {"role": who.role})
+    view = repository_view if who.at_least("operator") else repository_summary
     rows = await svc.db().repositories.list(svc.scope)
-    return web.json_response({"repositories": [view(r) for r in rows], "total": len(rows)})
+    return json_response(
+        paging.in_memory(request, win, "repositories", rows, key=repository_key, view=view)
+    )
+
+
+def repository_key(row: RepositoryRow) -> paging.Key:
+    return (row.name, row.namespace)
 
 
 def _name_from_url(url: str) -> str:
@@ -394,7 +414,7 @@ async def create_repository_from(request: web.Request, body: dict[str, Any]) -> 
         {**spec, "credentials": sorted(credentials) or None},  # which keys, never the values
     )
     row = RepositoryRow.of(REPOSITORIES.row(obj))
-    return web.json_response(repository_view(row), status=201)
+    return json_response(repository_view(row), status=201)
 
 
 async def _attach_credentials(
@@ -471,7 +491,7 @@ async def sync_repository(request: web.Request) -> web.Response:
     name = obj["metadata"]["name"]
     await request_sync(request, [name])
     audit(request, "sync", "repository", name)
-    return web.json_response({"repositories": [name], "total": 1}, status=202)
+    return json_response({"repositories": [name], "total": 1}, status=202)
 
 
 async def delete_repository(request: web.Request) -> web.Response:

@@ -34,6 +34,7 @@ from streamspace.auth.access import (
 from streamspace.conditions import timestamp
 from streamspace.config import Settings
 from streamspace_facade.errors import forbidden, unauthorized
+from streamspace_facade.responses import json_response
 from streamspace_facade.state import services
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ async def check(request: web.Request) -> web.Response:
     if verdict.status == 403 or verdict.grant is None:
         raise forbidden(verdict.reason)
     grant = verdict.grant
-    response = web.json_response(
+    response = json_response(
         {"user": grant.user, "session": grant.session, "expiresAt": timestamp(grant.expires)},
         headers={USER_HEADER: grant.user, SESSION_HEADER: grant.session},
     )

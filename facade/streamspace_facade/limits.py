@@ -30,6 +30,7 @@ from streamspace.limits import (
     take,
 )
 from streamspace_facade.errors import ApiError, invalid
+from streamspace_facade.responses import json_response
 from streamspace_facade.state import PRINCIPAL, principal
 
 RATE_LIMITED_ROUTES = {
@@ -94,7 +95,7 @@ def rate_limits(limits: LimitSettings) -> Middleware:
         if limit is not None and PRINCIPAL in request:
             refused = limiter.check(limit, principal(request).user)
             if refused is not None:
-                return web.json_response(
+                return json_response(
                     refused.body(),
                     status=refused.status,
                     headers={"Retry-After": str(refused.details["retryAfter"])},

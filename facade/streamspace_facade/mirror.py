@@ -78,6 +78,8 @@ BATCH_MAX = 500
 """Watch events of one table written in one transaction at most (a table's queue holds twice
 as many; a watch waits while it is full)."""
 TOMBSTONE_SECONDS = 300.0
+MAX_WRITTEN = 100_000
+"""Versions remembered per writer (``Mirror._written``) before the memory is cleared."""
 MISSING_KIND_RECHECK = 30.0
 """Seconds between looks for a mirrored kind whose CRD the API server does not serve."""
 
@@ -128,6 +130,9 @@ class Mirror:
         self._writing = asyncio.Lock()  # one write at a time: the writer is one, not one per task
         self._deleted: dict[str, float] = {}  # uid → monotonic time of deletion
         self._numbers = itertools.count()  # of watch events, for their PENDING keys
+        self._written: dict[str, str] = {}
+        """uid → the resourceVersion this writer last stored: the same version again (a create's
+        read-your-writes, then its watch event) is not written twice (decision 152)."""
         self.queued = asyncio.Event()
         """Set when a write queued plugin deliveries: wakes the delivery worker at once."""
 
@@ -183,6 +188,7 @@ class Mirror:
             await asyncio.sleep(self.retry_seconds + 0.5)
             log.info("this replica now writes the mirror (%s)", self.lock_key)
             self.leader = True
+            self._written.clear()  # another writer may have stored rows since
             self._resynced = {t.name: asyncio.Event() for t in tables.TABLES}
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._hold(lock_conn))
@@ -313,16 +319,33 @@ class Mirror:
                 self._tombstone(uid)
             elif uid in self._deleted:
                 continue  # a late event of an object already gone must not bring its row back
+            elif self._stored(uid, event.obj):
+                continue  # read-your-writes stored this version already: spare the statement
             writes.append((event.kind, event.obj))
         if not writes:
             return
         async with self._writing, self.pool.connection() as conn:
             await self._fence(conn)
             self._queued(await tables.write(conn, table, writes, self.audience))
+        for _, obj in writes:
+            self._remember(obj)
+
+    def _stored(self, uid: str, obj: Mapping[str, Any]) -> bool:
+        """This writer has stored this version of the object, or a newer one, already."""
+        version = str(obj["metadata"].get("resourceVersion", ""))
+        return uid in self._written and _not_older(self._written[uid], version)
+
+    def _remember(self, obj: Mapping[str, Any]) -> None:
+        version = str(obj["metadata"].get("resourceVersion", ""))
+        if version and not tables.is_deleted(obj):
+            if len(self._written) >= MAX_WRITTEN:
+                self._written.clear()  # only an optimisation: forgetting costs a write
+            self._written[str(obj["metadata"]["uid"])] = version
 
     def _tombstone(self, uid: str) -> None:
         now = time.monotonic()
         self._deleted[uid] = now
+        self._written.pop(uid, None)
         if len(self._deleted) > 10_000:
             self._deleted = {u: t for u, t in self._deleted.items() if now - t < TOMBSTONE_SECONDS}
 
@@ -334,8 +357,11 @@ class Mirror:
             self._tombstone(uid)
         elif uid in self._deleted:
             return  # a late event of an object already gone must not bring its row back
+        elif self._stored(uid, obj):
+            return  # stored already (the upsert would ignore it): spare the transaction
         await self._fence(conn)
         self._queued(await tables.apply(conn, table, obj, self.audience))
+        self._remember(obj)
 
     def _queued(self, deliveries: int) -> None:
         if deliveries:

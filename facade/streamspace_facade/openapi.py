@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from streamspace import __version__
-from streamspace_facade.openapi_ops import ERRORS, KUBE, Op
+from streamspace_facade.openapi_ops import ERRORS, KUBE, Op, paged
 from streamspace_facade.openapi_ops import header_param as _header
 from streamspace_facade.openapi_ops import named_path_param as _named_path
 from streamspace_facade.openapi_ops import path_param as _path
@@ -33,6 +33,7 @@ from streamspace_facade.openapi_schemas import (
     string,
 )
 from streamspace_facade.podlogs import BACKLOG
+from streamspace_facade.responses import json_response
 
 SESSION = _path("The Session's id (its name).")
 CONNECTION = _query("connectionId", "From the connect answer.", string(minLength=1), required=True)
@@ -90,9 +91,9 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
     ),
     "sessions": (
         Op("get", "/api/v1/sessions", "listSessions", "Sessions the caller may see (users: "
-           "their own; ?user= is ignored for them)", {200: "SessionList"}, (422,),
+           "their own; ?user= is ignored for them), newest first", {200: "SessionList"}, (422,),
            (_query("user", "Only this user's."), _query("state", "Only in this state.", STATE),
-            _query("template", "Only of this Template."), TAG)),
+            _query("template", "Only of this Template."), TAG, *paged(numbered=True))),
         Op("post", "/api/v1/sessions", "createSession", "Create a session (owner: the caller; "
            "admins may name another user)", {201: "Session"}, (403, 409, 429, *KUBE),
            (IDEMPOTENCY_KEY,), body="SessionCreate"),
@@ -115,11 +116,11 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
         Op("post", S + "/heartbeat", "heartbeat", "Keep a connection alive (every 30 s)",
            {200: "HeartbeatResult"}, (404, 409, 422, *KUBE), (SESSION, IN_NAMESPACE, CONNECTION)),
         Op("get", S + "/connections", "listConnections", "A session's open connections",
-           {200: "ConnectionList"}, (404, 409, *KUBE), (SESSION, IN_NAMESPACE)),
+           {200: "ConnectionList"}, (404, 409, 422, *KUBE), (SESSION, IN_NAMESPACE, *paged())),
     ),
     "templates": (
         Op("get", "/api/v1/templates", "listTemplates", "Installed templates",
-           {200: "TemplateList"}, KUBE, (CATEGORY,)),
+           {200: "TemplateList"}, (422, *KUBE), (CATEGORY, *paged())),
         Op("post", "/api/v1/templates", "createTemplate", "Install a template (operator)",
            {201: "Template"}, (403, 409, *KUBE), body="TemplateCreate"),
         Op("get", "/api/v1/templates/{id}", "getTemplate", "One template", {200: "Template"},
@@ -132,8 +133,7 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
            "a page at a time", {200: "CatalogTemplateList"}, (422,),
            (CATEGORY, TAG, _query("search", "In the name, display name or description."),
             _query("appType", "Only of this app type.", APP_TYPE),
-            _query("page", "From 1.", integer(minimum=1, maximum=1_000_000, default=1)),
-            _query("limit", "Per page.", integer(minimum=1, maximum=100, default=20)))),
+            *paged(20, 100, numbered=True))),
         Op("post", "/api/v1/catalog/templates/{id}/install", "installCatalogTemplate",
            "Install a catalog entry as a Template (operator)", {201: "Template"},
            (403, 404, 409, 422, *KUBE), (NUMBER,)),
@@ -145,7 +145,7 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
         for base, alias in (("/api/v1/repositories", ""), ("/api/v1/catalog/repositories", "Alias"))
         for op in (
             Op("get", base, f"listRepositories{alias}", "Template repositories",
-               {200: "RepositoryList"}),
+               {200: "RepositoryList"}, (422,), paged()),
             Op("post", base, f"createRepository{alias}", "Add a repository (operator)",
                {201: "Repository"}, (403, 409, *KUBE), body="RepositoryCreate"),
             Op("delete", base + "/{id}", f"deleteRepository{alias}", "Remove a repository "
@@ -156,7 +156,8 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
     ),
     "admin": (
         Op("get", "/api/v1/admin/apikeys", "listApiKeys", "API keys, never the keys themselves "
-           "(admin)", {200: "ApiKeyList"}, (403,), (_query("user", "Only this user's."),)),
+           "(admin)", {200: "ApiKeyList"}, (403, 422), (_query("user", "Only this user's."),
+                                                       *paged())),
         Op("post", "/api/v1/admin/apikeys", "createApiKey", "Create an API key; it is shown "
            "this once (admin)", {201: "NewApiKey"}, (403,), body="ApiKeyCreate"),
         Op("delete", "/api/v1/admin/apikeys/{id}", "revokeApiKey", "Revoke an API key (admin)",
@@ -207,8 +208,7 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
            "(operator), newest first: status, attempts, last error and HTTP status, latency",
            {200: "PluginDeliveryList"}, (403, 404, 422),
            (PLUGIN, _query("status", "Only in this status.", DELIVERY_STATUS),
-            _query("page", "From 1.", integer(minimum=1, maximum=1_000_000, default=1)),
-            _query("limit", "Per page.", integer(minimum=1, maximum=200, default=50)))),
+            *paged(50, 200, numbered=True))),
         Op("post", P + "/deliveries/{deliveryId}/redeliver", "redeliverPluginDelivery",
            "Send a dead delivery again with a fresh retry budget (admin); 409 unless it is dead",
            {202: "PluginDelivery"}, (403, 404, 409),
@@ -269,7 +269,7 @@ def document(app: web.Application) -> dict[str, Any]:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(document(request.app))
+    return json_response(document(request.app))
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

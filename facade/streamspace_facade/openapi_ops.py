@@ -37,6 +37,14 @@ SUCCESS = {
     201: "Created.",
     202: "Accepted: the operator acts on it.",
     204: "Done.",
+    304: "Not modified: the If-None-Match header named this answer's ETag; no body.",
+}
+ETAG = {
+    "ETag": {
+        "description": "A strong tag of this answer (its body, and -gzip when compressed); "
+        "send it as If-None-Match to get a 304 while nothing changed.",
+        "schema": {"type": "string"},
+    }
 }
 KUBE = (502, 503)
 """What every route that calls the Kubernetes API may also answer."""
@@ -65,6 +73,33 @@ def query_param(name: str, description: str, schema: Schema | None = None, **ext
         "schema": schema or string(),
         **extra,
     }
+
+
+def paged(default: int = 100, maximum: int = 1000, *, numbered: bool = False) -> tuple[Schema, ...]:
+    """The paging parameters of a list (``paging``): ``limit`` and ``continue``, and ``page``
+    where the seed API paged by number."""
+    params = [
+        query_param(
+            "limit",
+            "Items per page.",
+            {"type": "integer", "minimum": 1, "maximum": maximum, "default": default},
+        ),
+        query_param(
+            "continue",
+            "The continue token of the previous page (opaque; bound to this list and its "
+            "filters: another list's, or an altered one, is a 422).",
+            string(maxLength=2048),
+        ),
+    ]
+    if numbered:
+        params.append(
+            query_param(
+                "page",
+                "Numbered paging (from 1), kept for the seed API's clients; not with continue.",
+                {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+            )
+        )
+    return tuple(params)
 
 
 def header_param(name: str, description: str) -> Schema:
@@ -101,6 +136,9 @@ class Op:
             responses[str(status)] = {"description": SUCCESS[status]}
             if name is not None:
                 responses[str(status)]["content"] = {"application/json": {"schema": ref(name)}}
+                if self.method == "get" and status == 200:
+                    responses["200"]["headers"] = ETAG
+                    responses["304"] = {"description": SUCCESS[304], "headers": ETAG}
         for status in sorted(codes):
             responses[str(status)] = {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
         op["responses"] = responses

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from streamspace.naming import DNS_LABEL
-from streamspace_facade.openapi_ops import KUBE, Op, path_param, query_param
+from streamspace_facade.openapi_ops import KUBE, Op, paged, path_param, query_param
 from streamspace_facade.openapi_schemas import (
     Schema,
     _array,
@@ -48,8 +48,7 @@ PLUGIN_OPERATIONS: tuple[Op, ...] = (
         query_param("category", "Only of this category."),
         query_param("type", "Only of this type.", TYPE),
         query_param("tag", "Only with this tag."),
-        query_param("page", "From 1.", integer(minimum=1, maximum=1_000_000, default=1)),
-        query_param("limit", "Per page.", integer(minimum=1, maximum=100, default=20)))),
+        *paged(20, 100, numbered=True))),
     Op("get", BASE + "/catalog/{catalogId}", "getPluginCatalogEntry", "One catalog plugin, "
        "with its configSchema", {200: "CatalogPluginDetail"}, (404,), (CATALOG_ID,)),
     Op("post", BASE + "/catalog/{catalogId}/rate", "ratePlugin", "Rate a catalog plugin "
@@ -59,9 +58,9 @@ PLUGIN_OPERATIONS: tuple[Op, ...] = (
        f"{MAY_INSTALL}; the answer holds its signing secret, this once",
        {201: "InstalledPluginWithSecret"}, (403, 409, *KUBE), body="PluginInstall"),
     Op("get", BASE + "/installed", "listInstalledPlugins", "Installed plugins",
-       {200: "InstalledPluginList"}),
+       {200: "InstalledPluginList"}, (422,), paged()),
     Op("get", BASE + "/repositories", "listPluginRepositories", "Plugin repositories",
-       {200: "RepositoryList"}),
+       {200: "RepositoryList"}, (422,), paged()),
     Op("post", BASE + "/repositories", "createPluginRepository", "Add a plugin repository "
        f"{MAY_INSTALL}", {201: "Repository"}, (403, 409, *KUBE), body="RepositoryCreate"),
     Op("post", BASE + "/repositories/{id}/sync", "syncPluginRepository", "Sync a plugin "
@@ -150,12 +149,7 @@ def plugin_schemas() -> dict[str, Schema]:
                 ),
             }
         ),
-        "CatalogPluginList": _list(
-            "plugins",
-            "CatalogPlugin",
-            page=integer("This page (from 1).", minimum=1),
-            limit=integer("Items per page.", minimum=1, maximum=100),
-        ),
+        "CatalogPluginList": _list("plugins", "CatalogPlugin", numbered=True),
         # users get it without the operator-only fields (config, URL, message...)
         "InstalledPlugin": {
             **_response(INSTALLED),

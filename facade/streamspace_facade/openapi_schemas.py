@@ -83,10 +83,24 @@ def _request(properties: dict[str, Schema], required: Iterable[str] = (), **extr
     return {**schema, **extra}
 
 
-def _list(key: str, item: str, **paging: Schema) -> Schema:
-    return _response(
-        {key: _array(ref(item)), "total": integer("How many items there are.", minimum=0), **paging}
-    )
+def _list(key: str, item: str, *, numbered: bool = False) -> Schema:
+    """A page of a list (``paging``): the items, how many match in all, the page size and the
+    token of the next page; ``page`` where numbered pages are accepted and one was asked for."""
+    properties: dict[str, Schema] = {
+        key: _array(ref(item)),
+        "total": integer("How many items match, on all pages.", minimum=0),
+        "limit": integer("The page size used.", minimum=1),
+        "continue": string(
+            "Pass as ?continue= for the next page; null on the last page.", nullable=True
+        ),
+    }
+    schema = _response(properties)
+    if numbered:
+        schema["properties"]["page"] = integer(
+            "The page asked for with ?page= (1 when neither page nor continue was given).",
+            minimum=1,
+        )
+    return schema
 
 
 # --- component schemas --------------------------------------------------------------------------
@@ -386,12 +400,7 @@ def schemas() -> dict[str, Schema]:
                 "updatedAt": _time("When the sync last wrote it."),
             }
         ),
-        "CatalogTemplateList": _list(
-            "templates",
-            "CatalogTemplate",
-            page=integer("This page (from 1).", minimum=1),
-            limit=integer("Items per page.", minimum=1, maximum=100),
-        ),
+        "CatalogTemplateList": _list("templates", "CatalogTemplate", numbered=True),
         "Repository": _response(  # users see id, name and status; operators everything
             {
                 "id": string("The TemplateRepository's name."),
@@ -538,10 +547,5 @@ def schemas() -> dict[str, Schema]:
                 "createdAt": _time("When the event was recorded."),
             }
         ),
-        "PluginDeliveryList": _list(
-            "deliveries",
-            "PluginDelivery",
-            page=integer(minimum=1),
-            limit=integer(minimum=1),
-        ),
+        "PluginDeliveryList": _list("deliveries", "PluginDelivery", numbered=True),
     }

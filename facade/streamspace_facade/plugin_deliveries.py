@@ -10,12 +10,15 @@ even learn exists) and ``POST .../{deliveryId}/redeliver``
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
+from streamspace_facade import paging
 from streamspace_facade.errors import ApiError, conflict, invalid, not_found
-from streamspace_facade.state import audit, iso, query_int, require, services
+from streamspace_facade.responses import json_response
+from streamspace_facade.state import audit, iso, require, services
 from streamspace_facade.storage.deliveries import Delivery, DeliveryStore
 
 STATUSES = ("pending", "delivered", "dead")
@@ -55,16 +58,34 @@ async def list_deliveries(request: web.Request) -> web.Response:
     status = request.query.get("status") or None
     if status is not None and status not in STATUSES:
         raise invalid({"query.status": "must be one of " + ", ".join(STATUSES)})
-    page = query_int(request, "page", 1, 1, 1_000_000)
-    limit = query_int(request, "limit", 50, 1, 200)
+    win = paging.window(
+        request,
+        "deliveries",
+        {"plugin": plugin, "status": status},
+        default=50,
+        maximum=200,
+        numbered=True,
+    )
+    if win.page is None and win.after is None:
+        win = replace(win, page=1)  # the seed's clients read "page" in every answer
     store = _store(request)
     if not await store.known(svc.namespace, plugin):
         raise not_found("plugin", plugin)
-    rows, total = await store.log(svc.namespace, plugin, status, limit, (page - 1) * limit)
-    return web.json_response(
-        {"deliveries": [delivery_view(r) for r in rows], "total": total, "page": page,
-         "limit": limit}
-    )  # fmt: skip
+    after = None if win.after is None else int(win.after[0])
+    rows, total, more = await store.log(
+        svc.namespace, plugin, status, win.limit, offset=win.offset, after=after
+    )
+    last = (rows[-1].seq,) if more and rows else None
+    return json_response(
+        paging.envelope(
+            request,
+            win,
+            "deliveries",
+            [delivery_view(r) for r in rows],
+            total=total,
+            last=last,
+        )
+    )
 
 
 async def redeliver(request: web.Request) -> web.Response:
@@ -83,7 +104,7 @@ async def redeliver(request: web.Request) -> web.Response:
     audit(request, "redeliver", "plugin_delivery", str(delivery_id), {"plugin": plugin})
     if svc.mirror is not None:
         svc.mirror.queued.set()  # on the writer replica it goes at once
-    return web.json_response(delivery_view(row), status=202)
+    return json_response(delivery_view(row), status=202)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -35,6 +35,7 @@ from streamspace_facade.plugin_views import (
     plugin,
     store,
 )
+from streamspace_facade.responses import json_response
 from streamspace_facade.state import Fields, Services, audit, json_body, require, services
 from streamspace_facade.storage.plugins import CatalogPlugin
 
@@ -123,7 +124,7 @@ async def install(request: web.Request) -> web.Response:
         name,
         {"catalogId": entry.id, "config": public, "secretConfig": plugin_config.names(secret)},
     )
-    return web.json_response({**fresh_view(obj, entry), "signingSecret": signing}, status=201)
+    return json_response({**fresh_view(obj, entry), "signingSecret": signing}, status=201)
 
 
 async def _create_plugin(
@@ -283,7 +284,7 @@ async def update_config(request: web.Request) -> web.Response:
         meta["name"],
         {"config": public, "secretConfig": plugin_config.names(given)},
     )
-    return web.json_response(fresh_view(obj, entry))
+    return json_response(fresh_view(obj, entry))
 
 
 async def _patch(svc: Services, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -312,7 +313,7 @@ async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
         str((obj["spec"].get("catalogPlugin") or {}).get("repository", "")),
         str((obj["spec"].get("catalogPlugin") or {}).get("name", "")),
     )
-    return web.json_response(fresh_view(obj, entry))
+    return json_response(fresh_view(obj, entry))
 
 
 async def enable(request: web.Request) -> web.Response:
@@ -336,7 +337,7 @@ async def approve(request: web.Request) -> web.Response:
     obj = await _patch(svc, meta["name"], patch)
     await svc.mirror.observed(PLUGINS, obj)
     audit(request, "approve", "plugin", meta["name"], {"approvedPermissions": approved})
-    return web.json_response(fresh_view(obj, entry))
+    return json_response(fresh_view(obj, entry))
 
 
 async def uninstall(request: web.Request) -> web.Response:

@@ -11,12 +11,13 @@ repositories are TemplateRepositories of ``type: plugin``, made by the template 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict, replace
 from typing import Any
 
 from aiohttp import web
 
 from streamspace.naming import is_object_name
-from streamspace_facade import catalog, plugin_writes
+from streamspace_facade import catalog, paging, plugin_writes
 from streamspace_facade.errors import ApiError, invalid, not_found
 from streamspace_facade.plugin_views import (
     PLUGIN_TYPES,
@@ -25,12 +26,12 @@ from streamspace_facade.plugin_views import (
     public_view,
     store,
 )
+from streamspace_facade.responses import json_response
 from streamspace_facade.state import (
     Fields,
     audit,
     json_body,
     principal,
-    query_int,
     require,
     services,
 )
@@ -49,8 +50,6 @@ def _catalog_id(request: web.Request) -> int:
 
 async def list_catalog(request: web.Request) -> web.Response:
     svc, q = services(request), request.query
-    page = query_int(request, "page", 1, 1, 1_000_000)
-    limit = query_int(request, "limit", 20, 1, 100)
     plugin_type = q.get("type") or None
     if plugin_type is not None and plugin_type not in PLUGIN_TYPES:
         raise invalid({"query.type": f"must be one of {', '.join(PLUGIN_TYPES)}"})
@@ -61,9 +60,17 @@ async def list_catalog(request: web.Request) -> web.Response:
         plugin_type=plugin_type,
         tag=q.get("tag") or None,
     )
-    rows, total = await store(request).catalog_page(where, limit, (page - 1) * limit)
-    return web.json_response(
-        {"plugins": [catalog_view(r) for r in rows], "total": total, "page": page, "limit": limit}
+    win = paging.window(
+        request, "plugin-catalog", asdict(where), default=20, maximum=100, numbered=True
+    )
+    if win.page is None and win.after is None:
+        win = replace(win, page=1)  # the seed's clients read "page" in every answer
+    rows, total, more = await store(request).catalog_page(where, win.limit, win.offset, win.after)
+    last = (rows[-1].display_name, rows[-1].name, rows[-1].id) if more and rows else None
+    return json_response(
+        paging.envelope(
+            request, win, "plugins", [catalog_view(r) for r in rows], total=total, last=last
+        )
     )
 
 
@@ -72,7 +79,7 @@ async def get_catalog_entry(request: web.Request) -> web.Response:
     entry = await store(request).catalog_entry(catalog_id, services(request).scope)
     if entry is None:
         raise not_found("catalog plugin", str(catalog_id))
-    return web.json_response(catalog_view(entry, detail=True))
+    return json_response(catalog_view(entry, detail=True))
 
 
 async def rate(request: web.Request) -> web.Response:
@@ -98,7 +105,7 @@ async def rate(request: web.Request) -> web.Response:
     if stored is None:  # removed by a sync in between
         raise not_found("catalog plugin", str(catalog_id))
     audit(request, "rate", "plugin", str(catalog_id), {"rating": rating})
-    return web.json_response(
+    return json_response(
         {
             "catalogId": stored.catalog_id,
             "user": stored.user_id,
@@ -111,9 +118,18 @@ async def rate(request: web.Request) -> web.Response:
 
 
 async def list_installed(request: web.Request) -> web.Response:
+    win = paging.window(request, "plugins", {"role": principal(request).role})
     rows = await store(request).installed(services(request).scope)
-    view = _view_for(request)
-    return web.json_response({"plugins": [view(r) for r in rows], "total": len(rows)})
+    return json_response(
+        paging.in_memory(
+            request,
+            win,
+            "plugins",
+            rows,
+            key=lambda r: (r.id, r.namespace),
+            view=_view_for(request),
+        )
+    )
 
 
 async def get_installed(request: web.Request) -> web.Response:
@@ -121,7 +137,7 @@ async def get_installed(request: web.Request) -> web.Response:
     row = await store(request).installed_one(svc.namespace, name) if is_object_name(name) else None
     if row is None:
         raise not_found("plugin", name)
-    return web.json_response(_view_for(request)(row))
+    return json_response(_view_for(request)(row))
 
 
 def _view_for(request: web.Request) -> Callable[[InstalledPlugin], dict[str, Any]]:
@@ -140,8 +156,11 @@ async def list_repositories(request: web.Request) -> web.Response:
         else catalog.repository_summary
     )
     svc = services(request)
+    win = paging.window(request, "plugin-repositories", {"role": principal(request).role})
     rows = await svc.db().repositories.list(svc.scope, "plugin")
-    return web.json_response({"repositories": [view(r) for r in rows], "total": len(rows)})
+    return json_response(
+        paging.in_memory(request, win, "repositories", rows, key=catalog.repository_key, view=view)
+    )
 
 
 async def create_repository(request: web.Request) -> web.Response:
@@ -166,7 +185,7 @@ async def sync_repository(request: web.Request) -> web.Response:
         raise not_found("plugin repository", name)
     await catalog.request_sync(request, [name])
     audit(request, "sync", "repository", name)
-    return web.json_response({"repositories": [name], "total": 1}, status=202)
+    return json_response({"repositories": [name], "total": 1}, status=202)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -15,6 +15,7 @@ import asyncio
 from aiohttp import web
 
 from streamspace_facade.errors import ApiError
+from streamspace_facade.responses import json_response
 from streamspace_facade.state import Services, services
 from streamspace_facade.storage import StorageError
 
@@ -28,7 +29,7 @@ NOT_CONFIGURED = "not configured"
 async def health(request: web.Request) -> web.Response:
     """Liveness, plus what this replica is doing; 200 while the process serves requests."""
     mirror = services(request).mirror
-    return web.json_response(
+    return json_response(
         {
             "status": "ok",
             "mirror": None if mirror is None else ("writer" if mirror.leader else "standby"),
@@ -68,7 +69,7 @@ async def ready(request: web.Request) -> web.Response:
         problems.insert(0, "shutting down")
     if problems:
         raise ApiError(503, "UNAVAILABLE", "not ready: " + ", ".join(problems), {"checks": checks})
-    return web.json_response({"status": "ready", "checks": checks})
+    return json_response({"status": "ready", "checks": checks})
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

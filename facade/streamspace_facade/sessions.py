@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -21,11 +22,12 @@ from streamspace.decisions import USER, next_decision, seen
 from streamspace.lifecycle import revives
 from streamspace.naming import is_dns_label, is_object_name, label_value
 from streamspace.templates import normalize_resources
-from streamspace_facade import gate
+from streamspace_facade import gate, paging
 from streamspace_facade.errors import ApiError, conflict, forbidden, invalid, not_found
 from streamspace_facade.idempotency import IDEMPOTENCY
 from streamspace_facade.limits import enforce_caps
 from streamspace_facade.principal import Principal
+from streamspace_facade.responses import dumps, json_response, raw_json_response
 from streamspace_facade.state import (
     Fields,
     Services,
@@ -42,6 +44,10 @@ STATES = ("running", "hibernated", "terminated")
 # A state change is conditioned on the resourceVersion read, and every status write of the
 # operator (activity, phase) moves it: after a conflict it reads again, this often.
 PATCH_ATTEMPTS = 20
+TEMPLATE_SEEN_FOR = 10.0
+"""Seconds a create trusts that a Template it found exists (decision 152): a burst of creates
+of one template reads it once, not once per session. A Template deleted meanwhile is what the
+operator already meets when one goes between the check and the reconcile."""
 TAG_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 
 
@@ -196,25 +202,31 @@ async def list_sessions(request: web.Request) -> web.Response:
     svc, who = services(request), principal(request)
     q = request.query
     user = q.get("user") or None
-    if not who.sees_everything:
-        if user not in (None, who.user):
-            return web.json_response({"sessions": [], "total": 0})
-        user = who.user
     state = q.get("state") or None
     if state is not None and state not in STATES:
         raise invalid({"query.state": f"must be one of {', '.join(STATES)}"})
-    # PostgreSQL renders the JSON (the same shape as session_view)
+    filters = {
+        "user": user,
+        "state": state,
+        "template": q.get("template") or None,
+        "tag": q.get("tag") or None,
+    }
+    win = paging.window(request, "sessions", {**filters, "caller": who.user}, numbered=True)
+    if not who.sees_everything:
+        if user not in (None, who.user):
+            return json_response(paging.envelope(request, win, "sessions", [], total=0, last=None))
+        filters["user"] = who.user
+    # PostgreSQL renders the JSON of the page (the same shape as session_view)
     found = await svc.db().sessions.list_json(
         namespace=svc.scope,
-        user=user,
-        state=state,
-        template=q.get("template") or None,
-        tag=q.get("tag") or None,
+        **filters,
+        limit=win.limit,
+        offset=win.offset if win.after is None else 0,
+        after=None if win.after is None else (str(win.after[0]), str(win.after[1])),
     )
-    return web.Response(
-        text=f'{{"sessions": {found.items}, "total": {found.total}}}',
-        content_type="application/json",
-    )
+    frame = paging.envelope(request, win, "sessions", [], total=found.total, last=found.last)
+    del frame["sessions"]
+    return raw_json_response(f'{{"sessions":{found.items},{dumps(frame).decode()[1:]}')
 
 
 async def create_session(request: web.Request) -> web.Response:
@@ -236,17 +248,30 @@ async def create_session(request: web.Request) -> web.Response:
     owner = user or who.user
     if owner != who.user and not who.at_least("admin"):
         raise ApiError(403, "FORBIDDEN", "only admins may create sessions for another user")
-    try:
-        await svc.kube.get("Template", svc.namespace, template)
-    except ApiError as exc:
-        if exc.status == 404:
-            raise invalid({"template": f"template {template!r} does not exist"}) from None
-        raise
+    await _template_exists(svc, template)
     obj = await _create_once(request, owner, template, spec)
     name = obj["metadata"]["name"]
     await svc.mirror.observed(SESSIONS, obj)
     audit(request, "create", "session", name, {"user": owner, "template": template, **spec})
-    return web.json_response(session_view(session_row(obj)), status=201)
+    return json_response(session_view(session_row(obj)), status=201)
+
+
+async def _template_exists(svc: Services, template: str) -> None:
+    """A 422 unless Template ``template`` exists in the facade's namespace."""
+    seen = svc.templates_seen.get(template)
+    now = time.monotonic()
+    if seen is not None and now - seen < TEMPLATE_SEEN_FOR:
+        return
+    try:
+        await svc.kube.get("Template", svc.namespace, template)
+    except ApiError as exc:
+        if exc.status == 404:
+            svc.templates_seen.pop(template, None)
+            raise invalid({"template": f"template {template!r} does not exist"}) from None
+        raise
+    if len(svc.templates_seen) > 1000:
+        svc.templates_seen.clear()
+    svc.templates_seen[template] = now
 
 
 async def _create_once(
@@ -290,7 +315,7 @@ async def _create_once(
 
 async def get_session(request: web.Request) -> web.Response:
     obj = await _own_session(request, request.match_info["id"])
-    return web.json_response(session_view(session_row(obj)))
+    return json_response(session_view(session_row(obj)))
 
 
 async def patch_session(request: web.Request) -> web.Response:
@@ -306,7 +331,7 @@ async def patch_session(request: web.Request) -> web.Response:
     obj = await _patch_spec(request, name, spec)
     await svc.mirror.observed(SESSIONS, obj)
     audit(request, "update", "session", name, spec)
-    return web.json_response(session_view(session_row(obj)))
+    return json_response(session_view(session_row(obj)))
 
 
 async def _patch_spec(request: web.Request, name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -389,7 +414,7 @@ async def connect(request: web.Request) -> web.Response:
     await svc.mirror.observed(CONNECTIONS, obj)
     connection_id = obj["metadata"]["name"]
     audit(request, "connect", "session", name, {"connectionId": connection_id})
-    return web.json_response(
+    return json_response(
         {
             "connectionId": connection_id,
             "sessionUrl": status.get("url"),
@@ -426,7 +451,7 @@ async def disconnect(request: web.Request) -> web.Response:
     await svc.kube.delete("Connection", _ns(obj), connection_id)
     await svc.mirror.forget(CONNECTIONS, obj["metadata"]["uid"])
     audit(request, "disconnect", "session", session, {"connectionId": connection_id})
-    return web.json_response({"connectionId": connection_id, "disconnected": True})
+    return json_response({"connectionId": connection_id, "disconnected": True})
 
 
 async def heartbeat(request: web.Request) -> web.Response:
@@ -438,7 +463,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     )
     await svc.mirror.observed(CONNECTIONS, obj)
     audit(request, "heartbeat", "connection", connection_id)
-    return web.json_response(
+    return json_response(
         {"connectionId": connection_id, "lastHeartbeat": now, "state": connection_row(obj)["state"]}
     )
 
@@ -446,11 +471,18 @@ async def heartbeat(request: web.Request) -> web.Response:
 async def list_connections(request: web.Request) -> web.Response:
     svc = services(request)
     name = request.match_info["id"]
+    win = paging.window(request, "connections", {"session": name})
     session = await _own_session(request, name)
     rows = await svc.db().sessions.connections(_ns(session), name)
-    return web.json_response(
-        {"connections": [connection_view(r) for r in rows], "total": len(rows)}
+    return json_response(
+        paging.in_memory(
+            request, win, "connections", rows, key=_connection_key, view=connection_view
+        )
     )
+
+
+def _connection_key(row: ConnectionRow) -> paging.Key:
+    return (row.created_at.timestamp(), row.id)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

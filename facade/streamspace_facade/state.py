@@ -32,6 +32,9 @@ class Services:
     live: Any = None  # streamspace_facade.ws.Live: the WebSocket streams
     audit: Any = None  # streamspace_facade.audit.AuditLog
     access_key: bytes = field(default=b"", repr=False)  # signs session access credentials
+    list_key: bytes = field(default=b"", repr=False)  # signs list continue tokens (paging)
+    templates_seen: dict[str, float] = field(default_factory=dict)
+    """Template name → monotonic time a session create last found it (``sessions``)."""
     stopping: bool = False  # SIGTERM arrived: readiness fails while requests finish
 
     @property

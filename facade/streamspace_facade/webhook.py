@@ -19,6 +19,7 @@ from aiohttp import web
 from streamspace import sync_requests, webhooks
 from streamspace_facade.errors import ApiError, bad_request, unauthorized
 from streamspace_facade.metrics import WEBHOOK_DELIVERIES
+from streamspace_facade.responses import json_response
 from streamspace_facade.state import audit, services
 
 log = logging.getLogger(__name__)
@@ -74,12 +75,12 @@ async def _deliver(request: web.Request, delivery: webhooks.Delivery) -> tuple[s
     except webhooks.WebhookError as exc:
         raise bad_request(str(exc)) from None
     if push is None:
-        return "ignored", web.json_response({"status": "ignored", "reason": "not a branch push"})
+        return "ignored", json_response({"status": "ignored", "reason": "not a branch push"})
     if delivery.delivery_id and not await svc.db().webhooks.first(
         delivery.provider, delivery.delivery_id
     ):
         answer = {"status": "duplicate", "repositories": [], "total": 0}
-        return "duplicate", web.json_response(answer)
+        return "duplicate", json_response(answer)
     items, _ = await svc.kube.list("TemplateRepository", svc.namespace)
     matched = sorted(
         (
@@ -101,7 +102,7 @@ async def _deliver(request: web.Request, delivery: webhooks.Delivery) -> tuple[s
         ",".join(names)[:500] or None,
         {"provider": delivery.provider, "branch": push.branch, "repositories": names},
     )
-    return "accepted" if names else "no-match", web.json_response(
+    return "accepted" if names else "no-match", json_response(
         {"status": "accepted", "repositories": names, "total": len(names), "deferred": deferred},
         status=202,
     )

@@ -294,7 +294,7 @@ def test_catalog_filters_pages_installs_and_syncs(
 
     r = catalog()
     assert r.status == 200, r
-    assert set(r.body) == {"templates", "total", "page", "limit"}
+    assert set(r.body) == {"templates", "total", "page", "limit", "continue"}
     assert (r.body["total"], r.body["page"], r.body["limit"]) == (len(everything), 1, 20)
     entries = {t["name"]: t for t in r.body["templates"]}
     assert set(entries) == everything
@@ -478,7 +478,8 @@ def test_templates_create_list_get_and_delete(stack: Any, api: client.ApiClient)
     assert r.status == 200 and [t["id"] for t in r.body["templates"]] == ["firefox"], r
     assert r.body["total"] == 1
     r = user.get(f"{TEMPLATES}?category=Nothing")
-    assert r.status == 200 and r.body == {"templates": [], "total": 0}, r
+    assert r.status == 200, r
+    assert r.body == {"templates": [], "total": 0, "limit": 100, "continue": None}, r
     r = user.get(f"{TEMPLATES}/editor")
     assert r.status == 200, r
     assert r.body["displayName"] == "Editor" and r.body["namespace"] == stack.namespace

@@ -127,7 +127,12 @@ def test_readme_walkthrough(
     refused(Client(stack.url, "sk_" + "x" * 43).get(SESSIONS), 401, "UNAUTHORIZED")
 
     # List sessions: nothing yet.
-    assert ok(alice.get(SESSIONS)) == {"sessions": [], "total": 0}
+    assert ok(alice.get(SESSIONS)) == {
+        "sessions": [],
+        "total": 0,
+        "limit": 100,
+        "continue": None,
+    }
 
     # Create a session with flat resources; they apply as both requests and limits.
     created = ok(

@@ -17,7 +17,6 @@ from streamspace.auth.apikeys import (
     REVOKE_KEY,
     ApiKey,
     check_new_key,
-    hash_key,
     key_columns,
     new_key,
 )
@@ -32,11 +31,13 @@ class KeyOwner:
     user_id: str
     role: str
     stale: bool  # last used over a minute ago (or never): worth recording this use
+    valid_for: float | None  # seconds until it expires (None: never)
 
 
 _LOOKUP = """
 SELECT id, user_id, role,
-       last_used_at IS NULL OR last_used_at < now() - interval '1 minute' AS stale
+       last_used_at IS NULL OR last_used_at < now() - interval '1 minute' AS stale,
+       extract(epoch FROM expires_at - now())::float8 AS valid_for
 FROM api_keys
 WHERE key_hash = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
 """
@@ -51,14 +52,14 @@ class ApiKeyStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def owner(self, key: str, *, wait: float) -> KeyOwner | None:
-        """The owner of ``key`` (compared by hash), recording its use; None if it is unknown,
-        revoked or expired."""
+    async def owner(self, digest: str, *, wait: float) -> KeyOwner | None:
+        """The owner of the key whose hash (``hash_key``) is ``digest``, recording its use;
+        None if it is unknown, revoked or expired."""
         async with (
             self._db.connection(wait) as conn,
             conn.cursor(row_factory=class_row(KeyOwner)) as cur,
         ):
-            await cur.execute(_LOOKUP, (hash_key(key),))
+            await cur.execute(_LOOKUP, (digest,))
             row = await cur.fetchone()
             if row is not None and row.stale:
                 await cur.execute(_TOUCH, (row.id,))

@@ -35,6 +35,7 @@ class CatalogEntry:
 class CatalogPage:
     entries: list[CatalogEntry]
     total: int  # every match, on all pages
+    more: bool  # entries follow this page
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,19 @@ _FROM = """
 """
 
 
+KEYSET = """AND (c.display_name, c.name, c.id)
+    > (%(after_display)s::text, %(after_name)s::text, %(after_id)s::bigint)
+"""
+"""Keyset paging of a catalog (``c``) ordered by display name, name and id (the comparison
+uses the ORDER BY's collation, so pages follow the order the list is shown in)."""
+
+
+def keyset_params(after: tuple[Any, ...] | None) -> dict[str, Any]:
+    """The parameters of ``KEYSET`` for the sort key ``after`` (a continue token's)."""
+    display, name, entry = after if after is not None and len(after) == 3 else (None,) * 3
+    return {"after_display": display, "after_name": name, "after_id": entry}
+
+
 def _like(text: str) -> str:
     """``text`` as an ILIKE pattern matching it anywhere, its own wildcards taken literally."""
     return "%" + re.sub(r"([%_\\])", r"\\\1", text) + "%"
@@ -84,25 +98,34 @@ class CatalogStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def page(self, where: CatalogFilter, *, limit: int, offset: int) -> CatalogPage:
-        """One page of the matching entries, by display name, and how many match in all."""
+    async def page(
+        self,
+        where: CatalogFilter,
+        *,
+        limit: int,
+        offset: int = 0,
+        after: tuple[Any, ...] | None = None,
+    ) -> CatalogPage:
+        """One page of the matching entries, by display name (``limit`` from ``offset``, or
+        after the entry whose (display name, name, id) is ``after``), and how many match."""
         params = {
             "ns": where.namespace,
             "category": where.category,
             "tag": where.tag,
             "app_type": where.app_type,
             "search": _like(where.search) if where.search else None,
-            "limit": limit,
+            "limit": limit + 1,
             "offset": offset,
+            **keyset_params(after),
         }
         entries, total = await self._db.page(
             CatalogEntry,
-            f"SELECT {_COLUMNS} {_FROM} "
+            f"SELECT {_COLUMNS} {_FROM} {KEYSET if after else ''}"
             "ORDER BY c.display_name, c.name, c.id LIMIT %(limit)s OFFSET %(offset)s",
             "SELECT count(*) " + _FROM,
             params,
         )
-        return CatalogPage(entries, total)
+        return CatalogPage(entries[:limit], total, len(entries) > limit)
 
     async def install_source(self, entry: int, namespace: str | None) -> InstallSource | None:
         """What entry ``entry`` installs, if it exists (in ``namespace``'s repositories)."""

@@ -43,6 +43,7 @@ class Due:
 class Delivery:
     """One line of a plugin's delivery log."""
 
+    seq: int
     id: uuid.UUID
     event_id: uuid.UUID
     type: str
@@ -95,7 +96,7 @@ WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending'
 """
 
 LOG_COLUMNS = """
-    d.id, d.event_id, e.type, d.subject, d.status, d.attempts, d.next_attempt_at,
+    d.seq, d.id, d.event_id, e.type, d.subject, d.status, d.attempts, d.next_attempt_at,
     d.last_error, d.last_status, d.latency_ms, d.delivered_at, d.created_at
 """
 
@@ -150,21 +151,38 @@ class DeliveryStore:
         return int(row[0]) if row else 0
 
     async def log(
-        self, namespace: str, plugin: str, status: str | None, limit: int, offset: int
-    ) -> tuple[list[Delivery], int]:
-        """A plugin's deliveries, newest first, and how many there are in all."""
+        self,
+        namespace: str,
+        plugin: str,
+        status: str | None,
+        limit: int,
+        *,
+        offset: int = 0,
+        after: int | None = None,
+    ) -> tuple[list[Delivery], int, bool]:
+        """A page of a plugin's deliveries, newest first (``limit`` from ``offset``, or older
+        than ``seq`` ``after``), how many there are in all, and whether more follow."""
         where = "d.plugin_namespace = %(ns)s AND d.plugin_name = %(name)s" + (
             " AND d.status = %(status)s" if status else ""
         )
-        params = {"ns": namespace, "name": plugin, "status": status, "limit": limit, "off": offset}
-        return await self._db.page(
+        keyset = " AND d.seq < %(after)s" if after is not None else ""
+        params = {
+            "ns": namespace,
+            "name": plugin,
+            "status": status,
+            "limit": limit + 1,
+            "off": offset,
+            "after": after,
+        }
+        rows, total = await self._db.page(
             Delivery,
             f"SELECT {LOG_COLUMNS} FROM plugin_deliveries d"  # noqa: S608 (constants)
-            f" JOIN plugin_events e ON e.id = d.event_id WHERE {where}"
+            f" JOIN plugin_events e ON e.id = d.event_id WHERE {where}{keyset}"
             " ORDER BY d.seq DESC LIMIT %(limit)s OFFSET %(off)s",
             f"SELECT count(*) FROM plugin_deliveries d WHERE {where}",  # noqa: S608
             params,
         )
+        return rows[:limit], total, len(rows) > limit
 
     async def known(self, namespace: str, plugin: str) -> bool:
         """The plugin is installed, or was and has deliveries left in the log."""

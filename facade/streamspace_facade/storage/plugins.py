@@ -16,6 +16,7 @@ from typing import Any
 
 from psycopg.rows import class_row
 
+from streamspace_facade.storage.catalog import KEYSET, keyset_params
 from streamspace_facade.storage.database import DB_WAIT, Database
 
 
@@ -125,25 +126,34 @@ class PluginStore:
         self._db = db
 
     async def catalog_page(
-        self, where: CatalogFilter, limit: int, offset: int
-    ) -> tuple[list[CatalogPlugin], int]:
+        self,
+        where: CatalogFilter,
+        limit: int,
+        offset: int = 0,
+        after: tuple[Any, ...] | None = None,
+    ) -> tuple[list[CatalogPlugin], int, bool]:
+        """A page of the plugin catalog (``limit`` from ``offset``, or after the entry whose
+        (display name, name, id) is ``after``), how many match in all, and whether more follow."""
         params = {
             "ns": where.namespace,
             "category": where.category,
             "tag": where.tag,
             "type": where.plugin_type,
             "search": like(where.search) if where.search else None,
-            "limit": limit,
+            "limit": limit + 1,
             "offset": offset,
+            **keyset_params(after),
         }
-        return await self._db.page(
+        rows, total = await self._db.page(
             CatalogPlugin,
             _CATALOG_SELECT
             + _CATALOG_FROM
+            + (KEYSET if after else "")
             + " ORDER BY c.display_name, c.name, c.id LIMIT %(limit)s OFFSET %(offset)s",
             "SELECT count(*) " + _CATALOG_FROM,
             params,
         )
+        return rows[:limit], total, len(rows) > limit
 
     async def catalog_entry(self, catalog_id: int, namespace: str | None) -> CatalogPlugin | None:
         return await self._db.row(

@@ -25,24 +25,52 @@ SESSION_JSON = f"""json_build_object(
     'createdAt', {_ts("created_at")})"""
 """``sessions.session_view`` in SQL, for lists (a test keeps the two identical)."""
 
-_LIST = f"""
-SELECT coalesce(json_agg({SESSION_JSON} ORDER BY created_at DESC, id), '[]')::text, count(*)
-FROM sessions
-WHERE (%(ns)s::text IS NULL OR namespace = %(ns)s)
-  AND (%(user)s::text IS NULL OR user_id = %(user)s)
-  AND (%(state)s::text IS NULL OR state = %(state)s)
-  AND (%(template)s::text IS NULL OR template_name = %(template)s)
-  AND (%(tag)s::text IS NULL OR %(tag)s = ANY(tags))
-"""  # noqa: S608 (a constant expression; values are parameters)
+_FILTERS = {
+    "ns": "namespace = %(ns)s",
+    "user": "user_id = %(user)s",
+    "state": "state = %(state)s",
+    "template": "template_name = %(template)s",
+    "tag": "%(tag)s = ANY(tags)",
+}
+_AFTER = "(created_at, uid) < (%(after_at)s::timestamptz, %(after_uid)s::uuid)"
+
+
+def _page_query(given: list[str], keyset: bool) -> str:
+    """The page statement for the filters ``given``: only their conditions are in it, so the
+    planner sees each shape as it is and uses the paging indexes (migration 0006)."""
+    where = " AND ".join(_FILTERS[name] for name in given) or "true"
+    page_where = f"{where} AND {_AFTER}" if keyset else where
+    # Keyset paging, newest first: (created_at, uid) is unique, so a page deep in the list
+    # reads only its own rows. The page's last sort key comes back with it, microseconds kept.
+    return f"""
+WITH raw AS (
+    SELECT * FROM sessions WHERE {page_where}
+    ORDER BY created_at DESC, uid DESC
+    LIMIT %(limit)s + 1 OFFSET %(offset)s
+), page AS (
+    SELECT *, row_number() OVER (ORDER BY created_at DESC, uid DESC) AS rn FROM raw
+)
+SELECT coalesce(json_agg({SESSION_JSON} ORDER BY rn) FILTER (WHERE rn <= %(limit)s), '[]')::text,
+       (SELECT count(*) FROM sessions WHERE {where}),
+       count(*) > %(limit)s,
+       (SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+               || ' ' || uid::text
+        FROM page WHERE rn <= %(limit)s ORDER BY rn DESC LIMIT 1)
+FROM page
+"""  # noqa: S608 (constant fragments; values are parameters)
 
 
 @dataclass(frozen=True)
 class SessionList:
-    """A session list as the API answers it: ``items`` is the JSON array, rendered by
-    PostgreSQL (a thousand sessions cost the facade one string instead of a thousand dicts)."""
+    """One page of sessions as the API answers it: ``items`` is the JSON array, rendered by
+    PostgreSQL (a page costs the facade one string instead of a list of dicts)."""
 
     items: str
     total: int
+    """How many sessions match the filters in all."""
+    last: tuple[str, str] | None
+    """When more sessions follow: the sort key (created_at with microseconds, uid) of the
+    page's last one."""
 
 
 @dataclass(frozen=True)
@@ -70,13 +98,29 @@ class SessionStore:
         state: str | None = None,
         template: str | None = None,
         tag: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        after: tuple[str, str] | None = None,
     ) -> SessionList:
-        """The sessions matching every filter given (None: any), newest first."""
-        params = {"ns": namespace, "user": user, "state": state, "template": template, "tag": tag}
+        """A page of the sessions matching every filter given (None: any), newest first:
+        ``limit`` of them after the one whose sort key is ``after`` (or from ``offset``)."""
+        params = {
+            "ns": namespace,
+            "user": user,
+            "state": state,
+            "template": template,
+            "tag": tag,
+            "limit": limit,
+            "offset": offset,
+            "after_at": None if after is None else after[0],
+            "after_uid": None if after is None else after[1],
+        }
+        query = _page_query([k for k in _FILTERS if params[k] is not None], after is not None)
         async with self._db.connection(DB_WAIT) as conn:
-            cur = await conn.execute(_LIST, params)
-            items, total = await cur.fetchone() or ("[]", 0)
-        return SessionList(items, total)
+            cur = await conn.execute(query, params)
+            items, total, more, last = await cur.fetchone() or ("[]", 0, False, None)
+        at, _, uid = (last or "").partition(" ")
+        return SessionList(items, total, (at, uid) if more and last else None)
 
     async def connections(self, namespace: str, session: str) -> list[ConnectionRow]:
         """The Connections of one session, oldest first."""
