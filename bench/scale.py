@@ -110,8 +110,8 @@ class SessionWatch:
                 if self._stop:
                     return
 
-    def count(self, phase: str) -> int:
-        return sum(1 for p in list(self.phase.values()) if p == phase)
+    def count(self, phase: str, keys: Iterable[tuple[str, str]]) -> int:
+        return sum(1 for k in keys if self.phase.get(k) == phase)
 
     def close(self) -> None:
         self._stop = True
@@ -203,7 +203,6 @@ def _burst(
     """Create ``targets`` (namespace, name) at once; until Deployments, until Running."""
     custom = client.CustomObjectsApi(api_client(kubeconfig))
     before = [_requests(op) for op in ops]
-    running_before = watch_.count("Running")
     started = time.monotonic()
     created = _parallel(
         lambda t: custom.create_namespaced_custom_object(
@@ -214,9 +213,7 @@ def _burst(
     )
     timeout = 300 + len(targets) * 0.5
     deployments = max(recorders[ns].wait_for(n, 1, started, timeout) for ns, n in targets)
-    ok = process.wait_until(
-        lambda: watch_.count("Running") - running_before >= len(targets), timeout, 1.0
-    )
+    ok = process.wait_until(lambda: watch_.count("Running", targets) == len(targets), timeout, 2.0)
     running = time.monotonic() - started
     return {
         "sessions": len(targets),
