@@ -89,6 +89,10 @@ async def release(settings: Settings) -> int:
             count += await release_finalizers(kube, scope)
     finally:
         await kube.api.close()
-    where = "all namespaces" if served is None else f"namespace(s) {', '.join(served)}"
+    where = (
+        "all namespaces"
+        if served is None
+        else f"namespace{'s' if len(served) > 1 else ''} {', '.join(served)}"
+    )
     print(f"released {count} object(s) from {FINALIZER} in {where}")
     return 0
