@@ -35,12 +35,12 @@ def spaces(api: client.ApiClient) -> Iterator[list[str]]:
 
 
 def _shards(release: str, a: str, b: str, c: str) -> list[str]:
-    """Shard x: the release namespace and a; shard y: b and c."""
+    """Shard east: the release namespace and a; shard west: b and c."""
     return [
         "--set", "allNamespaces=true",
-        "--set", "operator.shards[0].name=x",
+        "--set", "operator.shards[0].name=east",
         "--set", f"operator.shards[0].namespaces={{{release},{a}}}",
-        "--set", "operator.shards[1].name=y",
+        "--set", "operator.shards[1].name=west",
         "--set", f"operator.shards[1].namespaces={{{b},{c}}}",
     ]  # fmt: skip
 
@@ -71,8 +71,8 @@ def test_one_operator_per_shard_with_rights_in_its_namespaces_only(
         for o in objects
         if o["kind"] == "Deployment" and "operator" in o["metadata"]["name"]
     }
-    assert set(deployments) == {"streamspace-operator-x", "streamspace-operator-y"}
-    for name, namespaces in (("x", f"{release},{a}"), ("y", f"{b},{c}")):
+    assert set(deployments) == {"streamspace-operator-east", "streamspace-operator-west"}
+    for name, namespaces in (("east", f"{release},{a}"), ("west", f"{b},{c}")):
         deployment = deployments[f"streamspace-operator-{name}"]
         pod = deployment["spec"]["template"]["spec"]
         assert pod["serviceAccountName"] == f"streamspace-operator-{name}"
@@ -84,10 +84,10 @@ def test_one_operator_per_shard_with_rights_in_its_namespaces_only(
         (o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects if o["kind"] == "Role"
     }
     assert {r for r in roles if "operator" in r[1]} == {
-        (release, "streamspace-operator-x"),
-        (a, "streamspace-operator-x"),
-        (b, "streamspace-operator-y"),
-        (c, "streamspace-operator-y"),
+        (release, "streamspace-operator-east"),
+        (a, "streamspace-operator-east"),
+        (b, "streamspace-operator-west"),
+        (c, "streamspace-operator-west"),
     }
     cluster_roles = [o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole"]
     assert cluster_roles == [f"{release}-streamspace-facade"]  # the facade serves every shard
@@ -96,8 +96,8 @@ def test_one_operator_per_shard_with_rights_in_its_namespaces_only(
     params = next(o for o in objects if o["metadata"]["name"] == "streamspace-session-admission")
     assert params["data"]["trustedUsers"].split(",") == [
         f"system:serviceaccount:{release}:streamspace-facade",
-        f"system:serviceaccount:{release}:streamspace-operator-x",
-        f"system:serviceaccount:{release}:streamspace-operator-y",
+        f"system:serviceaccount:{release}:streamspace-operator-east",
+        f"system:serviceaccount:{release}:streamspace-operator-west",
     ]
 
     # the API server accepts all of it; the RBAC objects for real, to ask can-i
@@ -105,12 +105,16 @@ def test_one_operator_per_shard_with_rights_in_its_namespaces_only(
     _apply(cluster.kubeconfig, rest, dry_run=True)
     rbac = [o for o in rest if o["kind"] in {"ServiceAccount", "Role", "RoleBinding"}]
     _apply(cluster.kubeconfig, rbac, dry_run=False)
-    x = f"system:serviceaccount:{release}:streamspace-operator-x"
+    east = f"system:serviceaccount:{release}:streamspace-operator-east"
     for namespace, answer in ((release, "yes"), (a, "yes"), (b, "no"), (c, "no")):
-        assert can_i(cluster.kubeconfig, x, "create", "deployments.apps", namespace) == answer
-        assert can_i(cluster.kubeconfig, x, "patch", "sessions.stream.space", namespace) == answer
-        assert can_i(cluster.kubeconfig, x, "create", "kopfpeerings.kopf.dev", namespace) == answer
-    assert can_i(cluster.kubeconfig, x, "list", "clusterkopfpeerings.kopf.dev", a) == "no"
+        assert can_i(cluster.kubeconfig, east, "create", "deployments.apps", namespace) == answer
+        assert (
+            can_i(cluster.kubeconfig, east, "patch", "sessions.stream.space", namespace) == answer
+        )
+        assert (
+            can_i(cluster.kubeconfig, east, "create", "kopfpeerings.kopf.dev", namespace) == answer
+        )
+    assert can_i(cluster.kubeconfig, east, "list", "clusterkopfpeerings.kopf.dev", a) == "no"
 
 
 @pytest.mark.parametrize(
@@ -118,13 +122,13 @@ def test_one_operator_per_shard_with_rights_in_its_namespaces_only(
     [
         (
             ["--set", "operator.shards[1].namespaces={b,a}"],
-            'namespace "a" is in shard "x" and again in shard "y"',
+            'namespace "a" is in shard "east" and again in shard "west"',
         ),
         (
             ["--set", "operator.shards[0].namespaces={streamspace,a,a}"],
-            'namespace "a" is in shard "x" and again in shard "x"',
+            'namespace "a" is in shard "east" and again in shard "east"',
         ),
-        (["--set", "operator.shards[1].name=x"], 'two shards are named "x"'),
+        (["--set", "operator.shards[1].name=east"], 'two shards are named "east"'),
         (
             ["--set", "operator.shards[0].namespaces={a}"],
             'no shard serves the release namespace "streamspace"',
