@@ -62,6 +62,7 @@ NAMESPACE = "bench-scale"
 TINY = {"memory": "16Mi", "cpu": "10m"}  # 500 pods fit a fake node (its pod limit)
 PODS_PER_NODE = 500
 SINGLES = 40
+SINGLE_EVERY = 1.0  # seconds between them: far longer than an idle operator needs
 WAKES = 50
 IDLE_TIMEOUT = 90  # seconds from the common last activity to the deadline
 IDLE_CHECK = 30.0  # the product's IDLE_CHECK_INTERVAL, which the operator runs with
@@ -181,13 +182,21 @@ def _delta(after: dict[str, float], before: dict[str, float], per: float) -> dic
 def _singles(
     custom: client.CustomObjectsApi, recorder: DeploymentRecorder, prefix: str
 ) -> tuple[list[str], dict[str, float]]:
-    names, latencies = [f"{prefix}-{i}" for i in range(SINGLES)], []
-    for name in names:
+    """Sessions created one every SINGLE_EVERY seconds (not one after the other's Deployment:
+    beside N sessions one can take a minute, and 40 in a row would take the whole run)."""
+    names = [f"{prefix}-{i}" for i in range(SINGLES)]
+
+    def one(item: tuple[int, str]) -> float:
+        i, name = item
+        time.sleep(i * SINGLE_EVERY)
         started = time.monotonic()
         custom.create_namespaced_custom_object(
             GROUP, VERSION, NAMESPACE, "sessions", _body("Session", name, _spec())
         )
-        latencies.append(recorder.wait_for(name, 1, started))
+        return recorder.wait_for(name, 1, started, 900)
+
+    with ThreadPoolExecutor(max_workers=SINGLES) as pool:
+        latencies = list(pool.map(one, enumerate(names)))
     return names, summary(latencies)
 
 
@@ -268,11 +277,12 @@ def _idle_burst(
         )
         call(GROUP, VERSION, NAMESPACE, "sessions", name, body)
 
+    asleep = time.monotonic()
     for name in wakers:
         recorder.forget(name)
-        started = time.monotonic()
-        patch(name, {"spec": {"state": "hibernated"}})
-        recorder.wait_for(name, 0, started, 120)
+    _parallel(lambda n: patch(n, {"spec": {"state": "hibernated"}}), wakers, workers)
+    for name in wakers:
+        recorder.wait_for(name, 0, asleep, 900)
     # As if every user of the group had left at `left`: the last activity the operator writes on
     # a disconnect, then a timeout short enough to wait for (patched second: the deadline jumps
     # from left + 30m to left + IDLE_TIMEOUT).
@@ -330,6 +340,12 @@ def _idle_burst(
     }
 
 
+def _progress(part: str, results: dict[str, Any]) -> None:
+    """What a part measured so far, written at once: a long run stopped half-way keeps it."""
+    write_results(f"scale-{part}", results)
+    print(f"{part}: {results}", flush=True)
+
+
 def run_size(n: int, knobs: dict[str, Any]) -> dict[str, Any]:
     results: dict[str, Any] = {"sessions": n}
     started = time.monotonic()
@@ -348,8 +364,11 @@ def run_size(n: int, knobs: dict[str, Any]) -> dict[str, Any]:
             )
             burst["requests_per_session"] = burst["requests_per_session"][0]
             results["burst"] = burst
+            _progress(f"size-{n}", results)
             results["steady"] = _steady([op], knobs["window_s"])[0]
+            _progress(f"size-{n}", results)
             at_n, results["create_to_deployment_at_n"] = _singles(custom, recorder, "at-n")
+            _progress(f"size-{n}", results)
             group = [name for _, name in targets[: min(n, knobs["idle_burst"])]]
             results["idle_burst"] = _idle_burst(
                 kubeconfig,
@@ -363,6 +382,7 @@ def run_size(n: int, knobs: dict[str, Any]) -> dict[str, Any]:
         sessions.close()
         recorder.close()
     results["minutes"] = round((time.monotonic() - started) / 60, 1)
+    _progress(f"size-{n}", results)
     return results
 
 
@@ -389,7 +409,9 @@ def run_sharded(n: int, knobs: dict[str, Any]) -> dict[str, Any]:
             targets = [(spaces[i % 4], f"s-{i}") for i in range(n)]
             burst = _burst(kubeconfig, ops, sessions, recorders, targets, workers=knobs["workers"])
             results["burst"] = burst
+            _progress("sharded", results)
             results["steady"] = _steady(ops, knobs["window_s"])
+            _progress("sharded", results)
         sessions.close()
         for recorder in recorders.values():
             recorder.close()
