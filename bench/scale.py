@@ -222,13 +222,19 @@ def _burst(
     )
     timeout = 300 + len(targets) * 0.5
     deployments = max(recorders[ns].wait_for(n, 1, started, timeout) for ns, n in targets)
-    ok = process.wait_until(lambda: watch_.count("Running", targets) == len(targets), timeout, 2.0)
+    ok = process.wait_until(  # pods come after the Deployments, as slowly on a busy machine
+        lambda: watch_.count("Running", targets) == len(targets), deployments + timeout, 2.0
+    )
     running = time.monotonic() - started
     return {
         "sessions": len(targets),
         "create_calls_s": round(created, 1),
         "all_deployments_s": round(deployments, 1),
         "all_running_s": round(running, 1) if ok else None,
+        "running_of_them": watch_.count("Running", targets),
+        # counted from the first create until all are Running (or the wait ended), the timers'
+        # requests included: the steady rate times this is what the timers alone would send
+        "requests_over_s": round(running, 1),
         # each operator's requests over the sessions it serves (shards get equal shares)
         "requests_per_session": [
             _delta(_requests(op), b, len(targets) / len(ops))
@@ -432,6 +438,13 @@ def _lat(stats: dict[str, float]) -> str:
     return f"p50 {stats['p50_ms']} ms  p99 {stats['p99_ms']} ms (n={stats['n']})"
 
 
+def _net(burst: dict[str, Any], steady: dict[str, float]) -> float:
+    """Requests per session of the burst beyond what the timers send anyway."""
+    over = burst.get("requests_over_s") or burst["all_running_s"] or 0.0
+    total = burst["requests_per_session"]["total"] * burst["sessions"]
+    return round((total - steady["requests_per_s"] * over) / burst["sessions"], 2)
+
+
 def _rows(size: dict[str, Any]) -> list[tuple[str, str]]:
     n, burst, steady, idle = size["sessions"], size["burst"], size["steady"], size["idle_burst"]
     rss_target = "≤ 150 MiB" if n <= 1000 else "≤ 600 MiB" if n <= 10_000 else "-"
@@ -453,6 +466,7 @@ def _rows(size: dict[str, Any]) -> list[tuple[str, str]]:
             _lat(size["create_to_deployment_at_n"]),
         ),
         (f"[{n}] API requests per session, burst (Go: 9.4)", f"{reqs['total']}  ({reqs})"),
+        (f"[{n}]   ... less the steady rate over that time", f"{_net(burst, steady)}"),
         (f"[{n}] operator RSS at N ({rss_target})", f"{steady['rss_mib']} MiB"),
         (f"[{n}] steady CPU at N (≤ 10 % at 10,000)", f"{steady['cpu_percent']} % of a core"),
         (f"[{n}] steady API requests/s at N", f"{steady['requests_per_s']}"),
