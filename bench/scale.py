@@ -67,6 +67,7 @@ WAKES = 50
 IDLE_TIMEOUT = 90  # seconds from the common last activity to the deadline
 IDLE_CHECK = 30.0  # the product's IDLE_CHECK_INTERVAL, which the operator runs with
 SETTLE = 30.0
+WAKE_WAIT = 300.0
 
 
 def _knobs() -> dict[str, Any]:
@@ -302,6 +303,7 @@ def _idle_burst(
         lambda n: patch(n, {"spec": {"idleTimeout": f"{IDLE_TIMEOUT}s"}}), group, workers
     )
     wakes: list[float] = []
+    late_wakes: list[str] = []  # not awake after WAKE_WAIT
 
     def wake(item: tuple[int, str]) -> None:
         i, name = item
@@ -316,7 +318,10 @@ def _idle_burst(
             "connections",
             _body("Connection", f"wake-{name}", {"session": name, "user": "bench"}),
         )
-        wakes.append(recorder.wait_for(name, 1, started, 300))
+        try:
+            wakes.append(recorder.wait_for(name, 1, started, WAKE_WAIT))
+        except TimeoutError:
+            late_wakes.append(name)
 
     waking = threading.Thread(
         target=lambda: _parallel(wake, list(enumerate(wakers)), len(wakers)), daemon=True
@@ -342,6 +347,7 @@ def _idle_burst(
             "early": sum(1 for x in late if x < 0),
         },
         "wake_during_burst": summary(wakes),
+        f"wakes_not_done_in_{WAKE_WAIT:.0f}s": len(late_wakes),
     }
 
 
@@ -473,7 +479,11 @@ def _rows(size: dict[str, Any]) -> list[tuple[str, str]]:
             f"[{n}] idle burst of {idle['sessions']}: lateness (p99 ≤ {IDLE_CHECK:.0f} s)",
             f"p50 {late['p50']} s  p99 {late['p99']} s  max {late['max']} s  early {late['early']}",
         ),
-        (f"[{n}] wake during that burst (p99 ≤ 1 s)", _lat(idle["wake_during_burst"])),
+        (
+            f"[{n}] wake during that burst (p99 ≤ 1 s)",
+            f"{_lat(idle['wake_during_burst'])}; not awake after {WAKE_WAIT:.0f} s:"
+            f" {idle.get(f'wakes_not_done_in_{WAKE_WAIT:.0f}s')}",
+        ),
         (f"[{n}] wall time of this size", f"{size['minutes']} min"),
     ]
 
