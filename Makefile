@@ -18,7 +18,7 @@ help:
 	@echo "make controlplane   build the local control plane and helm (once, 10-15 min cold; make test does it)"
 	@echo "make test           the whole test suite against a real apiserver and PostgreSQL"
 	@echo "make lint           ruff, mypy --strict, import-linter"
-	@echo "make bench          benchmarks (SCENARIO=reconcile|idle|sync|api|ws|soak|events); tables + .streamspace/bench/*.json"
+	@echo "make bench          benchmarks (SCENARIO=reconcile|idle|sync|api|ws|soak|events|scale); tables + .streamspace/bench/*.json"
 	@echo "make cluster-up     local control plane only (PROFILE=minimal|full)"
 	@echo "make cluster-down   stop it"
 

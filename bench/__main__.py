@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SCENARIOS = ("reconcile", "idle", "sync", "api", "ws", "soak", "events")
+SCENARIOS = ("reconcile", "idle", "sync", "api", "ws", "soak", "events", "scale")
 
 
 def main() -> None:

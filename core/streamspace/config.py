@@ -51,7 +51,18 @@ class KubernetesSettings:
     """Namespace the operator watches and the facade writes to (``NAMESPACE``)."""
 
     all_namespaces: bool = False
-    """Operator watches every namespace (``ALL_NAMESPACES=true``)."""
+    """Operator and facade serve every namespace (``ALL_NAMESPACES=true``)."""
+
+    operator_namespaces: tuple[str, ...] = ()
+    """The operator's shard: exactly these namespaces, whatever ``ALL_NAMESPACES`` says
+    (``OPERATOR_NAMESPACES=a,b``; names, not globs; docs/SCALING.md). The facade ignores it."""
+
+    @property
+    def served(self) -> tuple[str, ...] | None:
+        """The namespaces the operator serves; None: every namespace."""
+        if self.operator_namespaces:
+            return self.operator_namespaces
+        return None if self.all_namespaces else (self.namespace,)
 
 
 @dataclass(frozen=True)
@@ -566,6 +577,15 @@ def _database(read: EnvReader) -> DatabaseSettings:
     return DatabaseSettings(url=conninfo, configured=True)
 
 
+def _namespace_set(read: EnvReader, name: str) -> tuple[str, ...]:
+    """A comma-separated set of namespace names, in order, without repeats. Globs are refused:
+    with scanning off (no cluster-wide namespace watch) Kopf would take them literally."""
+    names = [n.strip() for n in (read.text(name) or "").split(",") if n.strip()]
+    for bad in (n for n in names if not is_dns_label(n)):
+        read.problems.append(f"{name}: {bad!r} is not a namespace name (no globs)")
+    return tuple(dict.fromkeys(names))
+
+
 def _peering(read: EnvReader) -> PeeringSettings:
     lifetime = read.duration("PEERING_LIFETIME", PeeringSettings.lifetime)
     # Kopf keeps whole seconds; below 5 s a replica renews every second and one slow request
@@ -616,6 +636,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             kubeconfig=read.text("KUBECONFIG"),
             namespace=read.text("NAMESPACE", "streamspace") or "streamspace",
             all_namespaces=read.flag("ALL_NAMESPACES"),
+            operator_namespaces=_namespace_set(read, "OPERATOR_NAMESPACES"),
         ),
         sessions=SessionSettings(
             ingress_domain=read.text("INGRESS_DOMAIN"),

@@ -18,6 +18,8 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     kube = settings.kubernetes
     metrics = settings.metrics
+    if args.namespace or args.all_namespaces:  # the command line wins over OPERATOR_NAMESPACES
+        kube = dataclasses.replace(kube, operator_namespaces=())
     settings = dataclasses.replace(
         settings,
         kubernetes=dataclasses.replace(
@@ -69,7 +71,11 @@ def _priority(raw: str) -> int:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("operator", help="run the Kopf operator")
     scope = parser.add_mutually_exclusive_group()
-    scope.add_argument("--namespace", help="namespace to serve; default NAMESPACE or streamspace")
+    scope.add_argument(
+        "--namespace",
+        help="namespace to serve; default OPERATOR_NAMESPACES (a shard), else NAMESPACE or"
+        " streamspace",
+    )
     scope.add_argument(
         "--all-namespaces", action="store_true", help="serve every namespace (ALL_NAMESPACES)"
     )

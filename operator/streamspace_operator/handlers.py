@@ -46,8 +46,7 @@ async def connect_client(memo: kopf.Memo, **_: Any) -> None:
         )
         await ctx.db.open(wait=True, timeout=30)
     if ctx.peering is not None:
-        kube = ctx.settings.kubernetes
-        await ctx.kube.ensure_peering(ctx.peering, None if kube.all_namespaces else kube.namespace)
+        await ctx.kube.ensure_peering(ctx.peering, ctx.settings.kubernetes.served)
 
 
 async def login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
@@ -88,9 +87,9 @@ async def close_client(memo: kopf.Memo, **_: Any) -> None:
 
 
 def report_namespace(memo: kopf.Memo, **_: Any) -> str:
-    """Shown by the liveness endpoint: which namespace this replica serves."""
-    settings = context(memo).settings
-    return "*" if settings.kubernetes.all_namespaces else settings.kubernetes.namespace
+    """Shown by the liveness endpoint: which namespaces this replica serves ("*": all)."""
+    served = context(memo).settings.kubernetes.served
+    return "*" if served is None else ",".join(served)
 
 
 def build_registry(settings: Settings) -> kopf.OperatorRegistry:

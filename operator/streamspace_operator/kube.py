@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -174,21 +174,22 @@ class Kube:
             if exc.status != 404:  # deleted meanwhile: nothing to report on
                 raise
 
-    async def ensure_peering(self, name: str, namespace: str | None) -> None:
-        """The KopfPeering (namespaced) or ClusterKopfPeering object replicas coordinate on."""
+    async def ensure_peering(self, name: str, namespaces: Iterable[str] | None) -> None:
+        """The objects replicas coordinate on: a KopfPeering in each namespace served (a shard
+        peers only in its own namespaces), or one ClusterKopfPeering (None: all namespaces)."""
         body = {"apiVersion": "kopf.dev/v1", "metadata": {"name": name}}
-        try:
-            if namespace is None:
-                await self.custom.create_cluster_custom_object(
+        if namespaces is None:
+            await _unless_exists(
+                self.custom.create_cluster_custom_object(
                     "kopf.dev", "v1", "clusterkopfpeerings", {**body, "kind": "ClusterKopfPeering"}
                 )
-            else:
-                await self.custom.create_namespaced_custom_object(
+            )
+        for namespace in namespaces or ():
+            await _unless_exists(
+                self.custom.create_namespaced_custom_object(
                     "kopf.dev", "v1", namespace, "kopfpeerings", {**body, "kind": "KopfPeering"}
                 )
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+            )
 
     # -- children ----------------------------------------------------------------------------
 
@@ -326,3 +327,12 @@ class Kube:
         )
         items = list((data or {}).get("items") or [])
         return items[0] if items else None
+
+
+async def _unless_exists(creation: Awaitable[Any]) -> None:
+    """Create something that may exist already (another replica, an earlier start)."""
+    try:
+        await creation
+    except ApiException as exc:
+        if exc.status != 409:
+            raise

@@ -81,13 +81,18 @@ async def release_finalizers(kube: Kube, namespace: str | None) -> int:
 
 async def release(settings: Settings) -> int:
     """The command: release the namespace(s) the operator would serve, then exit."""
-    kube_settings = settings.kubernetes
-    kube = Kube(await connect(kube_settings.kubeconfig))
+    served = settings.kubernetes.served
+    kube = Kube(await connect(settings.kubernetes.kubeconfig))
     try:
-        scope = None if kube_settings.all_namespaces else kube_settings.namespace
-        count = await release_finalizers(kube, scope)
+        count = 0
+        for scope in (None,) if served is None else served:
+            count += await release_finalizers(kube, scope)
     finally:
         await kube.api.close()
-    where = "all namespaces" if scope is None else f"namespace {scope}"
+    where = (
+        "all namespaces"
+        if served is None
+        else f"namespace{'s' if len(served) > 1 else ''} {', '.join(served)}"
+    )
     print(f"released {count} object(s) from {FINALIZER} in {where}")
     return 0

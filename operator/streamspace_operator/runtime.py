@@ -4,6 +4,10 @@ Our own prefix for annotations and the (legacy) finalizer, so objects carry ``st
 and not Kopf's defaults; status is written by explicit patches only (nothing is stored in
 ``status.kopf``); watches time out and reconnect so that a silently dropped connection is
 noticed; peering makes two replicas never act at once.
+
+The namespaces served are ``KubernetesSettings.served``: one, a shard's set (each with its own
+``KopfPeering``, so replicas of one shard coordinate and two shards never see each other), or
+every namespace (one ``ClusterKopfPeering``). docs/SCALING.md says when to shard.
 """
 
 from __future__ import annotations
@@ -87,10 +91,10 @@ async def serve(
     ready_flag: asyncio.Event | threading.Event | None = None,
 ) -> None:
     """Run Kopf with our handlers until ``stop_flag`` is set (or the process is signalled)."""
-    kube = settings.kubernetes
+    served = settings.kubernetes.served
     log.info(
         "starting operator: %s, peering %s",
-        "all namespaces" if kube.all_namespaces else f"namespace {kube.namespace}",
+        "all namespaces" if served is None else f"namespace(s) {', '.join(served)}",
         "off (standalone)"
         if options.standalone
         else f"{PEERING_NAME} (priority {options.priority},"
@@ -100,7 +104,7 @@ async def serve(
     kopf_settings.peering.standalone = options.standalone
     kopf_settings.peering.mandatory = not options.standalone
     kopf_settings.peering.priority = options.priority
-    kopf_settings.peering.clusterwide = kube.all_namespaces
+    kopf_settings.peering.clusterwide = served is None
     # Our lifetime, written into our entry: a standby takes over at most this long after we
     # died without leaving (decision 101). Kopf keeps whole seconds.
     kopf_settings.peering.lifetime = int(settings.peering.lifetime.total_seconds())
@@ -112,8 +116,8 @@ async def serve(
     await kopf.operator(
         registry=build_registry(settings),
         settings=kopf_settings,
-        clusterwide=kube.all_namespaces,
-        namespaces=() if kube.all_namespaces else (kube.namespace,),
+        clusterwide=served is None,
+        namespaces=served or (),
         standalone=options.standalone,
         priority=options.priority,
         peering_name=None if options.standalone else PEERING_NAME,  # a name makes it mandatory

@@ -185,6 +185,30 @@ def test_peering_lifetime_out_of_range(raw: str) -> None:
     assert any(p.startswith(f"PEERING_LIFETIME={raw!r}") for p in caught.value.problems)
 
 
+@pytest.mark.parametrize(
+    ("env", "served"),
+    [
+        ({}, ("streamspace",)),
+        ({"NAMESPACE": "team-a"}, ("team-a",)),
+        ({"ALL_NAMESPACES": "true"}, None),
+        # a shard: its own set, whatever NAMESPACE (the facade's) and ALL_NAMESPACES say
+        ({"OPERATOR_NAMESPACES": " b, a ,b,", "NAMESPACE": "x"}, ("b", "a")),
+        ({"OPERATOR_NAMESPACES": "a", "ALL_NAMESPACES": "true"}, ("a",)),
+    ],
+)
+def test_the_namespaces_the_operator_serves(env: dict[str, str], served: object) -> None:
+    assert load_settings(env).kubernetes.served == served
+
+
+def test_a_shard_names_namespaces_not_globs() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"OPERATOR_NAMESPACES": "team-*,ok,Bad"})
+    assert caught.value.problems == [
+        "OPERATOR_NAMESPACES: 'team-*' is not a namespace name (no globs)",
+        "OPERATOR_NAMESPACES: 'Bad' is not a namespace name (no globs)",
+    ]
+
+
 def test_oidc_issuer_needs_an_audience() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({"OIDC_ISSUER": "https://id.example", "PORT": "eighty"})

@@ -112,3 +112,54 @@ envFrom:
 {{- printf "http://%s.%s.svc:%d/auth/session" (include "streamspace.facadeService" .) .Release.Namespace (int .Values.facade.service.port) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The operator's instances as JSON, for fromJsonArray: [{"name": "", "namespaces": []}] for
+one operator, else operator.shards once checked: allNamespaces on (the facade serves every
+shard's Sessions), shard names unique, each namespace in one shard only, the release namespace
+(where the API creates Sessions) in one of them. */}}
+{{- define "streamspace.operatorInstances" -}}
+{{- $shards := .Values.operator.shards -}}
+{{- if not $shards -}}
+[{"name": "", "namespaces": []}]
+{{- else -}}
+{{- if not .Values.allNamespaces -}}
+{{- fail "operator.shards needs allNamespaces: true: the facade serves the Sessions of every shard" -}}
+{{- end -}}
+{{- $names := dict -}}
+{{- $owner := dict -}}
+{{- range $shards -}}
+{{- if hasKey $names .name -}}
+{{- fail (printf "operator.shards: two shards are named %q" .name) -}}
+{{- end -}}
+{{- $_ := set $names .name true -}}
+{{- $shard := .name -}}
+{{- range .namespaces -}}
+{{- if hasKey $owner . -}}
+{{- fail (printf "operator.shards: namespace %q is in shard %q and again in shard %q; a namespace belongs to one shard only (two operators would both reconcile its Sessions)" . (get $owner .) $shard) -}}
+{{- end -}}
+{{- $_ := set $owner . $shard -}}
+{{- end -}}
+{{- end -}}
+{{- if not (hasKey $owner .Release.Namespace) -}}
+{{- fail (printf "operator.shards: no shard serves the release namespace %q, where the API creates Sessions; add it to one shard" .Release.Namespace) -}}
+{{- end -}}
+{{- toJson $shards -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The name of an operator instance (its Deployment and ServiceAccount): (list $ shard). */}}
+{{- define "streamspace.operatorName" -}}
+{{- $root := index . 0 -}}
+{{- $shard := index . 1 -}}
+{{- include "streamspace.operatorServiceAccount" $root }}{{ with $shard }}-{{ . }}{{ end -}}
+{{- end -}}
+
+{{/* The users of every operator ServiceAccount, comma-separated (admission trusts them). */}}
+{{- define "streamspace.operatorUsers" -}}
+{{- $root := . -}}
+{{- $users := list -}}
+{{- range fromJsonArray (include "streamspace.operatorInstances" .) -}}
+{{- $users = append $users (printf "system:serviceaccount:%s:%s" $root.Release.Namespace (include "streamspace.operatorName" (list $root .name))) -}}
+{{- end -}}
+{{- join "," $users -}}
+{{- end -}}
