@@ -53,6 +53,12 @@ class KubernetesSettings:
     all_namespaces: bool = False
     """Operator watches every namespace (``ALL_NAMESPACES=true``)."""
 
+    qps: int = 100
+    """The operator's own requests per second to the API server, on average (``KUBE_QPS``)."""
+
+    burst: int = 200
+    """... and at most this many at once after a quiet spell (``KUBE_BURST``)."""
+
 
 @dataclass(frozen=True)
 class SessionSettings:
@@ -610,6 +616,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             kubeconfig=read.text("KUBECONFIG"),
             namespace=read.text("NAMESPACE", "streamspace") or "streamspace",
             all_namespaces=read.flag("ALL_NAMESPACES"),
+            qps=read.count("KUBE_QPS", KubernetesSettings.qps, 10_000),
+            burst=read.count("KUBE_BURST", KubernetesSettings.burst, 10_000),
         ),
         sessions=SessionSettings(
             ingress_domain=read.text("INGRESS_DOMAIN"),
