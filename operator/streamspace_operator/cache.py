@@ -12,10 +12,11 @@ Event twice, write the same status). Whichever of the index's and the remembered
 higher resourceVersion wins; the remembered one is dropped once the watch has caught up, or
 when the object's deletion is seen.
 
-The cache may be behind the API server; it never makes a write unsafe: a child is created by a
-server-side apply that refuses to touch any existing object (``Kube.create``), and every write
-to an existing child carries the uid read here as a precondition. A refused write (404, 409)
-makes the reconcile look again with GETs (``sessions.observe``).
+The cache may be behind the API server, and it holds only objects with our label; it never makes
+a write unsafe: before a child is created, a GET makes sure its name is free (someone else's
+object there has no label of ours, so no watch of ours shows it), and every write to an existing
+child carries the uid read here as a precondition. A refused write (404, 409, 422) makes the
+reconcile look again with GETs (``sessions.observe``).
 """
 
 from __future__ import annotations
@@ -147,15 +148,21 @@ class Cache:
     def child(self, kind: str, ns: str, name: str) -> dict[str, Any] | None:
         return self._lookup(kind, CHILDREN[kind][3], ns, name)
 
-    def observe(self, session: SessionInput, *, ingress: bool) -> Observed:
-        """``Observed`` as ``sessions.observe`` makes it with GETs, from the cache."""
+    def children(self, session: SessionInput, *, ingress: bool) -> dict[str, Any]:
+        """kind → the object under the child's name (None: not seen)."""
         name, ns = workload_name(session.name), session.namespace
         kinds = [kind for kind in CHILDREN if ingress or kind != "Ingress"]
-        found = {kind: self.child(kind, ns, name) for kind in kinds}
+        return {kind: self.child(kind, ns, name) for kind in kinds}
+
+    def pods(self, session: SessionInput) -> list[dict[str, Any]]:
         index = self.indexes.get(PODS)
-        key = (ns, label_value(session.name))
-        pods = list(index[key]) if index is not None and key in index else []
-        return Observed.of(session.uid, found, pods_from(pods))
+        key = (session.namespace, label_value(session.name))
+        return list(index[key]) if index is not None and key in index else []
+
+    def observe(self, session: SessionInput, *, ingress: bool) -> Observed:
+        """``Observed`` as ``sessions.observe`` makes it with GETs, from the cache."""
+        children = self.children(session, ingress=ingress)
+        return Observed.of(session.uid, children, pods_from(self.pods(session)))
 
     def remember(self, kind: str, body: Mapping[str, Any] | None) -> None:
         """The answer of a write (the object as it is now), until the watch has caught up."""

@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import secrets
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -257,14 +256,6 @@ class Kube:
         if obj is None:
             raise ApiException(status=404, reason=f"{manifest['kind']} {meta['name']} not found")
         return obj
-
-    async def create(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
-        """Create ``manifest`` by server-side apply (so we own its fields for later applies),
-        never touching an object that exists under its name: the apply carries a uid no object
-        has as a precondition, so an existing one, ours or anyone's, answers 409 (a create
-        gets a uid of its own)."""
-        meta = {**manifest["metadata"], "uid": str(uuid.uuid4())}
-        return await self.apply({**manifest, "metadata": meta})
 
     async def scale(self, namespace: str, name: str, replicas: int, *, uid: str) -> dict[str, Any]:
         """Set the replica count of Deployment ``name`` if it is still the object ``uid``

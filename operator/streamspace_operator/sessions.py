@@ -78,8 +78,11 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> None:
             ingress = bool(ctx.settings.sessions.ingress_domain)
             observed = ctx.cache.observe(session, ingress=ingress)
             plan = decide(session, template, observed, now, ctx.workload_options)
+            if await _names_taken(ctx, session, plan, observed):
+                observed = await observe(ctx, session)
+                plan = decide(session, template, observed, now, ctx.workload_options)
             try:
-                await _write_children(ctx, plan, observed, namespace, name)
+                await _write_children(ctx, plan, namespace, name)
             except ApiException as exc:
                 if exc.status not in STALE:
                     raise
@@ -90,21 +93,31 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> None:
                 )
                 observed = await observe(ctx, session)
                 plan = decide(session, template, observed, now, ctx.workload_options)
-                await _write_children(ctx, plan, observed, namespace, name)
+                await _write_children(ctx, plan, namespace, name)
             await _report(ctx, body, session, plan)
 
 
-async def _write_children(
-    ctx: Context, plan: Plan, observed: Observed, namespace: str, name: str
-) -> None:
+async def _names_taken(ctx: Context, session: SessionInput, plan: Plan, observed: Observed) -> bool:
+    """Before children are created: whether anything holds their names already. Our watches
+    show only objects with our label, so someone else's object there is seen by a GET only
+    (one per child to create, at once); an object of ours the watch has not brought yet is
+    found the same way."""
+    kinds = [m["kind"] for m in plan.apply if m["kind"] not in observed.uids]
+    if not kinds:
+        return False
+    name = workload_name(session.name)
+    found = await asyncio.gather(
+        *(ctx.api.get_child(kind, session.namespace, name) for kind in kinds)
+    )
+    return any(obj is not None for obj in found)
+
+
+async def _write_children(ctx: Context, plan: Plan, namespace: str, name: str) -> None:
     kube, kept = ctx.api, ctx.cache
     if plan.ensure_home is not None and await kube.create_if_absent(plan.ensure_home):
         log.info("created home volume %s", plan.ensure_home["metadata"]["name"])
-    for manifest in plan.apply:
-        kind = manifest["kind"]
-        exists = kind in observed.uids  # then the manifest carries its uid (a precondition)
-        written = await (kube.apply(manifest) if exists else kube.create(manifest))
-        kept.remember(kind, written)
+    for manifest in plan.apply:  # an existing child's manifest carries its uid (a precondition)
+        kept.remember(manifest["kind"], await kube.apply(manifest))
     if plan.scale_to is not None:
         scaled = await kube.scale(namespace, workload_name(name), plan.scale_to, uid=plan.scale_uid)
         kept.remember("Deployment", scaled)
