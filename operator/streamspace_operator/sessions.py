@@ -22,6 +22,7 @@ from streamspace import API_GROUP, API_VERSION
 from streamspace.config import Settings
 from streamspace.lifecycle import (
     CAUSE_ANNOTATION,
+    READY,
     Observed,
     Plan,
     SessionInput,
@@ -31,6 +32,7 @@ from streamspace.lifecycle import (
 )
 from streamspace.manifests import MANAGED_BY, SESSION_ANNOTATION, selector
 from streamspace.naming import workload_name
+from streamspace.ownership import NAME_CONFLICT
 from streamspace_operator import cache, ratelimit, timers
 from streamspace_operator.context import Context, context, namespaced
 from streamspace_operator.metrics import RECONCILE_ERRORS, timed, transitioned
@@ -76,7 +78,12 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> None:
             template = ctx.cache.template(namespace, session.ref.template)
             now = datetime.now(UTC)
             ingress = bool(ctx.settings.sessions.ingress_domain)
-            observed = ctx.cache.observe(session, ingress=ingress)
+            if _in_conflict(session):
+                # Seen by GETs only (someone else's objects carry no label of ours): whether
+                # the names are free yet, GETs tell too.
+                observed = await observe(ctx, session)
+            else:
+                observed = ctx.cache.observe(session, ingress=ingress)
             plan = decide(session, template, observed, now, ctx.workload_options)
             if await _names_taken(ctx, session, plan, observed):
                 observed = await observe(ctx, session)
@@ -95,6 +102,11 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> None:
                 plan = decide(session, template, observed, now, ctx.workload_options)
                 await _write_children(ctx, plan, namespace, name)
             await _report(ctx, body, session, plan)
+
+
+def _in_conflict(session: SessionInput) -> bool:
+    conditions = session.status.get("conditions") or []
+    return any(c.get("type") == READY and c.get("reason") == NAME_CONFLICT for c in conditions)
 
 
 async def _names_taken(ctx: Context, session: SessionInput, plan: Plan, observed: Observed) -> bool:
