@@ -182,7 +182,7 @@ async def _later(ctx: Context, namespace: str, name: str) -> None:
     await reconcile_or_retry(ctx, namespace, name)
 
 
-async def session_event(
+async def session_changed(
     memo: kopf.Memo, namespace: str | None, name: str, event: kopf.RawEvent, **_: Any
 ) -> None:
     """Any event of a Session (the initial listing too): Kopf keeps no state of its own for
@@ -219,7 +219,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     sessions = (API_GROUP, API_VERSION, "sessions")
     ingress = bool(settings.sessions.ingress_domain)
     cache.register(registry, ingress=ingress)
-    kopf.on.event(*sessions, registry=registry)(timed("Session")(session_event))
+    kopf.on.event(*sessions, registry=registry)(timed("Session")(session_changed))
     interval = settings.sessions.reconcile_interval.total_seconds()
     # The drift timer: catches up with anything a missed event left behind, and enforces
     # maxSessionDuration within one interval; from the cache, it costs no request when nothing
@@ -230,8 +230,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     for kind, (group, version, plural, _) in cache.CHILDREN.items():
         if kind == "Ingress" and not ingress:
             continue
-        handler = timed(kind)(child_event(kind))
+        handler = timed("Session", "child_changed")(child_event(kind))
         kopf.on.event(group, version, plural, registry=registry, labels=MANAGED_BY)(handler)
     kopf.on.event("", "v1", "pods", registry=registry, labels=MANAGED_BY)(
-        timed("Pod")(child_event("Pod"))
+        timed("Session", "child_changed")(child_event("Pod"))
     )
