@@ -2,7 +2,8 @@
 
 * hibernation accuracy: for 200 idle sessions, when ``spec.state`` became ``hibernated`` minus
   the ``idleDeadline`` the operator announced (must be ≥ 0 and ≤ one IDLE_CHECK_INTERVAL),
-* wake latency: Connection created → Deployment scaled to 1 (p50/p99),
+* wake latency: Connection created → Deployment scaled to 1 (p50/p99), when all is quiet and
+  while the 200 idle sessions hibernate at once (the burst must not hold a wake behind it),
 * operator CPU and RSS while 2,000 connections heartbeat every 30 s.
 
 Runs on the full profile (sessions must really be Running before they can go idle).
@@ -35,6 +36,7 @@ NAMESPACE = "bench-idle"
 GROUP, VERSION = "stream.space", "v1alpha1"
 SESSIONS = 200
 WAKES = 50
+SLEEPERS = 20  # hibernated sessions woken one after another while the burst hibernates
 HEARTBEAT_SESSIONS = 100
 CONNECTIONS = 2000
 HEARTBEAT_EVERY = 30.0
@@ -129,7 +131,10 @@ def run() -> dict[str, Any]:
                 "idleTimeout": "30s",
                 "persistentHome": False,
             }
+            sleepers = [f"sleeper-{i}" for i in range(SLEEPERS)]
+            asleep = {**spec, "state": "hibernated", "idleTimeout": "1h"}
             with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(lambda n: create("Session", "sessions", n, asleep), sleepers))
                 list(pool.map(lambda n: create("Session", "sessions", n, spec), idle))
             deadlines: dict[str, datetime] = {}
 
@@ -142,7 +147,26 @@ def run() -> dict[str, Any]:
                 return len(deadlines) == len(idle)
 
             assert process.wait_until(all_announced, 300, interval=1.0), "no idle deadlines"
-            assert process.wait_until(lambda: len(states.hibernated) == len(idle), 300)
+            # Wake the sleepers one by one from just before the first deadline on, so the wakes
+            # meet the hibernations (the whole burst takes seconds).
+            first = min(deadlines.values())
+            pause = (first - datetime.now(UTC)).total_seconds() - 1.0
+            if pause > 0:
+                time.sleep(pause)
+            during = []
+            for i, name in enumerate(sleepers):
+                deployments.forget(name)
+                started = time.monotonic()
+                create(
+                    "Connection", "connections", f"burst-{i}", {"session": name, "user": "bench"}
+                )
+                during.append(deployments.wait_for(name, 1, started))
+            busy_hibernating = sum(1 for n in idle if n not in states.hibernated)
+            results["wake_latency_during_burst"] = {
+                **summary(during),
+                "hibernations_left_after_the_wakes": busy_hibernating,
+            }
+            assert process.wait_until(lambda: all(n in states.hibernated for n in idle), 300)
             lateness = [(states.hibernated[n] - deadlines[n]).total_seconds() for n in idle]
             results["hibernation_lateness_s"] = {
                 "n": len(lateness),
@@ -218,6 +242,7 @@ def main() -> None:
         results["wake_latency"],
         results["heartbeats"],
     )
+    during = results["wake_latency_during_burst"]
     print_table(
         f"idle (full profile, IDLE_CHECK_INTERVAL={IDLE_CHECK:.0f}s)",
         [
@@ -230,6 +255,10 @@ def main() -> None:
             (
                 "wake: Connection → replicas 1",
                 f"p50 {wake['p50_ms']} ms   p99 {wake['p99_ms']} ms   (n={wake['n']})",
+            ),
+            (
+                f"wake during the burst of {late['n']} hibernations",
+                f"p50 {during['p50_ms']} ms   p99 {during['p99_ms']} ms   (n={during['n']})",
             ),
             (
                 f"{hb['connections']} connections heartbeating every {HEARTBEAT_EVERY:.0f}s",

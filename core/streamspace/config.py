@@ -53,10 +53,10 @@ class KubernetesSettings:
     all_namespaces: bool = False
     """Operator watches every namespace (``ALL_NAMESPACES=true``)."""
 
-    qps: int = 100
+    qps: int = 200
     """The operator's own requests per second to the API server, on average (``KUBE_QPS``)."""
 
-    burst: int = 200
+    burst: int = 400
     """... and at most this many at once after a quiet spell (``KUBE_BURST``)."""
 
 
