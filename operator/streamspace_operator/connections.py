@@ -164,7 +164,7 @@ async def adopt(
             if current is None or (current.get("status") or {}).get("connectedAt"):
                 return  # gone, or adopted by an earlier event of the same connection
             session = await _session(ctx, ns, session_name, fresh=attempt > 0)
-            if _refusable(session):  # rejecting deletes: only on what the API server says
+            if _refusable(current, session):  # refusing: only on what the API server says
                 session = await _session(ctx, ns, session_name, fresh=True)
             if not await _admissible(ctx, ns, current, session, body) or session is None:
                 return
@@ -189,9 +189,12 @@ async def adopt(
     await record_activity(ctx, ns, session_name, index, now)
 
 
-def _refusable(session: dict[str, Any] | None) -> bool:
+def _refusable(connection: dict[str, Any], session: dict[str, Any] | None) -> bool:
+    """Whether ``_admissible`` would turn the connection away on this (cached) session."""
     state = (session or {}).get("spec", {}).get("state")
-    return session is None or state == "terminated"
+    controller = controller_uid(connection)
+    uid = (session or {}).get("metadata", {}).get("uid")
+    return session is None or state == "terminated" or controller not in (None, uid)
 
 
 async def _admissible(
