@@ -57,6 +57,7 @@ class StateRecorder:
     def __init__(self, api: client.ApiClient) -> None:
         self.custom = client.CustomObjectsApi(api)
         self.hibernated: dict[str, datetime] = {}
+        self.deadlines: dict[str, datetime] = {}  # idleDeadline as announced in the status
         self._watch = watch.Watch()
         self._stop = False
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -74,6 +75,9 @@ class StateRecorder:
                     timeout_seconds=60,
                 ):
                     obj: Any = event["object"]
+                    deadline = parse_timestamp((obj.get("status") or {}).get("idleDeadline"))
+                    if deadline is not None:  # the last one announced (activity moves it)
+                        self.deadlines[obj["metadata"]["name"]] = deadline
                     if obj["spec"].get("state") == "hibernated":
                         self.hibernated.setdefault(obj["metadata"]["name"], datetime.now(UTC))
             except Exception:
@@ -119,10 +123,6 @@ def run() -> dict[str, Any]:
                 GROUP, VERSION, NAMESPACE, plural, _body(kind, name, spec)
             )
 
-        def status(name: str) -> dict[str, Any]:
-            obj = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "sessions", name)
-            return dict(obj.get("status") or {})
-
         with operator(kubeconfig, NAMESPACE, **ENV) as op:
             idle = [f"idle-{i}" for i in range(SESSIONS)]
             spec = {
@@ -136,15 +136,10 @@ def run() -> dict[str, Any]:
             with ThreadPoolExecutor(max_workers=8) as pool:
                 list(pool.map(lambda n: create("Session", "sessions", n, asleep), sleepers))
                 list(pool.map(lambda n: create("Session", "sessions", n, spec), idle))
-            deadlines: dict[str, datetime] = {}
+            deadlines = states.deadlines  # seen by the watch: a poll can miss a short-lived one
 
             def all_announced() -> bool:
-                for name in idle:
-                    if name not in deadlines:
-                        value = parse_timestamp(status(name).get("idleDeadline"))
-                        if value is not None:
-                            deadlines[name] = value
-                return len(deadlines) == len(idle)
+                return all(name in deadlines for name in idle)
 
             assert process.wait_until(all_announced, 300, interval=1.0), "no idle deadlines"
             # Wake the sleepers one by one from just before the first deadline on, so the wakes
