@@ -122,6 +122,26 @@ class OperatorProcess:
         ticks = os.sysconf("SC_CLK_TCK")
         return (int(fields[11]) + int(fields[12])) / ticks
 
+    def kubernetes_requests(self) -> dict[str, float]:
+        """``streamspace_kubernetes_requests_total`` so far, by client (``kopf``, ``streamspace``)
+        and in all (``total``); needs ``operator(..., metrics=True)``."""
+        from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+        if self.metrics_url is None:
+            raise RuntimeError("the operator was started without metrics")
+        with urllib.request.urlopen(self.metrics_url, timeout=10) as answer:  # noqa: S310
+            text = answer.read().decode()
+        counts: dict[str, float] = {"total": 0.0}
+        for family in text_string_to_metric_families(text):
+            if family.name != "streamspace_kubernetes_requests":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    who = sample.labels["client"]
+                    counts[who] = counts.get(who, 0.0) + sample.value
+                    counts["total"] += sample.value
+        return counts
+
 
 @contextmanager
 def operator(

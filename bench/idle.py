@@ -2,7 +2,8 @@
 
 * hibernation accuracy: for 200 idle sessions, when ``spec.state`` became ``hibernated`` minus
   the ``idleDeadline`` the operator announced (must be ≥ 0 and ≤ one IDLE_CHECK_INTERVAL),
-* wake latency: Connection created → Deployment scaled to 1 (p50/p99),
+* wake latency: Connection created → Deployment scaled to 1 (p50/p99), when all is quiet and
+  while the 200 idle sessions hibernate at once (the burst must not hold a wake behind it),
 * operator CPU and RSS while 2,000 connections heartbeat every 30 s.
 
 Runs on the full profile (sessions must really be Running before they can go idle).
@@ -35,6 +36,7 @@ NAMESPACE = "bench-idle"
 GROUP, VERSION = "stream.space", "v1alpha1"
 SESSIONS = 200
 WAKES = 50
+SLEEPERS = 20  # hibernated sessions woken one after another while the burst hibernates
 HEARTBEAT_SESSIONS = 100
 CONNECTIONS = 2000
 HEARTBEAT_EVERY = 30.0
@@ -55,6 +57,7 @@ class StateRecorder:
     def __init__(self, api: client.ApiClient) -> None:
         self.custom = client.CustomObjectsApi(api)
         self.hibernated: dict[str, datetime] = {}
+        self.deadlines: dict[str, datetime] = {}  # idleDeadline as announced in the status
         self._watch = watch.Watch()
         self._stop = False
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -72,6 +75,9 @@ class StateRecorder:
                     timeout_seconds=60,
                 ):
                     obj: Any = event["object"]
+                    deadline = parse_timestamp((obj.get("status") or {}).get("idleDeadline"))
+                    if deadline is not None:  # the last one announced (activity moves it)
+                        self.deadlines[obj["metadata"]["name"]] = deadline
                     if obj["spec"].get("state") == "hibernated":
                         self.hibernated.setdefault(obj["metadata"]["name"], datetime.now(UTC))
             except Exception:
@@ -117,10 +123,6 @@ def run() -> dict[str, Any]:
                 GROUP, VERSION, NAMESPACE, plural, _body(kind, name, spec)
             )
 
-        def status(name: str) -> dict[str, Any]:
-            obj = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "sessions", name)
-            return dict(obj.get("status") or {})
-
         with operator(kubeconfig, NAMESPACE, **ENV) as op:
             idle = [f"idle-{i}" for i in range(SESSIONS)]
             spec = {
@@ -129,20 +131,37 @@ def run() -> dict[str, Any]:
                 "idleTimeout": "30s",
                 "persistentHome": False,
             }
+            sleepers = [f"sleeper-{i}" for i in range(SLEEPERS)]
+            asleep = {**spec, "state": "hibernated", "idleTimeout": "1h"}
             with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(lambda n: create("Session", "sessions", n, asleep), sleepers))
                 list(pool.map(lambda n: create("Session", "sessions", n, spec), idle))
-            deadlines: dict[str, datetime] = {}
+            deadlines = states.deadlines  # seen by the watch: a poll can miss a short-lived one
 
             def all_announced() -> bool:
-                for name in idle:
-                    if name not in deadlines:
-                        value = parse_timestamp(status(name).get("idleDeadline"))
-                        if value is not None:
-                            deadlines[name] = value
-                return len(deadlines) == len(idle)
+                return all(name in deadlines for name in idle)
 
             assert process.wait_until(all_announced, 300, interval=1.0), "no idle deadlines"
-            assert process.wait_until(lambda: len(states.hibernated) == len(idle), 300)
+            # Wake the sleepers one by one from just before the first deadline on, so the wakes
+            # meet the hibernations (the whole burst takes seconds).
+            first = min(deadlines.values())
+            pause = (first - datetime.now(UTC)).total_seconds() - 1.0
+            if pause > 0:
+                time.sleep(pause)
+            during = []
+            for i, name in enumerate(sleepers):
+                deployments.forget(name)
+                started = time.monotonic()
+                create(
+                    "Connection", "connections", f"burst-{i}", {"session": name, "user": "bench"}
+                )
+                during.append(deployments.wait_for(name, 1, started))
+            busy_hibernating = sum(1 for n in idle if n not in states.hibernated)
+            results["wake_latency_during_burst"] = {
+                **summary(during),
+                "hibernations_left_after_the_wakes": busy_hibernating,
+            }
+            assert process.wait_until(lambda: all(n in states.hibernated for n in idle), 300)
             lateness = [(states.hibernated[n] - deadlines[n]).total_seconds() for n in idle]
             results["hibernation_lateness_s"] = {
                 "n": len(lateness),
@@ -218,6 +237,7 @@ def main() -> None:
         results["wake_latency"],
         results["heartbeats"],
     )
+    during = results["wake_latency_during_burst"]
     print_table(
         f"idle (full profile, IDLE_CHECK_INTERVAL={IDLE_CHECK:.0f}s)",
         [
@@ -230,6 +250,10 @@ def main() -> None:
             (
                 "wake: Connection → replicas 1",
                 f"p50 {wake['p50_ms']} ms   p99 {wake['p99_ms']} ms   (n={wake['n']})",
+            ),
+            (
+                f"wake during the burst of {late['n']} hibernations",
+                f"p50 {during['p50_ms']} ms   p99 {during['p99_ms']} ms   (n={during['n']})",
             ),
             (
                 f"{hb['connections']} connections heartbeating every {HEARTBEAT_EVERY:.0f}s",

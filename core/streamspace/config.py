@@ -64,6 +64,12 @@ class KubernetesSettings:
             return self.operator_namespaces
         return None if self.all_namespaces else (self.namespace,)
 
+    qps: int = 200
+    """The operator's own requests per second to the API server, on average (``KUBE_QPS``)."""
+
+    burst: int = 400
+    """... and at most this many at once after a quiet spell (``KUBE_BURST``)."""
+
 
 @dataclass(frozen=True)
 class SessionSettings:
@@ -637,6 +643,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             namespace=read.text("NAMESPACE", "streamspace") or "streamspace",
             all_namespaces=read.flag("ALL_NAMESPACES"),
             operator_namespaces=_namespace_set(read, "OPERATOR_NAMESPACES"),
+            qps=read.count("KUBE_QPS", KubernetesSettings.qps, 10_000),
+            burst=read.count("KUBE_BURST", KubernetesSettings.burst, 10_000),
         ),
         sessions=SessionSettings(
             ingress_domain=read.text("INGRESS_DOMAIN"),

@@ -3,7 +3,9 @@
 ``decide`` takes the Session, its Template (or None), what exists of its children and the clock,
 and returns a ``Plan``: objects to apply or delete, the home volume to ensure, a spec change (only
 ``terminated`` when maxSessionDuration is exceeded), the complete status, and the Events of any
-transition. The operator gathers the inputs and applies the plan; nothing here does I/O.
+transition. The operator gathers the inputs and applies the plan; nothing here does I/O. A plan
+for a session whose children are as wanted holds no write but a changed status: the operator
+runs it on every event of the session and its children, so that is what keeps it cheap.
 
 Children are the session's only when their controller owner reference carries its uid
 (``Observed.of``); an object of another owner under a child's name is a ``NameConflict``: the plan
@@ -302,6 +304,10 @@ def _run(
         plan.apply.append(
             _existing(manifests.deployment(ref, view, opts, replicas=1), observed, "Deployment")
         )
+        if bool(session.spec.get("persistentHome", True)):
+            # made sure of as the pod is about to start, not on every reconcile (the volume
+            # is never watched: a create refused with 409 would cost a request each time)
+            plan.ensure_home = manifests.home_pvc(ref, opts)
         if previous == "Hibernated":
             cause = session.cause_for("running") or "requested"
             plan.events.append(Event("Normal", "Woken", f"session woken ({cause})"))
@@ -312,8 +318,6 @@ def _run(
         plan.apply.append(manifests.service(ref, view))
     if opts.ingress_domain and not observed.ingress:
         plan.apply.append(manifests.ingress(ref, view, opts))
-    if bool(session.spec.get("persistentHome", True)):
-        plan.ensure_home = manifests.home_pvc(ref, opts)
     ready_pod = next((p for p in observed.pods if p.ready and not p.terminating), None)
     if not _available(observed.deployment) or ready_pod is None:
         return "Pending", Condition(

@@ -33,7 +33,7 @@ from streamspace.durations import parse_duration
 from streamspace.idle import ConnectionView, IdleDecision, IdleInput, evaluate
 from streamspace.lifecycle import CAUSE_ANNOTATION, Event
 from streamspace.ownership import NAME_CONFLICT, controller_uid
-from streamspace_operator import timers
+from streamspace_operator import ratelimit, timers
 from streamspace_operator.context import Context, context, namespaced
 from streamspace_operator.metrics import timed
 
@@ -49,7 +49,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def connections_by_session(
+async def connections_by_session(
     namespace: str | None,
     name: str,
     spec: kopf.Spec,
@@ -131,7 +131,18 @@ async def connection_event(
     status = body.get("status") or {}
     if status.get("connectedAt") or status.get("state") in ("rejected", "stale"):
         return  # adopted (heartbeats only move the index) or already on its way out
-    await adopt(ctx, ns, name, session_name=session, body=body, index=index)
+    # A user is waiting for this one: its requests go before any hibernation's (decision 136).
+    with ratelimit.priority(ratelimit.HIGH):
+        await adopt(ctx, ns, name, session_name=session, body=body, index=index)
+
+
+async def _session(
+    ctx: Context, ns: str, name: str, *, fresh: bool = False
+) -> dict[str, Any] | None:
+    """The Session from the cache, or read when ``fresh`` or when the cache has none (its event
+    may not have arrived yet: a client creates the session and at once a connection to it)."""
+    cached = None if fresh else ctx.cache.session(ns, name)
+    return cached if cached is not None else await ctx.api.get_custom("Session", ns, name)
 
 
 async def adopt(
@@ -146,11 +157,15 @@ async def adopt(
     kube = ctx.api
     now = _now()
     async with ctx.locks[(ns, session_name)]:
-        for _ in range(STATE_CHANGE_ATTEMPTS):
-            current = await kube.get_custom("Connection", ns, name)
+        current: dict[str, Any] | None = dict(body)  # as the event brought it
+        for attempt in range(STATE_CHANGE_ATTEMPTS):
+            if attempt:  # a conflict: read both again
+                current = await kube.get_custom("Connection", ns, name)
             if current is None or (current.get("status") or {}).get("connectedAt"):
                 return  # gone, or adopted by an earlier event of the same connection
-            session = await kube.get_custom("Session", ns, session_name)
+            session = await _session(ctx, ns, session_name, fresh=attempt > 0)
+            if _refusable(current, session):  # refusing: only on what the API server says
+                session = await _session(ctx, ns, session_name, fresh=True)
             if not await _admissible(ctx, ns, current, session, body) or session is None:
                 return
             if await _claim(ctx, ns, current, session["metadata"]):
@@ -172,6 +187,14 @@ async def adopt(
             },
         )
     await record_activity(ctx, ns, session_name, index, now)
+
+
+def _refusable(connection: dict[str, Any], session: dict[str, Any] | None) -> bool:
+    """Whether ``_admissible`` would turn the connection away on this (cached) session."""
+    state = (session or {}).get("spec", {}).get("state")
+    controller = controller_uid(connection)
+    uid = (session or {}).get("metadata", {}).get("uid")
+    return session is None or state == "terminated" or controller not in (None, uid)
 
 
 async def _admissible(
@@ -270,7 +293,9 @@ async def _change_state(
             "spec": {"state": state},
         }
         try:
-            await ctx.api.patch_custom("Session", ns, meta["name"], patch)
+            ctx.cache.remember(
+                "Session", await ctx.api.patch_custom("Session", ns, meta["name"], patch)
+            )
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -290,7 +315,7 @@ async def record_activity(
     moment: datetime,
 ) -> None:
     """A connect or disconnect: written at once (they restart the idle clock)."""
-    session = await ctx.api.get_custom("Session", ns, session_name)
+    session = await _session(ctx, ns, session_name)
     if session is None:
         return
     uid = str(session["metadata"].get("uid", ""))
@@ -298,7 +323,9 @@ async def record_activity(
     decision = evaluate(_idle_input(ctx, session, connections, activity=moment))
     changes = _activity_status(decision, session.get("status") or {}, force=True)
     if changes:
-        await ctx.api.patch_status("Session", ns, session_name, changes)
+        ctx.cache.remember(
+            "Session", await ctx.api.patch_status("Session", ns, session_name, changes)
+        )
 
 
 # -- timers ------------------------------------------------------------------------------------
@@ -325,6 +352,13 @@ def _connections_of(
 async def stale_check(
     *, memo: kopf.Memo, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any
 ) -> None:
+    with ratelimit.priority(ratelimit.LOW):
+        await _stale_check(memo, namespace, name, body, kwargs)
+
+
+async def _stale_check(
+    memo: kopf.Memo, namespace: str | None, name: str, body: kopf.Body, kwargs: dict[str, Any]
+) -> None:
     ctx, ns, index, decision = _evaluate_timer(memo, namespace, name, body, kwargs)
     uids = {c.name: c.uid for c in index.get((ns, name), [])}
     for connection in decision.stale:
@@ -338,10 +372,18 @@ async def stale_check(
 async def idle_check(
     *, memo: kopf.Memo, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any
 ) -> None:
+    """Idle bookkeeping and hibernation: bulk work, queued behind any start or wake."""
+    with ratelimit.priority(ratelimit.LOW):
+        await _idle_check(memo, namespace, name, body, kwargs)
+
+
+async def _idle_check(
+    memo: kopf.Memo, namespace: str | None, name: str, body: kopf.Body, kwargs: dict[str, Any]
+) -> None:
     ctx, ns, index, decision = _evaluate_timer(memo, namespace, name, body, kwargs)
     changes = _activity_status(decision, dict(body.get("status") or {}))
     if changes:
-        await ctx.api.patch_status("Session", ns, name, changes)
+        ctx.cache.remember("Session", await ctx.api.patch_status("Session", ns, name, changes))
     deadline = decision.idle_deadline
     if decision.warn and deadline is not None and ctx.warned.get((ns, name)) != deadline:
         ctx.warned[(ns, name)] = deadline
@@ -363,9 +405,11 @@ async def _hibernate_if_still_idle(
         return evaluate(_idle_input(ctx, session, connections)).hibernate
 
     async with ctx.locks[(ns, name)]:
-        fresh = await ctx.api.get_custom("Session", ns, name)
+        # From the cache: the change is conditioned on its resourceVersion, and a conflict
+        # reads the session again.
+        session = await _session(ctx, ns, name)
         if await _change_state(
-            ctx, ns, fresh, still_wanted=still_idle, state="hibernated", cause="Idle"
+            ctx, ns, session, still_wanted=still_idle, state="hibernated", cause="Idle"
         ):
             ctx.warned.pop((ns, name), None)
             log.info("session %s idle: hibernating", name)

@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from streamspace.config import Settings
 from streamspace.manifests import WorkloadOptions
+from streamspace_operator.cache import Cache
 from streamspace_operator.kube import Kube
 
 # Operator defaults, the last layer under session and template resources.
@@ -32,6 +33,8 @@ class Context:
     )
     # The idle deadline each session was last warned about, so each warning goes out once.
     warned: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    cache: Cache = field(default_factory=Cache)  # what the watches hold (indexes bound at start)
+    retries: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
 
     @property
     def api(self) -> Kube:

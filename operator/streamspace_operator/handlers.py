@@ -29,12 +29,16 @@ from streamspace_operator import (
 )
 from streamspace_operator.context import context
 from streamspace_operator.kube import Kube, connect
+from streamspace_operator.ratelimit import RateLimiter
 
 
-async def connect_client(memo: kopf.Memo, **_: Any) -> None:
+async def connect_client(memo: kopf.Memo, **kwargs: Any) -> None:
     ctx = context(memo)
+    ctx.cache.bind(kwargs)  # Kopf passes the indexes to startup handlers too
     if ctx.kube is None:
-        ctx.kube = Kube(await connect(ctx.settings.kubernetes.kubeconfig))
+        kube = ctx.settings.kubernetes
+        limiter = RateLimiter(kube.qps, kube.burst)
+        ctx.kube = Kube(await connect(kube.kubeconfig, limiter))
     if ctx.db is None and ctx.settings.database.configured:
         await asyncio.to_thread(migrate, ctx.settings.database.url)
         ctx.db = AsyncConnectionPool(
@@ -78,6 +82,9 @@ async def login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
 
 async def close_client(memo: kopf.Memo, **_: Any) -> None:
     ctx = context(memo)
+    for task in ctx.retries.values():
+        task.cancel()
+    ctx.retries.clear()
     if ctx.kube is not None:
         await ctx.kube.api.close()
         ctx.kube = None

@@ -7,10 +7,11 @@ and 409s on create-if-absent are success.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +21,8 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from streamspace import API_GROUP, API_VERSION
 from streamspace.conditions import timestamp
 from streamspace.lifecycle import Event
-from streamspace_operator import metrics
+from streamspace_operator import metrics, ratelimit
+from streamspace_operator.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -37,34 +39,53 @@ PLURALS = {
 }
 
 
-async def connect(kubeconfig: str | None) -> client.ApiClient:
-    """An API client for ``kubeconfig``, or the in-cluster service account when None."""
+async def connect(kubeconfig: str | None, limiter: RateLimiter | None = None) -> client.ApiClient:
+    """An API client for ``kubeconfig``, or the in-cluster service account when None, whose
+    requests wait for ``limiter`` (the operator's; one-off tools send unlimited)."""
     configuration = client.Configuration()
     if kubeconfig:
         await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     else:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    return CountedApiClient(configuration)
+    api = CountedApiClient(configuration)
+    api.limiter = limiter
+    return api
 
 
 class CountedApiClient(client.ApiClient):
-    """An ``ApiClient`` that counts each request in ``streamspace_kubernetes_requests_total``.
+    """An ``ApiClient`` that counts each request in ``streamspace_kubernetes_requests_total``,
+    holds them to its rate limit, and retries a 429 after its ``Retry-After``.
 
     ``request`` is the one call every generated API method goes through. Kopf's own requests
     (watches, progress patches, events) are counted by :func:`metrics.kopf_trace`.
     """
 
+    limiter: RateLimiter | None = None
+    sleep: Callable[[float], Awaitable[Any]] = staticmethod(asyncio.sleep)
+
     async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            response = await super().request(method, url, *args, **kwargs)
-        except ApiException as exc:
-            metrics.kubernetes_request(CLIENT, method, exc.status)
-            raise
-        except BaseException:  # no answer: refused, reset, timed out or cancelled
-            metrics.kubernetes_request(CLIENT, method, None)
-            raise
-        metrics.kubernetes_request(CLIENT, method, response.status)
-        return response
+        for attempt in range(1, ratelimit.RETRIES_ON_429 + 2):
+            if self.limiter is not None:
+                await self.limiter.acquire()
+            try:
+                response = await super().request(method, url, *args, **kwargs)
+            except ApiException as exc:
+                metrics.kubernetes_request(CLIENT, method, exc.status)
+                if exc.status == 429 and attempt <= ratelimit.RETRIES_ON_429:
+                    await self.sleep(ratelimit.retry_after(exc.headers))
+                    continue
+                raise
+            except BaseException:  # no answer: refused, reset, timed out or cancelled
+                metrics.kubernetes_request(CLIENT, method, None)
+                raise
+            metrics.kubernetes_request(CLIENT, method, response.status)
+            if response.status == 429 and attempt <= ratelimit.RETRIES_ON_429:
+                # an unread answer (_preload_content=False): let its connection go, then again
+                response.release()
+                await self.sleep(ratelimit.retry_after(response.headers))
+                continue
+            return response
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 async def _json(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
@@ -112,8 +133,9 @@ class Kube:
 
     async def patch_custom(
         self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
-    ) -> None:
-        await self.custom.patch_namespaced_custom_object(
+    ) -> dict[str, Any]:
+        """A merge patch; the object as it is now."""
+        obj: dict[str, Any] = await self.custom.patch_namespaced_custom_object(
             API_GROUP,
             API_VERSION,
             namespace,
@@ -122,6 +144,7 @@ class Kube:
             dict(patch),
             _content_type=MERGE,
         )
+        return obj
 
     async def apply_custom(self, kind: str, manifest: Mapping[str, Any]) -> None:
         meta = manifest["metadata"]
@@ -159,9 +182,10 @@ class Kube:
 
     async def patch_status(
         self, kind: str, namespace: str, name: str, status: Mapping[str, Any]
-    ) -> None:
+    ) -> dict[str, Any] | None:
+        """A merge patch of the status; the object as it is now (None: it is gone)."""
         try:
-            await self.custom.patch_namespaced_custom_object_status(
+            obj: dict[str, Any] = await self.custom.patch_namespaced_custom_object_status(
                 API_GROUP,
                 API_VERSION,
                 namespace,
@@ -173,6 +197,8 @@ class Kube:
         except ApiException as exc:
             if exc.status != 404:  # deleted meanwhile: nothing to report on
                 raise
+            return None
+        return obj
 
     async def ensure_peering(self, name: str, namespaces: Iterable[str] | None) -> None:
         """The objects replicas coordinate on: a KopfPeering in each namespace served (a shard
@@ -209,8 +235,9 @@ class Kube:
         data = await _json(self.core.list_namespaced_pod, namespace, label_selector=label_selector)
         return list((data or {}).get("items") or [])
 
-    async def apply(self, manifest: Mapping[str, Any]) -> None:
-        """Server-side apply: create or update the fields we own, idempotently."""
+    async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply: create or update the fields we own, idempotently; the object as
+        it is now."""
         meta = manifest["metadata"]
         patcher = {
             "Deployment": self.apps.patch_namespaced_deployment,
@@ -218,7 +245,8 @@ class Kube:
             "Ingress": self.networking.patch_namespaced_ingress,
             "NetworkPolicy": self.networking.patch_namespaced_network_policy,
         }[manifest["kind"]]
-        await patcher(
+        obj = await _json(
+            patcher,
             meta["name"],
             meta["namespace"],
             dict(manifest),
@@ -226,12 +254,20 @@ class Kube:
             force=True,
             _content_type=APPLY,
         )
+        if obj is None:
+            raise ApiException(status=404, reason=f"{manifest['kind']} {meta['name']} not found")
+        return obj
 
-    async def scale(self, namespace: str, name: str, replicas: int, *, uid: str) -> None:
+    async def scale(self, namespace: str, name: str, replicas: int, *, uid: str) -> dict[str, Any]:
         """Set the replica count of Deployment ``name`` if it is still the object ``uid``
         (a uid in the patch is a precondition: another object answers 409)."""
         patch = {"metadata": {"uid": uid}, "spec": {"replicas": replicas}}
-        await self.apps.patch_namespaced_deployment(name, namespace, patch, _content_type=MERGE)
+        obj = await _json(
+            self.apps.patch_namespaced_deployment, name, namespace, patch, _content_type=MERGE
+        )
+        if obj is None:
+            raise ApiException(status=404, reason=f"Deployment {name} not found")
+        return obj
 
     async def delete(self, kind: str, namespace: str, name: str, *, uid: str) -> None:
         """Delete ``name`` if it is still the object ``uid`` (409 otherwise); gone is success."""

@@ -122,7 +122,7 @@ def reason_label(cause: str | None) -> str:
     return REASONS.get(cause or "", "manual")
 
 
-def session_phases(status: kopf.Status, **_: Any) -> dict[str, None]:
+async def session_phases(status: kopf.Status, **_: Any) -> dict[str, None]:
     """Kopf index: every watched session under its phase."""
     return {phase_label(status.get("phase")): None}
 

@@ -62,7 +62,9 @@ def operator_settings() -> kopf.OperatorSettings:
     # one older versions put on objects, as it handles each.
     settings.persistence.finalizer = FINALIZER
     # Kopf's own annotations get a prefix of their own: Kopf leaves every annotation under its
-    # storage prefix out of diffs, and stream.space/ ones (sync-requested) must be seen.
+    # storage prefix out of diffs, and stream.space/ ones (sync-requested) must be seen. Only
+    # repositories and plugins have create/update handlers and so these annotations; Sessions
+    # are handled on every event (decision 134) and Kopf writes nothing on them.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=KOPF_PREFIX, key="last-handled-configuration"
@@ -76,7 +78,12 @@ def operator_settings() -> kopf.OperatorSettings:
     settings.networking.connect_timeout = 30
     settings.peering.name = PEERING_NAME
     settings.peering.mandatory = True
-    settings.execution.max_workers = 20
+    # The thread pool of synchronous handlers; ours are all async (index functions too), so it
+    # runs only the liveness probe. Concurrency is not bounded by a number of Kopf workers
+    # (queueing.worker_limit stays unset: a full set of busy workers would hold every other
+    # object's events, a wake's among them, behind them) but by the rate limit of our client,
+    # where a start or wake goes first (decision 136).
+    settings.execution.max_workers = 4
     # No cluster-wide discovery watches (CRDs, namespaces): the namespaces and resources are
     # known at start, and the operator's RBAC grants nothing cluster-wide in one namespace.
     settings.scanning.disabled = True

@@ -21,10 +21,10 @@ from streamspace.lifecycle import status_changed
 from streamspace.templates import template_problems, view_template
 from streamspace_operator.context import context, namespaced
 from streamspace_operator.metrics import timed
-from streamspace_operator.sessions import reconcile
+from streamspace_operator.sessions import reconcile_or_retry
 
 
-def sessions_by_template(
+async def sessions_by_template(
     namespace: str | None, name: str, spec: kopf.Spec, **_: Any
 ) -> dict[tuple[str, str], str]:
     return {(namespaced(namespace), str(spec.get("template", ""))): name}
@@ -74,7 +74,7 @@ async def template_changed(
     if fresh:
         index: kopf.Index[tuple[str, str], str] = kwargs["sessions_by_template"]
         sessions = list(index.get((namespace, name), []))
-        await asyncio.gather(*(reconcile(ctx, namespace, session) for session in sessions))
+        await asyncio.gather(*(reconcile_or_retry(ctx, namespace, session) for session in sessions))
 
 
 def _now() -> datetime:

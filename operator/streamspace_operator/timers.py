@@ -36,7 +36,7 @@ def deleted(type: str | None, **_: Any) -> bool:
     return type == "DELETED"
 
 
-def _note_deletion(memo: kopf.Memo, **_: Any) -> None:
+async def _note_deletion(memo: kopf.Memo, **_: Any) -> None:
     memo[GONE] = True
 
 

@@ -123,7 +123,6 @@ CASES = {
         TEMPLATE,
         seen(deployment(1, 1), service=True, network_policy=True, pods=(POD,)),
         "Running",
-        home=True,
         events=["Started"],
     ),
     "still running: nothing to do": Case(
@@ -131,21 +130,18 @@ CASES = {
         TEMPLATE,
         seen(deployment(1, 1), service=True, network_policy=True, pods=(POD,)),
         "Running",
-        home=True,
     ),
     "available but pod terminating: pending": Case(
         session(phase="Running", startedAt=timestamp(NOW)),
         TEMPLATE,
         seen(deployment(1, 1), service=True, network_policy=True, pods=(PodView("p", True, True),)),
         "Pending",
-        home=True,
     ),
     "max duration exceeded": Case(
         session(phase="Running", startedAt=timestamp(NOW - timedelta(hours=8))),
         TEMPLATE,
         seen(deployment(1, 1), service=True, network_policy=True, pods=(POD,)),
         "Running",
-        home=True,
         events=["MaxDurationExceeded"],
         spec_patch={"state": "terminated"},
     ),
@@ -181,7 +177,6 @@ CASES = {
         seen(deployment(3, 1), service=True, network_policy=True, pods=(POD,)),
         "Running",
         scale_to=1,
-        home=True,
     ),
     "terminate: delete children": Case(
         session("terminated", phase="Running"),
