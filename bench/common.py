@@ -99,13 +99,22 @@ def namespace_with_firefox(
         VERSION,
         namespace,
         "templates",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Template",
-            "metadata": {"name": "firefox"},
-            "spec": {**FIREFOX, "defaultResources": resources or FIREFOX["defaultResources"]},
-        },
+        custom_object(
+            "Template",
+            "firefox",
+            {**FIREFOX, "defaultResources": resources or FIREFOX["defaultResources"]},
+        ),
     )
+
+
+def custom_object(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A body of one of our kinds, to create through the Kubernetes API."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": spec,
+    }
 
 
 @dataclass

@@ -23,6 +23,7 @@ from bench.common import (
     DeploymentRecorder,
     api_client,
     control_plane,
+    custom_object,
     operator,
     percentile,
     print_table,
@@ -89,15 +90,6 @@ class StateRecorder:
         self._watch.stop()
 
 
-def _body(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": kind,
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
 def run() -> dict[str, Any]:
     results: dict[str, Any] = {"scenario": "idle", "idle_check_interval_s": IDLE_CHECK}
     with control_plane("full") as kubeconfig:
@@ -109,7 +101,7 @@ def run() -> dict[str, Any]:
             VERSION,
             NAMESPACE,
             "templates",
-            _body(
+            custom_object(
                 "Template",
                 "firefox",
                 {"baseImage": "lscr.io/linuxserver/firefox:latest", "kasmvnc": {"enabled": True}},
@@ -120,7 +112,7 @@ def run() -> dict[str, Any]:
 
         def create(kind: str, plural: str, name: str, spec: dict[str, Any]) -> None:
             custom.create_namespaced_custom_object(
-                GROUP, VERSION, NAMESPACE, plural, _body(kind, name, spec)
+                GROUP, VERSION, NAMESPACE, plural, custom_object(kind, name, spec)
             )
 
         with operator(kubeconfig, NAMESPACE, **ENV) as op:

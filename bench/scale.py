@@ -47,6 +47,7 @@ from bench.common import (
     OperatorProcess,
     api_client,
     control_plane,
+    custom_object,
     namespace_with_firefox,
     operator,
     percentile,
@@ -120,15 +121,6 @@ class SessionWatch:
         self._watch.stop()
 
 
-def _body(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": kind,
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
 def _spec() -> dict[str, Any]:
     return {"user": "bench", "template": "firefox", "persistentHome": False}
 
@@ -192,7 +184,7 @@ def _singles(
         time.sleep(i * SINGLE_EVERY)
         started = time.monotonic()
         custom.create_namespaced_custom_object(
-            GROUP, VERSION, NAMESPACE, "sessions", _body("Session", name, _spec())
+            GROUP, VERSION, NAMESPACE, "sessions", custom_object("Session", name, _spec())
         )
         return recorder.wait_for(name, 1, started, 900)
 
@@ -216,7 +208,7 @@ def _burst(
     started = time.monotonic()
     created = _parallel(
         lambda t: custom.create_namespaced_custom_object(
-            GROUP, VERSION, t[0], "sessions", _body("Session", t[1], _spec())
+            GROUP, VERSION, t[0], "sessions", custom_object("Session", t[1], _spec())
         ),
         targets,
         workers,
@@ -316,7 +308,7 @@ def _idle_burst(
             VERSION,
             NAMESPACE,
             "connections",
-            _body("Connection", f"wake-{name}", {"session": name, "user": "bench"}),
+            custom_object("Connection", f"wake-{name}", {"session": name, "user": "bench"}),
         )
         try:
             wakes.append(recorder.wait_for(name, 1, started, WAKE_WAIT))
