@@ -223,10 +223,15 @@ class ControlPlane:
         return port is not None and _http_ok(f"https://127.0.0.1:{port}/healthz", insecure=True)
 
     def _core_running(self, state: ClusterState) -> bool:
-        return all(
+        """etcd and the API server run and the API server answers ``/readyz``; a running one is
+        asked for up to ``PROBE_GRACE`` so that one missed probe on a busy machine does not make
+        ``up`` throw away a working control plane and start another."""
+        if not all(
             name in state.processes and process.is_running(state.processes[name])
             for name in ("etcd", "kube-apiserver")
-        ) and self._api_ready(state)
+        ):
+            return False
+        return process.wait_until(lambda: self._api_ready(state), PROBE_GRACE, interval=0.5)
 
     def _full_running(self, state: ClusterState) -> bool:
         return all(

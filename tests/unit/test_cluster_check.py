@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streamspace_dev import process
+from streamspace_dev import cluster, process
 from streamspace_dev.cluster import ClusterState, ControlPlane
 from streamspace_dev.objects import ClusterError
 
@@ -62,3 +62,27 @@ def test_a_dead_component_is_named_at_once_without_waiting(
     with pytest.raises(ClusterError, match=r"^kube-scheduler is not running"):
         plane.check(ClusterState(processes={"kube-scheduler": running}), grace=3600)
     assert probes == []
+
+
+def test_up_keeps_a_running_core_whose_readyz_misses_a_probe_or_two(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the CI failure this pins: a second `up` saw one /readyz time out and restarted both
+    sleep = shutil.which("sleep")
+    assert sleep is not None
+    started = [
+        process.start(name, [sleep, "60"], tmp_path / f"{name}.log")
+        for name in ("etcd", "kube-apiserver")
+    ]
+    try:
+        plane = ControlPlane(tmp_path / "state", tmp_path / "cache")
+        state = ClusterState(api_port=1, processes={r.name: r for r in started})
+        replies = iter([False, False, True])
+        monkeypatch.setattr(plane, "_api_ready", lambda state: next(replies, True))
+        assert plane._core_running(state)
+        monkeypatch.setattr(cluster, "PROBE_GRACE", 1.0)
+        monkeypatch.setattr(plane, "_api_ready", lambda state: False)
+        assert not plane._core_running(state)  # a lasting miss: `up` starts a fresh core
+    finally:
+        for record in started:
+            process.stop(record)
