@@ -20,6 +20,7 @@ from typing import Any
 
 from kubernetes import client, config, watch
 
+from bench import profile
 from streamspace.db.migrate import migrate
 from streamspace_dev import process
 from streamspace_dev.cluster import ControlPlane
@@ -154,16 +155,27 @@ class OperatorProcess:
 
 @contextmanager
 def operator(
-    kubeconfig: Path, namespace: str, *, metrics: bool = False, **env: str
+    kubeconfig: Path,
+    namespace: str,
+    *,
+    metrics: bool = False,
+    traced: Path | None = None,
+    **env: str,
 ) -> Iterator[OperatorProcess]:
-    """``streamspace operator`` for ``namespace``; ``metrics``: with its ``/metrics`` endpoint."""
+    """``streamspace operator`` for ``namespace``; ``metrics``: with its ``/metrics`` endpoint;
+    ``traced``: under tracemalloc, writing its allocation sites there on SIGUSR2
+    (``bench.profile.memory_snapshot``)."""
     port = process.free_port()
     metrics_port = process.free_port() if metrics else 0
     log = RESULTS / f"operator-{namespace}.log"
     log.unlink(missing_ok=True)
+    argv = standalone_operator_argv(port, metrics_port)
+    if traced is not None:
+        argv = profile.memory_argv(argv)
+        env = {**env, "STREAMSPACE_TRACEMALLOC_OUT": str(traced.resolve())}
     record = process.start(
         "operator",
-        standalone_operator_argv(port, metrics_port),
+        argv,
         log,
         env={**os.environ, "KUBECONFIG": str(kubeconfig), "NAMESPACE": namespace, **env},
     )

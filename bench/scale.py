@@ -30,9 +30,9 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,10 @@ from typing import Any
 from kubernetes import client, watch
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import profile
 from bench.common import (
     GROUP,
+    RESULTS,
     VERSION,
     DeploymentRecorder,
     OperatorProcess,
@@ -79,7 +81,31 @@ def _knobs() -> dict[str, Any]:
         "window_s": float(os.environ.get("SCALE_WINDOW", "120")),
         "idle_burst": int(os.environ.get("SCALE_IDLE_BURST", "1000")),
         "workers": int(os.environ.get("SCALE_WORKERS", "32")),
+        # cpu: py-spy on the operator in each phase; memory: the operator under tracemalloc
+        "profile": os.environ.get("SCALE_PROFILE", ""),
     }
+
+
+@contextmanager
+def _profiled(
+    knobs: dict[str, Any], op: OperatorProcess, label: str, into: dict[str, Any]
+) -> Iterator[None]:
+    """With ``SCALE_PROFILE=cpu``: the operator's CPU profile over the block, in ``into``."""
+    if knobs["profile"] != "cpu":
+        yield
+        return
+    sampler = profile.CpuProfile(op.record.pid, RESULTS / f"profile-scale-{label}.txt").start()
+    try:
+        yield
+    finally:
+        into.setdefault("cpu_profile", {})[label] = sampler.stop()
+
+
+def _memory(knobs: dict[str, Any], op: OperatorProcess, label: str, into: dict[str, Any]) -> None:
+    """With ``SCALE_PROFILE=memory``: the operator's allocation sites now, in ``into``."""
+    if knobs["profile"] == "memory":
+        out = RESULTS / f"memory-scale-{label}.json"
+        into.setdefault("memory_profile", {})[label] = profile.memory_snapshot(op.record.pid, out)
 
 
 class SessionWatch:
@@ -358,34 +384,46 @@ def run_size(n: int, knobs: dict[str, Any]) -> dict[str, Any]:
         api = api_client(kubeconfig)
         custom = client.CustomObjectsApi(api)
         sessions, recorder = SessionWatch(api), DeploymentRecorder(kubeconfig, NAMESPACE)
-        with operator(kubeconfig, NAMESPACE, metrics=True) as op:
+        traced = RESULTS / f"memory-scale-{n}.json" if knobs["profile"] == "memory" else None
+        with operator(kubeconfig, NAMESPACE, metrics=True, traced=traced) as op:
             results["rss_start_mib"] = round(op.rss_mib(), 1)
+            _memory(knobs, op, "start", results)
             before = _requests(op)
             empty, results["create_to_deployment_empty"] = _singles(custom, recorder, "empty")
             keys = [(NAMESPACE, name) for name in empty]
             process.wait_until(lambda: sessions.count("Running", keys) == len(keys), 300, 1.0)
             results["requests_per_session_empty"] = _delta(_requests(op), before, len(empty))
             targets = [(NAMESPACE, f"s-{i}") for i in range(n)]
-            burst = _burst(
-                kubeconfig, [op], sessions, {NAMESPACE: recorder}, targets, workers=knobs["workers"]
-            )
+            with _profiled(knobs, op, f"{n}-burst", results):
+                burst = _burst(
+                    kubeconfig,
+                    [op],
+                    sessions,
+                    {NAMESPACE: recorder},
+                    targets,
+                    workers=knobs["workers"],
+                )
             burst["requests_per_session"] = burst["requests_per_session"][0]
             results["burst"] = burst
             _progress(f"size-{n}", results)
-            results["steady"] = _steady([op], knobs["window_s"])[0]
+            with _profiled(knobs, op, f"{n}-steady", results):
+                results["steady"] = _steady([op], knobs["window_s"])[0]
+            _memory(knobs, op, "at_n", results)
             _progress(f"size-{n}", results)
             at_n, results["create_to_deployment_at_n"] = _singles(custom, recorder, "at-n")
             _progress(f"size-{n}", results)
             group = [name for _, name in targets[: min(n, knobs["idle_burst"])]]
-            results["idle_burst"] = _idle_burst(
-                kubeconfig,
-                sessions,
-                recorder,
-                group,
-                (empty + at_n)[:WAKES],
-                workers=knobs["workers"],
-            )
+            with _profiled(knobs, op, f"{n}-idle-burst", results):
+                results["idle_burst"] = _idle_burst(
+                    kubeconfig,
+                    sessions,
+                    recorder,
+                    group,
+                    (empty + at_n)[:WAKES],
+                    workers=knobs["workers"],
+                )
             results["rss_end_mib"] = round(op.rss_mib(), 1)
+            _memory(knobs, op, "end", results)
         sessions.close()
         recorder.close()
     results["minutes"] = round((time.monotonic() - started) / 60, 1)
@@ -477,6 +515,16 @@ def _rows(size: dict[str, Any]) -> list[tuple[str, str]]:
             f" {idle.get(f'wakes_not_done_in_{WAKE_WAIT:.0f}s')}",
         ),
         (f"[{n}] wall time of this size", f"{size['minutes']} min"),
+        *(
+            row
+            for label, cpu in size.get("cpu_profile", {}).items()
+            for row in profile.cpu_rows(f"[{label}]", cpu)
+        ),
+        *(
+            row
+            for label, snap in size.get("memory_profile", {}).items()
+            for row in profile.memory_rows(f"[{n} {label}]", snap)
+        ),
     ]
 
 

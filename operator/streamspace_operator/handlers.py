@@ -28,7 +28,7 @@ from streamspace_operator import (
     timers,
 )
 from streamspace_operator.context import context
-from streamspace_operator.kube import Kube, connect
+from streamspace_operator.kube import MAX_IN_FLIGHT, Kube, connect
 from streamspace_operator.ratelimit import RateLimiter
 
 
@@ -37,7 +37,7 @@ async def connect_client(memo: kopf.Memo, **kwargs: Any) -> None:
     ctx.cache.bind(kwargs)  # Kopf passes the indexes to startup handlers too
     if ctx.kube is None:
         kube = ctx.settings.kubernetes
-        limiter = RateLimiter(kube.qps, kube.burst)
+        limiter = RateLimiter(kube.qps, kube.burst, max_in_flight=MAX_IN_FLIGHT)
         ctx.kube = Kube(await connect(kube.kubeconfig, limiter))
     if ctx.db is None and ctx.settings.database.configured:
         await asyncio.to_thread(migrate, ctx.settings.database.url)

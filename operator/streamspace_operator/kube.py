@@ -30,6 +30,10 @@ FIELD_MANAGER = "streamspace-operator"
 CLIENT = "streamspace"  # the client label of streamspace_kubernetes_requests_total
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
+MAX_IN_FLIGHT = 64
+"""Requests the operator's client has at the API server at once; more wait in the rate
+limiter's priority queue (decision 157)."""
+POOL_HEADROOM = 16
 PLURALS = {
     "Session": "sessions",
     "Template": "templates",
@@ -47,6 +51,10 @@ async def connect(kubeconfig: str | None, limiter: RateLimiter | None = None) ->
         await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     else:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    if limiter is not None and limiter.max_in_flight is not None:
+        # room above the limiter's slots: a body read after its slot is given back (an unread
+        # answer, _preload_content=False) never makes a request the limiter admitted queue
+        configuration.connection_pool_maxsize = limiter.max_in_flight + POOL_HEADROOM
     api = CountedApiClient(configuration)
     api.limiter = limiter
     return api
@@ -70,14 +78,17 @@ class CountedApiClient(client.ApiClient):
             try:
                 response = await super().request(method, url, *args, **kwargs)
             except ApiException as exc:
+                self._release()
                 metrics.kubernetes_request(CLIENT, method, exc.status)
                 if exc.status == 429 and attempt <= ratelimit.RETRIES_ON_429:
                     await self.sleep(ratelimit.retry_after(exc.headers))
                     continue
                 raise
             except BaseException:  # no answer: refused, reset, timed out or cancelled
+                self._release()
                 metrics.kubernetes_request(CLIENT, method, None)
                 raise
+            self._release()
             metrics.kubernetes_request(CLIENT, method, response.status)
             if response.status == 429 and attempt <= ratelimit.RETRIES_ON_429:
                 # an unread answer (_preload_content=False): let its connection go, then again
@@ -86,6 +97,10 @@ class CountedApiClient(client.ApiClient):
                 continue
             return response
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _release(self) -> None:
+        if self.limiter is not None:
+            self.limiter.release()
 
 
 async def _json(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any] | None:

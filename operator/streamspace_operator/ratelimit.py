@@ -7,6 +7,11 @@ connection) goes before bulk work (idle hibernations, drift checks), so a hibern
 never holds a wake behind it (decision 136). The priority is a context variable, set by the
 handler for everything it sends (tasks inherit it).
 
+The queue also bounds the requests in flight (``max_in_flight``, below the HTTP client's
+connection pool): past the pool, aiohttp queues waiters first come first served, so a wake sent
+during a hibernation burst waited behind hundreds of admitted hibernation requests (p99 24 s at
+1,000 sessions). Held here instead, it waits for one request to finish (decision 157).
+
 An answer 429 (API Priority and Fairness turned the request away unprocessed) is retried after
 the ``Retry-After`` the server named, a bounded number of times, as client-go does.
 """
@@ -61,19 +66,29 @@ def retry_after(headers: Mapping[str, str] | None) -> float:
 class RateLimiter:
     """Token bucket with a priority queue. ``qps`` tokens a second, at most ``burst`` kept;
     ``acquire`` returns when the caller may send one request. Waiters are served highest
-    priority first (lowest number), first come first served within a priority."""
+    priority first (lowest number), first come first served within a priority.
+
+    With ``max_in_flight``, a waiter also needs one of that many slots, which ``release``
+    gives back when its request has its answer; every ``acquire`` must then be paired with a
+    ``release``."""
 
     def __init__(
         self,
         qps: float,
         burst: int,
         *,
+        max_in_flight: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         if qps <= 0 or burst < 1:
             raise ValueError("qps must be positive and burst at least 1")
+        if max_in_flight is not None and max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
         self.qps, self.burst = float(qps), burst
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+        self._freed = asyncio.Event()
         self._clock, self._sleep = clock, sleep
         self._tokens = float(burst)
         self._stamp = clock()
@@ -90,10 +105,25 @@ class RateLimiter:
         self._tokens = min(float(self.burst), self._tokens + (now - self._stamp) * self.qps)
         self._stamp = now
 
+    def _slot_free(self) -> bool:
+        return self.max_in_flight is None or self.in_flight < self.max_in_flight
+
+    def _grant(self) -> None:
+        self._tokens -= 1
+        if self.max_in_flight is not None:
+            self.in_flight += 1
+
+    def release(self) -> None:
+        """The request ``acquire`` admitted has its answer (or failed): its slot is free."""
+        if self.max_in_flight is None:
+            return
+        self.in_flight = max(0, self.in_flight - 1)
+        self._freed.set()
+
     async def acquire(self, level: int | None = None) -> None:
         self._refill()
-        if not self._waiters and self._tokens >= 1:
-            self._tokens -= 1
+        if not self._waiters and self._tokens >= 1 and self._slot_free():
+            self._grant()
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(
@@ -102,16 +132,26 @@ class RateLimiter:
         )
         if self._server is None or self._server.done():
             self._server = asyncio.create_task(self._serve(), name="kube rate limiter")
-        await future  # a cancelled waiter's future is cancelled too, and skipped
+        try:
+            await future  # a cancelled waiter's future is cancelled too, and skipped
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # granted, then cancelled before it could send
+            raise
 
     async def _serve(self) -> None:
         while self._waiters:
             self._refill()
-            while self._waiters and self._tokens >= 1:
+            while self._waiters and self._tokens >= 1 and self._slot_free():
                 *_, future = heapq.heappop(self._waiters)
                 if not future.done():
-                    self._tokens -= 1
+                    self._grant()
                     future.set_result(None)
-            if self._waiters:
+            if not self._waiters:
+                break
+            if not self._slot_free():
+                self._freed.clear()
+                await self._freed.wait()
+            else:
                 # at least a millisecond: a remainder below the clock's resolution never passes
                 await self._sleep(max((1 - self._tokens) / self.qps, MIN_WAIT))

@@ -185,3 +185,109 @@ async def test_429s_without_end_give_up_with_the_error() -> None:
         await runner.cleanup()
     assert refused.value.status == 429
     assert len(hits) == ratelimit.RETRIES_ON_429 + 1
+
+
+@pytest.mark.asyncio
+async def test_requests_in_flight_are_bounded_and_a_freed_slot_goes_to_the_most_urgent() -> None:
+    limiter = RateLimiter(1000, 1000, max_in_flight=2)
+    await limiter.acquire()
+    await limiter.acquire()  # both slots taken, tokens to spare
+    order: list[str] = []
+
+    async def request(name: str, level: int) -> None:
+        with ratelimit.priority(level):
+            await limiter.acquire()
+        order.append(name)
+
+    hibernations = [asyncio.create_task(request(f"hibernate-{i}", LOW)) for i in range(5)]
+    await asyncio.sleep(0.01)
+    assert order == [] and limiter.waiting == 5  # tokens alone do not admit them
+    wake = asyncio.create_task(request("wake", HIGH))
+    await asyncio.sleep(0.01)
+    limiter.release()
+    await wake
+    assert order == ["wake"]
+    for _ in range(5):
+        limiter.release()
+        await asyncio.sleep(0.01)
+    await asyncio.gather(*hibernations)
+    assert order == ["wake"] + [f"hibernate-{i}" for i in range(5)]
+    assert limiter.in_flight == 2
+
+
+@pytest.mark.asyncio
+async def test_a_waiter_cancelled_after_its_grant_gives_its_slot_back() -> None:
+    limiter = RateLimiter(1000, 1000, max_in_flight=1)
+    await limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.01)
+    limiter.release()  # the server grants the waiter its slot...
+    waiter.cancel()  # ...and it is cancelled before it could send
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    await asyncio.sleep(0.01)
+    assert limiter.in_flight == 0
+    await asyncio.wait_for(limiter.acquire(), 1)  # the slot is there for the next one
+
+
+@pytest.mark.asyncio
+async def test_the_client_holds_requests_at_its_slots_and_gives_each_back() -> None:
+    """A real HTTP server that answers only when told: no more than ``max_in_flight`` requests
+    reach it at once, the urgent one queued behind bulk ones reaches it first, and every slot
+    comes back whatever the answer (200, 404, 429 then 200)."""
+    release = asyncio.Event()
+    arrived: list[str] = []
+    at_once = {"now": 0, "most": 0}
+    tried: set[str] = set()
+
+    async def handler(request: web.Request) -> web.Response:
+        name = request.path.rsplit("/", 1)[1]
+        arrived.append(name)
+        at_once["now"] += 1
+        at_once["most"] = max(at_once["most"], at_once["now"])
+        try:
+            await release.wait()
+        finally:
+            at_once["now"] -= 1
+        if name == "gone":
+            return web.json_response({"code": 404}, status=404)
+        if name == "busy" and name not in tried:
+            tried.add(name)
+            return web.json_response({"code": 429}, status=429, headers={"Retry-After": "0"})
+        return web.json_response({"metadata": {"name": name}})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    limiter = RateLimiter(1000, 1000, max_in_flight=2)
+    api = CountedApiClient(client.Configuration(host=f"http://127.0.0.1:{port}"))
+    api.limiter = limiter
+    kube = Kube(api)
+
+    async def get(name: str, level: int) -> Any:
+        with ratelimit.priority(level):
+            return await kube.get_child("Deployment", "ns", name)
+
+    try:
+        bulk = [asyncio.create_task(get(f"bulk-{i}", LOW)) for i in range(4)]
+        extra = [asyncio.create_task(get(n, LOW)) for n in ("gone", "busy")]
+        await asyncio.sleep(0.2)
+        wake = asyncio.create_task(get("wake", HIGH))
+        await asyncio.sleep(0.2)
+        # the others wait in the limiter, not in the connection pool
+        assert sorted(arrived) == ["bulk-0", "bulk-1"]
+        release.set()
+        results = await asyncio.gather(*bulk, *extra, wake)
+    finally:
+        release.set()
+        await api.close()
+        await runner.cleanup()
+    assert "wake" in arrived[2:4]  # one of the two slots freed first (both freed at once)
+    assert at_once["most"] == 2
+    assert results[4] is None and results[5]["metadata"]["name"] == "busy"
+    assert arrived.count("busy") == 2
+    assert limiter.in_flight == 0
