@@ -43,8 +43,10 @@ from typing import Any
 import aiohttp
 from kubernetes import client, config
 
+from bench import profile
 from bench.common import (
     GROUP,
+    RESULTS,
     SESSIONS,
     VERSION,
     FacadeProcess,
@@ -143,17 +145,26 @@ async def _load(
     return Load(answers, seconds)
 
 
-def _measured(front: FacadeProcess, run: Any) -> tuple[Load, dict[str, float]]:
-    """Run ``run`` (a coroutine) and the facade's and the machine's CPU meanwhile."""
-    facade_cpu, machine = front.cpu_seconds(), machine_ticks()
+def _measured(front: FacadeProcess, run: Any, label: str = "") -> tuple[Load, dict[str, Any]]:
+    """Run ``run`` (a coroutine) and the facade's, each process's and the machine's CPU
+    meanwhile; with ``API_PROFILE=cpu`` and a ``label``, the facade's py-spy profile too."""
+    sampler = None
+    if label and os.environ.get("API_PROFILE") == "cpu":
+        sampler = profile.CpuProfile(front.record.pid, RESULTS / f"profile-api-{label}.txt")
+        sampler.start()
+    facade_cpu, machine, each = front.cpu_seconds(), machine_ticks(), profile.cpu_by_process()
     loaded: Load = asyncio.run(run)
     busy, total = (now - then for now, then in zip(machine_ticks(), machine, strict=True))
     spent = front.cpu_seconds() - facade_cpu
-    return loaded, {
+    figures: dict[str, Any] = {
         "facade_percent": round(100 * spent / loaded.seconds, 1),
         "facade_ms_per_request": round(1000 * spent / max(1, len(loaded.answers)), 2),
         "machine_busy_percent": round(100 * busy / total, 1),
+        "by_process_percent": profile.cpu_shares(each, profile.cpu_by_process(), loaded.seconds),
     }
+    if sampler is not None:
+        figures["facade_profile"] = sampler.stop()
+    return loaded, figures
 
 
 def _connect_to_running(rest: Rest) -> dict[str, Any]:
@@ -186,7 +197,7 @@ def _api_keys(rest: Rest, users: list[str], role: str) -> list[str]:
     ]
 
 
-def _creates(front: FacadeProcess, keys: list[str]) -> dict[str, Any]:
+def _creates(front: FacadeProcess, keys: list[str], label: str) -> dict[str, Any]:
     run = _load(
         front.url,
         "POST",
@@ -196,7 +207,7 @@ def _creates(front: FacadeProcess, keys: list[str]) -> dict[str, Any]:
         tokens=keys,
         body={"template": "firefox", "state": "hibernated", "persistentHome": False},
     )
-    loaded, cpu = _measured(front, run)
+    loaded, cpu = _measured(front, run, label)
     return {"clients": CREATE_CLIENTS, "users": len(keys), **loaded.figures(), "cpu": cpu}
 
 
@@ -299,7 +310,7 @@ def _list_load(front: FacadeProcess, key: str) -> dict[str, Any]:
         ("revalidate", first, {"If-None-Match": tag}),
         ("gzip", first, {"Accept-Encoding": "gzip"}),
     ):
-        loaded, cpu = _measured(front, load(path, LIST_CLIENTS, LIST_REQUESTS, **extra))
+        loaded, cpu = _measured(front, load(path, LIST_CLIENTS, LIST_REQUESTS, **extra), name)
         results[name] = {"clients": LIST_CLIENTS, **loaded.figures(), "cpu": cpu}
     answers = results["revalidate"]["statuses"]
     results["revalidate"]["not_modified_share"] = round(
@@ -332,8 +343,10 @@ def run() -> dict[str, Any]:
             [list_key] = _api_keys(rest, ["lister"], "admin")
             with operator(kubeconfig, NAMESPACE, DATABASE_URL=database_url):
                 results["wake"] = _connect_to_running(rest)
-                results["create"] = _creates(front, create_keys)
-            results["create_operator_stopped"] = _creates(front, create_keys)
+                results["create"] = _creates(front, create_keys, "create")
+            results["create_operator_stopped"] = _creates(
+                front, create_keys, "create_operator_stopped"
+            )
             rss["after_creates"] = front.rss_mib()
             results["bulk"] = _bulk_sessions(kubeconfig, rest)
             rss[f"sessions_{LISTED}"] = front.rss_mib()
@@ -431,6 +444,13 @@ def main() -> None:
             " / ".join(str(v) for v in rss.values()) + " MiB",
         ),
     ]
+    for label, phase in (("create", create), ("create, op. stopped", stopped), ("page", first)):
+        shares = phase["cpu"]["by_process_percent"]
+        rows.append(
+            (f"  CPU by process during {label} (% of a core)", profile.shares_text(shares)),
+        )
+        if "facade_profile" in phase["cpu"]:
+            rows += profile.cpu_rows(f"  facade during {label}", phase["cpu"]["facade_profile"])
     print_table(
         f"api (full profile, facade and operator as processes, {results['cpu_count']} cores)",
         rows,

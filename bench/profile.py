@@ -137,7 +137,10 @@ def memory_snapshot(pid: int, out: Path, timeout: float = 120.0) -> dict[str, An
 
 
 def cpu_rows(label: str, summary: dict[str, Any], top: int = 6) -> list[tuple[str, str]]:
-    """Table rows: the packages and the functions that took the most samples."""
+    """Table rows: the packages and the functions that took the most samples (none for an
+    empty summary: no profile was asked for)."""
+    if not summary:
+        return []
     if "error" in summary:
         last = (summary["error"].strip().splitlines() or ["no output"])[-1]
         return [(f"{label}: py-spy failed", last)]
@@ -161,3 +164,58 @@ def memory_rows(label: str, snap: dict[str, Any], top: int = 6) -> list[tuple[st
         ),
         (f"{label}: traced MiB by package", pkgs),
     ]
+
+
+def _process_name(pid: str) -> str | None:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    words = [a.decode(errors="replace") for a in argv if a]
+    if not words:
+        return None
+    exe = Path(words[0]).name
+    if exe.startswith("python"):
+        # python -m streamspace.cli operator / python -m bench scale / python -m bench.traced ...
+        rest = [w for w in words[1:] if not w.startswith("-")]
+        if rest[:1] in (["streamspace.cli"], ["bench.traced"]) and len(rest) > 1:
+            return rest[1]
+        return f"python {rest[0]}" if rest else "python"
+    return exe
+
+
+def cpu_by_process() -> dict[str, float]:
+    """CPU seconds used so far by every process of the machine, summed by name (the binary, or
+    the ``streamspace`` subcommand a Python process runs)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = _process_name(entry.name)
+        if name is not None:
+            used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def cpu_shares(
+    before: dict[str, float], after: dict[str, float], seconds: float
+) -> dict[str, float]:
+    """What each process name used between two :func:`cpu_by_process` readings, in % of one
+    core over ``seconds`` (the machine has ``os.cpu_count()`` times 100 %); the busiest first, those
+    under 1 % left out. A process that exited in between is not counted."""
+    spent = {name: after[name] - before.get(name, 0.0) for name in after}
+    return {
+        name: round(100 * s / seconds, 1)
+        for name, s in sorted(spent.items(), key=lambda kv: -kv[1])
+        if 100 * s / seconds >= 1.0
+    }
+
+
+def shares_text(shares: dict[str, float], top: int = 6) -> str:
+    """The busiest processes of :func:`cpu_shares`, for a table cell."""
+    return ", ".join(f"{name} {pct}" for name, pct in list(shares.items())[:top])

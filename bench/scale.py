@@ -90,15 +90,21 @@ def _knobs() -> dict[str, Any]:
 def _profiled(
     knobs: dict[str, Any], op: OperatorProcess, label: str, into: dict[str, Any]
 ) -> Iterator[None]:
-    """With ``SCALE_PROFILE=cpu``: the operator's CPU profile over the block, in ``into``."""
-    if knobs["profile"] != "cpu":
-        yield
-        return
-    sampler = profile.CpuProfile(op.record.pid, RESULTS / f"profile-scale-{label}.txt").start()
+    """Each process's share of the CPU over the block, in ``into``; with ``SCALE_PROFILE=cpu``
+    the operator's py-spy profile too."""
+    sampler = None
+    if knobs["profile"] == "cpu":
+        sampler = profile.CpuProfile(op.record.pid, RESULTS / f"profile-scale-{label}.txt")
+        sampler.start()
+    started, before = time.monotonic(), profile.cpu_by_process()
     try:
         yield
     finally:
-        into.setdefault("cpu_profile", {})[label] = sampler.stop()
+        seconds = time.monotonic() - started
+        shares = profile.cpu_shares(before, profile.cpu_by_process(), seconds)
+        into.setdefault("cpu_by_process", {})[label] = shares
+        if sampler is not None:
+            into.setdefault("cpu_profile", {})[label] = sampler.stop()
 
 
 def _memory(knobs: dict[str, Any], op: OperatorProcess, label: str, into: dict[str, Any]) -> None:
@@ -515,6 +521,10 @@ def _rows(size: dict[str, Any]) -> list[tuple[str, str]]:
             f" {idle.get(f'wakes_not_done_in_{WAKE_WAIT:.0f}s')}",
         ),
         (f"[{n}] wall time of this size", f"{size['minutes']} min"),
+        *(
+            (f"[{label}] CPU by process (% of a core)", profile.shares_text(shares))
+            for label, shares in size.get("cpu_by_process", {}).items()
+        ),
         *(
             row
             for label, cpu in size.get("cpu_profile", {}).items()

@@ -53,8 +53,10 @@ from typing import Any
 
 from kubernetes import client
 
+from bench import profile
 from bench.common import (
     GROUP,
+    RESULTS,
     SESSIONS,
     VERSION,
     FacadeProcess,
@@ -201,9 +203,18 @@ def _subscribe(
         time.sleep(IDLE_WINDOW)
         idle_cpu = (front.cpu_seconds() - cpu) / IDLE_WINDOW
         metrics_connected = _metrics(front.url)
+        sampler = None
+        if os.environ.get("WS_PROFILE") == "cpu":
+            label = f"{form}-{clients_wanted}{'-deflate' if compress else ''}"
+            sampler = profile.CpuProfile(front.record.pid, RESULTS / f"profile-ws-{label}.txt")
+            sampler.start()
         cpu, started, machine = front.cpu_seconds(), time.monotonic(), machine_ticks()
+        each = profile.cpu_by_process()
         rounds = _rounds(workers, custom, rounds_wanted, deadline)
-        rounds_cpu = (front.cpu_seconds() - cpu) / (time.monotonic() - started)
+        rounds_s = time.monotonic() - started
+        rounds_cpu = (front.cpu_seconds() - cpu) / rounds_s
+        by_process = profile.cpu_shares(each, profile.cpu_by_process(), rounds_s)
+        facade_profile = sampler.stop() if sampler is not None else None
         busy, total = (now - then for now, then in zip(machine_ticks(), machine, strict=True))
         rss_rounds = process.rss_bytes(front.record.pid)
         reports = [r for r in workers.ask("report", expect="report", timeout=60) if r]
@@ -245,6 +256,8 @@ def _subscribe(
             "subscribed_idle": round(100 * idle_cpu, 1),
             "during_rounds": round(100 * rounds_cpu, 1),
         },
+        "cpu_by_process_during_rounds": by_process,
+        **({"facade_profile": facade_profile} if facade_profile else {}),
         "client_worker_cpu_percent": client_cpu,  # from all connected to the report
         "client_loop_lag": [summary(report["lag"]) for report in reports],
         # all processes, this benchmark's and any other work on the machine
@@ -419,6 +432,11 @@ def _table(results: dict[str, Any], one: dict[str, Any]) -> None:
             ),
             ("dropped by the server", str(one["dropped_by_server"] or "none")),
             ("connect errors", str(connect["errors"] or "none")),
+            (
+                "CPU by process during rounds (% of a core)",
+                profile.shares_text(one["cpu_by_process_during_rounds"]),
+            ),
+            *profile.cpu_rows("facade during rounds", one.get("facade_profile") or {}),
         ],
     )
 
