@@ -6,6 +6,9 @@ each request with the ``standardwebhooks`` library and the plugin's secret, and 
 it got. It can go ``down`` (connections refused) and come back ``up`` on the same port, answer
 an error status, or ``hold`` requests unanswered (a receiver busy while the facade dies).
 
+``serve_get`` is a plain HTTP stand-in for a server whose answers a test scripts (the
+operator client's tests play the API server with it).
+
 ``install_plugin`` makes a Plugin as a running operator would leave it (status Ready with its
 events and URL) and its owned Secret ``plugin-<name>`` with the signing secret.
 """
@@ -169,6 +172,19 @@ def tls(tmp: Path) -> tuple[ssl.SSLContext, Path]:
     ca_file = tmp / "receiver-ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     return context, ca_file
+
+
+async def serve_get(handler: Any) -> tuple[web.AppRunner, int]:
+    """A loopback HTTP server answering every GET with ``handler``: its runner (to clean up)
+    and its port."""
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, port
 
 
 def new_secret() -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import tracemalloc
 
 import pytest
-
 from bench import traced
 from bench.profile import package, summarize
 

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from kubernetes_asyncio import client
 
+from receivers import serve_get
 from streamspace_operator import ratelimit
 from streamspace_operator.kube import CountedApiClient, Kube
 from streamspace_operator.ratelimit import HIGH, LOW, NORMAL, RateLimiter, retry_after
@@ -34,18 +35,6 @@ class FakeClock:
         self.slept.append(seconds)
         self.now += seconds
         await asyncio.sleep(0)
-
-
-async def _serve(handler: Any) -> tuple[web.AppRunner, int]:
-    """A loopback HTTP server answering every GET with ``handler``; its runner and port."""
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, port
 
 
 @pytest.mark.asyncio
@@ -140,7 +129,7 @@ async def test_a_429_is_retried_after_its_retry_after() -> None:
             )
         return web.json_response({"metadata": {"name": request.path.rsplit("/", 1)[1]}})
 
-    runner, port = await _serve(handler)
+    runner, port = await serve_get(handler)
     configuration = client.Configuration(host=f"http://127.0.0.1:{port}")
     api = CountedApiClient(configuration)
     slept: list[float] = []
@@ -170,7 +159,7 @@ async def test_429s_without_end_give_up_with_the_error() -> None:
         hits.append(request.path)
         return web.json_response({"code": 429}, status=429, headers={"Retry-After": "1"})
 
-    runner, port = await _serve(handler)
+    runner, port = await serve_get(handler)
     api = CountedApiClient(client.Configuration(host=f"http://127.0.0.1:{port}"))
 
     async def sleep(seconds: float) -> None:
@@ -256,7 +245,7 @@ async def test_the_client_holds_requests_at_its_slots_and_gives_each_back() -> N
             return web.json_response({"code": 429}, status=429, headers={"Retry-After": "0"})
         return web.json_response({"metadata": {"name": name}})
 
-    runner, port = await _serve(handler)
+    runner, port = await serve_get(handler)
     limiter = RateLimiter(1000, 1000, max_in_flight=2)
     api = CountedApiClient(client.Configuration(host=f"http://127.0.0.1:{port}"))
     api.limiter = limiter
