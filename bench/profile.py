@@ -2,8 +2,8 @@
 
 * :class:`CpuProfile` samples a running process with py-spy (``py-spy record --format raw``,
   no change to the process) over one phase of a scenario, and boils the stacks down to the
-  functions that were on the CPU themselves (self) and the packages whose code was on the stack
-  (inclusive), as shares of the samples.
+  functions that were on the CPU themselves (self) and the packages the time was spent for
+  (the innermost frame outside the standard library), as shares of the samples.
 * :func:`memory_argv` starts a ``streamspace`` command under ``tracemalloc`` (``bench.traced``);
   :func:`memory_snapshot` asks it (SIGUSR2) for its biggest allocation sites, grouped by
   package and by line, beside its RSS and what glibc's malloc holds free.
@@ -54,9 +54,23 @@ def package(filename: str) -> str:
     return head.removesuffix(".py") or "?"
 
 
+def _owner(frames: list[tuple[str, str]]) -> str:
+    """Who a sample's time is spent for: the package of the innermost frame that is not the
+    standard library (json parsing called by aiohttp counts for aiohttp). "event loop" when no
+    such frame is inside the loop's own (polling, scheduling, a standard-library callback);
+    "stdlib" for other standard-library-only stacks (a thread pool's worker)."""
+    for func, file in reversed(frames):
+        if file.endswith("asyncio/base_events.py") and func.endswith(("_run_once", "run_forever")):
+            return "event loop"
+        name = package(file)
+        if name not in sys.stdlib_module_names and not name.startswith("<"):
+            return name
+    return "stdlib"
+
+
 def summarize(raw: str, top: int = TOP) -> dict[str, Any]:
-    """py-spy's raw (collapsed) stacks → shares of samples by function (self) and package
-    (inclusive: the package had a frame anywhere on the stack)."""
+    """py-spy's raw (collapsed) stacks → shares of samples by function (self) and by package
+    (the innermost frame outside the standard library, see ``_owner``)."""
     own: Counter[str] = Counter()
     packages: Counter[str] = Counter()
     total = 0
@@ -71,9 +85,8 @@ def summarize(raw: str, top: int = TOP) -> dict[str, Any]:
         total += n
         leaf = _FRAME.match(frames[-1])
         own[f"{leaf['func']} ({leaf['file']})" if leaf else frames[-1]] += n
-        seen = {package(m["file"]) for f in frames if (m := _FRAME.match(f))}
-        for name in seen:
-            packages[name] += n
+        parsed = [(m["func"], m["file"]) for f in frames if (m := _FRAME.match(f))]
+        packages[_owner(parsed)] += n
 
     def shares(counter: Counter[str]) -> list[dict[str, Any]]:
         return [
@@ -147,7 +160,7 @@ def cpu_rows(label: str, summary: dict[str, Any], top: int = 6) -> list[tuple[st
     pkgs = ", ".join(f"{p['name']} {p['pct']}%" for p in summary["packages"][:top])
     own = ", ".join(f"{p['name']} {p['pct']}%" for p in summary["self"][:top])
     return [
-        (f"{label}: CPU by package (incl.)", pkgs),
+        (f"{label}: CPU by package", pkgs),
         (f"{label}: CPU by function (self)", own),
     ]
 
