@@ -107,11 +107,13 @@ def _profiled(
             into.setdefault("cpu_profile", {})[label] = sampler.stop()
 
 
-def _memory(knobs: dict[str, Any], op: OperatorProcess, label: str, into: dict[str, Any]) -> None:
-    """With ``SCALE_PROFILE=memory``: the operator's allocation sites now, in ``into``."""
-    if knobs["profile"] == "memory":
-        out = RESULTS / f"memory-scale-{label}.json"
-        into.setdefault("memory_profile", {})[label] = profile.memory_snapshot(op.record.pid, out)
+def _memory(op: OperatorProcess, traced: Path | None, label: str, into: dict[str, Any]) -> None:
+    """With ``SCALE_PROFILE=memory`` (the operator started ``traced``): its allocation sites
+    now, in ``into``."""
+    if traced is not None:
+        into.setdefault("memory_profile", {})[label] = profile.memory_snapshot(
+            op.record.pid, traced
+        )
 
 
 class SessionWatch:
@@ -393,7 +395,7 @@ def run_size(n: int, knobs: dict[str, Any]) -> dict[str, Any]:
         traced = RESULTS / f"memory-scale-{n}.json" if knobs["profile"] == "memory" else None
         with operator(kubeconfig, NAMESPACE, metrics=True, traced=traced) as op:
             results["rss_start_mib"] = round(op.rss_mib(), 1)
-            _memory(knobs, op, "start", results)
+            _memory(op, traced, "start", results)
             before = _requests(op)
             empty, results["create_to_deployment_empty"] = _singles(custom, recorder, "empty")
             keys = [(NAMESPACE, name) for name in empty]
@@ -414,7 +416,7 @@ def run_size(n: int, knobs: dict[str, Any]) -> dict[str, Any]:
             _progress(f"size-{n}", results)
             with _profiled(knobs, op, f"{n}-steady", results):
                 results["steady"] = _steady([op], knobs["window_s"])[0]
-            _memory(knobs, op, "at_n", results)
+            _memory(op, traced, "at_n", results)
             _progress(f"size-{n}", results)
             at_n, results["create_to_deployment_at_n"] = _singles(custom, recorder, "at-n")
             _progress(f"size-{n}", results)
@@ -429,7 +431,7 @@ def run_size(n: int, knobs: dict[str, Any]) -> dict[str, Any]:
                     workers=knobs["workers"],
                 )
             results["rss_end_mib"] = round(op.rss_mib(), 1)
-            _memory(knobs, op, "end", results)
+            _memory(op, traced, "end", results)
         sessions.close()
         recorder.close()
     results["minutes"] = round((time.monotonic() - started) / 60, 1)

@@ -35,6 +35,7 @@ class Context:
     warned: dict[tuple[str, str], datetime] = field(default_factory=dict)
     cache: Cache = field(default_factory=Cache)  # what the watches hold (indexes bound at start)
     retries: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
+    trimmer: asyncio.Task[None] | None = None  # memory.trim_forever, from start-up to clean-up
 
     @property
     def api(self) -> Kube:

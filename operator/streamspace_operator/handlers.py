@@ -20,6 +20,7 @@ from streamspace.config import Settings
 from streamspace.db.migrate import migrate
 from streamspace_operator import (
     connections,
+    memory,
     metrics,
     plugins,
     repositories,
@@ -51,6 +52,8 @@ async def connect_client(memo: kopf.Memo, **kwargs: Any) -> None:
         await ctx.db.open(wait=True, timeout=30)
     if ctx.peering is not None:
         await ctx.kube.ensure_peering(ctx.peering, ctx.settings.kubernetes.served)
+    if ctx.trimmer is None:
+        ctx.trimmer = asyncio.create_task(memory.trim_forever(), name="malloc trim")
 
 
 async def login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
@@ -85,6 +88,9 @@ async def close_client(memo: kopf.Memo, **_: Any) -> None:
     for task in ctx.retries.values():
         task.cancel()
     ctx.retries.clear()
+    if ctx.trimmer is not None:
+        ctx.trimmer.cancel()
+        ctx.trimmer = None
     if ctx.kube is not None:
         await ctx.kube.api.close()
         ctx.kube = None
