@@ -68,7 +68,7 @@ def _ignore_environment(api: client.ApiClient) -> None:
 
     kubernetes_asyncio opens its session with ``trust_env=True``, and aiohttp then looks up
     ``~/.netrc`` for every request without an ``auth`` argument (ours carry a bearer header
-    instead), in the default thread pool: a thread hop and a file read per request, 15 % of
+    instead), in the default thread pool: a thread hop and a file read per request, 14 % of
     the operator's CPU in a burst (decision 158). A proxy would have to be set for Kopf's watches
     too, so the operator never reached its API server through one from the environment."""
     rest = api.rest_client

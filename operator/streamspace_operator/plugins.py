@@ -11,6 +11,7 @@ catalog entry is found through the TemplateRepository named in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +39,7 @@ from streamspace_operator.metrics import timed
 log = logging.getLogger(__name__)
 
 RETRY_BACKOFF = 5.0
+SECRET_LOOKS = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds between looks for an installer's Secret
 
 
 async def find_entry(ctx: Context, plugin: PluginInput) -> tuple[CatalogEntry | None, str]:
@@ -66,12 +68,13 @@ async def gather(ctx: Context, plugin: PluginInput) -> Gathered:
     )
 
 
-async def reconcile(ctx: Context, namespace: str, name: str) -> None:
+async def reconcile(ctx: Context, namespace: str, name: str) -> bool:
+    """Decide and write; True when the Plugin waits for the Secret its installer provides."""
     async with ctx.locks[(namespace, f"plugin/{name}")]:
         kube = ctx.api
         body = await kube.get_custom("Plugin", namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
-            return  # its Secret and runtime go with it through their owner references
+            return False  # its Secret and runtime go with it through their owner references
         plugin = PluginInput.from_body(body)
         gathered = await gather(ctx, plugin)
         allow_private = ctx.settings.network.allow_private_networks
@@ -92,6 +95,7 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> None:
             await kube.patch_status("Plugin", namespace, name, plan.status)
         for event in plan.events:
             await kube.post_event(body, event)
+        return plan.waiting_secret
 
 
 async def repository_synced(ctx: Context, namespace: str, repository: str) -> None:
@@ -109,7 +113,16 @@ async def repository_synced(ctx: Context, namespace: str, repository: str) -> No
 
 
 async def plugin_changed(memo: kopf.Memo, namespace: str | None, name: str, **_: Any) -> None:
-    await reconcile(context(memo), namespaced(namespace), name)
+    ctx, ns = context(memo), namespaced(namespace)
+    # The facade makes an installer's Secret just after the Plugin (it needs the Plugin's uid to
+    # own it), and no watch of ours shows Secrets: while it is awaited, look again a few times
+    # within seconds; after that the drift timer looks every RECONCILE_INTERVAL (decision 160).
+    # The status says what is awaited meanwhile.
+    for delay in SECRET_LOOKS:
+        if not await reconcile(ctx, ns, name):
+            return
+        await asyncio.sleep(delay)
+    await reconcile(ctx, ns, name)
 
 
 async def runtime_changed(

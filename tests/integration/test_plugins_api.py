@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import pytest
@@ -16,13 +17,15 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from psycopg.types.json import Jsonb
 
+from conftest import Stack
 from facade_testing import Client
 from plugin_testing import MANIFEST, add_catalog_plugin
+from streamspace.plugins.policy import SECRET_ANNOTATION
+from streamspace.plugins.secret import plugin_secret
+from streamspace.plugins.workload import CONFIG_KEY, SIGNING_KEY, PluginRef
 from streamspace_dev.process import wait_until
+from streamspace_facade.state import SERVICES
 from streamspace_testing import GROUP, VERSION
-
-if TYPE_CHECKING:
-    from conftest import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -335,3 +338,51 @@ def test_a_kubectl_plugin_is_visible_and_uninstall_removes_it(
     assert user.get(P + "/gitops-hook").status == 404
     assert wait_until(lambda: plugin_object(api, stack.namespace, "gitops-hook") is None, TIMEOUT)
     assert stack.client("olga", "operator").delete(P + "/gitops-hook").status == 404
+
+
+def test_a_secret_provided_after_its_plugin_is_seen_without_the_drift_timer(
+    database: str,
+    namespace: str,
+    start_operator: Callable[..., Any],
+    start_facade: Callable[..., Any],
+    api: client.ApiClient,
+) -> None:
+    """An installer that makes the Secret after the Plugin (the facade does, it needs the uid;
+    so may GitOps): the operator sees it within seconds, not at the next drift tick. The drift
+    timer is an hour away here, so only the operator's own looks can find the Secret (the race
+    behind a CI failure of test_approval_is_for_admins_only)."""
+    start_operator(DATABASE_URL=database, ALLOW_LOCAL_REPOS="true", RECONCILE_INTERVAL="1h")
+    facade = start_facade(DATABASE_URL=database)
+    assert wait_until(facade.app[SERVICES].mirror.ready.is_set, 60)
+    stack = Stack(facade.url, namespace, database, facade, facade.settings)
+    operator = stack.client("olga", "operator")
+    assert install(operator, add_catalog_plugin(stack)).status == 201
+    hook = plugin_object(api, namespace, "hook")
+    assert hook is not None
+    _, made = secret_data(api, namespace, "plugin-hook")
+
+    # the same Plugin under another name, applied with its Secret "provided" but not there yet
+    late = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Plugin",
+        "metadata": {"name": "late", "annotations": {SECRET_ANNOTATION: "provided"}},
+        "spec": hook["spec"],
+    }
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "plugins", late
+    )
+
+    def ready_reason() -> Any:
+        conditions = ((plugin_object(api, namespace, "late") or {}).get("status") or {}).get(
+            "conditions"
+        ) or []
+        return next((c.get("reason") for c in conditions if c.get("type") == "Ready"), None)
+
+    assert wait_until(lambda: ready_reason() == "SecretMissing", TIMEOUT), ready_reason()
+    uid = (plugin_object(api, namespace, "late") or {})["metadata"]["uid"]
+    secret = plugin_secret(
+        PluginRef("late", namespace, uid), made[SIGNING_KEY], json.loads(made[CONFIG_KEY])
+    )
+    client.CoreV1Api(api).create_namespaced_secret(namespace, secret)
+    # on to the next rule: the high-risk permission waits for an admin
+    assert wait_until(lambda: ready_reason() == "ApprovalRequired", TIMEOUT), ready_reason()

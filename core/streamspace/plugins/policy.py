@@ -104,6 +104,9 @@ class PluginPlan:
     delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, uid) of ours
     status: dict[str, Any] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)  # on a phase change, for kubectl describe
+    # the installer said it provides the Secret and it is not there yet (no watch of ours shows
+    # Secrets: the operator looks again soon, decision 160)
+    waiting_secret: bool = False
 
 
 def _owned_runtime(plugin: PluginInput, gathered: Gathered) -> dict[str, str]:
@@ -223,6 +226,7 @@ def decide(
     conflicts = _conflicts(plugin, gathered, manifest.runnable)
     version_ok = plugin.version is None or plugin.version == entry.version
     waiting_secret = gathered.secret is None and plugin.secret_provided
+    plan.waiting_secret = waiting_secret
     plan.create_secret = gathered.secret is None and not plugin.secret_provided and not conflicts
     runs = (
         plugin.enabled
