@@ -308,12 +308,15 @@ def _run(
             # made sure of as the pod is about to start, not on every reconcile (the volume
             # is never watched: a create refused with 409 would cost a request each time)
             plan.ensure_home = manifests.home_pvc(ref, opts)
-        if previous == "Hibernated":
-            cause = session.cause_for("running") or "requested"
-            plan.events.append(Event("Normal", "Woken", f"session woken ({cause})"))
-            plan.clear_cause = session.cause is not None
     elif _replicas(observed.deployment) != 1:
         plan.scale_to, plan.scale_uid = 1, observed.uids["Deployment"]
+    if previous == "Hibernated":
+        # Reported with the status leaving Hibernated, as every transition is (decision 161):
+        # a decision made again after its status write was refused still reports the wake
+        # its first try started.
+        cause = session.cause_for("running") or "requested"
+        plan.events.append(Event("Normal", "Woken", f"session woken ({cause})"))
+        plan.clear_cause = session.cause is not None
     if not observed.service:
         plan.apply.append(manifests.service(ref, view))
     if opts.ingress_domain and not observed.ingress:

@@ -217,9 +217,22 @@ class Kube:
                 raise
 
     async def patch_status(
-        self, kind: str, namespace: str, name: str, status: Mapping[str, Any]
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
     ) -> dict[str, Any] | None:
-        """A merge patch of the status; the object as it is now (None: it is gone)."""
+        """A merge patch of the status; the object as it is now (None: it is gone).
+
+        With ``resource_version`` the patch applies only to the object at that version (the
+        API server answers 409 Conflict if it has changed since): a status decided from an
+        older copy is never written over a newer one."""
+        body: dict[str, Any] = {"status": dict(status)}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         try:
             obj: dict[str, Any] = await self.custom.patch_namespaced_custom_object_status(
                 API_GROUP,
@@ -227,7 +240,7 @@ class Kube:
                 namespace,
                 PLURALS[kind],
                 name,
-                {"status": dict(status)},
+                body,
                 _content_type=MERGE,
             )
         except ApiException as exc:

@@ -68,40 +68,62 @@ def urgency(session: SessionInput) -> int:
 
 
 async def reconcile(ctx: Context, namespace: str, name: str) -> None:
-    """Decide from the cache (no reads), write only what the decision changes."""
+    """Decide from the cache (no reads), write only what the decision changes.
+
+    The status is written only over the Session the decision was made from (its
+    resourceVersion is the write's precondition), and the decision's Events are posted only
+    after that write. A copy older than the API server's (a standby's index from before it was
+    paused, or a write of someone else's the watch has not brought yet) gets 409: the Session
+    is read again and the decision made once more from it, so a transition already reported
+    (``Started``, ``Woken``...) is never reported twice."""
     async with ctx.locks[(namespace, name)]:
-        body = ctx.cache.session(namespace, name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            return  # children go with it through their owner references
-        session = SessionInput.from_body(body)
-        with ratelimit.priority(urgency(session)):
-            template = ctx.cache.template(namespace, session.ref.template)
-            now = datetime.now(UTC)
-            ingress = bool(ctx.settings.sessions.ingress_domain)
-            if _in_conflict(session):
-                # Seen by GETs only (someone else's objects carry no label of ours): whether
-                # the names are free yet, GETs tell too.
-                observed = await observe(ctx, session)
-            else:
-                observed = ctx.cache.observe(session, ingress=ingress)
+        try:
+            await _reconcile(ctx, namespace, name)
+        except StatusConflict:
+            log.debug(
+                "session %s/%s: changed since the cached copy, reading again", namespace, name
+            )
+            ctx.cache.remember("Session", await ctx.api.get_custom("Session", namespace, name))
+            await _reconcile(ctx, namespace, name)
+
+
+class StatusConflict(Exception):
+    """The Session changed since the copy a decision was made from (409 on its status)."""
+
+
+async def _reconcile(ctx: Context, namespace: str, name: str) -> None:
+    body = ctx.cache.session(namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return  # children go with it through their owner references
+    session = SessionInput.from_body(body)
+    with ratelimit.priority(urgency(session)):
+        template = ctx.cache.template(namespace, session.ref.template)
+        now = datetime.now(UTC)
+        ingress = bool(ctx.settings.sessions.ingress_domain)
+        if _in_conflict(session):
+            # Seen by GETs only (someone else's objects carry no label of ours): whether
+            # the names are free yet, GETs tell too.
+            observed = await observe(ctx, session)
+        else:
+            observed = ctx.cache.observe(session, ingress=ingress)
+        plan = decide(session, template, observed, now, ctx.workload_options)
+        if await _names_taken(ctx, session, plan, observed):
+            observed = await observe(ctx, session)
             plan = decide(session, template, observed, now, ctx.workload_options)
-            if await _names_taken(ctx, session, plan, observed):
-                observed = await observe(ctx, session)
-                plan = decide(session, template, observed, now, ctx.workload_options)
-            try:
-                await _write_children(ctx, plan, namespace, name)
-            except ApiException as exc:
-                if exc.status not in STALE:
-                    raise
-                # The cache was behind (or an object of someone else's holds a name, which no
-                # watch of ours shows): look with GETs and decide again.
-                log.debug(
-                    "session %s/%s: %s on a child write, reading again", namespace, name, exc.status
-                )
-                observed = await observe(ctx, session)
-                plan = decide(session, template, observed, now, ctx.workload_options)
-                await _write_children(ctx, plan, namespace, name)
-            await _report(ctx, body, session, plan)
+        try:
+            await _write_children(ctx, plan, namespace, name)
+        except ApiException as exc:
+            if exc.status not in STALE:
+                raise
+            # The cache was behind (or an object of someone else's holds a name, which no
+            # watch of ours shows): look with GETs and decide again.
+            log.debug(
+                "session %s/%s: %s on a child write, reading again", namespace, name, exc.status
+            )
+            observed = await observe(ctx, session)
+            plan = decide(session, template, observed, now, ctx.workload_options)
+            await _write_children(ctx, plan, namespace, name)
+        await _report(ctx, body, session, plan)
 
 
 def _in_conflict(session: SessionInput) -> bool:
@@ -141,7 +163,19 @@ async def _report(ctx: Context, body: dict[str, Any], session: SessionInput, pla
     kube, kept = ctx.api, ctx.cache
     namespace, name = session.namespace, session.name
     if status_changed(session.status, plan.status):
-        kept.remember("Session", await kube.patch_status("Session", namespace, name, plan.status))
+        try:
+            written = await kube.patch_status(
+                "Session",
+                namespace,
+                name,
+                plan.status,
+                resource_version=body["metadata"].get("resourceVersion"),
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise StatusConflict from exc
+            raise
+        kept.remember("Session", written)
     for event in plan.events:
         await kube.post_event(body, event)
         transitioned(event.reason, session)
