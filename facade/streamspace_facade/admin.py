@@ -32,8 +32,7 @@ def _key_view(key: apikeys.ApiKey) -> dict[str, Any]:
 
 
 async def me(request: web.Request) -> web.Response:
-    who = principal(request)
-    return json_response({"user": who.user, "role": who.role, "via": who.via})
+    return json_response(principal(request).view)
 
 
 async def list_keys(request: web.Request) -> web.Response:

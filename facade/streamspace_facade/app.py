@@ -48,6 +48,7 @@ from streamspace_facade import (
     plugins,
     probes,
     sessions,
+    signin,
     webhook,
     ws,
 )
@@ -73,6 +74,7 @@ PUBLIC = frozenset(
         "/webhooks/repository/sync",
         "/metrics",
         gate.AUTH_PATH,  # checks the gate's own credential, not a bearer token
+        signin.PATH,  # checks the credential it is given (or the cookie) itself
     }
 )
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -280,6 +282,7 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     admin.add_routes(app.router)
     webhook.add_routes(app.router)
     gate.add_routes(app.router)
+    signin.add_routes(app.router)
     plugin_deliveries.add_routes(app.router)
     ws.add_routes(app.router)
     metrics.add_routes(app.router)

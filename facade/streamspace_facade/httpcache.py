@@ -5,7 +5,8 @@ bytes sent. The body is built anyway (a page of 50 sessions is ~25 KB, hashed in
 so the tag is exact for every route and filter with no version bookkeeping; what a 304 saves is
 the transfer and the client's parsing, which is what polling dashboards pay for. Answers to
 authenticated callers are ``Cache-Control: private, no-cache`` (a shared cache must not keep
-them, and a browser revalidates before each use) and vary on ``Authorization``.
+them, and a browser revalidates before each use) and vary on ``Authorization`` and ``Cookie``
+(a signed-in browser's credential).
 
 A client that accepts gzip gets bodies of ``GZIP_MIN_BYTES`` or more compressed (level
 ``GZIP_LEVEL``, no timestamp, so the same body gives the same bytes). The compressed answer is
@@ -72,7 +73,7 @@ async def conditional(request: web.Request, handler: Handler) -> web.StreamRespo
     body = response.body
     if PRINCIPAL in request:
         response.headers[hdrs.CACHE_CONTROL] = PRIVATE
-        response.headers.add(hdrs.VARY, "Authorization")
+        response.headers.add(hdrs.VARY, "Authorization, Cookie")  # a browser's sign-in
     compress = (
         len(body) >= GZIP_MIN_BYTES
         and hdrs.CONTENT_ENCODING not in response.headers

@@ -66,6 +66,11 @@ IDEMPOTENCY_KEY = _header(
     "answer (and never a second session); the same key with a different body is a 422, and "
     "while the first request is still being served a 409.",
 )
+CSRF = _header(
+    "X-Requested-With",
+    "Must be 'streamspace': a request signed in by cookie that changes something sends it, "
+    "which a cross-site form cannot.",
+)
 S = "/api/v1/sessions/{id}"
 P = "/api/v1/plugins/{id}"
 PLUGIN = _path("The Plugin's name.")
@@ -88,6 +93,15 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
         Op("get", "/metrics", "metrics", "Prometheus metrics (text exposition format)",
            {200: None}, public=True),
         Op("get", "/api/v1/me", "me", "Who the caller is", {200: "Me"}),
+    ),
+    "sign-in": (
+        Op("post", "/api/v1/auth/session", "signIn", "A browser signs in: the credential "
+           "(API key or token) is checked and comes back as the HttpOnly, SameSite=Strict "
+           "cookie streamspace_session, which then authenticates its requests and WebSockets "
+           "(writes must send X-Requested-With: streamspace). 401: the credential is refused",
+           {200: "Me"}, (401, 403, 503), (CSRF,), body="SignIn", public=True),
+        Op("delete", "/api/v1/auth/session", "signOut", "The browser signs out: the cookie is "
+           "cleared (the credential itself stays valid)", {204: None}, public=True),
     ),
     "sessions": (
         Op("get", "/api/v1/sessions", "listSessions", "Sessions the caller may see (users: "

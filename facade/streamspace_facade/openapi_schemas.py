@@ -496,6 +496,11 @@ def schemas() -> dict[str, Schema]:
             "description": "A GitHub or GitLab push, or generic {repository_url, branch?, ref?}.",
             "example": {"repository_url": "https://github.com/example/templates.git"},
         },
+        "SignIn": _request(
+            {"token": string("An API key (sk_...) or a JWT.", minLength=1, maxLength=8192)},
+            required=["token"],
+            example={"token": "sk_..."},
+        ),
         "ApiKeyCreate": _request(
             {"user": USER, "role": ROLE, "name": string("What it is for.")},
             required=["user", "role"],

@@ -23,3 +23,8 @@ class Principal:
     def sees_everything(self) -> bool:
         """Operators and admins see and act on every user's sessions and connections."""
         return self.at_least("operator")
+
+    @property
+    def view(self) -> dict[str, str]:
+        """What ``GET /api/v1/me`` and a browser's sign-in answer."""
+        return {"user": self.user, "role": self.role, "via": self.via}

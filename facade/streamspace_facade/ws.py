@@ -31,7 +31,7 @@ from aiohttp import WSCloseCode, web
 
 from streamspace.db.mirror import is_deleted
 from streamspace.naming import is_dns_label, is_object_name
-from streamspace_facade import metrics
+from streamspace_facade import metrics, signin
 from streamspace_facade.errors import ApiError, forbidden, invalid, not_found
 from streamspace_facade.kube import Kube, connect
 from streamspace_facade.live import Informer, SessionFeed, message
@@ -56,8 +56,13 @@ FORMATS = ("full", "delta")
 
 
 def authorization(request: web.Request) -> str | None:
-    """The request's credential: its Authorization header, else one of a stream's places."""
-    return request.headers.get("Authorization") or credential(request)
+    """The request's credential: its Authorization header, else one of a stream's places, else
+    a signed-in browser's cookie (``signin``; 403 for a forged cross-site write)."""
+    return (
+        request.headers.get("Authorization")
+        or credential(request)
+        or signin.cookie_credential(request)
+    )
 
 
 def credential(request: web.Request) -> str | None:
