@@ -330,6 +330,18 @@ class AuthSettings:
     ``admin=streamspace-admins,operator=streamspace-operators``). OIDC callers in no listed
     group are users; no other claim grants a role."""
 
+    oidc_client_id: str | None = None
+    """The web console's client at the issuer, for signing in with the authorization-code flow
+    (``OIDC_CLIENT_ID``; default: ``OIDC_AUDIENCE``, which ID tokens carry as their audience)."""
+
+    oidc_client_secret: str | None = field(default=None, repr=False)
+    """That client's secret, when the issuer treats it as confidential (``OIDC_CLIENT_SECRET``;
+    PKCE is used either way); secret."""
+
+    oidc_scopes: str = "openid profile email"
+    """Scopes the console's sign-in asks for (``OIDC_SCOPES``; add the one that brings the
+    groups claim, e.g. ``groups``, if the issuer needs it)."""
+
     webhook_secret: str | None = field(default=None, repr=False)
     """Shared secret of the repository webhook (``WEBHOOK_SECRET``); secret."""
 
@@ -704,6 +716,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             oidc_username_claim=read.text("OIDC_USERNAME_CLAIM", "sub") or "sub",
             oidc_groups_claim=read.text("OIDC_GROUPS_CLAIM", "groups") or "groups",
             oidc_role_groups=_role_groups(read),
+            oidc_client_id=read.text("OIDC_CLIENT_ID") or read.text("OIDC_AUDIENCE"),
+            oidc_client_secret=read.text("OIDC_CLIENT_SECRET"),
+            oidc_scopes=read.text("OIDC_SCOPES", AuthSettings.oidc_scopes) or "openid",
             webhook_secret=read.text("WEBHOOK_SECRET"),
             webhook_allow_unsigned=read.flag("WEBHOOK_ALLOW_UNSIGNED"),
             webhook_tolerance=read.duration("WEBHOOK_TOLERANCE", AuthSettings.webhook_tolerance),

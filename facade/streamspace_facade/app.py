@@ -43,6 +43,7 @@ from streamspace_facade import (
     idempotency,
     limits,
     metrics,
+    oidc_signin,
     paging,
     plugin_deliveries,
     plugins,
@@ -74,7 +75,10 @@ PUBLIC = frozenset(
         "/webhooks/repository/sync",
         "/metrics",
         gate.AUTH_PATH,  # checks the gate's own credential, not a bearer token
-        signin.PATH,  # checks the credential it is given (or the cookie) itself
+        signin.PATH,  # checks the credential it is given itself
+        oidc_signin.METHODS,
+        oidc_signin.LOGIN,  # the browser is on its way to sign in
+        oidc_signin.CALLBACK,  # checks the code, state and ID token itself
     }
 )
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -283,6 +287,7 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     webhook.add_routes(app.router)
     gate.add_routes(app.router)
     signin.add_routes(app.router)
+    oidc_signin.add_routes(app.router)
     plugin_deliveries.add_routes(app.router)
     ws.add_routes(app.router)
     metrics.add_routes(app.router)

@@ -116,7 +116,7 @@ class Authenticator:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._jwks: jwt.PyJWKSet | None = None
-        self._jwks_uri: str | None = None
+        self._discovery: dict[str, Any] | None = None
         self._fresh_until = 0.0
         self._refetch_after = 0.0
         self._retry_after = 0.0
@@ -210,7 +210,7 @@ class Authenticator:
             keys = await self._download_keys()
         except (aiohttp.ClientError, TimeoutError, ValueError, jwt.PyJWTError) as exc:
             log.warning("cannot fetch the signing keys of %s: %s", self._settings.oidc_issuer, exc)
-            self._jwks_uri = None  # read the discovery document again next time
+            self._discovery = None  # read the discovery document again next time
             self._retry_after = self._clock() + RETRY_INTERVAL
             self._last_failed = True
         else:
@@ -222,17 +222,21 @@ class Authenticator:
             log.info("fetched %d signing key(s) of %s", len(keys.keys), self._settings.oidc_issuer)
         self._attempts += 1  # counted only when done: waiters on a cancelled fetch try again
 
-    async def _download_keys(self) -> jwt.PyJWKSet:
-        if self._jwks_uri is None:
+    async def discovery(self) -> dict[str, Any]:
+        """The issuer's discovery document, fetched once (again after a failed key fetch)."""
+        if self._discovery is None:
             issuer = self._settings.oidc_issuer or ""
-            discovery = await self._get_json(
+            self._discovery = await self._get_json(
                 issuer.rstrip("/") + "/.well-known/openid-configuration"
             )
-            uri = discovery.get("jwks_uri")
-            if not isinstance(uri, str) or not uri:
-                raise BadDocumentError("the discovery document has no jwks_uri")
-            self._jwks_uri = uri
-        return jwt.PyJWKSet.from_dict(await self._get_json(self._jwks_uri))
+        return self._discovery
+
+    async def _download_keys(self) -> jwt.PyJWKSet:
+        uri = (await self.discovery()).get("jwks_uri")
+        if not isinstance(uri, str) or not uri:
+            self._discovery = None
+            raise BadDocumentError("the discovery document has no jwks_uri")
+        return jwt.PyJWKSet.from_dict(await self._get_json(uri))
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         async with self._http.get(

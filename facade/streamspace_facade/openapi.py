@@ -102,6 +102,23 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
            {200: "Me"}, (401, 403, 503), (CSRF,), body="SignIn", public=True),
         Op("delete", "/api/v1/auth/session", "signOut", "The browser signs out: the cookie is "
            "cleared (the credential itself stays valid)", {204: None}, public=True),
+        Op("get", "/api/v1/auth/methods", "signInMethods", "How a browser may sign in: with a "
+           "credential, and at the OIDC issuer when one is configured", {200: "SignInMethods"},
+           public=True),
+        Op("get", "/api/v1/auth/oidc/login", "oidcSignIn", "Start signing in at the OIDC "
+           "issuer (authorization code with PKCE; the facade is the client): 302 to the "
+           "issuer, with the state in the HttpOnly cookie streamspace_oidc. 404: no issuer "
+           "configured", {302: None}, (404, 503), public=True),
+        Op("get", "/api/v1/auth/oidc/callback", "oidcCallback", "Where the issuer sends the "
+           "browser back: the code is exchanged, the ID token checked (signature, issuer, "
+           "audience, nonce) and set as the session cookie; 302 to /. 400: no sign-in was "
+           "started in this browser or the state differs; 401: refused",
+           {302: None}, (400, 401, 404, 422, 503),
+           (_query("code", "The authorization code."), _query("state", "The sign-in's state."),
+            _query("error", "The issuer's refusal."),
+            {"name": "streamspace_oidc", "in": "cookie", "description": "The sign-in's state, "
+             "from /api/v1/auth/oidc/login.", "schema": string()}),
+           public=True),
     ),
     "sessions": (
         Op("get", "/api/v1/sessions", "listSessions", "Sessions the caller may see (users: "

@@ -37,6 +37,7 @@ SUCCESS = {
     201: "Created.",
     202: "Accepted: the operator acts on it.",
     204: "Done.",
+    302: "Found: the browser goes on to the Location header.",
     304: "Not modified: the If-None-Match header named this answer's ETag; no body.",
 }
 ETAG = {

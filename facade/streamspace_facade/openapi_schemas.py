@@ -496,6 +496,13 @@ def schemas() -> dict[str, Schema]:
             "description": "A GitHub or GitLab push, or generic {repository_url, branch?, ref?}.",
             "example": {"repository_url": "https://github.com/example/templates.git"},
         },
+        "SignInMethods": _response(
+            {
+                "token": {"type": "boolean", "description": "An API key or token may be pasted."},
+                "oidc": {"type": "boolean", "description": "The OIDC issuer may be used."},
+                "oidcLogin": string("Where to send the browser for it.", nullable=True),
+            }
+        ),
         "SignIn": _request(
             {"token": string("An API key (sk_...) or a JWT.", minLength=1, maxLength=8192)},
             required=["token"],

@@ -69,15 +69,15 @@ async def sign_in(request: web.Request) -> web.Response:
     principal = await services(request).auth.authenticate(f"Bearer {token}")
     request[PRINCIPAL] = principal  # the sign-in is audited as this user's
     response = json_response(principal.view)
-    response.set_cookie(
-        COOKIE,
-        token,
-        path="/",
-        httponly=True,
-        secure=request.secure,
-        samesite="Strict",
-    )
+    set_session_cookie(request, response, token)
     return response
+
+
+def set_session_cookie(request: web.Request, response: web.StreamResponse, credential: str) -> None:
+    """The browser's session from now on: ``credential``, checked on each request."""
+    response.set_cookie(
+        COOKIE, credential, path="/", httponly=True, secure=request.secure, samesite="Strict"
+    )
 
 
 async def sign_out(request: web.Request) -> web.Response:

@@ -13,12 +13,10 @@ import jwt
 import psycopg
 import pytest
 import pytest_asyncio
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 from psycopg_pool import AsyncConnectionPool
 
+from oidc_testing import AUDIENCE, Issuer
 from streamspace.auth import apikeys
 from streamspace.auth.tokens import mint_hs256
 from streamspace.config import AuthSettings
@@ -32,7 +30,6 @@ from streamspace_facade.storage.apikeys import ApiKeyStore
 pytestmark = pytest.mark.integration
 
 SECRET = "integration-secret-of-32-bytes!!"
-AUDIENCE = "streamspace"
 
 
 class Clock:
@@ -43,65 +40,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class Issuer:
-    """A local OIDC issuer: discovery document and JWKS, counting requests, able to fail."""
-
-    def __init__(self) -> None:
-        self.keys: dict[str, rsa.RSAPrivateKey] = {}
-        self.hits = {"discovery": 0, "jwks": 0}
-        self.failing = False
-        self.delay = 0.0
-        self.server: TestServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.port}/realms/test"
-
-    def rotate(self, kid: str) -> rsa.RSAPrivateKey:
-        """Publish only a new key, as an issuer does when it rotates."""
-        self.keys = {kid: rsa.generate_private_key(public_exponent=65537, key_size=2048)}
-        return self.keys[kid]
-
-    def token(self, kid: str | None = None, **claims: Any) -> str:
-        kid = kid or next(iter(self.keys))
-        now = datetime.now(UTC)
-        body = {
-            "iss": self.url,
-            "aud": AUDIENCE,
-            "sub": "alice",
-            "iat": now,
-            "exp": now + timedelta(hours=1),
-            **claims,
-        }
-        key = self.keys.get(kid) or rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        return jwt.encode(body, key, algorithm="RS256", headers={"kid": kid})
-
-    async def _answer(self, what: str, body: dict[str, Any]) -> web.Response:
-        self.hits[what] += 1
-        await asyncio.sleep(self.delay)
-        if self.failing:
-            return web.json_response({"error": "down"}, status=503)
-        return web.json_response(body)
-
-    async def discovery(self, request: web.Request) -> web.Response:
-        return await self._answer("discovery", {"issuer": self.url, "jwks_uri": f"{self.url}/jwks"})
-
-    async def jwks(self, request: web.Request) -> web.Response:
-        keys = [
-            {**RSAAlgorithm.to_jwk(k.public_key(), as_dict=True), "kid": kid, "alg": "RS256"}
-            for kid, k in self.keys.items()
-        ]
-        return await self._answer("jwks", {"keys": keys})
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/realms/test/.well-known/openid-configuration", self.discovery)
-        app.router.add_get("/realms/test/jwks", self.jwks)
-        self.server = TestServer(app, host="127.0.0.1", port=0)
-        await self.server.start_server()
 
 
 @pytest.fixture
