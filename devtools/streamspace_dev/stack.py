@@ -303,6 +303,7 @@ def welcome(w: Welcome) -> str:
     return f"""
 StreamSpace is running.
 
+  Console:     {w.api}/   (open it in a browser and sign in with the admin API key below)
   API:         {w.api}   (health: /health; OpenAPI: /api/v1/openapi.json)
   Metrics:     {w.api}/metrics (facade), {w.operator_metrics} (operator)
   Template:    {w.template} ({EXAMPLE_TEMPLATE.name}), applied at start-up

@@ -32,3 +32,5 @@ def test_walkthrough_exports_what_its_commands_need(tmp_path: Path) -> None:
     assert exports < text.index("token create --user bob")
     assert text.index("export JWT_SECRET=") < text.index("token jwt --user alice")
     assert "export TOKEN=sk_admin" in text
+    # the console comes first, with the key to sign in with
+    assert text.index("Console:     http://127.0.0.1:8080/") < text.index("export TOKEN=sk_admin")
