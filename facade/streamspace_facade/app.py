@@ -48,6 +48,7 @@ from streamspace_facade import (
     plugin_deliveries,
     plugins,
     probes,
+    repositories,
     sessions,
     signin,
     webhook,
@@ -282,6 +283,7 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     app.router.add_get("/version", version)
     sessions.add_routes(app.router)
     catalog.add_routes(app.router)
+    repositories.add_routes(app.router)
     plugins.add_routes(app.router)
     admin.add_routes(app.router)
     webhook.add_routes(app.router)

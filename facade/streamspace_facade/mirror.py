@@ -39,7 +39,6 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from streamspace.db import mirror as tables
 from streamspace.db.migrate import migrate
 from streamspace.db.outbox import Audience, View, Views
-from streamspace_facade.catalog import repository_view
 from streamspace_facade.errors import ApiError
 from streamspace_facade.kube import Kube
 from streamspace_facade.metrics import (
@@ -51,6 +50,7 @@ from streamspace_facade.metrics import (
     PENDING,
 )
 from streamspace_facade.plugin_views import installed_view, public_view
+from streamspace_facade.repositories import repository_view
 from streamspace_facade.sessions import connection_view, session_view
 from streamspace_facade.storage import DB_WAIT
 from streamspace_facade.storage.repositories import RepositoryRow

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from streamspace.naming import is_object_name
-from streamspace_facade import catalog, paging, plugin_writes
+from streamspace_facade import paging, plugin_writes, repositories
 from streamspace_facade.errors import ApiError, invalid, not_found
 from streamspace_facade.plugin_views import (
     PLUGIN_TYPES,
@@ -151,15 +151,17 @@ def _view_for(request: web.Request) -> Callable[[InstalledPlugin], dict[str, Any
 
 async def list_repositories(request: web.Request) -> web.Response:
     view = (
-        catalog.repository_view
+        repositories.repository_view
         if principal(request).at_least("operator")
-        else catalog.repository_summary
+        else repositories.repository_summary
     )
     svc = services(request)
     win = paging.window(request, "plugin-repositories", {"role": principal(request).role})
     rows = await svc.db().repositories.list(svc.scope, "plugin")
     return json_response(
-        paging.in_memory(request, win, "repositories", rows, key=catalog.repository_key, view=view)
+        paging.in_memory(
+            request, win, "repositories", rows, key=repositories.repository_key, view=view
+        )
     )
 
 
@@ -168,7 +170,7 @@ async def create_repository(request: web.Request) -> web.Response:
     body: dict[str, Any] = await json_body(request)
     if body.get("type", "plugin") != "plugin":
         raise invalid({"type": "must be plugin here (template repositories: /api/v1/repositories)"})
-    return await catalog.create_repository_from(request, {**body, "type": "plugin"})
+    return await repositories.create_repository_from(request, {**body, "type": "plugin"})
 
 
 async def sync_repository(request: web.Request) -> web.Response:
@@ -183,7 +185,7 @@ async def sync_repository(request: web.Request) -> web.Response:
         raise
     if (obj.get("spec") or {}).get("type") != "plugin":
         raise not_found("plugin repository", name)
-    await catalog.request_sync(request, [name])
+    await repositories.request_sync(request, [name])
     audit(request, "sync", "repository", name)
     return json_response({"repositories": [name], "total": 1}, status=202)
 
