@@ -11,12 +11,12 @@ import pytest
 from streamspace_dev.binaries import (
     HELM_VERSION,
     BuildError,
-    Progress,
     components,
     failure_message,
     go_version_problem,
     require_tool,
 )
+from streamspace_dev.buildprogress import Progress
 
 pytestmark = pytest.mark.unit
 
