@@ -40,7 +40,7 @@ from typing import Any
 from kubernetes import client, watch
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import profile
+from bench import profile, scale_report
 from bench.common import (
     GROUP,
     RESULTS,
@@ -474,96 +474,23 @@ def run_sharded(n: int, knobs: dict[str, Any]) -> dict[str, Any]:
 
 def run() -> dict[str, Any]:
     knobs = _knobs()
-    results: dict[str, Any] = {"scenario": "scale", "cpu_count": os.cpu_count(), **knobs}
+    results: dict[str, Any] = {
+        "scenario": "scale",
+        "cpu_count": os.cpu_count(),
+        **knobs,
+        "singles": SINGLES,
+        "idle_check_s": IDLE_CHECK,
+        "wake_wait_s": WAKE_WAIT,
+    }
     results["sizes_run"] = [run_size(n, knobs) for n in knobs["sizes"]]
     if knobs["sharded"]:
         results["sharded"] = run_sharded(knobs["sharded"], knobs)
     return results
 
 
-def _lat(stats: dict[str, float]) -> str:
-    return f"p50 {stats['p50_ms']} ms  p99 {stats['p99_ms']} ms (n={stats['n']})"
-
-
-def _rows(size: dict[str, Any]) -> list[tuple[str, str]]:
-    n, burst, steady, idle = size["sessions"], size["burst"], size["steady"], size["idle_burst"]
-    rss_target = "≤ 150 MiB" if n <= 1000 else "≤ 600 MiB" if n <= 10_000 else "-"
-    reqs = burst["requests_per_session"]
-    late = idle["lateness_s"]
-    return [
-        (f"[{n}] burst → all Deployments (≤ 10 s at 1,000)", f"{burst['all_deployments_s']} s"),
-        (f"[{n}] burst → all Running", f"{burst['all_running_s']} s"),
-        (
-            f"[{n}] create calls of the burst ({size.get('workers', '')} threads)",
-            f"{burst['create_calls_s']} s",
-        ),
-        (
-            f"[{n}] create → Deployment, idle, empty (p99 ≤ 100 ms)",
-            _lat(size["create_to_deployment_empty"]),
-        ),
-        (
-            f"[{n}] create → Deployment, idle, at N (p99 ≤ 100 ms)",
-            _lat(size["create_to_deployment_at_n"]),
-        ),
-        (f"[{n}] API requests per session, burst (Go: 9.4)", f"{reqs['total']}  ({reqs})"),
-        (
-            f"[{n}] API requests per session, {SINGLES} paced creates until Running (Go: 9.4)",
-            f"{size['requests_per_session_empty']}",
-        ),
-        (f"[{n}] operator RSS at N ({rss_target})", f"{steady['rss_mib']} MiB"),
-        (f"[{n}] steady CPU at N (≤ 10 % at 10,000)", f"{steady['cpu_percent']} % of a core"),
-        (f"[{n}] steady API requests/s at N", f"{steady['requests_per_s']}"),
-        (
-            f"[{n}] idle burst of {idle['sessions']}: lateness (p99 ≤ {IDLE_CHECK:.0f} s)",
-            f"p50 {late['p50']} s  p99 {late['p99']} s  max {late['max']} s  early {late['early']}",
-        ),
-        (
-            f"[{n}] wake during that burst (p99 ≤ 1 s)",
-            f"{_lat(idle['wake_during_burst'])}; not awake after {WAKE_WAIT:.0f} s:"
-            f" {idle.get(f'wakes_not_done_in_{WAKE_WAIT:.0f}s')}",
-        ),
-        (f"[{n}] wall time of this size", f"{size['minutes']} min"),
-        *(
-            (f"[{label}] CPU by process (% of a core)", profile.shares_text(shares))
-            for label, shares in size.get("cpu_by_process", {}).items()
-        ),
-        *(
-            row
-            for label, cpu in size.get("cpu_profile", {}).items()
-            for row in profile.cpu_rows(f"[{label}]", cpu)
-        ),
-        *(
-            row
-            for label, snap in size.get("memory_profile", {}).items()
-            for row in profile.memory_rows(f"[{n} {label}]", snap)
-        ),
-    ]
-
-
 def main() -> None:
     results = run()
-    rows: list[tuple[str, str]] = []
-    for size in results["sizes_run"]:
-        rows += _rows({**size, "workers": results["workers"]})
-    sharded = results.get("sharded")
-    if sharded:
-        n, burst = sharded["sessions"], sharded["burst"]
-        rows.append(
-            (
-                f"[sharded {n}, 2 operators x 2 ns] burst → all Deployments",
-                f"{burst['all_deployments_s']} s",
-            )
-        )
-        rows.append((f"[sharded {n}] burst → all Running", f"{burst['all_running_s']} s"))
-        for name, steady, reqs in zip(
-            sharded["shards"], sharded["steady"], burst["requests_per_session"], strict=True
-        ):
-            rows.append(
-                (
-                    f"[sharded {n}] operator {name}: RSS / CPU / req per session",
-                    f"{steady['rss_mib']} MiB / {steady['cpu_percent']} % / {reqs['total']}",
-                )
-            )
-        rows.append((f"[sharded {n}] wall time", f"{sharded['minutes']} min"))
-    print_table("scale (full profile, kwok; operator as separate processes)", rows)
+    print_table(
+        "scale (full profile, kwok; operator as separate processes)", scale_report.rows(results)
+    )
     print(f"\nwritten to {write_results('scale', results)}")
