@@ -17,7 +17,6 @@ minimal cluster into a full one); ``down`` stops exactly the processes recorded 
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import functools
 import json
@@ -34,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from streamspace_dev import binaries, pki, podlogs, process
+from streamspace_dev import binaries, pki, planeargs, podlogs, process
 from streamspace_dev.objects import (
     ADMISSION_FILE,
     KWOK_NODE_LABEL,
@@ -53,7 +52,6 @@ log = logging.getLogger(__name__)
 PROFILES = ("minimal", "full")
 FULL_ONLY = ("kube-controller-manager", "kube-scheduler", "kwok")
 DEFAULT_NAMESPACE = "streamspace"
-SERVICE_CIDR = "10.96.0.0/16"
 # how long `check` keeps asking a running component that missed one health probe
 PROBE_GRACE = 10.0
 
@@ -250,65 +248,24 @@ class ControlPlane:
             token=pki.write_pki(pki_dir),
         )
         self._save(state)  # record early: a failed start can still be taken down
-        peer_port = process.free_port()
-        etcd_url = f"https://127.0.0.1:{state.etcd_port}"
-        peer_url = f"https://127.0.0.1:{peer_port}"
-        tls = {
-            "cert-file": pki_dir / "etcd.crt",
-            "key-file": pki_dir / "etcd.key",
-            "trusted-ca-file": pki_dir / "ca.crt",
-        }
         state.processes["etcd"] = process.start(
             "etcd",
-            [
-                str(bins["etcd"]),
-                "--name=streamspace-dev",
-                f"--data-dir={self.dir / 'etcd-data'}",
-                f"--listen-client-urls={etcd_url}",
-                f"--advertise-client-urls={etcd_url}",
-                f"--listen-peer-urls={peer_url}",
-                f"--initial-advertise-peer-urls={peer_url}",
-                f"--initial-cluster=streamspace-dev={peer_url}",
-                *(f"--{flag}={path}" for flag, path in tls.items()),
-                "--client-cert-auth",
-                *(f"--peer-{flag}={path}" for flag, path in tls.items()),
-                "--peer-client-cert-auth",
-                "--unsafe-no-fsync",
-                "--log-level=warn",
-            ],
+            planeargs.etcd(
+                bins["etcd"],
+                self.dir / "etcd-data",
+                state.etcd_port,
+                process.free_port(),
+                pki_dir,
+            ),
             self.dir / "logs" / "etcd.log",
         )
         self._save(state)
         self._wait(state, "etcd", functools.partial(self._healthy, state, "etcd"), timeout)
         state.processes["kube-apiserver"] = process.start(
             "kube-apiserver",
-            [
-                str(bins["kube-apiserver"]),
-                f"--etcd-servers={etcd_url}",
-                f"--etcd-cafile={pki_dir / 'ca.crt'}",
-                f"--etcd-certfile={pki_dir / 'etcd-client.crt'}",
-                f"--etcd-keyfile={pki_dir / 'etcd-client.key'}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--secure-port={state.api_port}",
-                f"--cert-dir={pki_dir}",
-                f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
-                f"--tls-private-key-file={pki_dir / 'apiserver.key'}",
-                f"--client-ca-file={pki_dir / 'ca.crt'}",
-                f"--token-auth-file={pki_dir / 'tokens.csv'}",
-                f"--service-account-key-file={pki_dir / 'sa.pub'}",
-                f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
-                "--service-account-issuer=https://kubernetes.default.svc",
-                "--authorization-mode=RBAC",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--endpoint-reconciler-type=none",  # loopback may not appear in Endpoints
-                # pods/log and exec reach kwok's kubelet endpoint on the nodes' 127.0.0.1; their
-                # Hostname address (the node name) resolves nowhere.
-                "--kubelet-preferred-address-types=InternalIP",
-                "--allow-privileged=true",
-                "--profiling=false",
-                "--v=1",
-            ],
+            planeargs.kube_apiserver(
+                bins["kube-apiserver"], state.etcd_port, state.api_port, pki_dir
+            ),
             self.dir / "logs" / "kube-apiserver.log",
         )
         self._save(state)
@@ -323,36 +280,13 @@ class ControlPlane:
 
     def _start_full(self, state: ClusterState, bins: dict[str, Path], timeout: float) -> None:
         started = time.monotonic()
-        kc = str(self.kubeconfig)
         pki_dir = self.dir / "pki"
-        common = [f"--kubeconfig={kc}", "--leader-elect=false", "--bind-address=127.0.0.1"]
-        delegated = [f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}"]
-        for name, extra in (
-            (
-                "kube-controller-manager",
-                [
-                    # No kubelets post node heartbeats, so the node lifecycle controller would
-                    # taint the fake nodes and evict their pods.
-                    "--controllers=*,-nodelifecycle,-nodeipam",
-                    f"--service-account-private-key-file={pki_dir / 'sa.key'}",
-                    f"--root-ca-file={pki_dir / 'ca.crt'}",
-                    "--use-service-account-credentials=false",
-                    # Dynamic PersistentVolumes for the default StorageClass, so that home
-                    # volume claims bind (no kubelet mounts them; kwok only plays the pods).
-                    "--enable-hostpath-provisioner=true",
-                    "--concurrent-deployment-syncs=10",
-                    "--concurrent-replicaset-syncs=10",
-                    "--kube-api-qps=200",
-                    "--kube-api-burst=400",
-                ],
-            ),
-            ("kube-scheduler", ["--kube-api-qps=200", "--kube-api-burst=400"]),
-        ):
+        for name in ("kube-controller-manager", "kube-scheduler"):
             port = process.free_port()
             state.health_ports[name] = port
             state.processes[name] = process.start(
                 name,
-                [str(bins[name]), *common, *delegated, f"--secure-port={port}", *extra],
+                planeargs.controller(name, bins[name], self.kubeconfig, port, pki_dir),
                 self.dir / "logs" / f"{name}.log",
             )
             self._save(state)
@@ -364,24 +298,12 @@ class ControlPlane:
         kwok_crds.mkdir(exist_ok=True)
         (kwok_crds / "logs.yaml").write_text(package.joinpath("kwok-logs-crd.yaml").read_text())
         apply_crds(self.kubeconfig, kwok_crds, timeout)
-        # The nodes' InternalIP and kubelet port (set by the node-ready stage from --node-ip and
-        # --node-port) lead the API server to kwok's server, which serves HTTPS with a cert of its
-        # own (the API server has no --kubelet-certificate-authority, so it does not verify it).
         state.kubelet_port = process.free_port()
         state.processes["kwok"] = process.start(
             "kwok",
-            [
-                str(bins["kwok"]),
-                f"--kubeconfig={kc}",
-                f"--config={stages}",
-                "--manage-all-nodes=false",
-                f"--manage-nodes-with-label-selector={KWOK_NODE_LABEL}=true",
-                f"--server-address=127.0.0.1:{state.kubelet_port}",
-                "--node-ip=127.0.0.1",
-                f"--node-port={state.kubelet_port}",
-                "--enable-crds=Logs",
-                "--node-lease-duration-seconds=40",
-            ],
+            planeargs.kwok(
+                bins["kwok"], self.kubeconfig, stages, KWOK_NODE_LABEL, state.kubelet_port
+            ),
             self.dir / "logs" / "kwok.log",
         )
         state.profile = "full"
@@ -485,31 +407,7 @@ class ControlPlane:
 
     def _write_kubeconfig(self, state: ClusterState) -> None:
         ca = (self.dir / "pki" / "ca.crt").read_bytes()
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "streamspace-dev",
-                    "cluster": {
-                        "server": f"https://127.0.0.1:{state.api_port}",
-                        "certificate-authority-data": base64.b64encode(ca).decode(),
-                    },
-                }
-            ],
-            "users": [{"name": "streamspace-admin", "user": {"token": state.token}}],
-            "contexts": [
-                {
-                    "name": "streamspace-dev",
-                    "context": {
-                        "cluster": "streamspace-dev",
-                        "user": "streamspace-admin",
-                        "namespace": DEFAULT_NAMESPACE,
-                    },
-                }
-            ],
-            "current-context": "streamspace-dev",
-        }
+        config = planeargs.admin_kubeconfig(state.api_port, ca, state.token, DEFAULT_NAMESPACE)
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
         self.kubeconfig.chmod(0o600)
