@@ -10,12 +10,18 @@ STREAMSPACE := $(VENV)/bin/streamspace
 PROFILE ?= minimal
 PYTEST_ARGS ?=
 SCENARIO ?=
+# The web console (console/, decision 162): npm installs from the lock file, esbuild builds into
+# the facade package, which serves and ships what was built (never committed).
+CONSOLE_DIST := facade/streamspace_facade/console_dist
+CONSOLE_MODULES := console/node_modules/.installed
+CONSOLE_SOURCES := $(wildcard console/src/*) console/build.mjs
 
-.PHONY: help venv controlplane test lint bench run cluster-up cluster-down cluster-status clean
+.PHONY: help venv controlplane console test lint bench run cluster-up cluster-down cluster-status clean
 
 help:
 	@echo "make run            control plane, PostgreSQL, operator and facade (Ctrl-C stops all)"
 	@echo "make controlplane   build the local control plane and helm (once, 10-15 min cold; make test does it)"
+	@echo "make console        build the web console (npm registry; make test and make run do it)"
 	@echo "make test           the whole test suite against a real apiserver and PostgreSQL"
 	@echo "make lint           ruff, mypy --strict, import-linter"
 	@echo "make bench          benchmarks (SCENARIO=reconcile|idle|sync|api|ws|soak|events|scale); tables + .streamspace/bench/*.json"
@@ -36,7 +42,18 @@ controlplane: venv
 	@if [ -z "$$STREAMSPACE_TEST_KUBECONFIG" ]; then $(STREAMSPACE) dev build --profile full --with helm; \
 	else $(STREAMSPACE) dev build --profile none --with helm; fi
 
-test: controlplane
+$(CONSOLE_MODULES): console/package.json console/package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js >= 18 with npm is required to build the web console" >&2; exit 1; }
+	npm ci --prefix console --no-audit --no-fund
+	touch $@
+
+$(CONSOLE_DIST)/.built: $(CONSOLE_MODULES) $(CONSOLE_SOURCES)
+	node console/build.mjs
+	touch $@
+
+console: $(CONSOLE_DIST)/.built
+
+test: controlplane console
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: controlplane
@@ -48,7 +65,7 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-run: venv
+run: venv console
 	$(STREAMSPACE) dev run
 
 cluster-up: venv

@@ -10,8 +10,9 @@ Middlewares, outermost first:
   details stay in the log.
 * ``cors`` answers preflights and labels answers for browsers on ``CORS_ALLOWED_ORIGINS``.
 * ``authenticate`` establishes the caller (Bearer JWT or API key) on every route but the
-  public ones (health, readiness, version, the OpenAPI document, the signed webhook and the
-  session access gate's check, which reads a credential of its own).
+  public ones (health, readiness, version, the OpenAPI document, the signed webhook, the
+  session access gate's check, which reads a credential of its own, and the web console's
+  page and assets, which sign in through the API).
 * ``audit.audit_trail`` writes one ``audit_log`` row for every authenticated mutating request.
 * ``rate_limit`` (``limits``) answers 429 to a user over ``RATE_LIMIT_CREATE``/``_CONNECT``.
 * ``idempotent`` (``idempotency``) answers a repeated POST with an ``Idempotency-Key`` once.
@@ -38,6 +39,7 @@ from streamspace_facade import (
     admin,
     audit,
     catalog,
+    console,
     gate,
     httpcache,
     idempotency,
@@ -149,7 +151,7 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC:
+    if request.path in PUBLIC or console.is_public(request.path):
         return await handler(request)
     header = ws.authorization(request)
     if not header:
@@ -293,5 +295,6 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     plugin_deliveries.add_routes(app.router)
     ws.add_routes(app.router)
     metrics.add_routes(app.router)
+    console.add_routes(app.router)
     add_openapi(app.router)
     return app

@@ -120,6 +120,15 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
              "from /api/v1/auth/oidc/login.", "schema": string()}),
            public=True),
     ),
+    "console": (
+        Op("get", "/", "console", "The web console's page (HTML, no-cache, with a strict "
+           "Content-Security-Policy); 503 when it was not built (make console)", {200: None},
+           (503,), public=True),
+        Op("get", "/assets/{name}", "consoleAsset", "One of the web console's content-hashed "
+           "files (cached as immutable)", {200: None}, (404,),
+           (_named_path("name", "The file's name, as the console's page refers to it."),),
+           public=True),
+    ),
     "sessions": (
         Op("get", "/api/v1/sessions", "listSessions", "Sessions the caller may see (users: "
            "their own; ?user= is ignored for them), newest first", {200: "SessionList"}, (422,),

@@ -1,0 +1,122 @@
+// The console's shell: who is signed in (GET /api/v1/auth/session on load), the sign-in form,
+// the header with the navigation, and hash routing (#/sessions, #/catalog): the facade serves
+// only /, so every page is a hash of it.
+import { useEffect, useState } from "preact/hooks";
+
+import { auth } from "./api.js";
+import { CatalogPage } from "./catalog.js";
+import { html } from "./html.js";
+import { SessionsPage } from "./sessions.js";
+
+const ROUTES = {
+  "#/sessions": { label: "My sessions", testid: "nav-sessions", Page: SessionsPage },
+  "#/catalog": { label: "Catalog", testid: "nav-catalog", Page: CatalogPage },
+};
+const DEFAULT_ROUTE = "#/sessions";
+
+function useRoute() {
+  const read = () => (ROUTES[window.location.hash] ? window.location.hash : DEFAULT_ROUTE);
+  const [route, setRoute] = useState(read);
+  useEffect(() => {
+    const changed = () => setRoute(read());
+    window.addEventListener("hashchange", changed);
+    return () => window.removeEventListener("hashchange", changed);
+  }, []);
+  return route;
+}
+
+function SignIn({ onSignedIn }) {
+  const [token, setToken] = useState("");
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  useEffect(() => {
+    document.title = "Sign in · StreamSpace";
+  }, []);
+  const submit = async (event) => {
+    event.preventDefault();
+    setBusy(true);
+    setError("");
+    try {
+      onSignedIn(await auth.signIn(token.trim()));
+    } catch (failure) {
+      setError(failure.message);
+      setBusy(false);
+    }
+  };
+  return html`
+    <main id="main" class="sign-in">
+      <h1>Sign in to StreamSpace</h1>
+      <form onSubmit=${submit}>
+        <label for="api-key">API key</label>
+        <input id="api-key" name="api-key" type="password" autocomplete="off" spellcheck="false"
+          required aria-describedby="api-key-help" aria-invalid=${error ? "true" : "false"}
+          value=${token} onInput=${(e) => setToken(e.currentTarget.value)} />
+        <p id="api-key-help" class="help">An API key (sk_…) or a token from your identity provider.</p>
+        ${error && html`<p class="error" role="alert">${error}</p>`}
+        <button type="submit" data-testid="sign-in" disabled=${busy || !token.trim()}>Sign in</button>
+      </form>
+    </main>`;
+}
+
+// The skip link moves the focus itself: following "#main" would change the route.
+function skipToMain(event) {
+  event.preventDefault();
+  document.getElementById("main").focus();
+}
+
+function Header({ me, route, onSignOut }) {
+  return html`
+    <header class="top">
+      <a class="skip" href="#main" onClick=${skipToMain}>Skip to content</a>
+      <span class="brand">StreamSpace</span>
+      <nav aria-label="Main">
+        <ul>
+          ${Object.entries(ROUTES).map(
+            ([hash, r]) => html`<li><a href=${hash} data-testid=${r.testid}
+              aria-current=${hash === route ? "page" : undefined}>${r.label}</a></li>`,
+          )}
+        </ul>
+      </nav>
+      <span class="who">
+        <span data-testid="whoami">${me.user}</span>
+        ${me.role !== "user" && html` <span class="role">(${me.role})</span>`}
+      </span>
+      <button type="button" data-testid="sign-out" onClick=${onSignOut}>Sign out</button>
+    </header>`;
+}
+
+export function App() {
+  const [me, setMe] = useState(undefined); // undefined: not known yet; null: signed out
+  const [error, setError] = useState("");
+  const route = useRoute();
+  const recheck = () =>
+    auth.current().then(setMe, (failure) => {
+      if (failure.status === 401) setMe(null);
+      else setError(`The server cannot say who you are: ${failure.message}`);
+    });
+  useEffect(() => {
+    recheck();
+  }, []);
+  const signOut = async () => {
+    try {
+      await auth.signOut();
+      setMe(null);
+    } catch (failure) {
+      setError(`Signing out failed: ${failure.message}`);
+    }
+  };
+
+  if (me === undefined) {
+    return html`<main id="main" class="loading">
+      ${error ? html`<p class="error" role="alert">${error}</p>` : html`<p>Loading…</p>`}
+    </main>`;
+  }
+  if (me === null) return html`<${SignIn} onSignedIn=${(who) => { setError(""); setMe(who); }} />`;
+  const { Page } = ROUTES[route];
+  return html`
+    <${Header} me=${me} route=${route} onSignOut=${signOut} />
+    ${error && html`<p class="error" role="alert">${error}</p>`}
+    <main id="main" tabindex="-1">
+      <${Page} key=${route} me=${me} onSignedOut=${recheck} />
+    </main>`;
+}

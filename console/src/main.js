@@ -1,0 +1,7 @@
+// Entry point of the console bundle.
+import { render } from "preact";
+
+import { App } from "./app.js";
+import { html } from "./html.js";
+
+render(html`<${App} />`, document.getElementById("root"));
