@@ -70,8 +70,10 @@ export async function listAll(path, plural) {
   return items;
 }
 
+// Signing in exchanges the credential for an HttpOnly cookie (the facade's `signin`); who is
+// signed in is GET /api/v1/me (401 when nobody).
 export const auth = {
-  current: () => get("/api/v1/auth/session"),
+  current: () => get("/api/v1/me"),
   signIn: (token) => api("POST", "/api/v1/auth/session", { token }),
   signOut: () => api("DELETE", "/api/v1/auth/session"),
 };

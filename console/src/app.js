@@ -1,4 +1,4 @@
-// The console's shell: who is signed in (GET /api/v1/auth/session on load), the sign-in form,
+// The console's shell: who is signed in (GET /api/v1/me on load), the sign-in form,
 // the header with the navigation, and hash routing (#/sessions, #/catalog): the facade serves
 // only /, so every page is a hash of it.
 import { useEffect, useState } from "preact/hooks";
@@ -48,7 +48,7 @@ function SignIn({ onSignedIn }) {
       <h1>Sign in to StreamSpace</h1>
       <form onSubmit=${submit}>
         <label for="api-key">API key</label>
-        <input id="api-key" name="api-key" type="password" autocomplete="off" spellcheck="false"
+        <input id="api-key" name="api-key" type="password" autocomplete="off" spellcheck=${false}
           required aria-describedby="api-key-help" aria-invalid=${error ? "true" : "false"}
           value=${token} onInput=${(e) => setToken(e.currentTarget.value)} />
         <p id="api-key-help" class="help">An API key (sk_…) or a token from your identity provider.</p>
