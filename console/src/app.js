@@ -14,6 +14,26 @@ const ROUTES = {
 };
 const DEFAULT_ROUTE = "#/sessions";
 
+// The cookie is HttpOnly, so the page cannot see it: it remembers that it signed in, and asks
+// the server who it is only then. A visit that never signed in makes no request that must fail
+// (a 401 is logged in the browser's console).
+const HINT = "streamspace.signedIn";
+const hinted = () => {
+  try {
+    return window.localStorage.getItem(HINT) === "1";
+  } catch {
+    return true; // storage refused: ask the server
+  }
+};
+const hint = (on) => {
+  try {
+    if (on) window.localStorage.setItem(HINT, "1");
+    else window.localStorage.removeItem(HINT);
+  } catch {
+    // storage refused: the server is asked on every load instead
+  }
+};
+
 function useRoute() {
   const read = () => (ROUTES[window.location.hash] ? window.location.hash : DEFAULT_ROUTE);
   const [route, setRoute] = useState(read);
@@ -86,21 +106,26 @@ function Header({ me, route, onSignOut }) {
 }
 
 export function App() {
-  const [me, setMe] = useState(undefined); // undefined: not known yet; null: signed out
+  // undefined: not known yet; null: signed out
+  const [me, setMe] = useState(() => (hinted() ? undefined : null));
   const [error, setError] = useState("");
   const route = useRoute();
+  const signedOut = () => {
+    hint(false);
+    setMe(null);
+  };
   const recheck = () =>
     auth.current().then(setMe, (failure) => {
-      if (failure.status === 401) setMe(null);
+      if (failure.status === 401) signedOut();
       else setError(`The server cannot say who you are: ${failure.message}`);
     });
   useEffect(() => {
-    recheck();
+    if (hinted()) recheck();
   }, []);
   const signOut = async () => {
     try {
       await auth.signOut();
-      setMe(null);
+      signedOut();
     } catch (failure) {
       setError(`Signing out failed: ${failure.message}`);
     }
@@ -111,7 +136,12 @@ export function App() {
       ${error ? html`<p class="error" role="alert">${error}</p>` : html`<p>Loading…</p>`}
     </main>`;
   }
-  if (me === null) return html`<${SignIn} onSignedIn=${(who) => { setError(""); setMe(who); }} />`;
+  const signedIn = (who) => {
+    hint(true);
+    setError("");
+    setMe(who);
+  };
+  if (me === null) return html`<${SignIn} onSignedIn=${signedIn} />`;
   const { Page } = ROUTES[route];
   return html`
     <${Header} me=${me} route=${route} onSignOut=${signOut} />

@@ -108,9 +108,7 @@ def test_every_asset_of_the_page_is_served_as_immutable(facade: FacadeThread, bu
         "/assets/",
     ],
 )
-def test_nothing_else_is_served_from_assets(
-    facade: FacadeThread, built: str, path: str
-) -> None:
+def test_nothing_else_is_served_from_assets(facade: FacadeThread, built: str, path: str) -> None:
     answer = fetch(facade.url, path)
     assert answer.status == 404, (path, answer.body[:200])
     assert answer.headers["Content-Type"].startswith("application/json")
