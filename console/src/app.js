@@ -122,10 +122,12 @@ export function App() {
   useEffect(() => {
     if (hinted()) recheck();
   }, []);
+  // The pages go first (their WebSocket closes and opens no more), then the cookie: a socket
+  // opened after the cookie is gone would fail loudly in the browser's console.
   const signOut = async () => {
+    signedOut();
     try {
       await auth.signOut();
-      signedOut();
     } catch (failure) {
       setError(`Signing out failed: ${failure.message}`);
     }
@@ -141,7 +143,11 @@ export function App() {
     setError("");
     setMe(who);
   };
-  if (me === null) return html`<${SignIn} onSignedIn=${signedIn} />`;
+  if (me === null) {
+    return html`
+      ${error && html`<p class="error" role="alert">${error}</p>`}
+      <${SignIn} onSignedIn=${signedIn} />`;
+  }
   const { Page } = ROUTES[route];
   return html`
     <${Header} me=${me} route=${route} onSignOut=${signOut} />

@@ -77,7 +77,7 @@ export function CatalogPage({ me }) {
     get(CATALOG + query({ search: sent, category, appType, page, limit: PAGE_SIZE }))
       .then((answer) => {
         if (!current) return;
-        setResult(answer);
+        setResult({ ...answer, asked: page });
         setError("");
         addCategories(answer.templates || []);
       })
@@ -100,6 +100,9 @@ export function CatalogPage({ me }) {
     }
   };
 
+  // the indicator and the buttons follow the page shown, not the one being fetched
+  const loading = result === null || result.asked !== page;
+  const shown = result ? result.asked : page;
   const total = result ? result.total || 0 : 0;
   const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
   const entries = result ? result.templates || [] : [];
@@ -136,18 +139,18 @@ export function CatalogPage({ me }) {
       <p class="notice" role="status">${notice}</p>
       ${result === null && !error && html`<p class="empty">Loading the catalog…</p>`}
       ${result !== null && entries.length === 0 && html`<p class="empty">Nothing in the catalog matches.</p>`}
-      <ul class="cards" aria-label="Catalog templates">
+      <ul class="cards" aria-label="Catalog templates" aria-busy=${loading ? "true" : "false"}>
         ${entries.map(
           (entry) => html`<${Item} key=${entry.id} entry=${entry} canInstall=${canInstall}
             busy=${installing === entry.id} onInstall=${install} />`,
         )}
       </ul>
       <nav class="pager" aria-label="Catalog pages">
-        <button type="button" data-testid="prev-page" disabled=${page <= 1}
-          onClick=${() => setPage(page - 1)}>Previous</button>
-        <span data-testid="page" aria-live="polite">Page ${page} of ${pages}</span>
-        <button type="button" data-testid="next-page" disabled=${page >= pages}
-          onClick=${() => setPage(page + 1)}>Next</button>
+        <button type="button" data-testid="prev-page" disabled=${loading || shown <= 1}
+          onClick=${() => setPage(shown - 1)}>Previous</button>
+        <span data-testid="page" aria-live="polite">Page ${shown} of ${pages}</span>
+        <button type="button" data-testid="next-page" disabled=${loading || shown >= pages}
+          onClick=${() => setPage(shown + 1)}>Next</button>
       </nav>
     </section>`;
 }
