@@ -20,19 +20,18 @@ const ACTIONS = [
 ];
 
 // Opens the session through the access gate in a new tab. The tab is opened before the request,
-// while the click still counts as the user's gesture (popup blockers), and sent on after.
+// while the click still counts as the user's gesture, and sent on after; when a popup blocker
+// refused the tab, the URL comes back to be offered as a link.
 async function connect(session) {
   const tab = window.open("", "_blank");
   try {
     const answer = await get(`${path(session)}/connect${inNamespace(session)}`);
     const url = answer.accessUrl || answer.sessionUrl;
     if (!url) throw new Error("the session has no URL yet");
-    if (tab) {
-      tab.opener = null;
-      tab.location.href = url;
-    } else {
-      window.location.assign(url);
-    }
+    if (!tab) return url;
+    tab.opener = null;
+    tab.location.href = url;
+    return null;
   } catch (error) {
     if (tab) tab.close();
     throw error;
@@ -122,6 +121,7 @@ export function SessionsPage({ me, onSignedOut }) {
   const [error, setError] = useState("");
   const [notice, setNotice] = useState("");
   const [busy, setBusy] = useState({});
+  const [blocked, setBlocked] = useState(null); // {id, url}: a tab the browser would not open
   useEffect(() => {
     document.title = "My sessions · StreamSpace";
   }, []);
@@ -129,9 +129,11 @@ export function SessionsPage({ me, onSignedOut }) {
     const key = keyOf(session);
     setBusy((b) => ({ ...b, [key]: true }));
     setError("");
+    setBlocked(null);
     try {
-      await act(spec, session);
-      if (spec.action !== "connect") setNotice(`${spec.label}: ${session.id} — done.`);
+      const url = await act(spec, session);
+      if (spec.action === "connect" && url) setBlocked({ id: session.id, url });
+      else if (spec.action !== "connect") setNotice(`${spec.label}: ${session.id} — done.`);
     } catch (failure) {
       setError(`${spec.label} ${session.id} failed: ${failure.message}`);
     } finally {
@@ -150,6 +152,10 @@ export function SessionsPage({ me, onSignedOut }) {
       <${StartForm} onError=${setError} onStarted=${(text) => { setError(""); setNotice(text); }} />
       ${error && html`<p class="error" role="alert">${error}</p>`}
       <p class="notice" role="status">${notice}</p>
+      ${blocked &&
+      html`<p class="notice">The browser did not open a new tab:
+        <a href=${blocked.url} target="_blank" rel="noopener noreferrer"
+          data-testid="open-session">open ${blocked.id}</a>.</p>`}
       <table data-testid="sessions">
         <caption class="visually-hidden">${heading}, updated live</caption>
         <thead>
