@@ -3,7 +3,7 @@
 // only /, so every page is a hash of it.
 import { useEffect, useState } from "preact/hooks";
 
-import { auth } from "./api.js";
+import { auth, get } from "./api.js";
 import { CatalogPage } from "./catalog.js";
 import { html } from "./html.js";
 import { SessionsPage } from "./sessions.js";
@@ -49,8 +49,14 @@ function SignIn({ onSignedIn }) {
   const [token, setToken] = useState("");
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
+  const [oidcLogin, setOidcLogin] = useState(null);
   useEffect(() => {
     document.title = "Sign in · StreamSpace";
+    // the identity provider's sign-in, when the facade has one (GET /api/v1/auth/methods)
+    get("/api/v1/auth/methods").then(
+      (methods) => setOidcLogin(methods.oidc ? methods.oidcLogin : null),
+      () => setOidcLogin(null),
+    );
   }, []);
   const submit = async (event) => {
     event.preventDefault();
@@ -75,6 +81,11 @@ function SignIn({ onSignedIn }) {
         ${error && html`<p class="error" role="alert">${error}</p>`}
         <button type="submit" data-testid="sign-in" disabled=${busy || !token.trim()}>Sign in</button>
       </form>
+      ${oidcLogin &&
+      html`<p class="alternative">
+        <a href=${oidcLogin} data-testid="sign-in-oidc" onClick=${() => hint(true)}>
+          Sign in with your identity provider</a>
+      </p>`}
     </main>`;
 }
 

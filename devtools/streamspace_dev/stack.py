@@ -305,7 +305,6 @@ StreamSpace is running.
 
   Console:     {w.api}/   (open it in a browser and sign in with the admin API key below)
   API:         {w.api}   (health: /health; OpenAPI: /api/v1/openapi.json)
-  Console:     {w.api}/   (sign in with the admin API key below; built by make console)
   Metrics:     {w.api}/metrics (facade), {w.operator_metrics} (operator)
   Template:    {w.template} ({EXAMPLE_TEMPLATE.name}), applied at start-up
   Repository:  {repo_url}
