@@ -1,5 +1,6 @@
-"""Who am I, and API key management for admins (the same keys as ``streamspace token``,
-managed through the storage layer's ``ApiKeyStore`` on the facade's pool)."""
+"""Who am I, API key management for admins (the same keys as ``streamspace token``,
+managed through the storage layer's ``ApiKeyStore`` on the facade's pool), and the audit log
+(admins; newest first, filtered by user and action, keyset-paged by row id)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from streamspace_facade import paging
 from streamspace_facade.errors import invalid, not_found
 from streamspace_facade.responses import json_response
 from streamspace_facade.state import Fields, audit, json_body, principal, require, services
+from streamspace_facade.storage.audit import AuditRow
 
 
 def _key_view(key: apikeys.ApiKey) -> dict[str, Any]:
@@ -87,8 +89,41 @@ async def revoke_key(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+def _audit_view(row: AuditRow) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "user": row.user_id,
+        "action": row.action,
+        "resourceType": row.resource_type,
+        "resourceId": row.resource_id,
+        "changes": row.changes or {},
+        "timestamp": timestamp(row.timestamp),
+        "ipAddress": row.ip_address,
+    }
+
+
+async def list_audit(request: web.Request) -> web.Response:
+    require(request, "admin")
+    user = request.query.get("user") or None
+    action = request.query.get("action") or None
+    win = paging.window(request, "audit", {"user": user, "action": action}, default=50, maximum=500)
+    after = None
+    if win.after is not None:
+        if len(win.after) != 1 or not isinstance(win.after[0], int):
+            raise invalid({paging.CONTINUE: "not a continue token of this list"})
+        after = win.after[0]
+    rows, total, more = await services(request).db().audit.page(user, action, win.limit, after)
+    last = (rows[-1].id,) if more and rows else None
+    return json_response(
+        paging.envelope(
+            request, win, "entries", [_audit_view(r) for r in rows], total=total, last=last
+        )
+    )
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/api/v1/me", me)
     router.add_get("/api/v1/admin/apikeys", list_keys)
     router.add_post("/api/v1/admin/apikeys", create_key)
     router.add_delete("/api/v1/admin/apikeys/{id}", revoke_key)
+    router.add_get("/api/v1/admin/audit", list_audit)

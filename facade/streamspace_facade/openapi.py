@@ -202,6 +202,10 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
            "this once (admin)", {201: "NewApiKey"}, (403,), body="ApiKeyCreate"),
         Op("delete", "/api/v1/admin/apikeys/{id}", "revokeApiKey", "Revoke an API key (admin)",
            {204: None}, (403, 404), (NUMBER,)),
+        Op("get", "/api/v1/admin/audit", "listAudit", "The audit log, newest first (admin)",
+           {200: "AuditList"}, (403, 422), (_query("user", "Only this user's changes."),
+                                            _query("action", "Only this action (create, ...)."),
+                                            *paged(50, 500))),
     ),
     "streams": (
         Op("get", "/api/v1/ws/sessions", "sessionStream", "WebSocket: sessions_update "

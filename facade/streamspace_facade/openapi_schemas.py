@@ -491,6 +491,19 @@ def schemas() -> dict[str, Schema]:
             }
         ),
         "ApiKeyList": _list("apiKeys", "ApiKey"),
+        "AuditEntry": _response(
+            {
+                "id": string("The row's id (ascending with time)."),
+                "user": string("Who made the change.", nullable=True),
+                "action": string("create, update, delete, sync, revoke, ..."),
+                "resourceType": string(),
+                "resourceId": string(nullable=True),
+                "changes": {"type": "object", "description": "What changed (never a secret)."},
+                "timestamp": _time("When the request was served."),
+                "ipAddress": string(nullable=True),
+            }
+        ),
+        "AuditList": _list("entries", "AuditEntry"),
         "WebhookPush": {
             "type": "object",
             "description": "A GitHub or GitLab push, or generic {repository_url, branch?, ref?}.",
