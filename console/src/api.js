@@ -2,18 +2,20 @@
 // X-Requested-With header that the facade's CSRF guard asks of cookie-authenticated requests.
 
 export class ApiError extends Error {
-  constructor(status, message, code) {
+  constructor(status, message, code, fields) {
     super(message);
     this.status = status;
     this.code = code;
+    this.fields = fields || {}; // a 422's field path → problem ("url", "config.port")
   }
 }
 
-// The facade's error bodies are {"error": "<message>", "code", "details"}; an {"error":
-// {"message", "code"}} shape is read too.
+// The facade's error bodies are {"error": "<message>", "code", "details"} (a 422's details
+// hold {"fields": {path: problem}}); an {"error": {"message", "code"}} shape is read too.
 function errorOf(status, body) {
   const error = body && body.error;
-  if (typeof error === "string") return new ApiError(status, error, body.code);
+  const fields = body && body.details && body.details.fields;
+  if (typeof error === "string") return new ApiError(status, error, body.code, fields);
   if (error && typeof error.message === "string") return new ApiError(status, error.message, error.code);
   return new ApiError(status, `the server answered ${status}`, undefined);
 }

@@ -1,18 +1,29 @@
 // The console's shell: who is signed in (GET /api/v1/me on load), the sign-in form,
-// the header with the navigation, and hash routing (#/sessions, #/catalog): the facade serves
-// only /, so every page is a hash of it.
+// the header with the navigation, and hash routing (#/sessions, #/catalog, #/repositories,
+// #/plugins, #/admin): the facade serves only /, so every page is a hash of it. A page is
+// offered only to the roles that may use it (the facade refuses the others anyway).
 import { useEffect, useState } from "preact/hooks";
 
+import { AdminPage } from "./admin.js";
 import { auth, get } from "./api.js";
 import { CatalogPage } from "./catalog.js";
 import { html } from "./html.js";
+import { PluginsPage } from "./plugins.js";
+import { RepositoriesPage } from "./repositories.js";
+import { atLeast } from "./roles.js";
 import { SessionsPage } from "./sessions.js";
 
 const ROUTES = {
-  "#/sessions": { label: "My sessions", testid: "nav-sessions", Page: SessionsPage },
-  "#/catalog": { label: "Catalog", testid: "nav-catalog", Page: CatalogPage },
+  "#/sessions": { label: "My sessions", testid: "nav-sessions", Page: SessionsPage, role: "user" },
+  "#/catalog": { label: "Catalog", testid: "nav-catalog", Page: CatalogPage, role: "user" },
+  "#/repositories": {
+    label: "Repositories", testid: "nav-repositories", Page: RepositoriesPage, role: "operator",
+  },
+  "#/plugins": { label: "Plugins", testid: "nav-plugins", Page: PluginsPage, role: "user" },
+  "#/admin": { label: "Admin", testid: "nav-admin", Page: AdminPage, role: "admin" },
 };
 const DEFAULT_ROUTE = "#/sessions";
+const allowed = (hash, me) => !!ROUTES[hash] && atLeast(me, ROUTES[hash].role);
 
 // The cookie is HttpOnly, so the page cannot see it: it remembers that it signed in, and asks
 // the server who it is only then. A visit that never signed in makes no request that must fail
@@ -102,7 +113,7 @@ function Header({ me, route, onSignOut }) {
       <span class="brand">StreamSpace</span>
       <nav aria-label="Main">
         <ul>
-          ${Object.entries(ROUTES).map(
+          ${Object.entries(ROUTES).filter(([hash]) => allowed(hash, me)).map(
             ([hash, r]) => html`<li><a href=${hash} data-testid=${r.testid}
               aria-current=${hash === route ? "page" : undefined}>${r.label}</a></li>`,
           )}
@@ -159,11 +170,12 @@ export function App() {
       ${error && html`<p class="error" role="alert">${error}</p>`}
       <${SignIn} onSignedIn=${signedIn} />`;
   }
-  const { Page } = ROUTES[route];
+  const shown = allowed(route, me) ? route : DEFAULT_ROUTE;
+  const { Page } = ROUTES[shown];
   return html`
-    <${Header} me=${me} route=${route} onSignOut=${signOut} />
+    <${Header} me=${me} route=${shown} onSignOut=${signOut} />
     ${error && html`<p class="error" role="alert">${error}</p>`}
     <main id="main" tabindex="-1">
-      <${Page} key=${route} me=${me} onSignedOut=${recheck} />
+      <${Page} key=${shown} me=${me} onSignedOut=${recheck} />
     </main>`;
 }

@@ -1,10 +1,15 @@
-// "My sessions": the caller's sessions, live over the sessions WebSocket, their actions (REST),
-// and a form that starts a new one from a Template.
-import { useEffect, useState } from "preact/hooks";
+// "My sessions": the caller's sessions (everyone's for operators and admins, with a filter by
+// user), live over the sessions WebSocket, their actions (REST), a session's pod log (its
+// WebSocket), and a form that starts a new one from a Template.
+import { useEffect, useRef, useState } from "preact/hooks";
 
 import { api, get, listAll, query } from "./api.js";
 import { html } from "./html.js";
-import { countdown, keyOf, useNow, useSessionsFeed } from "./live.js";
+import { countdown, keyOf, useNow, useSessionsFeed, useSocket } from "./live.js";
+import { atLeast } from "./roles.js";
+
+const LOG_LINES = 2000; // the newest lines kept of a pod's log
+const LOG_TAIL = 200; // lines of history asked for when the log opens
 
 const path = (s) => `/api/v1/sessions/${encodeURIComponent(s.id)}`;
 const inNamespace = (s) => query({ namespace: s.namespace });
@@ -17,6 +22,7 @@ const ACTIONS = [
   { action: "wake", label: "Wake", enabled: (s) => s.state === "hibernated", state: "running" },
   { action: "terminate", label: "Terminate", enabled: (s) => s.state !== "terminated", state: "terminated" },
   { action: "delete", label: "Delete", enabled: () => true },
+  { action: "logs", label: "Logs", enabled: (s) => !!s.podName },
 ];
 
 // Opens the session through the access gate in a new tab. The tab is opened before the request,
@@ -40,6 +46,7 @@ async function connect(session) {
 
 async function act(spec, session) {
   if (spec.action === "connect") return connect(session);
+  if (spec.action === "logs") return null; // the page opens the log
   if (spec.action === "delete") return api("DELETE", path(session) + inNamespace(session));
   return api("PATCH", path(session) + inNamespace(session), { state: spec.state });
 }
@@ -89,13 +96,14 @@ function StartForm({ onError, onStarted }) {
     </form>`;
 }
 
-function Row({ session, warnedDeadline, now, onAction, busy }) {
+function Row({ session, warnedDeadline, now, onAction, busy, showUser }) {
   const idle = running(session) ? countdown(session.idleDeadline, now) : "";
   const warn =
     idle !== "" && warnedDeadline === session.idleDeadline && Date.parse(session.idleDeadline) > now;
   return html`
     <tr data-session=${session.id}>
       <th scope="row">${session.id}</th>
+      ${showUser && html`<td data-testid="user">${session.user}</td>`}
       <td>${session.template}</td>
       <td data-testid="state">${session.state}</td>
       <td data-testid="phase">${session.phase}</td>
@@ -115,6 +123,45 @@ function Row({ session, warnedDeadline, now, onAction, busy }) {
     </tr>`;
 }
 
+// A session's pod log, followed live (/api/v1/ws/logs/{namespace}/{pod}: one text message per
+// line). Not reopened when it ends: a log has no snapshot, lines would repeat.
+function PodLog({ session, onClose, onSignedOut }) {
+  const [lines, setLines] = useState([]);
+  const pre = useRef(null);
+  const heading = useRef(null);
+  const url = `/api/v1/ws/logs/${encodeURIComponent(session.namespace)}/${encodeURIComponent(
+    session.podName,
+  )}${query({ tailLines: LOG_TAIL })}`;
+  const socket = useSocket(url, {
+    reconnect: false,
+    onCredentialsFailed: onSignedOut,
+    onMessage: (data) => setLines((all) => [...all, String(data)].slice(-LOG_LINES)),
+  });
+  useEffect(() => {
+    if (heading.current) heading.current.focus();
+  }, []);
+  useEffect(() => {
+    // follow the end while the reader is there
+    const box = pre.current;
+    if (box && box.scrollHeight - box.scrollTop - box.clientHeight < 80) box.scrollTop = box.scrollHeight;
+  }, [lines]);
+  let state = socket.open ? "live" : "connecting";
+  if (socket.ended) {
+    state = socket.ended.code === 1000 ? `ended: ${socket.ended.reason || "the log closed"}`
+      : `closed (${socket.ended.code}${socket.ended.reason ? `: ${socket.ended.reason}` : ""})`;
+  }
+  return html`
+    <section class="panel" data-testid="pod-log-panel" aria-labelledby="pod-log-heading">
+      <div class="title-row">
+        <h2 id="pod-log-heading" tabindex="-1" ref=${heading}>Log of ${session.id}</h2>
+        <span data-testid="pod-log-state" class=${socket.open ? "badge live" : "badge reconnecting"}>
+          ${state}</span>
+        <button type="button" data-testid="pod-log-close" onClick=${onClose}>Close</button>
+      </div>
+      <pre data-testid="pod-log" ref=${pre} tabindex="0" aria-label=${`Log lines of ${session.id}`}>${lines.join("\n")}</pre>
+    </section>`;
+}
+
 export function SessionsPage({ me, onSignedOut }) {
   const feed = useSessionsFeed(onSignedOut);
   const now = useNow();
@@ -122,10 +169,17 @@ export function SessionsPage({ me, onSignedOut }) {
   const [notice, setNotice] = useState("");
   const [busy, setBusy] = useState({});
   const [blocked, setBlocked] = useState(null); // {id, url}: a tab the browser would not open
+  const [logOf, setLogOf] = useState(null); // the session whose pod log is shown
+  const [userFilter, setUserFilter] = useState("");
+  const everyone = atLeast(me, "operator");
   useEffect(() => {
     document.title = "My sessions · StreamSpace";
   }, []);
   const onAction = async (spec, session) => {
+    if (spec.action === "logs") {
+      setLogOf(session);
+      return;
+    }
     const key = keyOf(session);
     setBusy((b) => ({ ...b, [key]: true }));
     setError("");
@@ -140,7 +194,10 @@ export function SessionsPage({ me, onSignedOut }) {
       setBusy((b) => ({ ...b, [key]: false }));
     }
   };
-  const sessions = feed.sessions;
+  const wanted = userFilter.trim();
+  const sessions = feed.sessions && wanted && everyone
+    ? feed.sessions.filter((s) => s.user === wanted)
+    : feed.sessions;
   const heading = me.role === "user" ? "My sessions" : "Sessions";
   return html`
     <section aria-labelledby="sessions-heading">
@@ -156,22 +213,38 @@ export function SessionsPage({ me, onSignedOut }) {
       html`<p class="notice">The browser did not open a new tab:
         <a href=${blocked.url} target="_blank" rel="noopener noreferrer"
           data-testid="open-session">open ${blocked.id}</a>.</p>`}
+      ${everyone &&
+      html`<form class="filters" role="search" onSubmit=${(e) => e.preventDefault()}
+        aria-label="Filter the sessions">
+        <div>
+          <label for="session-user">User</label>
+          <input id="session-user" type="search" data-testid="session-user" value=${userFilter}
+            aria-describedby="session-user-hint" onInput=${(e) => setUserFilter(e.currentTarget.value)} />
+          <p class="help" id="session-user-hint">Only this user's sessions (empty: everyone's).</p>
+        </div>
+      </form>`}
       <table data-testid="sessions">
         <caption class="visually-hidden">${heading}, updated live</caption>
         <thead>
           <tr>
-            <th scope="col">Name</th><th scope="col">Template</th><th scope="col">State</th>
+            <th scope="col">Name</th>${everyone && html`<th scope="col">User</th>`}
+            <th scope="col">Template</th><th scope="col">State</th>
             <th scope="col">Phase</th><th scope="col">Idle</th><th scope="col">Actions</th>
           </tr>
         </thead>
         <tbody>
           ${(sessions || []).map(
             (s) => html`<${Row} key=${keyOf(s)} session=${s} now=${now}
-              warnedDeadline=${feed.warnings[keyOf(s)]} busy=${!!busy[keyOf(s)]} onAction=${onAction} />`,
+              warnedDeadline=${feed.warnings[keyOf(s)]} busy=${!!busy[keyOf(s)]} onAction=${onAction}
+              showUser=${everyone} />`,
           )}
         </tbody>
       </table>
       ${sessions === null && html`<p class="empty">Loading sessions…</p>`}
-      ${sessions !== null && sessions.length === 0 && html`<p class="empty">No sessions yet: start one above.</p>`}
+      ${sessions !== null && sessions.length === 0 &&
+      html`<p class="empty">${wanted && everyone ? `No sessions of ${wanted}.` : "No sessions yet: start one above."}</p>`}
+      ${logOf &&
+      html`<${PodLog} key=${keyOf(logOf)} session=${logOf} onClose=${() => setLogOf(null)}
+        onSignedOut=${onSignedOut} />`}
     </section>`;
 }
