@@ -87,7 +87,7 @@ function InstallPanel({ entry, onDone }) {
     const body = { pluginId: entry.id, config };
     if (name.trim()) body.name = name.trim();
     const installed = await api("POST", `${BASE}/install`, body);
-    onDone(`Plugin ${installed.id} installed.`);
+    onDone(`Plugin ${installed.id} installed.`, installed);
   };
   return html`
     <h2 tabindex="-1" data-testid="plugin-panel-heading">Install ${entry.displayName || entry.name}</h2>
@@ -198,6 +198,7 @@ export function PluginsPage({ me }) {
   const [notice, setNotice] = useState("");
   const [busy, setBusy] = useState({});
   const [panel, setPanel] = useState(null); // {kind: install|configure|deliveries, item}
+  const [signing, setSigning] = useState(null); // {id, secret}: shown once, after an install
   const [reads, setReads] = useState(0);
   const panelRef = useRef(null);
   const operator = atLeast(me, "operator");
@@ -238,7 +239,9 @@ export function PluginsPage({ me }) {
   }, [panel]);
 
   const open = (kind, item) => setPanel({ kind, item, key: `${kind}/${item.id}/${Date.now()}` });
-  const done = (text) => {
+  const done = (text, installed) => {
+    setSigning(installed && installed.signingSecret
+      ? { id: installed.id, secret: installed.signingSecret } : null);
     setPanel(null);
     setError("");
     setNotice(text);
@@ -268,6 +271,13 @@ export function PluginsPage({ me }) {
       <h1 id="plugins-heading">Plugins</h1>
       ${error && html`<p class="error" role="alert">${error}</p>`}
       <p class="notice" role="status">${notice}</p>
+      ${signing &&
+      html`<div class="new-key">
+        <p>The signing secret of ${signing.id} (its deliveries are signed with it); copy it now,
+          it is not shown again:</p>
+        <code data-testid="signing-secret">${signing.secret}</code>
+        <button type="button" onClick=${() => setSigning(null)}>Done</button>
+      </div>`}
       <h2>Installed</h2>
       <table data-testid="plugins">
         <caption class="visually-hidden">Installed plugins</caption>

@@ -123,10 +123,10 @@ function Row({ repo, busy, onAction }) {
       <th scope="row">${repo.name}</th>
       <td class="url">${repo.url}</td>
       <td>${repo.branch || ""}</td>
-      <td data-testid="repo-status">${repo.status || "Pending"}</td>
+      <td data-testid="repo-status">${repo.status || "pending"}</td>
       <td data-testid="repo-templates">${repo.templateCount ?? ""}</td>
       <td>${repo.lastSync ? new Date(repo.lastSync).toLocaleString() : ""}</td>
-      <td data-testid="repo-error" class="error">${repo.status === "Failed" ? repo.message : ""}</td>
+      <td data-testid="repo-error" class="error">${repo.status === "failed" ? repo.message : ""}</td>
       <td class="actions">
         ${ROW_ACTIONS.map(
           (spec) => html`<button type="button" data-action=${spec.action}
