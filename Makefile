@@ -73,7 +73,7 @@ test: controlplane console browser
 screenshots: controlplane console browser
 	mkdir -p docs/images
 	STREAMSPACE_SCREENSHOTS=docs/images $(PY) -m pytest tests/browser/test_console_flows.py \
-		-k "test_start_session_goes_running_without_reload or test_catalog_search" $(PYTEST_ARGS)
+		-k "goes_pending_then_running or catalog_search" $(PYTEST_ARGS)
 
 bench: controlplane
 	$(PY) -m bench $(SCENARIO)

@@ -102,7 +102,10 @@ def wait_for(
     message: str = "",
 ) -> T:
     """``condition(driver)`` once it is truthy; TimeoutException after ``timeout`` seconds."""
-    waited = WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition, message)
+    what = message or getattr(condition, "__name__", "a condition")
+    waited = WebDriverWait(driver, timeout, poll_frequency=0.1).until(
+        condition, f"{what}: not within {timeout:g} s (at {driver.current_url})"
+    )
     assert waited is not None  # until() returns only a truthy value
     return waited
 
@@ -120,12 +123,18 @@ def shown(css: str) -> Callable[[WebDriver], WebElement | None]:
                 return element
         return None
 
+    condition.__name__ = f"shown({css!r})"
     return condition
 
 
 def gone(css: str) -> Callable[[WebDriver], bool]:
     """A condition: no element matches ``css``."""
-    return lambda driver: not driver.find_elements(By.CSS_SELECTOR, css)
+
+    def condition(driver: WebDriver) -> bool:
+        return not driver.find_elements(By.CSS_SELECTOR, css)
+
+    condition.__name__ = f"gone({css!r})"
+    return condition
 
 
 def text_is(css: str, expected: str) -> Callable[[WebDriver], bool]:
@@ -139,6 +148,7 @@ def text_is(css: str, expected: str) -> Callable[[WebDriver], bool]:
         except WebDriverException:  # re-rendered between finding and reading: look again
             return False
 
+    condition.__name__ = f"text_is({css!r}, {expected!r})"
     return condition
 
 
