@@ -23,7 +23,6 @@ from selenium.common.exceptions import NoAlertPresentException, WebDriverExcepti
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.ui import Select
 
 from browser_testing import docs_picture, find, gone, shown, text_is, wait_for
 from console_testing import TEMPLATE_NAME, Console
@@ -37,10 +36,11 @@ COOKIE = "streamspace_session"
 RUNNING = 90.0
 """Seconds a session gets to reach Running (or Hibernated) on a loaded machine."""
 ROWS = "table[data-testid=sessions] tr[data-session]"
-# 40 more templates than the public format's, so that the catalog has more than one page.
+# 40 more templates than the public format's, so that the catalog has more than one page (they
+# sort after Chromium, Firefox and GIMP, which the first page and its picture show).
 MANY = {
     **PUBLIC_FORMAT,
-    **{f"more/app-{i:02}.yaml": template_yaml(f"app-{i:02}", f"App {i:02}") for i in range(40)},
+    **{f"more/tool-{i:02}.yaml": template_yaml(f"tool-{i:02}", f"Tool {i:02}") for i in range(40)},
 }
 
 # Every phase text each session row showed, in order, recorded in the page by a MutationObserver
@@ -126,13 +126,21 @@ def act(driver: WebDriver, name: str, action: str) -> None:
 
 
 def choose_template(driver: WebDriver, name: str) -> None:
-    select = Select(wait_for(driver, shown("select[data-testid=template-select]")))
-    wait_for(
-        driver,
-        lambda _: any(o.get_attribute("value") == name for o in select.options),
-        message=f"template {name} offered",
-    )
-    select.select_by_value(name)
+    """Pick ``name`` in the start form's select, as a user does (click its option).
+
+    By the option's ``value`` property: an option whose value equals its text may carry no
+    ``value`` attribute (Preact leaves it out), which ``Select.select_by_value`` looks for.
+    """
+    select = wait_for(driver, shown("select[data-testid=template-select]"))
+
+    def option(_: WebDriver) -> WebElement | None:
+        for candidate in select.find_elements(By.TAG_NAME, "option"):
+            if candidate.get_property("value") == name:
+                return candidate
+        return None
+
+    wait_for(driver, option, message=f"template {name} offered").click()
+    wait_for(driver, lambda _: select.get_property("value") == name, message=f"{name} chosen")
 
 
 def catalog_names(driver: WebDriver) -> list[str]:
@@ -196,6 +204,8 @@ def test_a_started_session_goes_pending_then_running_without_a_reload(
 
     rest = console.rest("alice").get(f"{SESSIONS}/{name}")
     assert rest.status == 200 and rest.body["phase"] == "Running", rest
+    idle = f"{row_css(name)} [data-testid=idle]"
+    wait_for(browser, lambda d: find(d, idle).text.strip(), message="the idle countdown")
     docs_picture(browser, "sessions")
 
 
@@ -268,7 +278,8 @@ def test_the_hibernate_warning_appears(console: Console, browser: WebDriver) -> 
     name = rest_session(console.rest("alice"), {"template": TEMPLATE_NAME, "idleTimeout": "20s"})
     sign_in(browser, console, "alice")
     wait_for(browser, cell_is(name, "phase", "Running"), RUNNING, f"{name} Running")
-    assert find(browser, f"{row_css(name)} [data-testid=idle]").text.strip()
+    idle = f"{row_css(name)} [data-testid=idle]"
+    wait_for(browser, lambda d: find(d, idle).text.strip(), message="the idle countdown")
     wait_for(browser, shown(f"{row_css(name)} [data-testid=idle-warning]"), 60, "the warning")
     wait_for(browser, cell_is(name, "phase", "Hibernated"), RUNNING, f"{name} hibernated")
     wait_for(browser, gone(f"{row_css(name)} [data-testid=idle-warning]"), 10, "warning gone")
