@@ -16,13 +16,15 @@ CONSOLE_DIST := facade/streamspace_facade/console_dist
 CONSOLE_MODULES := console/node_modules/.installed
 CONSOLE_SOURCES := $(wildcard console/src/*) console/build.mjs
 
-.PHONY: help venv controlplane console test lint bench run cluster-up cluster-down cluster-status clean
+.PHONY: help venv controlplane console browser screenshots test lint bench run cluster-up cluster-down cluster-status clean
 
 help:
 	@echo "make run            control plane, PostgreSQL, operator and facade (Ctrl-C stops all)"
 	@echo "make controlplane   build the local control plane and helm (once, 10-15 min cold; make test does it)"
 	@echo "make console        build the web console (npm registry; make test and make run do it)"
+	@echo "make browser        Debian's chromium and chromium-driver for the browser tests (apt, as root)"
 	@echo "make test           the whole test suite against a real apiserver and PostgreSQL"
+	@echo "make screenshots    docs/images/sessions.png and catalog.png, taken by the console's browser tests"
 	@echo "make lint           ruff, mypy --strict, import-linter"
 	@echo "make bench          benchmarks (SCENARIO=reconcile|idle|sync|api|ws|soak|events|scale); tables + .streamspace/bench/*.json"
 	@echo "make cluster-up     local control plane only (PROFILE=minimal|full)"
@@ -53,8 +55,25 @@ $(CONSOLE_DIST)/.built: $(CONSOLE_MODULES) $(CONSOLE_SOURCES)
 
 console: $(CONSOLE_DIST)/.built
 
-test: controlplane console
+# The browser tests (tests/browser) drive Debian's Chromium through Debian's chromedriver; nothing
+# is downloaded by Selenium (see tests/browser_testing.py).
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "The browser tests need Debian's chromium and chromium-driver (/usr/bin/chromium," >&2; \
+		echo "/usr/bin/chromedriver). Install them as root: apt-get install chromium chromium-driver" >&2; \
+		exit 1; \
+	fi; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+
+test: controlplane console browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The console's pictures in docs/images, taken by its browser tests at the moments they show.
+screenshots: controlplane console browser
+	mkdir -p docs/images
+	STREAMSPACE_SCREENSHOTS=docs/images $(PY) -m pytest tests/browser/test_console_flows.py \
+		-k "goes_pending_then_running or catalog_search" $(PYTEST_ARGS)
 
 bench: controlplane
 	$(PY) -m bench $(SCENARIO)

@@ -268,15 +268,23 @@ def start_facade(cluster: Cluster, namespace: str) -> Iterator[Callable[..., Fac
 
 
 @pytest.fixture
+def stack_env() -> dict[str, str]:
+    """Settings both processes of ``stack`` get (e.g. short idle checks); a directory's
+    conftest or a test module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
 def stack(
     database: str,
     namespace: str,
     start_operator: Callable[..., OperatorThread],
     start_facade: Callable[..., FacadeThread],
+    stack_env: dict[str, str],
 ) -> Stack:
     """The product as a user meets it: operator and facade sharing one fresh database."""
-    operator = start_operator(DATABASE_URL=database, ALLOW_LOCAL_REPOS="true")
-    facade = start_facade(DATABASE_URL=database)
+    operator = start_operator(DATABASE_URL=database, ALLOW_LOCAL_REPOS="true", **stack_env)
+    facade = start_facade(DATABASE_URL=database, **stack_env)
     assert facade.app is not None
     mirror = facade.app[SERVICES].mirror
     assert wait_until(mirror.ready.is_set, timeout=60), "the mirror did not become ready"
