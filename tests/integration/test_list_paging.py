@@ -266,3 +266,38 @@ def test_every_list_route_answers_the_page_envelope(
         body: dict[str, Any] = reply.body
         assert body["limit"] == 1 and "continue" in body and "total" in body, (path, body)
         assert admin.get(path + "?limit=0").status == 422, path
+
+
+def test_the_audit_log_pages_newest_first_filtered_by_user_and_action(
+    database: str,
+    namespace: str,
+    start_facade: Callable[..., FacadeThread],
+) -> None:
+    facade = _facade(start_facade, database)
+    admin = Client(facade.url, token("root", "admin"))
+    made = [_key(admin, user)[0] for user in ("a", "b", "c")]
+    assert admin.delete(f"/api/v1/admin/apikeys/{made[0]}").status == 204
+    audit = "/api/v1/admin/audit"
+
+    def entries(query: str) -> list[dict[str, Any]]:
+        reply = admin.get(f"{audit}?{query}")
+        assert reply.status == 200, reply
+        return list(reply.body["entries"])
+
+    assert wait_until(lambda: len(entries("user=root")) == 4, 30, interval=0.2)
+    first = admin.get(f"{audit}?user=root&limit=3").body
+    assert first["total"] == 4 and first["continue"], first
+    assert [e["action"] for e in first["entries"]] == ["revoke", "create", "create"]
+    assert [e["resourceId"] for e in first["entries"][1:]] == ["c", "b"]
+    assert first["entries"][0]["user"] == "root" and first["entries"][0]["timestamp"]
+    rest = admin.get(
+        f"{audit}?user=root&limit=3&continue=" + urllib.parse.quote(first["continue"])
+    ).body
+    assert [(e["action"], e["resourceId"]) for e in rest["entries"]] == [("create", "a")]
+    assert rest["continue"] is None
+    assert [e["resourceType"] for e in entries("action=revoke")] == ["api_key"]
+    assert entries("user=nobody") == []
+    # the token is bound to its filters, the log to admins
+    other = admin.get(f"{audit}?action=create&continue=" + urllib.parse.quote(first["continue"]))
+    assert other.status == 422, other
+    assert Client(facade.url, token("ops", "operator")).get(audit).status == 403
