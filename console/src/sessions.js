@@ -125,7 +125,7 @@ function Row({ session, warnedDeadline, now, onAction, busy, showUser }) {
 
 // A session's pod log, followed live (/api/v1/ws/logs/{namespace}/{pod}: one text message per
 // line). Not reopened when it ends: a log has no snapshot, lines would repeat.
-function PodLog({ session, onClose, onSignedOut }) {
+function PodLog({ session, onClose, onReopen, onSignedOut }) {
   const [lines, setLines] = useState([]);
   const pre = useRef(null);
   const heading = useRef(null);
@@ -146,9 +146,13 @@ function PodLog({ session, onClose, onSignedOut }) {
     if (box && box.scrollHeight - box.scrollTop - box.clientHeight < 80) box.scrollTop = box.scrollHeight;
   }, [lines]);
   let state = socket.open ? "live" : "connecting";
-  if (socket.ended) {
-    state = socket.ended.code === 1000 ? `ended: ${socket.ended.reason || "the log closed"}`
-      : `closed (${socket.ended.code}${socket.ended.reason ? `: ${socket.ended.reason}` : ""})`;
+  if (socket.ended && socket.ended.code === 1000) {
+    state = `ended: ${socket.ended.reason || "the log closed"}`;
+  } else if (socket.ended && socket.ended.code === 1006 && lines.length === 0) {
+    // a refused upgrade reaches the page as 1006: no log yet (409), or no such pod (404)
+    state = "not available: the container has written nothing yet, or its pod is gone";
+  } else if (socket.ended) {
+    state = `closed (${socket.ended.code}${socket.ended.reason ? `: ${socket.ended.reason}` : ""})`;
   }
   return html`
     <section class="panel" data-testid="pod-log-panel" aria-labelledby="pod-log-heading">
@@ -156,6 +160,8 @@ function PodLog({ session, onClose, onSignedOut }) {
         <h2 id="pod-log-heading" tabindex="-1" ref=${heading}>Log of ${session.id}</h2>
         <span data-testid="pod-log-state" class=${socket.open ? "badge live" : "badge reconnecting"}>
           ${state}</span>
+        ${socket.ended &&
+        html`<button type="button" data-testid="pod-log-reopen" onClick=${onReopen}>Open again</button>`}
         <button type="button" data-testid="pod-log-close" onClick=${onClose}>Close</button>
       </div>
       <pre data-testid="pod-log" ref=${pre} tabindex="0" aria-label=${`Log lines of ${session.id}`}>${lines.join("\n")}</pre>
@@ -169,7 +175,7 @@ export function SessionsPage({ me, onSignedOut }) {
   const [notice, setNotice] = useState("");
   const [busy, setBusy] = useState({});
   const [blocked, setBlocked] = useState(null); // {id, url}: a tab the browser would not open
-  const [logOf, setLogOf] = useState(null); // the session whose pod log is shown
+  const [logOf, setLogOf] = useState(null); // {session, opened}: the pod log shown
   const [userFilter, setUserFilter] = useState("");
   const everyone = atLeast(me, "operator");
   useEffect(() => {
@@ -177,7 +183,7 @@ export function SessionsPage({ me, onSignedOut }) {
   }, []);
   const onAction = async (spec, session) => {
     if (spec.action === "logs") {
-      setLogOf(session);
+      setLogOf({ session, opened: Date.now() });
       return;
     }
     const key = keyOf(session);
@@ -244,7 +250,8 @@ export function SessionsPage({ me, onSignedOut }) {
       ${sessions !== null && sessions.length === 0 &&
       html`<p class="empty">${wanted && everyone ? `No sessions of ${wanted}.` : "No sessions yet: start one above."}</p>`}
       ${logOf &&
-      html`<${PodLog} key=${keyOf(logOf)} session=${logOf} onClose=${() => setLogOf(null)}
-        onSignedOut=${onSignedOut} />`}
+      html`<${PodLog} key=${`${keyOf(logOf.session)}@${logOf.opened}`} session=${logOf.session}
+        onClose=${() => setLogOf(null)} onSignedOut=${onSignedOut}
+        onReopen=${() => setLogOf({ session: logOf.session, opened: Date.now() })} />`}
     </section>`;
 }

@@ -199,16 +199,22 @@ def test_the_pod_log_shows_lines_live(
     namespace = console.stack.namespace
     spec = client.CoreV1Api(api).read_namespaced_pod(pod_name, namespace).spec
     container = spec.containers[0].name
-    # a log exists before the page asks (else the facade answers 409, an error in the console)
-    plane.write_pod_log(namespace, pod_name, container, "desktop starting", "listening on 3000")
 
     sign_in(browser, console, "alice")
     wait_for(browser, cell_is(name, "phase", "Running"), RUNNING, f"{name} Running")
+    # nothing written yet: the facade refuses the upgrade (409), and the page says so
     act(browser, name, "logs")
+    state = "[data-testid=pod-log-state]"
+    wait_for(browser, text_contains(state, "not available"), message="no log yet")
+    errors = console_errors(browser)
+    assert errors and all("409" in e.get("message", "") for e in errors), errors
+
+    plane.write_pod_log(namespace, pod_name, container, "desktop starting", "listening on 3000")
+    find(browser, "[data-testid=pod-log-reopen]").click()
     log = "pre[data-testid=pod-log]"
     wait_for(browser, text_contains(log, "listening on 3000"), message="the log's history")
     assert "desktop starting" in find(browser, log).text
-    wait_for(browser, text_is("[data-testid=pod-log-state]", "live"))
+    wait_for(browser, text_is(state, "live"))
     plane.write_pod_log(namespace, pod_name, container, "a request from the browser")
     wait_for(browser, text_contains(log, "a request from the browser"), message="a new line")
     find(browser, "[data-testid=pod-log-close]").click()
