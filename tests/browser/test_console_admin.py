@@ -70,6 +70,15 @@ def labelled(driver: WebDriver, css: str) -> list[str]:
     return labels
 
 
+def unlabelled(driver: WebDriver) -> list[str]:
+    """The controls on the page that no label names (every one must have one)."""
+    found: list[str] = driver.execute_script(
+        "return [...document.querySelectorAll('input, select, textarea')]"
+        ".filter(e => e.labels.length === 0).map(e => e.id || e.outerHTML)"
+    )
+    return found
+
+
 def refused(driver: WebDriver, status: int) -> None:
     """Take the console errors a refused request leaves (Chromium logs every 4xx answer)."""
     errors = console_errors(driver)
@@ -107,6 +116,7 @@ def test_an_operator_adds_a_repository_and_sees_it_synced(
     auth.select_by_value("basic")
     wait_for(browser, shown("#repo-username"))
     assert find(browser, "#repo-password").get_attribute("type") == "password"
+    assert unlabelled(browser) == []
     auth.select_by_value("none")
     wait_for(browser, gone("#repo-password"))
 
@@ -141,6 +151,7 @@ def test_an_admin_creates_a_key_sees_it_once_revokes_it_and_the_audit_log_shows_
     wait_for(browser, lambda d: find(d, "[data-testid=metric-templates]").text == "1")
 
     assert labelled(browser, "#key-user") == ["User"]
+    assert unlabelled(browser) == []
     fill(browser, "#key-user", "carol")
     Select(find(browser, "#key-role")).select_by_visible_text("operator")
     fill(browser, "#key-name", "ci")
@@ -260,6 +271,7 @@ def test_a_plugins_configure_form_comes_from_its_schema_and_hides_secrets(
     assert token.get_attribute("type") == "password"
     assert token.get_attribute("value") == ""
     assert "leave empty to keep it" in find(browser, "#config-token-hint").text
+    assert unlabelled(browser) == []
     assert SECRET not in browser.page_source
 
     # a value the schema refuses (its pattern: the server checks it): named next to its field
@@ -283,6 +295,42 @@ def test_a_plugins_configure_form_comes_from_its_schema_and_hides_secrets(
 
     find(browser, f"{row} button[data-action=deliveries]").click()
     wait_for(browser, shown("table[data-testid=deliveries]"), message="the delivery log")
+
+
+def test_an_operator_installs_a_plugin_from_its_generated_form(
+    console: Console, browser: WebDriver
+) -> None:
+    add_catalog_plugin(console.stack)
+    sign_in(browser, with_operator(console), OPERATOR)
+    open_page(browser, "nav-plugins", "#/plugins", "plugins-heading")
+    item = '[data-testid=plugin-catalog-item][data-name="audit-hook"]'
+    wait_for(browser, shown(item), message="the catalog entry")
+    find(browser, f"{item} button[data-action=install]").click()
+    form = "form[data-testid=plugin-install-form]"
+    wait_for(browser, shown(form), message="the install form")
+    assert find(browser, "#install-url").get_attribute("required") == "true"
+    assert find(browser, "#install-token").get_attribute("type") == "password"
+    assert unlabelled(browser) == []
+    fill(browser, "#install-name", "team-hook")
+    fill(browser, "#install-url", "https://hooks.example.com/team")
+    fill(browser, "#install-token", SECRET)
+    find(browser, f"{form} [data-testid=plugin-install-form-submit]").click()
+    signing = wait_for(browser, shown("[data-testid=signing-secret]"), message="shown once")
+    assert signing.text.startswith("whsec_"), signing.text
+    row = 'tr[data-plugin="team-hook"]'
+    wait_for(browser, shown(row), message="the installed plugin's row")
+    wait_for(browser, text_is(f"{row} [data-testid=plugin-phase]", "PendingApproval"), 60)
+    # an operator may not approve
+    assert not browser.find_elements(By.CSS_SELECTOR, f"{row} button[data-action=approve]")
+    assert SECRET not in browser.page_source
+    view = console.rest("admin").get("/api/v1/plugins/team-hook").body
+    assert view["config"] == {"url": "https://hooks.example.com/team"}, view
+    assert view["secretConfig"] == ["token"], view
+
+    find(browser, f"{row} button[data-action=disable]").click()
+    wait_for(browser, text_is(f"{row} [data-testid=plugin-enabled]", "no"), message="disabled")
+    find(browser, f"{row} button[data-action=uninstall]").click()
+    wait_for(browser, gone(row), message="uninstalled")
 
 
 def test_a_plain_user_sees_no_operator_or_admin_navigation(
