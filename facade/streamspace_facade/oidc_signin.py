@@ -39,7 +39,7 @@ from streamspace.config import AuthSettings
 from streamspace_facade.errors import ApiError, bad_request, unauthorized, unavailable
 from streamspace_facade.responses import json_response
 from streamspace_facade.signin import set_session_cookie
-from streamspace_facade.state import PRINCIPAL, services
+from streamspace_facade.state import PRINCIPAL, Services, services
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,12 @@ def redirect_uri(request: web.Request) -> str:
     return f"{scheme}://{request.host}{CALLBACK}"
 
 
-def _not_configured() -> ApiError:
-    return ApiError(404, "NOT_FOUND", "OIDC sign-in is not configured (OIDC_ISSUER)")
+def _configured(request: web.Request) -> tuple[Services, AuthSettings]:
+    """The services and auth settings, or 404 when no issuer is configured."""
+    svc = services(request)
+    if not configured(svc.settings.auth):
+        raise ApiError(404, "NOT_FOUND", "OIDC sign-in is not configured (OIDC_ISSUER)")
+    return svc, svc.settings.auth
 
 
 async def _endpoint(request: web.Request, name: str) -> str:
@@ -111,10 +115,7 @@ async def _endpoint(request: web.Request, name: str) -> str:
 
 
 async def login(request: web.Request) -> web.Response:
-    svc = services(request)
-    auth = svc.settings.auth
-    if not configured(auth):
-        raise _not_configured()
+    svc, auth = _configured(request)
     authorize = await _endpoint(request, "authorization_endpoint")
     state, verifier, nonce = (secrets.token_urlsafe(32) for _ in range(3))
     query = {
@@ -144,10 +145,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def callback(request: web.Request) -> web.Response:
-    svc = services(request)
-    auth = svc.settings.auth
-    if not configured(auth):
-        raise _not_configured()
+    svc, _ = _configured(request)
     if "error" in request.query:
         raise unauthorized(f"the identity provider refused the sign-in: {request.query['error']}")
     kept = unseal(svc.access_key, request.cookies.get(STATE_COOKIE, ""))
