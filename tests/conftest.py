@@ -7,10 +7,8 @@ of its own). Otherwise both are started here, on loopback, and stopped at the en
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,16 +19,16 @@ import pytest
 from kubernetes import client, config
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from facade_testing import JWT_SECRET, WEBHOOK_SECRET, Client, FacadeThread, token
-from streamspace.config import Settings, load_settings
+from facade_testing import JWT_SECRET, WEBHOOK_SECRET, FacadeThread
+from stack_testing import OperatorThread, Stack
+from streamspace.config import load_settings
 from streamspace_dev import binaries
 from streamspace_dev.cluster import ControlPlane
 from streamspace_dev.postgres import LocalPostgres
 from streamspace_dev.process import free_port, wait_until
 from streamspace_dev.settings import load_dev_settings
 from streamspace_facade.state import SERVICES
-from streamspace_operator.runtime import RunOptions, serve
-from streamspace_testing import apply_admission, close_pools, closing_finished, new_namespace
+from streamspace_testing import apply_admission, close_pools, new_namespace
 
 pytest_plugins = ["leakcheck", "faults"]  # leak check (a socket left open fails); fault harness
 
@@ -148,51 +146,6 @@ def database(postgres_url: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-class OperatorThread:
-    """The real operator (our registry, Kopf, kubernetes_asyncio) in a thread of this process."""
-
-    def __init__(self, settings: Settings, priority: int | None = None) -> None:
-        self.settings = settings
-        self.priority = priority
-        self.stop_flag = threading.Event()
-        self.ready_flag = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="operator", daemon=True)
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://{self.settings.metrics.host}:{self.settings.metrics.port}/metrics"
-
-    def _run(self) -> None:
-        options = RunOptions(
-            liveness_endpoint=None,
-            standalone=self.priority is None,
-            priority=self.priority or 0,
-        )
-
-        async def main() -> None:
-            await serve(
-                self.settings, options, stop_flag=self.stop_flag, ready_flag=self.ready_flag
-            )
-            await closing_finished()  # Kopf's last TLS closes, before the loop goes away
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # reported by stop()
-            self.error = exc
-
-    def start(self) -> OperatorThread:
-        self.thread.start()
-        assert self.ready_flag.wait(60), f"operator not ready: {self.error!r}"
-        return self
-
-    def stop(self) -> None:
-        self.stop_flag.set()
-        self.thread.join(60)
-        assert not self.thread.is_alive(), "operator did not stop"
-        assert self.error is None, self.error
-
-
 @pytest.fixture
 def start_operator(cluster: Cluster, namespace: str) -> Iterator[Callable[..., OperatorThread]]:
     """Start the operator on the test's namespace; extra env like RECONCILE_INTERVAL="1s".
@@ -220,21 +173,6 @@ def start_operator(cluster: Cluster, namespace: str) -> Iterator[Callable[..., O
     for operator in started:
         if operator.thread.is_alive():
             operator.stop()
-
-
-@dataclass
-class Stack:
-    """Operator + facade + PostgreSQL on the test's namespace, with callers of every role."""
-
-    url: str
-    namespace: str
-    database_url: str
-    facade: FacadeThread
-    settings: Settings
-    operator: OperatorThread | None = None
-
-    def client(self, user: str | None, role: str = "user") -> Client:
-        return Client(self.url, None if user is None else token(user, role))
 
 
 @pytest.fixture

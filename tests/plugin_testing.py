@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 from facade_testing import Client
 
 if TYPE_CHECKING:
-    from conftest import Stack
+    from stack_testing import Stack
 
 MANIFEST = {
     "name": "audit-hook",

@@ -45,7 +45,7 @@ from streamspace_facade.openapi import document
 from streamspace_testing import TEMPLATE, Objects
 
 if TYPE_CHECKING:
-    from conftest import Stack
+    from stack_testing import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -17,9 +17,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from psycopg.types.json import Jsonb
 
-from conftest import Stack
 from facade_testing import Client
 from plugin_testing import MANIFEST, add_catalog_plugin
+from stack_testing import Stack
 from streamspace.plugins.policy import SECRET_ANNOTATION
 from streamspace.plugins.secret import plugin_secret
 from streamspace.plugins.workload import CONFIG_KEY, SIGNING_KEY, PluginRef
