@@ -27,8 +27,14 @@ from streamspace.auth.apikeys import create_api_key
 from streamspace_dev.process import wait_until
 from streamspace_testing import TEMPLATE, Objects
 
-FAST = {"IDLE_CHECK_INTERVAL": "1s", "HIBERNATE_WARNING": "8s"}
-"""Idle checks every second; the warning 8 s before an idle session hibernates."""
+FAST = {
+    "IDLE_CHECK_INTERVAL": "1s",
+    "HIBERNATE_WARNING": "8s",
+    "STALE_AFTER": "6s",
+    "HEARTBEAT_CHECK_INTERVAL": "1s",
+}
+"""Idle checks every second; the warning 8 s before an idle session hibernates; a connection
+without a heartbeat for 6 s is stale (the console then heartbeats every 2 s)."""
 TEMPLATE_NAME = "firefox"
 REPO_NAME = "community-templates"
 REPOS = "/api/v1/catalog/repositories"

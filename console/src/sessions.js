@@ -37,11 +37,28 @@ async function connect(session) {
     if (!tab) return url;
     tab.opener = null;
     tab.location.href = url;
+    keepAlive(session, answer.connectionId, tab, answer.heartbeatInterval);
     return null;
   } catch (error) {
     if (tab) tab.close();
     throw error;
   }
+}
+
+// A connection lives while its tab is open: a heartbeat every `seconds` (the connect answer's
+// heartbeatInterval, a third of the server's STALE_AFTER), and a disconnect once the tab is
+// closed, so the idle timer sees the session in use exactly while it is. Should this page go
+// away first, the connection goes stale on the server by itself.
+function keepAlive(session, connectionId, tab, seconds) {
+  const at = (verb) =>
+    `${path(session)}/${verb}${query({ namespace: session.namespace, connectionId })}`;
+  const timer = setInterval(() => {
+    const closed = tab.closed;
+    if (closed) clearInterval(timer);
+    api(closed ? "DELETE" : "POST", at(closed ? "disconnect" : "heartbeat")).catch((error) => {
+      if (error.status === 404) clearInterval(timer); // the connection or session is gone
+    });
+  }, Math.max(1, seconds || 20) * 1000);
 }
 
 async function act(spec, session) {

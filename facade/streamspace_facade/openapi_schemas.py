@@ -316,6 +316,10 @@ def schemas() -> dict[str, Schema]:
                 "state": STATE,
                 "phase": PHASE,
                 "ready": _bool("Running and reachable now (otherwise it is starting)."),
+                "heartbeatInterval": integer(
+                    "Seconds: send a heartbeat at least this often while the session is in use "
+                    "(a third of STALE_AFTER; a connection without one for STALE_AFTER is stale)."
+                ),
                 "accessToken": _nullable(
                     string(
                         "For the owner: the credential the session's host asks for (send it "

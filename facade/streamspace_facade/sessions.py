@@ -17,6 +17,7 @@ from aiohttp import web
 
 from streamspace import idempotency
 from streamspace.conditions import timestamp
+from streamspace.config import SessionSettings
 from streamspace.db.mirror import CONNECTIONS, SESSIONS, connection_row, is_deleted, session_row
 from streamspace.decisions import USER, next_decision, seen
 from streamspace.lifecycle import revives
@@ -421,9 +422,16 @@ async def connect(request: web.Request) -> web.Response:
             "state": spec.get("state", "running"),
             "phase": status.get("phase") or "Pending",
             "ready": status.get("phase") == "Running" and spec.get("state") == "running",
+            "heartbeatInterval": heartbeat_interval(svc.settings.sessions),
             **gate.credential(request, session, who.user, status.get("url")),
         }
     )
+
+
+def heartbeat_interval(sessions: SessionSettings) -> int:
+    """Seconds between a client's heartbeats: a third of ``STALE_AFTER``, so that one lost or
+    late heartbeat never makes a connection in use stale."""
+    return max(1, int(sessions.stale_after.total_seconds() // 3))
 
 
 async def _own_connection(

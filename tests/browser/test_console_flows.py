@@ -227,6 +227,42 @@ def test_hibernate_and_wake(console: Console, browser: WebDriver) -> None:
     assert console.objects.spec(name)["state"] == "running"
 
 
+def test_a_connection_lives_while_its_tab_is_open(console: Console, browser: WebDriver) -> None:
+    """Connect opens the session in a tab; while it is open the console heartbeats (a third of
+    STALE_AFTER), so the connection outlives STALE_AFTER; closing the tab disconnects it."""
+    alice = console.rest("alice")
+    name = rest_session(alice, {"template": TEMPLATE_NAME})
+    connections = f"{SESSIONS}/{name}/connections"
+    sign_in(browser, console, "alice")
+    wait_for(browser, cell_is(name, "phase", "Running"), RUNNING, f"{name} Running")
+    home = browser.current_window_handle
+    act(browser, name, "connect")
+    wait_for(browser, lambda d: len(d.window_handles) == 2, message="the session's tab")
+
+    beats: set[str] = set()
+
+    def heartbeats_past_stale_after(_: WebDriver) -> bool:
+        listed = alice.get(connections).body["connections"]
+        assert len(listed) == 1, listed  # never dropped as stale meanwhile
+        beats.update(c["lastHeartbeat"] for c in listed if c["lastHeartbeat"])
+        return len(beats) >= 4  # whole seconds, 2 s apart: 6 s and more, STALE_AFTER is 6 s
+
+    wait_for(browser, heartbeats_past_stale_after, 60, "heartbeats past STALE_AFTER")
+    tab = next(handle for handle in browser.window_handles if handle != home)
+    browser.switch_to.window(tab)
+    browser.close()
+    browser.switch_to.window(home)
+    wait_for(
+        browser, lambda _: alice.get(connections).body["connections"] == [], 30, "disconnected"
+    )
+
+    def disconnected_by_the_console(_: WebDriver) -> bool:  # a disconnect, not staleness
+        audit = console.rest("admin").get("/api/v1/admin/audit?action=disconnect&user=alice")
+        return [e["resourceId"] for e in audit.body["entries"]] == [name]
+
+    wait_for(browser, disconnected_by_the_console, 30, "the disconnect in the audit log")
+
+
 def test_bob_never_sees_alices_sessions(console: Console, browser: WebDriver) -> None:
     alice, bob = console.rest("alice"), console.rest("bob")
     before = rest_session(alice, {"template": TEMPLATE_NAME})
