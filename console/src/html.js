@@ -3,3 +3,18 @@ import htm from "htm";
 import { h } from "preact";
 
 export const html = htm.bind(h);
+
+// A table row's action buttons, one per spec ({action, label, enabled?(item)}): named for the
+// row's item so that a screen reader tells the rows apart, off while the row is busy or when
+// the spec says the item cannot take it.
+export function RowActions({ specs, item, name, busy, onAction }) {
+  return html`<td class="actions">
+    ${specs.map(
+      (spec) => html`<button type="button" data-action=${spec.action}
+        aria-label=${`${spec.label} ${name}`}
+        disabled=${busy || (spec.enabled !== undefined && !spec.enabled(item))}
+        onClick=${() => onAction(spec, item)}>${spec.label}</button>`,
+    )}
+  </td>`;
+}
+

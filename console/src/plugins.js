@@ -5,7 +5,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import { api, get, listAll, query } from "./api.js";
-import { html } from "./html.js";
+import { html, RowActions } from "./html.js";
 import { atLeast } from "./roles.js";
 import { SchemaForm } from "./schemaform.js";
 
@@ -41,13 +41,8 @@ function InstalledRow({ plugin, me, busy, onAction }) {
       <td data-testid="plugin-enabled">${plugin.enabled ? "yes" : "no"}</td>
       <td data-testid="plugin-phase">${plugin.phase}</td>
       <td data-testid="plugin-message">${plugin.message || ""}</td>
-      <td class="actions">
-        ${actions.map(
-          (a) => html`<button type="button" data-action=${a.action}
-            aria-label=${`${a.label} ${plugin.id}`} disabled=${busy}
-            onClick=${() => onAction(a, plugin)}>${a.label}</button>`,
-        )}
-      </td>
+      <${RowActions} specs=${actions} item=${plugin} name=${plugin.id} busy=${busy}
+        onAction=${onAction} />
     </tr>`;
 }
 

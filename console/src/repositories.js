@@ -4,7 +4,7 @@
 import { useEffect, useState } from "preact/hooks";
 
 import { api, listAll } from "./api.js";
-import { html } from "./html.js";
+import { html, RowActions } from "./html.js";
 
 const REFRESH = 3000; // ms between reads of the list while the page is shown
 const BASE = "/api/v1/repositories";
@@ -127,13 +127,8 @@ function Row({ repo, busy, onAction }) {
       <td data-testid="repo-templates">${repo.templateCount ?? ""}</td>
       <td>${repo.lastSync ? new Date(repo.lastSync).toLocaleString() : ""}</td>
       <td data-testid="repo-error" class="error">${repo.status === "failed" ? repo.message : ""}</td>
-      <td class="actions">
-        ${ROW_ACTIONS.map(
-          (spec) => html`<button type="button" data-action=${spec.action}
-            aria-label=${`${spec.label} ${repo.name}`} disabled=${busy}
-            onClick=${() => onAction(spec, repo)}>${spec.label}</button>`,
-        )}
-      </td>
+      <${RowActions} specs=${ROW_ACTIONS} item=${repo} name=${repo.name} busy=${busy}
+        onAction=${onAction} />
     </tr>`;
 }
 

@@ -4,7 +4,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import { api, get, listAll, query } from "./api.js";
-import { html } from "./html.js";
+import { html, RowActions } from "./html.js";
 import { countdown, keyOf, useNow, useSessionsFeed, useSocket } from "./live.js";
 import { atLeast } from "./roles.js";
 
@@ -129,14 +129,8 @@ function Row({ session, warnedDeadline, now, onAction, busy, showUser }) {
         ${warn && html`<span class="warning" data-testid="idle-warning" role="status">
           Hibernates soon unless used</span>`}
       </td>
-      <td class="actions">
-        ${ACTIONS.map(
-          (spec) => html`<button type="button" data-action=${spec.action}
-            aria-label=${`${spec.label} ${session.id}`}
-            disabled=${busy || !spec.enabled(session)}
-            onClick=${() => onAction(spec, session)}>${spec.label}</button>`,
-        )}
-      </td>
+      <${RowActions} specs=${ACTIONS} item=${session} name=${session.id} busy=${busy}
+        onAction=${onAction} />
     </tr>`;
 }
 
