@@ -39,6 +39,7 @@ from streamspace_facade import (
     admin,
     audit,
     catalog,
+    connections,
     console,
     gate,
     httpcache,
@@ -284,6 +285,7 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     probes.add_routes(app.router)
     app.router.add_get("/version", version)
     sessions.add_routes(app.router)
+    connections.add_routes(app.router)
     catalog.add_routes(app.router)
     repositories.add_routes(app.router)
     plugins.add_routes(app.router)

@@ -39,6 +39,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from streamspace.db import mirror as tables
 from streamspace.db.migrate import migrate
 from streamspace.db.outbox import Audience, View, Views
+from streamspace_facade.connections import connection_view
 from streamspace_facade.errors import ApiError
 from streamspace_facade.kube import Kube
 from streamspace_facade.metrics import (
@@ -51,7 +52,7 @@ from streamspace_facade.metrics import (
 )
 from streamspace_facade.plugin_views import installed_view, public_view
 from streamspace_facade.repositories import repository_view
-from streamspace_facade.sessions import connection_view, session_view
+from streamspace_facade.sessions import session_view
 from streamspace_facade.storage import DB_WAIT
 from streamspace_facade.storage.repositories import RepositoryRow
 from streamspace_facade.storage.sessions import ConnectionRow

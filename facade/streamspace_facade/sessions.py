@@ -10,20 +10,17 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from streamspace import idempotency
-from streamspace.conditions import timestamp
-from streamspace.config import SessionSettings
-from streamspace.db.mirror import CONNECTIONS, SESSIONS, connection_row, is_deleted, session_row
-from streamspace.decisions import USER, next_decision, seen
+from streamspace.db.mirror import SESSIONS, is_deleted, session_row
+from streamspace.decisions import USER, next_decision
 from streamspace.lifecycle import revives
 from streamspace.naming import is_dns_label, is_object_name, label_value
 from streamspace.templates import normalize_resources
-from streamspace_facade import gate, paging
+from streamspace_facade import paging
 from streamspace_facade.errors import ApiError, conflict, forbidden, invalid, not_found
 from streamspace_facade.idempotency import IDEMPOTENCY
 from streamspace_facade.limits import enforce_caps
@@ -39,7 +36,6 @@ from streamspace_facade.state import (
     principal,
     services,
 )
-from streamspace_facade.storage.sessions import ConnectionRow
 
 STATES = ("running", "hibernated", "terminated")
 # A state change is conditioned on the resourceVersion read, and every status write of the
@@ -79,21 +75,6 @@ def session_view(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def connection_view(row: ConnectionRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "connectionId": row.id,
-        "sessionId": row.session_id,
-        "user": row.user_id,
-        "clientIP": row.client_ip,
-        "userAgent": row.user_agent,
-        "state": row.state,
-        "connectedAt": iso(row.connected_at),
-        "lastHeartbeat": iso(row.last_heartbeat),
-        "createdAt": iso(row.created_at),
-    }
-
-
 def _visible(who: Principal, owner: str) -> bool:
     return who.sees_everything or owner == who.user
 
@@ -120,7 +101,7 @@ def _namespace_of(request: web.Request, name: str) -> str:
     return found.pop() if found else svc.namespace
 
 
-async def _own_session(request: web.Request, name: str) -> dict[str, Any]:
+async def own_session(request: web.Request, name: str) -> dict[str, Any]:
     """The Session named ``name`` if the caller may see it; otherwise 404 as if missing."""
     svc = services(request)
     try:
@@ -136,7 +117,7 @@ async def _own_session(request: web.Request, name: str) -> dict[str, Any]:
     return obj
 
 
-def _ns(obj: Mapping[str, Any]) -> str:
+def object_namespace(obj: Mapping[str, Any]) -> str:
     return str(obj["metadata"]["namespace"])
 
 
@@ -315,7 +296,7 @@ async def _create_once(
 
 
 async def get_session(request: web.Request) -> web.Response:
-    obj = await _own_session(request, request.match_info["id"])
+    obj = await own_session(request, request.match_info["id"])
     return json_response(session_view(session_row(obj)))
 
 
@@ -348,7 +329,7 @@ async def _patch_spec(request: web.Request, name: str, spec: dict[str, Any]) -> 
     guarded = decides and spec["state"] != "terminated" and not who.at_least("admin")
     attempts = PATCH_ATTEMPTS
     while True:
-        session = await _own_session(request, name)
+        session = await own_session(request, name)
         if guarded and revives(session.get("spec") or {}, spec):
             raise forbidden(
                 f"session {name!r} is terminated: only admins may change its state back; "
@@ -361,7 +342,9 @@ async def _patch_spec(request: web.Request, name: str, spec: dict[str, Any]) -> 
                 "annotations": next_decision(session, USER),
             }
         try:
-            obj: dict[str, Any] = await svc.kube.patch("Session", _ns(session), name, patch)
+            obj: dict[str, Any] = await svc.kube.patch(
+                "Session", object_namespace(session), name, patch
+            )
         except ApiError as exc:
             attempts -= 1
             if exc.status != 409 or attempts == 0:
@@ -373,124 +356,11 @@ async def _patch_spec(request: web.Request, name: str, spec: dict[str, Any]) -> 
 async def delete_session(request: web.Request) -> web.Response:
     svc = services(request)
     name = request.match_info["id"]
-    session = await _own_session(request, name)
-    await svc.kube.delete("Session", _ns(session), name)
+    session = await own_session(request, name)
+    await svc.kube.delete("Session", object_namespace(session), name)
     await svc.mirror.forget(SESSIONS, session["metadata"]["uid"])
     audit(request, "delete", "session", name)
     return web.Response(status=204)
-
-
-def _connection_name(session: str) -> str:
-    return f"{session[:240].rstrip('.-')}-{secrets.token_hex(4)}"
-
-
-async def connect(request: web.Request) -> web.Response:
-    svc, who = services(request), principal(request)
-    name = request.match_info["id"]
-    session = await _own_session(request, name)
-    spec, status = session.get("spec") or {}, session.get("status") or {}
-    if spec.get("state") == "terminated":
-        raise conflict(f"session {name!r} is terminated; create a new one")
-    conn_spec: dict[str, Any] = {"session": name, "user": who.user}
-    ip = request.remote
-    if ip and len(ip) <= 45 and ":" not in ip.strip("0123456789abcdefABCDEF:."):
-        conn_spec["clientIP"] = ip
-    agent = request.headers.get("User-Agent")
-    if agent:
-        conn_spec["userAgent"] = agent[:1024]
-    obj = await svc.kube.create(
-        "Connection",
-        _ns(session),  # beside its session: the session owns it
-        {
-            "metadata": {
-                "name": _connection_name(name),
-                "labels": {"stream.space/session": label_value(name)},
-                # what this connect saw: the operator wakes the session for it only if no
-                # decision of the user came after (decisions.connect_wakes)
-                "annotations": seen(session),
-            },
-            "spec": conn_spec,
-        },
-    )
-    await svc.mirror.observed(CONNECTIONS, obj)
-    connection_id = obj["metadata"]["name"]
-    audit(request, "connect", "session", name, {"connectionId": connection_id})
-    return json_response(
-        {
-            "connectionId": connection_id,
-            "sessionUrl": status.get("url"),
-            "state": spec.get("state", "running"),
-            "phase": status.get("phase") or "Pending",
-            "ready": status.get("phase") == "Running" and spec.get("state") == "running",
-            "heartbeatInterval": heartbeat_interval(svc.settings.sessions),
-            **gate.credential(request, session, who.user, status.get("url")),
-        }
-    )
-
-
-def heartbeat_interval(sessions: SessionSettings) -> int:
-    """Seconds between a client's heartbeats: a third of ``STALE_AFTER``, so that one lost or
-    late heartbeat never makes a connection in use stale."""
-    return max(1, int(sessions.stale_after.total_seconds() // 3))
-
-
-async def _own_connection(
-    request: web.Request, session: str
-) -> tuple[Services, str, dict[str, Any]]:
-    svc = services(request)
-    connection_id = request.query.get("connectionId")
-    if not connection_id:
-        raise invalid({"query.connectionId": "required"})
-    owner = await _own_session(request, session)
-    try:
-        obj = await svc.kube.get("Connection", _ns(owner), connection_id)
-    except ApiError as exc:
-        if exc.status == 404:
-            raise not_found("connection", connection_id) from None
-        raise
-    if (obj.get("spec") or {}).get("session") != session:
-        raise not_found("connection", connection_id)
-    return svc, connection_id, obj
-
-
-async def disconnect(request: web.Request) -> web.Response:
-    session = request.match_info["id"]
-    svc, connection_id, obj = await _own_connection(request, session)
-    await svc.kube.delete("Connection", _ns(obj), connection_id)
-    await svc.mirror.forget(CONNECTIONS, obj["metadata"]["uid"])
-    audit(request, "disconnect", "session", session, {"connectionId": connection_id})
-    return json_response({"connectionId": connection_id, "disconnected": True})
-
-
-async def heartbeat(request: web.Request) -> web.Response:
-    session = request.match_info["id"]
-    svc, connection_id, current = await _own_connection(request, session)
-    now = timestamp(datetime.now(UTC))
-    obj = await svc.kube.patch(
-        "Connection", _ns(current), connection_id, {"status": {"lastHeartbeat": now}}, status=True
-    )
-    await svc.mirror.observed(CONNECTIONS, obj)
-    audit(request, "heartbeat", "connection", connection_id)
-    return json_response(
-        {"connectionId": connection_id, "lastHeartbeat": now, "state": connection_row(obj)["state"]}
-    )
-
-
-async def list_connections(request: web.Request) -> web.Response:
-    svc = services(request)
-    name = request.match_info["id"]
-    win = paging.window(request, "connections", {"session": name})
-    session = await _own_session(request, name)
-    rows = await svc.db().sessions.connections(_ns(session), name)
-    return json_response(
-        paging.in_memory(
-            request, win, "connections", rows, key=_connection_key, view=connection_view
-        )
-    )
-
-
-def _connection_key(row: ConnectionRow) -> paging.Key:
-    return (row.created_at.timestamp(), row.id)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -499,8 +369,3 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/api/v1/sessions/{id}", get_session)
     router.add_patch("/api/v1/sessions/{id}", patch_session)
     router.add_delete("/api/v1/sessions/{id}", delete_session)
-    router.add_get("/api/v1/sessions/{id}/connect", connect)
-    router.add_delete("/api/v1/sessions/{id}/disconnect", disconnect)
-    router.add_post("/api/v1/sessions/{id}/disconnect", disconnect)
-    router.add_post("/api/v1/sessions/{id}/heartbeat", heartbeat)
-    router.add_get("/api/v1/sessions/{id}/connections", list_connections)

@@ -1,0 +1,169 @@
+"""A session's connections: connect (which wakes a hibernated session), heartbeats, disconnect
+and the list. Each is a Connection custom resource, which the operator makes owned by its Session
+and which the idle timer reads (a connection without a heartbeat for ``STALE_AFTER`` is stale)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from streamspace.conditions import timestamp
+from streamspace.config import SessionSettings
+from streamspace.db.mirror import CONNECTIONS, connection_row
+from streamspace.decisions import seen
+from streamspace.naming import label_value
+from streamspace_facade import gate, paging
+from streamspace_facade.errors import ApiError, conflict, invalid, not_found
+from streamspace_facade.responses import json_response
+from streamspace_facade.sessions import object_namespace, own_session
+from streamspace_facade.state import (
+    Services,
+    audit,
+    iso,
+    principal,
+    services,
+)
+from streamspace_facade.storage.sessions import ConnectionRow
+
+
+def connection_view(row: ConnectionRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "connectionId": row.id,
+        "sessionId": row.session_id,
+        "user": row.user_id,
+        "clientIP": row.client_ip,
+        "userAgent": row.user_agent,
+        "state": row.state,
+        "connectedAt": iso(row.connected_at),
+        "lastHeartbeat": iso(row.last_heartbeat),
+        "createdAt": iso(row.created_at),
+    }
+
+
+def _connection_name(session: str) -> str:
+    return f"{session[:240].rstrip('.-')}-{secrets.token_hex(4)}"
+
+
+async def connect(request: web.Request) -> web.Response:
+    svc, who = services(request), principal(request)
+    name = request.match_info["id"]
+    session = await own_session(request, name)
+    spec, status = session.get("spec") or {}, session.get("status") or {}
+    if spec.get("state") == "terminated":
+        raise conflict(f"session {name!r} is terminated; create a new one")
+    conn_spec: dict[str, Any] = {"session": name, "user": who.user}
+    ip = request.remote
+    if ip and len(ip) <= 45 and ":" not in ip.strip("0123456789abcdefABCDEF:."):
+        conn_spec["clientIP"] = ip
+    agent = request.headers.get("User-Agent")
+    if agent:
+        conn_spec["userAgent"] = agent[:1024]
+    obj = await svc.kube.create(
+        "Connection",
+        object_namespace(session),  # beside its session: the session owns it
+        {
+            "metadata": {
+                "name": _connection_name(name),
+                "labels": {"stream.space/session": label_value(name)},
+                # what this connect saw: the operator wakes the session for it only if no
+                # decision of the user came after (decisions.connect_wakes)
+                "annotations": seen(session),
+            },
+            "spec": conn_spec,
+        },
+    )
+    await svc.mirror.observed(CONNECTIONS, obj)
+    connection_id = obj["metadata"]["name"]
+    audit(request, "connect", "session", name, {"connectionId": connection_id})
+    return json_response(
+        {
+            "connectionId": connection_id,
+            "sessionUrl": status.get("url"),
+            "state": spec.get("state", "running"),
+            "phase": status.get("phase") or "Pending",
+            "ready": status.get("phase") == "Running" and spec.get("state") == "running",
+            "heartbeatInterval": heartbeat_interval(svc.settings.sessions),
+            **gate.credential(request, session, who.user, status.get("url")),
+        }
+    )
+
+
+def heartbeat_interval(sessions: SessionSettings) -> int:
+    """Seconds between a client's heartbeats: a third of ``STALE_AFTER``, so that one lost or
+    late heartbeat never makes a connection in use stale."""
+    return max(1, int(sessions.stale_after.total_seconds() // 3))
+
+
+async def _own_connection(
+    request: web.Request, session: str
+) -> tuple[Services, str, dict[str, Any]]:
+    svc = services(request)
+    connection_id = request.query.get("connectionId")
+    if not connection_id:
+        raise invalid({"query.connectionId": "required"})
+    owner = await own_session(request, session)
+    try:
+        obj = await svc.kube.get("Connection", object_namespace(owner), connection_id)
+    except ApiError as exc:
+        if exc.status == 404:
+            raise not_found("connection", connection_id) from None
+        raise
+    if (obj.get("spec") or {}).get("session") != session:
+        raise not_found("connection", connection_id)
+    return svc, connection_id, obj
+
+
+async def disconnect(request: web.Request) -> web.Response:
+    session = request.match_info["id"]
+    svc, connection_id, obj = await _own_connection(request, session)
+    await svc.kube.delete("Connection", object_namespace(obj), connection_id)
+    await svc.mirror.forget(CONNECTIONS, obj["metadata"]["uid"])
+    audit(request, "disconnect", "session", session, {"connectionId": connection_id})
+    return json_response({"connectionId": connection_id, "disconnected": True})
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    session = request.match_info["id"]
+    svc, connection_id, current = await _own_connection(request, session)
+    now = timestamp(datetime.now(UTC))
+    obj = await svc.kube.patch(
+        "Connection",
+        object_namespace(current),
+        connection_id,
+        {"status": {"lastHeartbeat": now}},
+        status=True,
+    )
+    await svc.mirror.observed(CONNECTIONS, obj)
+    audit(request, "heartbeat", "connection", connection_id)
+    return json_response(
+        {"connectionId": connection_id, "lastHeartbeat": now, "state": connection_row(obj)["state"]}
+    )
+
+
+async def list_connections(request: web.Request) -> web.Response:
+    svc = services(request)
+    name = request.match_info["id"]
+    win = paging.window(request, "connections", {"session": name})
+    session = await own_session(request, name)
+    rows = await svc.db().sessions.connections(object_namespace(session), name)
+    return json_response(
+        paging.in_memory(
+            request, win, "connections", rows, key=_connection_key, view=connection_view
+        )
+    )
+
+
+def _connection_key(row: ConnectionRow) -> paging.Key:
+    return (row.created_at.timestamp(), row.id)
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/api/v1/sessions/{id}/connect", connect)
+    router.add_delete("/api/v1/sessions/{id}/disconnect", disconnect)
+    router.add_post("/api/v1/sessions/{id}/disconnect", disconnect)
+    router.add_post("/api/v1/sessions/{id}/heartbeat", heartbeat)
+    router.add_get("/api/v1/sessions/{id}/connections", list_connections)
