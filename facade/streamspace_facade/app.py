@@ -54,6 +54,7 @@ from streamspace_facade import (
     repositories,
     sessions,
     signin,
+    usage,
     users,
     webhook,
     ws,
@@ -298,6 +299,7 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     plugins.add_routes(app.router)
     admin.add_routes(app.router)
     users.add_routes(app.router)
+    usage.add_routes(app.router)
     webhook.add_routes(app.router)
     gate.add_routes(app.router)
     signin.add_routes(app.router)

@@ -32,7 +32,7 @@ from streamspace_facade.openapi_schemas import (
     schemas,
     string,
 )
-from streamspace_facade.openapi_tenancy import USER_OPERATIONS, tenancy_schemas
+from streamspace_facade.openapi_tenancy import USAGE_OPERATIONS, USER_OPERATIONS, tenancy_schemas
 from streamspace_facade.podlogs import BACKLOG
 from streamspace_facade.responses import json_response
 
@@ -261,6 +261,7 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
     ),
     "plugins": PLUGIN_OPERATIONS,
     "users": USER_OPERATIONS,
+    "analytics": USAGE_OPERATIONS,
     "webhooks": (
         Op("post", "/webhooks/repository/sync", "repositoryWebhook", "A signed Git push: sync "
            "the repositories it concerns (200: not a branch push, or a repeated delivery)",

@@ -9,12 +9,14 @@ from streamspace_facade.openapi_schemas import (
     Schema,
     _array,
     _bool,
+    _enum,
     _list,
     _request,
     _response,
     _time,
     string,
 )
+from streamspace_facade.usage import MEASURES, PRICES
 from streamspace_facade.users import MAX_ADMIN_GROUPS
 
 USER = path_param("The user's id (their user name).")
@@ -35,8 +37,47 @@ USER_OPERATIONS: tuple[Op, ...] = (
 )  # fmt: skip
 
 
+NUMBER: Schema = {"type": "number", "minimum": 0}
+USAGE_OPERATIONS: tuple[Op, ...] = (
+    Op("get", "/api/v1/analytics/usage", "usageReport", "Session-hours running and "
+       "hibernated, CPU-hours, memory GiB-hours and GPU-hours requested, per user, template or "
+       "namespace, from the mirror's history (users: their own only). Prices per unit add a "
+       "cost estimate", {200: "UsageReport"}, (422, 503),
+       (query_param("from", "Start (RFC 3339; default: 30 days before to).",
+                    string(format="date-time")),
+        query_param("to", "End (RFC 3339; default: now).", string(format="date-time")),
+        query_param("groupBy", "What a row is.", _enum("Grouping.", "user", "template",
+                                                        "namespace")),
+        query_param("user", "Only this user's (operators and admins)."),
+        *(query_param(name, f"Price of one unit of {measure}.", NUMBER)
+          for name, measure in PRICES.items()))),
+)  # fmt: skip
+
+USAGE_FIGURES: dict[str, Schema] = {
+    name: {"type": "number", "description": f"{name}, four decimals."} for name in MEASURES
+}
+
+
 def tenancy_schemas() -> dict[str, Schema]:
+    figures = {**USAGE_FIGURES, "cost": {"type": "number", "description": "When priced."}}
     return {
+        "UsageReport": _response(
+            {
+                "from": _time("Window start."),
+                "to": _time("Window end."),
+                "groupBy": string(),
+                "items": _array(
+                    {"type": "object", "properties": {"key": string(), **figures}},
+                    "One per user, template or namespace with any hours, by key.",
+                ),
+                "totals": {"type": "object", "properties": figures},
+                "prices": {
+                    "type": "object",
+                    "description": "The prices the query gave (empty: no cost estimate).",
+                    "additionalProperties": NUMBER,
+                },
+            }
+        ),
         "User": _response(
             {
                 "id": string("The user name, a DNS label."),

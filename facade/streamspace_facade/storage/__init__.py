@@ -41,6 +41,7 @@ from streamspace_facade.storage.idempotency import IdempotencyStore
 from streamspace_facade.storage.plugins import PluginStore
 from streamspace_facade.storage.repositories import RepositoryStore
 from streamspace_facade.storage.sessions import SessionStore
+from streamspace_facade.storage.usage import UsageStore
 from streamspace_facade.storage.users import UserStore
 from streamspace_facade.storage.webhooks import WebhookDeliveryStore
 
@@ -61,6 +62,7 @@ class Storage:
         self.webhooks = WebhookDeliveryStore(database)
         self.plugins = PluginStore(database)
         self.deliveries = DeliveryStore(database)
+        self.usage = UsageStore(database)
         self.users = UserStore(database, Audience(home=home))
         """``home``: the facade's namespace, whose plugins hear of users (``user.*``)."""
 
