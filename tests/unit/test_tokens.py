@@ -355,6 +355,8 @@ def test_cli_mints_a_token(
     out, err = capsys.readouterr()
     assert check(out.strip()) == Claims(user="alice", role="admin")
     assert "valid for 1m30s" in err
+    assert main(["token", "jwt", "--user", "bob", "--group", "gpu", "--group", "staff"]) == 0
+    assert check(capsys.readouterr()[0].strip()).groups == ("gpu", "staff")
     monkeypatch.delenv("JWT_SECRET")
     assert main(["token", "jwt", "--user", "alice"]) == 2
     assert "JWT_SECRET is not set" in capsys.readouterr().err
