@@ -47,9 +47,9 @@ def shares_view(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 async def _change(
     request: web.Request, name: str, change: Change, *, need: str = sharing.OWNER
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """Apply ``change`` to session ``name`` (the caller needs ``need`` access to it), end the
-    connections of whoever lost control; the Session before and after."""
+    connections of whoever lost control; the Session before and after, the connections ended."""
     svc = services(request)
     attempts = PATCH_ATTEMPTS
     while True:
@@ -72,30 +72,33 @@ async def _change(
         svc.live.informer.observed(after)
     await svc.mirror.observed(SESSIONS, after)
     lost = sharing.lost_control(before.get("spec") or {}, after.get("spec") or {})
-    if lost:
-        await _end_connections(request, after, lost)
-    return before, after
+    ended = await _end_connections(request, after, lost) if lost else []
+    return before, after, ended
 
 
 async def _end_connections(
     request: web.Request, session: Mapping[str, Any], users: set[str]
-) -> None:
-    """Delete the Connections of ``users`` to ``session`` (a client's next heartbeat gets 404)."""
+) -> list[str]:
+    """Delete the Connections of ``users`` to ``session`` (a client's next heartbeat gets 404);
+    their names."""
     svc = services(request)
     name, namespace = session["metadata"]["name"], object_namespace(session)
     items, _ = await svc.kube.list(
         "Connection", namespace, label_selector=f"stream.space/session={label_value(name)}"
     )
+    ended: list[str] = []
     for conn in items:
         spec = conn.get("spec") or {}
         if spec.get("session") != name or spec.get("user") not in users:
             continue
+        ended.append(conn["metadata"]["name"])
         try:
             await svc.kube.delete("Connection", namespace, conn["metadata"]["name"])
         except ApiError as exc:
             if exc.status != 404:
                 raise
         await svc.mirror.forget(CONNECTIONS, conn["metadata"]["uid"])
+    return sorted(ended)
 
 
 async def list_shares(request: web.Request) -> web.Response:
@@ -123,8 +126,9 @@ async def share(request: web.Request) -> web.Response:
             raise invalid({"user": f"a session is shared with at most {sharing.MAX_SHARES} users"})
         return {"sharedWith": sharing.shared_with(spec, user, access)}
 
-    _, after = await _change(request, name, add)
-    audit(request, "share", "session", name, {"user": user, "access": access})
+    _, after, ended = await _change(request, name, add)
+    changes = {"user": user, "access": access}
+    audit(request, "share", "session", name, {**changes, "endedConnections": ended})
     return json_response(shares_view(after))
 
 
@@ -137,8 +141,8 @@ async def revoke(request: web.Request) -> web.Response:
             raise not_found("share", user)
         return {"sharedWith": sharing.shared_with(spec, user, None)}
 
-    await _change(request, name, remove)
-    audit(request, "revoke", "session", name, {"user": user})
+    _, _, ended = await _change(request, name, remove)
+    audit(request, "revoke", "session", name, {"user": user, "endedConnections": ended})
     return web.Response(status=204)
 
 
@@ -162,9 +166,10 @@ async def transfer(request: web.Request) -> web.Response:
             )
         return {"user": user, "sharedWith": sharing.shared_with(spec, user, None)}
 
-    before, after = await _change(request, name, hand_over)
+    before, after, ended = await _change(request, name, hand_over)
     previous = sharing.owner_of(before.get("spec") or {})
-    audit(request, "transfer", "session", name, {"from": previous, "to": user})
+    changes = {"from": previous, "to": user, "endedConnections": ended}
+    audit(request, "transfer", "session", name, changes)
     return json_response(caller_view(who, after))
 
 
