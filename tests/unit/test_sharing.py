@@ -4,14 +4,18 @@ session's current spec rather than by what a credential said when it was issued.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from streamspace import sharing
 from streamspace.auth.access import Grant, issue, judge, session_host, signing_key
 
 pytestmark = pytest.mark.unit
+
+CRD = Path(__file__).resolve().parents[2] / "crds" / "session.yaml"
 
 SPEC: dict[str, Any] = {
     "user": "alice",
@@ -113,3 +117,13 @@ def test_the_gate_judges_by_the_current_spec(
     verdict = judge(KEY, issue(KEY, grant), HOST, DOMAIN, NOW, current=current)
     assert verdict.status == status, verdict.reason
     assert looked_up == [grant]
+
+
+def test_the_levels_and_the_limit_are_the_crds() -> None:
+    """crds/ is the source of truth: the REST checks use the same enum and maxItems."""
+    crd = yaml.safe_load(CRD.read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    shared = spec["properties"]["sharedWith"]
+    assert shared["maxItems"] == sharing.MAX_SHARES
+    assert tuple(shared["items"]["properties"]["access"]["enum"]) == sharing.SHARED
+    assert shared["x-kubernetes-list-map-keys"] == ["user"]
