@@ -8,7 +8,7 @@ asks for more than their share allows gets 403 (they know the session exists).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +19,10 @@ from streamspace.naming import is_dns_label
 from streamspace_facade.errors import ApiError, conflict, forbidden, not_found
 from streamspace_facade.principal import Principal
 from streamspace_facade.state import principal, services
+
+PATCH_ATTEMPTS = 20
+"""A conditioned write reads again after a conflict, this often: every status write of the
+operator (activity, phase) moves the resourceVersion."""
 
 
 def caller_access(who: Principal, spec: Mapping[str, Any]) -> str | None:
@@ -90,3 +94,28 @@ async def session_for(request: web.Request, name: str, need: str) -> dict[str, A
 async def own_session(request: web.Request, name: str) -> dict[str, Any]:
     """The Session named ``name`` if the caller may manage it (owner, operator, admin)."""
     return await session_for(request, name, sharing.OWNER)
+
+
+async def rewrite(
+    request: web.Request,
+    name: str,
+    need: str,
+    build: Callable[[dict[str, Any]], dict[str, Any]],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read session ``name`` (``need`` access), merge-patch it with ``build(session)`` (which
+    may refuse by raising, and conditions the write by putting the resourceVersion read in the
+    patch's metadata), and on a 409 read and build again; the Session before and after."""
+    svc = services(request)
+    attempts = PATCH_ATTEMPTS
+    while True:
+        before = await session_for(request, name, need)
+        try:
+            after: dict[str, Any] = await svc.kube.patch(
+                "Session", object_namespace(before), name, build(before)
+            )
+        except ApiError as exc:
+            attempts -= 1
+            if exc.status != 409 or attempts == 0:
+                raise
+            continue
+        return before, after

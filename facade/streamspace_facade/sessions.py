@@ -31,6 +31,7 @@ from streamspace_facade.session_access import (
     caller_access,
     object_namespace,
     own_session,
+    rewrite,
     session_for,
 )
 from streamspace_facade.state import (
@@ -45,9 +46,6 @@ from streamspace_facade.state import (
 )
 
 STATES = ("running", "hibernated", "terminated")
-# A state change is conditioned on the resourceVersion read, and every status write of the
-# operator (activity, phase) moves it: after a conflict it reads again, this often.
-PATCH_ATTEMPTS = 20
 TEMPLATE_SEEN_FOR = 10.0
 """Seconds a create trusts that a Template it found exists (decision 152): a burst of creates
 of one template reads it once, not once per session. A Template deleted meanwhile is what the
@@ -291,12 +289,11 @@ async def _patch_spec(request: web.Request, name: str, spec: dict[str, Any]) -> 
     read, so the count is exact and a termination landing in between (maxSessionDuration) is not
     undone by a non-admin: the conflict re-reads and re-checks.
     """
-    svc, who = services(request), principal(request)
+    who = principal(request)
     decides = "state" in spec
     guarded = decides and spec["state"] != "terminated" and not who.at_least("admin")
-    attempts = PATCH_ATTEMPTS
-    while True:
-        session = await own_session(request, name)
+
+    def build(session: dict[str, Any]) -> dict[str, Any]:
         if guarded and revives(session.get("spec") or {}, spec):
             raise forbidden(
                 f"session {name!r} is terminated: only admins may change its state back; "
@@ -308,16 +305,10 @@ async def _patch_spec(request: web.Request, name: str, spec: dict[str, Any]) -> 
                 "resourceVersion": session["metadata"]["resourceVersion"],
                 "annotations": next_decision(session, USER),
             }
-        try:
-            obj: dict[str, Any] = await svc.kube.patch(
-                "Session", object_namespace(session), name, patch
-            )
-        except ApiError as exc:
-            attempts -= 1
-            if exc.status != 409 or attempts == 0:
-                raise
-            continue
-        return obj
+        return patch
+
+    _, obj = await rewrite(request, name, sharing.OWNER, build)
+    return obj
 
 
 async def delete_session(request: web.Request) -> web.Response:

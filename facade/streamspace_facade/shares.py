@@ -19,8 +19,8 @@ from streamspace.db.mirror import CONNECTIONS, SESSIONS
 from streamspace.naming import is_dns_label, label_value
 from streamspace_facade.errors import ApiError, conflict, forbidden, invalid, not_found
 from streamspace_facade.responses import json_response
-from streamspace_facade.session_access import object_namespace, session_for
-from streamspace_facade.sessions import PATCH_ATTEMPTS, caller_view
+from streamspace_facade.session_access import object_namespace, rewrite, session_for
+from streamspace_facade.sessions import caller_view
 from streamspace_facade.state import Fields, audit, json_body, principal, services
 
 Change = Callable[[Mapping[str, Any]], dict[str, Any]]
@@ -51,23 +51,15 @@ async def _change(
     """Apply ``change`` to session ``name`` (the caller needs ``need`` access to it), end the
     connections of whoever lost control; the Session before and after, the connections ended."""
     svc = services(request)
-    attempts = PATCH_ATTEMPTS
-    while True:
-        before = await session_for(request, name, need)
+
+    def build(before: dict[str, Any]) -> dict[str, Any]:
         spec = change(before.get("spec") or {})
         metadata: dict[str, Any] = {"resourceVersion": before["metadata"]["resourceVersion"]}
         if "user" in spec:
             metadata["labels"] = {"stream.space/user": spec["user"]}
-        try:
-            after: dict[str, Any] = await svc.kube.patch(
-                "Session", object_namespace(before), name, {"metadata": metadata, "spec": spec}
-            )
-        except ApiError as exc:
-            attempts -= 1
-            if exc.status != 409 or attempts == 0:
-                raise
-            continue
-        break
+        return {"metadata": metadata, "spec": spec}
+
+    before, after = await rewrite(request, name, need, build)
     if svc.live is not None:
         svc.live.informer.observed(after)
     await svc.mirror.observed(SESSIONS, after)
