@@ -1,12 +1,14 @@
-// "My sessions": the caller's sessions (everyone's for operators and admins, with a filter by
-// user), live over the sessions WebSocket, their actions (REST), a session's pod log (its
-// WebSocket), and a form that starts a new one from a Template.
+// "My sessions": the caller's sessions and those shared with them (everyone's for operators and
+// admins, with a filter by user), live over the sessions WebSocket, their actions (REST) as far
+// as the caller's access allows, a session's pod log (its WebSocket), its shares, and a form
+// that starts a new one from a Template.
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import { api, get, listAll, query } from "./api.js";
 import { html, RowActions } from "./html.js";
 import { countdown, keyOf, useNow, useSessionsFeed, useSocket } from "./live.js";
 import { atLeast } from "./roles.js";
+import { SharePanel } from "./shares.js";
 
 const LOG_LINES = 2000; // the newest lines kept of a pod's log
 const LOG_TAIL = 200; // lines of history asked for when the log opens
@@ -14,14 +16,19 @@ const LOG_TAIL = 200; // lines of history asked for when the log opens
 const path = (s) => `/api/v1/sessions/${encodeURIComponent(s.id)}`;
 const inNamespace = (s) => query({ namespace: s.namespace });
 const running = (s) => s.state === "running" && s.phase === "Running";
+// The caller's access (decision 175): a view share only sees; control also connects; the owner,
+// operators and admins (access "admin") also change, share and delete.
+const manages = (s) => s.access === "owner" || s.access === "admin";
+const uses = (s) => s.access !== "view";
 
 // Each action: its label, when it may be used, and what it asks of the API.
 const ACTIONS = [
-  { action: "connect", label: "Connect", enabled: running },
-  { action: "hibernate", label: "Hibernate", enabled: (s) => s.state === "running", state: "hibernated" },
-  { action: "wake", label: "Wake", enabled: (s) => s.state === "hibernated", state: "running" },
-  { action: "terminate", label: "Terminate", enabled: (s) => s.state !== "terminated", state: "terminated" },
-  { action: "delete", label: "Delete", enabled: () => true },
+  { action: "connect", label: "Connect", enabled: (s) => running(s) && uses(s) },
+  { action: "hibernate", label: "Hibernate", enabled: (s) => manages(s) && s.state === "running", state: "hibernated" },
+  { action: "wake", label: "Wake", enabled: (s) => manages(s) && s.state === "hibernated", state: "running" },
+  { action: "terminate", label: "Terminate", enabled: (s) => manages(s) && s.state !== "terminated", state: "terminated" },
+  { action: "delete", label: "Delete", enabled: manages },
+  { action: "share", label: "Share", enabled: manages },
   { action: "logs", label: "Logs", enabled: (s) => !!s.podName },
 ];
 
@@ -63,7 +70,7 @@ function keepAlive(session, connectionId, tab, seconds) {
 
 async function act(spec, session) {
   if (spec.action === "connect") return connect(session);
-  if (spec.action === "logs") return null; // the page opens the log
+  if (spec.action === "logs" || spec.action === "share") return null; // the page opens a panel
   if (spec.action === "delete") return api("DELETE", path(session) + inNamespace(session));
   return api("PATCH", path(session) + inNamespace(session), { state: spec.state });
 }
@@ -124,6 +131,7 @@ function Row({ session, warnedDeadline, now, onAction, busy, showUser }) {
       <td>${session.template}</td>
       <td data-testid="state">${session.state}</td>
       <td data-testid="phase">${session.phase}</td>
+      <td data-testid="access">${session.access}</td>
       <td>
         <span data-testid="idle">${idle}</span>
         ${warn && html`<span class="warning" data-testid="idle-warning" role="status">
@@ -188,6 +196,7 @@ export function SessionsPage({ me, onSignedOut }) {
   const [blocked, setBlocked] = useState(null); // {id, url}: a tab the browser would not open
   const [logOf, setLogOf] = useState(null); // {session, opened}: the pod log shown
   const [userFilter, setUserFilter] = useState("");
+  const [shareOf, setShareOf] = useState(null); // the key of the session whose shares are shown
   const everyone = atLeast(me, "operator");
   useEffect(() => {
     document.title = "My sessions · StreamSpace";
@@ -195,6 +204,10 @@ export function SessionsPage({ me, onSignedOut }) {
   const onAction = async (spec, session) => {
     if (spec.action === "logs") {
       setLogOf({ session, opened: Date.now() });
+      return;
+    }
+    if (spec.action === "share") {
+      setShareOf(keyOf(session));
       return;
     }
     const key = keyOf(session);
@@ -216,6 +229,7 @@ export function SessionsPage({ me, onSignedOut }) {
     ? feed.sessions.filter((s) => s.user === wanted)
     : feed.sessions;
   const heading = me.role === "user" ? "My sessions" : "Sessions";
+  const sharing = shareOf && (feed.sessions || []).find((s) => keyOf(s) === shareOf);
   return html`
     <section aria-labelledby="sessions-heading">
       <div class="title-row">
@@ -246,7 +260,8 @@ export function SessionsPage({ me, onSignedOut }) {
           <tr>
             <th scope="col">Name</th>${everyone && html`<th scope="col">User</th>`}
             <th scope="col">Template</th><th scope="col">State</th>
-            <th scope="col">Phase</th><th scope="col">Idle</th><th scope="col">Actions</th>
+            <th scope="col">Phase</th><th scope="col">Access</th><th scope="col">Idle</th>
+            <th scope="col">Actions</th>
           </tr>
         </thead>
         <tbody>
@@ -260,6 +275,9 @@ export function SessionsPage({ me, onSignedOut }) {
       ${sessions === null && html`<p class="empty">Loading sessions…</p>`}
       ${sessions !== null && sessions.length === 0 &&
       html`<p class="empty">${wanted && everyone ? `No sessions of ${wanted}.` : "No sessions yet: start one above."}</p>`}
+      ${sharing &&
+      html`<${SharePanel} key=${shareOf} session=${sharing} onClose=${() => setShareOf(null)}
+        onDone=${(text) => { setError(""); setNotice(text); }} />`}
       ${logOf &&
       html`<${PodLog} key=${`${keyOf(logOf.session)}@${logOf.opened}`} session=${logOf.session}
         onClose=${() => setLogOf(null)} onSignedOut=${onSignedOut}

@@ -53,6 +53,7 @@ from streamspace_facade import (
     probes,
     repositories,
     sessions,
+    shares,
     signin,
     usage,
     users,
@@ -294,6 +295,7 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     app.router.add_get("/version", version)
     sessions.add_routes(app.router)
     connections.add_routes(app.router)
+    shares.add_routes(app.router)
     catalog.add_routes(app.router)
     repositories.add_routes(app.router)
     plugins.add_routes(app.router)

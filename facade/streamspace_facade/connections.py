@@ -1,15 +1,18 @@
 """A session's connections: connect (which wakes a hibernated session), heartbeats, disconnect
 and the list. Each is a Connection custom resource, which the operator makes owned by its Session
-and which the idle timer reads (a connection without a heartbeat for ``STALE_AFTER`` is stale)."""
+and which the idle timer reads (a connection without a heartbeat for ``STALE_AFTER`` is stale).
+Connecting needs ``control`` access (the owner's, or a share's: decision 175)."""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
+from streamspace import sharing
 from streamspace.conditions import timestamp
 from streamspace.config import SessionSettings
 from streamspace.db.mirror import CONNECTIONS, connection_row
@@ -17,8 +20,9 @@ from streamspace.decisions import seen
 from streamspace.naming import label_value
 from streamspace_facade import gate, paging
 from streamspace_facade.errors import ApiError, conflict, invalid, not_found
+from streamspace_facade.principal import Principal
 from streamspace_facade.responses import json_response
-from streamspace_facade.sessions import object_namespace, own_session
+from streamspace_facade.session_access import may, object_namespace, session_for
 from streamspace_facade.state import (
     Services,
     audit,
@@ -51,7 +55,7 @@ def _connection_name(session: str) -> str:
 async def connect(request: web.Request) -> web.Response:
     svc, who = services(request), principal(request)
     name = request.match_info["id"]
-    session = await own_session(request, name)
+    session = await session_for(request, name, sharing.CONTROL)
     spec, status = session.get("spec") or {}, session.get("status") or {}
     if spec.get("state") == "terminated":
         raise conflict(f"session {name!r} is terminated; create a new one")
@@ -105,14 +109,17 @@ async def _own_connection(
     connection_id = request.query.get("connectionId")
     if not connection_id:
         raise invalid({"query.connectionId": "required"})
-    owner = await own_session(request, session)
+    owner = await session_for(request, session, sharing.CONTROL)
     try:
         obj = await svc.kube.get("Connection", object_namespace(owner), connection_id)
     except ApiError as exc:
         if exc.status == 404:
             raise not_found("connection", connection_id) from None
         raise
-    if (obj.get("spec") or {}).get("session") != session:
+    conn_spec = obj.get("spec") or {}
+    if conn_spec.get("session") != session or not _sees_connection(
+        principal(request), owner, conn_spec
+    ):
         raise not_found("connection", connection_id)
     return svc, connection_id, obj
 
@@ -148,13 +155,26 @@ async def list_connections(request: web.Request) -> web.Response:
     svc = services(request)
     name = request.match_info["id"]
     win = paging.window(request, "connections", {"session": name})
-    session = await own_session(request, name)
-    rows = await svc.db().sessions.connections(object_namespace(session), name)
+    session = await session_for(request, name, sharing.VIEW)
+    who = principal(request)
+    rows = [
+        row
+        for row in await svc.db().sessions.connections(object_namespace(session), name)
+        if _sees_connection(who, session, {"user": row.user_id})
+    ]
     return json_response(
         paging.in_memory(
             request, win, "connections", rows, key=_connection_key, view=connection_view
         )
     )
+
+
+def _sees_connection(
+    who: Principal, session: Mapping[str, Any], conn_spec: Mapping[str, Any]
+) -> bool:
+    """The owner, operators and admins see every connection of a session; a shared user only
+    their own (another user's client address is not theirs to see or end)."""
+    return may(who, session.get("spec") or {}, sharing.OWNER) or conn_spec.get("user") == who.user
 
 
 def _connection_key(row: ConnectionRow) -> paging.Key:

@@ -2,8 +2,10 @@
 
 The ingress controller in front of the sessions (ingress-nginx ``auth-url``, Traefik
 ForwardAuth) calls ``GET /auth/session`` with the original request's URL in its headers before
-every request to a session's host. The answer is decided by ``streamspace.auth.access.judge``:
-200 for the owner's valid credential, 401 without one, 403 for someone else's. A credential that
+every request to a session's host. The answer is decided by ``streamspace.auth.access.judge``
+against the streams' watched copy of the Session: 200 for a valid credential of its owner or of a
+user it is shared with for control, 401 without one, 403 for anyone else's (a revoked share's
+included). A credential that
 arrived as the ``?streamspace_access=`` query comes back as a host-only cookie, so the browser
 carries it from then on (ingress-nginx copies the auth answer's ``Set-Cookie`` to the client;
 Traefik does with ``addAuthCookiesToResponse``).
@@ -21,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from streamspace import sharing
 from streamspace.auth.access import (
     PARAMETER,
     SESSION_HEADER,
@@ -33,6 +36,7 @@ from streamspace.auth.access import (
 )
 from streamspace.conditions import timestamp
 from streamspace.config import Settings
+from streamspace_facade import ws
 from streamspace_facade.errors import forbidden, unauthorized
 from streamspace_facade.responses import json_response
 from streamspace_facade.state import services
@@ -58,12 +62,13 @@ def access_key(settings: Settings) -> bytes:
 def credential(
     request: web.Request, session: Mapping[str, Any], user: str, url: str | None
 ) -> dict[str, Any]:
-    """The connect answer's access fields: a credential for the owner; nulls for anyone else
-    (operators and admins may open connections, but the gate admits owners only)."""
+    """The connect answer's access fields: a credential for the owner and for users the session
+    is shared with for control; nulls for anyone else (operators and admins may open
+    connections, but the gate admits only owners and control shares)."""
     svc = services(request)
     meta, spec = session["metadata"], session.get("spec") or {}
     owner = str(spec.get("user", ""))
-    if user != owner:
+    if not sharing.allows(sharing.access_of(spec, user), sharing.CONTROL):
         return {"accessToken": None, "accessExpiresAt": None, "accessUrl": None}
     expires = datetime.now(UTC).replace(microsecond=0) + svc.settings.access.ttl
     grant = Grant(str(meta["namespace"]), str(meta["name"]), user, owner, expires)
@@ -80,7 +85,15 @@ async def check(request: web.Request) -> web.Response:
     original = original_request(request.headers)
     token = original.query_token or request.cookies.get(PARAMETER)
     now = datetime.now(UTC)
-    verdict = judge(svc.access_key, token, original.host, svc.settings.sessions.ingress_domain, now)
+    feed = (await ws.synced(request)).feed  # the watched Sessions: revokes count at once
+    verdict = judge(
+        svc.access_key,
+        token,
+        original.host,
+        svc.settings.sessions.ingress_domain,
+        now,
+        current=lambda grant: feed.spec_of(grant.namespace, grant.session),
+    )
     if verdict.status == 401:
         raise unauthorized(verdict.reason)
     if verdict.status == 403 or verdict.grant is None:

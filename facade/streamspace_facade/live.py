@@ -6,13 +6,14 @@ change reaches the subscribers of every replica straight from the API server, wh
 or tool (kubectl, GitOps) made it, and without waiting for the PostgreSQL mirror.
 
 :class:`SessionFeed` turns changes into ``sessions_update`` messages. Subscribers fall into
-groups that see the same sessions: one group per user, and one for operators and admins, who see
-everything. A change marks the groups that can see the session (before and after the change,
-since an owner may change); dirty groups are flushed together a moment later
-(``FLUSH_DELAY``), so a burst of changes costs one message per group, and every message is
-serialised once per group, not once per subscriber. Every ``SNAPSHOT_INTERVAL`` each group
-gets a snapshot whether anything changed or not (the seed's behaviour, which clients rely on to
-heal after a missed message).
+groups that see the same sessions: one group per user (their own sessions and those shared with
+them, each with the group's ``access``), and one for operators and admins, who see everything. A
+change marks the groups that can see the session (before and after the change, since an owner
+and the shares may change: a revoked user's stream drops the session at the next flush); dirty
+groups are flushed together a moment later (``FLUSH_DELAY``), so a burst of changes costs one
+message per group, and every message is serialised once per group, not once per subscriber.
+Every ``SNAPSHOT_INTERVAL`` each group gets a snapshot whether anything changed or not (the
+seed's behaviour, which clients rely on to heal after a missed message).
 
 Deltas (opt-in, ``?format=delta``): a subscriber gets one snapshot (``sessions_update`` with a
 ``seq``), then ``sessions_delta`` messages carrying only the sessions its group sees that
@@ -39,6 +40,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from streamspace import sharing
 from streamspace.conditions import parse_timestamp, timestamp
 from streamspace.db.mirror import is_deleted, session_row
 from streamspace_facade import metrics
@@ -140,6 +142,14 @@ class Informer:
             self._set(uid, obj)
         return version
 
+    def observed(self, obj: Object) -> None:
+        """A write this process just made, applied now rather than when its watch event comes
+        (a revoke must hold at this replica's gate at once); never rolls a newer copy back."""
+        uid = str(obj["metadata"]["uid"])
+        old = self.objects.get(uid)
+        if old is None or _newer(obj, old):
+            self._set(uid, None if is_deleted(obj) else dict(obj))
+
     async def _event(self, kind: str, obj: Object) -> None:
         uid = str(obj["metadata"]["uid"])
         self._set(uid, None if kind == "DELETED" or is_deleted(obj) else obj)
@@ -165,13 +175,28 @@ def _version(obj: Mapping[str, Any]) -> str:
     return str(obj["metadata"].get("resourceVersion", ""))
 
 
-def _owner(obj: Mapping[str, Any]) -> str:
-    return str((obj.get("spec") or {}).get("user", ""))
+def _newer(obj: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
+    a, b = _version(obj), _version(than)
+    return not (a.isdigit() and b.isdigit()) or int(a) > int(b)
+
+
+def _users(view: Mapping[str, Any]) -> tuple[str, ...]:
+    """Who sees a session view: its owner and the users it is shared with."""
+    return (view["user"], *(s["user"] for s in view.get("sharedWith") or ()))
 
 
 def audiences(view: Mapping[str, Any] | None) -> tuple[str, ...]:
     """The groups that see a session view (none for a session that does not exist)."""
-    return () if view is None else (EVERYONE, f"user:{view['user']}")
+    return () if view is None else (EVERYONE, *(f"user:{u}" for u in _users(view)))
+
+
+def for_group(group: str, view: dict[str, Any]) -> dict[str, Any]:
+    """A view as ``group`` sees it: with the group's ``access`` to it (decision 175)."""
+    if group == EVERYONE:
+        return {**view, "access": sharing.ADMIN}
+    user = group.removeprefix("user:")
+    shares = {"user": view["user"], "sharedWith": view.get("sharedWith") or ()}
+    return {**view, "access": sharing.access_of(shares, user)}
 
 
 def removal(view: Mapping[str, Any]) -> dict[str, Any]:
@@ -190,7 +215,8 @@ class SessionFeed:
         self.objects: dict[str, Object] = {}
         self._dirty: set[str] = set()
         self._before: dict[str, dict[str, Any] | None] = {}  # uid → view at the last flush
-        self._per_user: dict[str, int] = {}  # user → sessions
+        self._per_user: dict[str, int] = {}  # user → sessions they see
+        self._names: dict[tuple[str, str], str] = {}  # (namespace, name) → uid
         self._seq: dict[str, int] = {}  # delta group → its last sequence number
         self._snapshots: dict[tuple[str, str], tuple[int, bytes]] = {}  # (group, reason) → …
         self._flush: asyncio.TimerHandle | None = None
@@ -201,31 +227,39 @@ class SessionFeed:
 
     def on_change(self, old: Object | None, new: Object | None) -> None:
         uid = str((new or old or {}).get("metadata", {}).get("uid"))
-        for obj in (old, new):
-            if obj is not None:
-                self._dirty.add(f"user:{_owner(obj)}")
-        self._dirty.add(EVERYONE)
         before = self.views.get(uid)
         self._before.setdefault(uid, before)
         if before is not None:
-            self._count(before["user"], -1)
+            self._dirty.update(audiences(before))
+            self._count(before, -1)
+            self._names.pop((before["namespace"], before["id"]), None)
         if new is None:
             self.views.pop(uid, None)
             self.objects.pop(uid, None)
         else:
             view = self.views[uid] = session_view(session_row(new))
             self.objects[uid] = new
-            self._count(view["user"], 1)
+            self._names[view["namespace"], view["id"]] = uid
+            self._dirty.update(audiences(view))
+            self._count(view, 1)
+        self._dirty.add(EVERYONE)
         self._schedule_warning(uid, new)
         if self._flush is None:
             self._flush = asyncio.get_running_loop().call_later(FLUSH_DELAY, self._flush_dirty)
 
-    def _count(self, user: str, step: int) -> None:
-        left = self._per_user.get(user, 0) + step
-        if left:
-            self._per_user[user] = left
-        else:
-            self._per_user.pop(user, None)
+    def _count(self, view: Mapping[str, Any], step: int) -> None:
+        for user in _users(view):
+            left = self._per_user.get(user, 0) + step
+            if left:
+                self._per_user[user] = left
+            else:
+                self._per_user.pop(user, None)
+
+    def spec_of(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The current spec of Session ``namespace/name``; None when there is none."""
+        uid = self._names.get((namespace, name))
+        obj = None if uid is None else self.objects.get(uid)
+        return None if obj is None else obj.get("spec") or {}
 
     def _flush_dirty(self) -> None:
         self._flush = None
@@ -249,7 +283,7 @@ class SessionFeed:
             seen = audiences(new)
             for group in seen:
                 if new is not None and group in self.delta_groups:
-                    changes.setdefault(group, ([], []))[0].append(new)
+                    changes.setdefault(group, ([], []))[0].append(for_group(group, new))
             for group in audiences(old):
                 if old is not None and group not in seen and group in self.delta_groups:
                     changes.setdefault(group, ([], []))[1].append(removal(old))
@@ -274,10 +308,10 @@ class SessionFeed:
 
     def visible(self, group: str) -> list[dict[str, Any]]:
         if group == EVERYONE:
-            views = list(self.views.values())
+            views = [for_group(group, v) for v in self.views.values()]
         else:
             user = group.removeprefix("user:")
-            views = [v for v in self.views.values() if v["user"] == user]
+            views = [for_group(group, v) for v in self.views.values() if user in _users(v)]
         # the REST list's order: newest first
         views.sort(key=lambda v: (v["createdAt"] or "", v["id"]), reverse=True)
         return views
@@ -447,4 +481,4 @@ class SessionFeed:
 
 
 def _can_see(who: Principal, view: Mapping[str, Any]) -> bool:
-    return who.sees_everything or view["user"] == who.user
+    return who.sees_everything or who.user in _users(view)

@@ -32,6 +32,7 @@ from streamspace_facade.openapi_schemas import (
     schemas,
     string,
 )
+from streamspace_facade.openapi_sharing import SESSION_FIELDS, SHARING_OPERATIONS, sharing_schemas
 from streamspace_facade.openapi_tenancy import USAGE_OPERATIONS, USER_OPERATIONS, tenancy_schemas
 from streamspace_facade.podlogs import BACKLOG
 from streamspace_facade.responses import json_response
@@ -132,8 +133,8 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
     ),
     "sessions": (
         Op("get", "/api/v1/sessions", "listSessions", "Sessions the caller may see (users: "
-           "their own; ?user= is ignored for them), newest first", {200: "SessionList"}, (422,),
-           (_query("user", "Only this user's."), _query("state", "Only in this state.", STATE),
+           "their own and those shared with them), newest first", {200: "SessionList"}, (422,),
+           (_query("user", "Only this owner's."), _query("state", "Only in this state.", STATE),
             _query("template", "Only of this Template."), TAG, *paged(numbered=True))),
         Op("post", "/api/v1/sessions", "createSession", "Create a session (owner: the caller; "
            "admins may name another user)", {201: "Session"}, (403, 409, 429, *KUBE),
@@ -260,6 +261,7 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
            (PLUGIN, _named_path("deliveryId", "The delivery's id (its webhook-id)."))),
     ),
     "plugins": PLUGIN_OPERATIONS,
+    "sharing": SHARING_OPERATIONS,
     "users": USER_OPERATIONS,
     "analytics": USAGE_OPERATIONS,
     "webhooks": (
@@ -269,6 +271,14 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
            body="WebhookPush", public=True),
     ),
 }  # fmt: skip
+
+
+def _schemas() -> dict[str, Schema]:
+    found = {**schemas(), **plugin_schemas(), **sharing_schemas(), **tenancy_schemas()}
+    session = found["Session"]
+    session["properties"].update(SESSION_FIELDS)
+    session["required"].extend(SESSION_FIELDS)
+    return found
 
 
 def document(app: web.Application) -> dict[str, Any]:
@@ -302,7 +312,7 @@ def document(app: web.Application) -> dict[str, Any]:
                     "description": "A JWT (HS256, or RS256 from the OIDC issuer) or an API key.",
                 }
             },
-            "schemas": {**schemas(), **plugin_schemas(), **tenancy_schemas()},
+            "schemas": _schemas(),
             "responses": {
                 name: {
                     "description": description,

@@ -322,7 +322,8 @@ def schemas() -> dict[str, Schema]:
                 ),
                 "accessToken": _nullable(
                     string(
-                        "For the owner: the credential the session's host asks for (send it "
+                        "For the owner and control shares: the credential the session's host "
+                        "asks for (send it "
                         "as ?streamspace_access= once; it comes back as a cookie); null for "
                         "anyone else."
                     )
@@ -335,7 +336,7 @@ def schemas() -> dict[str, Schema]:
         ),
         "GateResult": _response(
             {
-                "user": string("Who the credential admits (the session's owner)."),
+                "user": string("Who the credential admits (the owner or a control share)."),
                 "session": string("The session it admits to."),
                 "expiresAt": _time("When the credential expires."),
             }

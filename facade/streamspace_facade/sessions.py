@@ -1,7 +1,8 @@
-"""Session and connection routes: they write Session and Connection CRs; lists read the mirror.
+"""Session routes: they write Session CRs; lists read the mirror.
 
-A user sees and acts on their own sessions only; anyone else's answer 404, exactly as a missing
-one does, so ids cannot be probed. Operators and admins see every session.
+A user sees their own sessions and those shared with them, and changes their own only;
+anyone else's answer 404, exactly as a missing one does, so ids cannot be probed
+(``session_access``). Operators and admins see every session.
 """
 
 from __future__ import annotations
@@ -14,18 +15,25 @@ from typing import Any
 
 from aiohttp import web
 
-from streamspace import idempotency
-from streamspace.db.mirror import SESSIONS, is_deleted, session_row
+from streamspace import idempotency, sharing
+from streamspace.db.mirror import SESSIONS, session_row
 from streamspace.decisions import USER, next_decision
 from streamspace.lifecycle import revives
 from streamspace.naming import is_dns_label, is_object_name, label_value
 from streamspace.templates import normalize_resources
 from streamspace_facade import paging
-from streamspace_facade.errors import ApiError, conflict, forbidden, invalid, not_found
+from streamspace_facade.errors import ApiError, forbidden, invalid
 from streamspace_facade.idempotency import IDEMPOTENCY
 from streamspace_facade.limits import enforce_caps
 from streamspace_facade.principal import Principal
 from streamspace_facade.responses import dumps, json_response, raw_json_response
+from streamspace_facade.session_access import (
+    caller_access,
+    object_namespace,
+    own_session,
+    rewrite,
+    session_for,
+)
 from streamspace_facade.state import (
     Fields,
     Services,
@@ -38,9 +46,6 @@ from streamspace_facade.state import (
 )
 
 STATES = ("running", "hibernated", "terminated")
-# A state change is conditioned on the resourceVersion read, and every status write of the
-# operator (activity, phase) moves it: after a conflict it reads again, this often.
-PATCH_ATTEMPTS = 20
 TEMPLATE_SEEN_FOR = 10.0
 """Seconds a create trusts that a Template it found exists (decision 152): a burst of creates
 of one template reads it once, not once per session. A Template deleted meanwhile is what the
@@ -67,6 +72,7 @@ def session_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "idleTimeout": row["idle_timeout"],
         "maxSessionDuration": row["max_session_duration"],
         "tags": list(row["tags"] or []),
+        "sharedWith": list(row["shared_with"] or []),
         "lastActivity": iso(row["last_activity"]),
         "idleDeadline": iso(row["idle_deadline"]),
         "startedAt": iso(row["started_at"]),
@@ -75,50 +81,9 @@ def session_view(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _visible(who: Principal, owner: str) -> bool:
-    return who.sees_everything or owner == who.user
-
-
-def _namespace_of(request: web.Request, name: str) -> str:
-    """Where session ``name`` lives: the facade's namespace, or with ``ALL_NAMESPACES`` the
-    ``?namespace=`` given, else the one namespace where the caller can see a session of that
-    name (the streams' copy of the Sessions knows), else ``NAMESPACE``."""
-    svc = services(request)
-    if svc.scope is not None:
-        return svc.scope
-    asked = request.query.get("namespace")
-    if asked:
-        if not is_dns_label(asked):
-            raise not_found("session", name)
-        return asked
-    who = principal(request)
-    views = svc.live.feed.views.values() if svc.live is not None else ()
-    found = {v["namespace"] for v in views if v["id"] == name and _visible(who, v["user"])}
-    if len(found) > 1:
-        raise conflict(
-            f"session {name!r} exists in namespaces {', '.join(sorted(found))}; add ?namespace="
-        )
-    return found.pop() if found else svc.namespace
-
-
-async def own_session(request: web.Request, name: str) -> dict[str, Any]:
-    """The Session named ``name`` if the caller may see it; otherwise 404 as if missing."""
-    svc = services(request)
-    try:
-        obj = await svc.kube.get("Session", _namespace_of(request, name), name)
-    except ApiError as exc:
-        if exc.status == 404:
-            raise not_found("session", name) from None
-        raise
-    obj = dict(obj)
-    owner = str((obj.get("spec") or {}).get("user", ""))
-    if not _visible(principal(request), owner) or is_deleted(obj):
-        raise not_found("session", name)
-    return obj
-
-
-def object_namespace(obj: Mapping[str, Any]) -> str:
-    return str(obj["metadata"]["namespace"])
+def caller_view(who: Principal, obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A fresh CR's view for ``who``, with their ``access`` to it."""
+    return {**session_view(session_row(obj)), "access": caller_access(who, obj.get("spec") or {})}
 
 
 def _tags_problem(value: list[Any]) -> str | None:
@@ -194,14 +159,14 @@ async def list_sessions(request: web.Request) -> web.Response:
         "tag": q.get("tag") or None,
     }
     win = paging.window(request, "sessions", {**filters, "caller": who.user}, numbered=True)
-    if not who.sees_everything:
-        if user not in (None, who.user):
-            return json_response(paging.envelope(request, win, "sessions", [], total=0, last=None))
-        filters["user"] = who.user
+    # a user lists the sessions they own or that are shared with them (?user= filters by owner)
+    viewer = None if who.sees_everything else who.user
     # PostgreSQL renders the JSON of the page (the same shape as session_view)
     found = await svc.db().sessions.list_json(
         namespace=svc.scope,
         **filters,
+        viewer=viewer,
+        caller=who.user,
         limit=win.limit,
         offset=win.offset if win.after is None else 0,
         after=None if win.after is None else (str(win.after[0]), str(win.after[1])),
@@ -235,7 +200,7 @@ async def create_session(request: web.Request) -> web.Response:
     name = obj["metadata"]["name"]
     await svc.mirror.observed(SESSIONS, obj)
     audit(request, "create", "session", name, {"user": owner, "template": template, **spec})
-    return json_response(session_view(session_row(obj)), status=201)
+    return json_response(caller_view(who, obj), status=201)
 
 
 async def _template_exists(svc: Services, template: str) -> None:
@@ -296,8 +261,8 @@ async def _create_once(
 
 
 async def get_session(request: web.Request) -> web.Response:
-    obj = await own_session(request, request.match_info["id"])
-    return json_response(session_view(session_row(obj)))
+    obj = await session_for(request, request.match_info["id"], sharing.VIEW)
+    return json_response(caller_view(principal(request), obj))
 
 
 async def patch_session(request: web.Request) -> web.Response:
@@ -313,7 +278,7 @@ async def patch_session(request: web.Request) -> web.Response:
     obj = await _patch_spec(request, name, spec)
     await svc.mirror.observed(SESSIONS, obj)
     audit(request, "update", "session", name, spec)
-    return json_response(session_view(session_row(obj)))
+    return json_response(caller_view(principal(request), obj))
 
 
 async def _patch_spec(request: web.Request, name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -324,12 +289,11 @@ async def _patch_spec(request: web.Request, name: str, spec: dict[str, Any]) -> 
     read, so the count is exact and a termination landing in between (maxSessionDuration) is not
     undone by a non-admin: the conflict re-reads and re-checks.
     """
-    svc, who = services(request), principal(request)
+    who = principal(request)
     decides = "state" in spec
     guarded = decides and spec["state"] != "terminated" and not who.at_least("admin")
-    attempts = PATCH_ATTEMPTS
-    while True:
-        session = await own_session(request, name)
+
+    def build(session: dict[str, Any]) -> dict[str, Any]:
         if guarded and revives(session.get("spec") or {}, spec):
             raise forbidden(
                 f"session {name!r} is terminated: only admins may change its state back; "
@@ -341,16 +305,10 @@ async def _patch_spec(request: web.Request, name: str, spec: dict[str, Any]) -> 
                 "resourceVersion": session["metadata"]["resourceVersion"],
                 "annotations": next_decision(session, USER),
             }
-        try:
-            obj: dict[str, Any] = await svc.kube.patch(
-                "Session", object_namespace(session), name, patch
-            )
-        except ApiError as exc:
-            attempts -= 1
-            if exc.status != 409 or attempts == 0:
-                raise
-            continue
-        return obj
+        return patch
+
+    _, obj = await rewrite(request, name, sharing.OWNER, build)
+    return obj
 
 
 async def delete_session(request: web.Request) -> web.Response:

@@ -155,7 +155,7 @@ def _live(request: web.Request) -> Live:
     return live
 
 
-async def _synced(request: web.Request) -> Live:
+async def synced(request: web.Request) -> Live:
     """The streams, once the Session copy is complete (a first snapshot is never partial)."""
     live = _live(request)
     try:
@@ -236,7 +236,7 @@ async def sessions_stream(request: web.Request) -> web.StreamResponse:
     form = request.query.get("format", "full")
     if form not in FORMATS:
         raise invalid({"query.format": f"must be one of {', '.join(FORMATS)}"})
-    await _synced(request)
+    await synced(request)
     with _slot(request, "sessions"):
         ws, client = await _upgrade(request, "sessions")
 
@@ -310,7 +310,7 @@ async def _cluster_loop(svc: Services, live: Live) -> None:
 async def cluster_stream(request: web.Request) -> web.StreamResponse:
     """``metrics_update`` every 5 s, for operators and admins."""
     require(request, "operator")
-    svc, live = services(request), await _synced(request)
+    svc, live = services(request), await synced(request)
     with _slot(request, "cluster"):
         first = await _cluster_payload(svc, live)  # before the upgrade: failures are HTTP errors
         ws, client = await _upgrade(request, "cluster")

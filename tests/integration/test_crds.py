@@ -152,6 +152,42 @@ INVALID = [
         id="bad-quantity",
     ),
     pytest.param("Session", {**SESSION, "tags": ["a", "a"]}, "spec.tags[1]", id="duplicate-tag"),
+    pytest.param(
+        "Session",
+        {**SESSION, "sharedWith": [{"user": "bob", "access": "view"}] * 2},
+        "spec.sharedWith[1]",
+        id="duplicate-share",
+    ),
+    pytest.param(
+        "Session",
+        {**SESSION, "sharedWith": [{"user": "bob", "access": "admin"}]},
+        "spec.sharedWith[0].access",
+        id="unknown-share-access",
+    ),
+    pytest.param(
+        "Session",
+        {**SESSION, "sharedWith": [{"user": "Bob", "access": "view"}]},
+        "spec.sharedWith[0].user",
+        id="share-user-not-a-label",
+    ),
+    pytest.param(
+        "Session",
+        {**SESSION, "sharedWith": [{"user": "bob"}]},
+        "spec.sharedWith[0].access",
+        id="share-without-access",
+    ),
+    pytest.param(
+        "Session",
+        {**SESSION, "sharedWith": [{"user": "alice", "access": "control"}]},
+        "spec.sharedWith",
+        id="shared-with-the-owner",
+    ),
+    pytest.param(
+        "Session",
+        {**SESSION, "sharedWith": [{"user": f"u{i}", "access": "view"} for i in range(33)]},
+        "spec.sharedWith",
+        id="too-many-shares",
+    ),
     pytest.param("Template", {"displayName": "No image"}, "spec.baseImage", id="missing-image"),
     pytest.param(
         "Template",
@@ -272,6 +308,18 @@ def test_user_is_immutable(api: client.ApiClient, namespace: str) -> None:
         GROUP, VERSION, namespace, "sessions", "s-immutable", {"spec": {"state": "hibernated"}}
     )
     assert patched["spec"]["state"] == "hibernated"
+    # a hibernated session may change hands (the admission policy says who may: admins), but
+    # not while waking in the same write
+    with pytest.raises(ApiException) as waking:
+        objects.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "sessions", "s-immutable",
+            {"spec": {"user": "mallory", "state": "running"}},
+        )  # fmt: skip
+    assert waking.value.status == 422 and "spec.user" in fields(json.loads(waking.value.body))
+    moved = objects.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "sessions", "s-immutable", {"spec": {"user": "mallory"}}
+    )
+    assert moved["spec"]["user"] == "mallory"
 
 
 def test_connection_spec_is_immutable(api: client.ApiClient, namespace: str) -> None:

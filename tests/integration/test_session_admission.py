@@ -253,3 +253,43 @@ def test_only_admins_revive_a_terminated_session_over_rest(
     assert revived.status == 200, revived
     assert revived.body["state"] == "running"
     assert alice.patch(path, {"state": "hibernated"}).status == 200  # alive again: hers
+
+
+def test_only_admins_transfer_a_session_with_kubectl(
+    cluster: Any, api: client.ApiClient, sessions_rbac: str
+) -> None:
+    """Issue 19: spec.user may change (a hibernated session's transfer), but the requester rule
+    alone would let a user whom RBAC lets write Sessions take another's: the policy stops it."""
+    ns = sessions_rbac
+    create(api, ns, session("alices", "alice", state="hibernated"))
+    create(api, ns, session("mine", "alice", state="hibernated", sharedWith=[]))
+    with caller(cluster, "alice") as alice, caller(cluster, "carol", ADMINS) as carol:
+        assert wait_until(may_create(alice, ns, "alice"), 30)
+        # handing her own session to bob: refused (it would be bob's home mounted for her)
+        message = refusal(lambda: patch(alice, ns, "mine", {"user": "bob"}))
+        assert message.startswith(denied("mine")), message
+        assert Objects(api, ns).spec("mine")["user"] == "alice"
+        # sharing her own session is hers to do
+        patch(alice, ns, "mine", {"sharedWith": [{"user": "bob", "access": "view"}]})
+        # an admin transfers it
+        assert wait_until(lambda: allowed(lambda: patch(carol, ns, "alices", {"user": "bob"})), 30)
+        assert Objects(api, ns).spec("alices")["user"] == "bob"
+    # bob, whom RBAC lets write Sessions, takes alice's hibernated session: refused
+    rbac = client.RbacAuthorizationV1Api(api)
+    group = "rbac.authorization.k8s.io"
+    rbac.patch_namespaced_role_binding(
+        "sessions",
+        ns,
+        [
+            {
+                "op": "add",
+                "path": "/subjects/-",
+                "value": {"kind": "User", "name": "bob", "apiGroup": group},
+            }
+        ],
+    )
+    with caller(cluster, "bob") as bob:
+        assert wait_until(may_create(bob, ns, "bob"), 30)
+        taken = refusal(lambda: patch(bob, ns, "mine", {"user": "bob", "sharedWith": []}))
+        assert taken == f"{denied('mine')}: only admins transfer a session to another user"
+        assert Objects(api, ns).spec("mine")["user"] == "alice"

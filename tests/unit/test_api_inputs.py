@@ -149,6 +149,10 @@ def test_session_row_maps_a_full_session() -> None:
             "persistentHome": False,
             "idleTimeout": "30m",
             "maxSessionDuration": "8h",
+            "sharedWith": [
+                {"user": "carol", "access": "control"},
+                {"user": "bob", "access": "view"},
+            ],
         },
         "status": {
             "phase": "Hibernated",
@@ -177,6 +181,11 @@ def test_session_row_maps_a_full_session() -> None:
         "url": "http://alice-firefox-1a2b3c4d.streamspace.svc:3000",
         "pod_name": "alice-firefox-1a2b3c4d-5d6f7-abcde",
         "tags": ["dev", "web"],
+        "shared_with": [
+            {"user": "bob", "access": "view"},
+            {"user": "carol", "access": "control"},
+        ],
+        "shared_users": ["bob", "carol"],
         "resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "1Gi"}},
         "persistent_home": False,
         "idle_timeout": "30m",
@@ -207,6 +216,8 @@ def test_session_row_defaults_for_a_fresh_session() -> None:
         "url": None,
         "pod_name": None,
         "tags": [],
+        "shared_with": [],
+        "shared_users": [],
         "resources": {},
         "persistent_home": True,
         "idle_timeout": None,

@@ -8,7 +8,10 @@ the answer is :func:`judge`'s:
 
 * 200: a valid credential of the session's owner, for the session the host serves;
 * 401: no credential, or one that is malformed, forged, signed with another key, or expired;
-* 403: a valid credential that is for another session, or of a user who is not the owner.
+* 403: a valid credential that is for another session, or of a user who may no longer use it:
+  the session's current spec decides (its owner and its ``control`` shares pass; decision 175),
+  so a revoked share or a transfer takes effect at the next request, whatever the credential's
+  expiry.
 
 A credential is ``v1.<payload>.<signature>``: the payload is compact JSON in URL-safe base64,
 the signature HMAC-SHA256 over ``v1.<payload>`` with a key derived from a configured secret
@@ -23,11 +26,13 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from streamspace import sharing
 from streamspace.naming import workload_name
 
 PARAMETER = "streamspace_access"
@@ -54,7 +59,7 @@ class Grant:
     user: str
     """The user the credential was issued to."""
     owner: str
-    """The session's owner when it was issued (``spec.user`` is immutable)."""
+    """The session's owner when it was issued."""
     expires: datetime
 
 
@@ -145,8 +150,26 @@ def _serves(host: str, session: str, domain: str | None) -> bool:
     return host.split(".", 1)[0] == workload_name(session)
 
 
-def judge(key: bytes, token: str | None, host: str, domain: str | None, now: datetime) -> Verdict:
-    """Whether the request for ``host`` carrying ``token`` reaches the session behind it."""
+SpecOf = Callable[[Grant], Mapping[str, Any] | None]
+"""The current spec of the session a grant is for; None when it no longer exists."""
+
+
+def spec_at_issue(grant: Grant) -> Mapping[str, Any]:
+    """The session as the credential describes it (its owner when issued, no shares)."""
+    return {"user": grant.owner}
+
+
+def judge(
+    key: bytes,
+    token: str | None,
+    host: str,
+    domain: str | None,
+    now: datetime,
+    *,
+    current: SpecOf = spec_at_issue,
+) -> Verdict:
+    """Whether the request for ``host`` carrying ``token`` reaches the session behind it, by
+    the session's ``current`` spec (the facade passes its watched copy)."""
     if not token:
         return Verdict(401, "session credential required")
     try:
@@ -155,8 +178,11 @@ def judge(key: bytes, token: str | None, host: str, domain: str | None, now: dat
         return Verdict(401, str(exc))
     if not host or not _serves(host, grant.session, domain):
         return Verdict(403, "the credential is for another session")
-    if grant.user != grant.owner:
-        return Verdict(403, "only the session's owner may reach it")
+    spec = current(grant)
+    if spec is None:
+        return Verdict(403, "the session no longer exists")
+    if not sharing.allows(sharing.access_of(spec, grant.user), sharing.CONTROL):
+        return Verdict(403, "only the session's owner and users it is shared with may reach it")
     return Verdict(200, "ok", grant)
 
 

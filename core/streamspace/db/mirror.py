@@ -22,6 +22,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from streamspace import sharing
 from streamspace.conditions import parse_timestamp
 from streamspace.db import outbox, usage
 
@@ -50,6 +51,8 @@ def session_row(obj: Mapping[str, Any]) -> Row:
         "url": status.get("url"),
         "pod_name": status.get("podName"),
         "tags": [str(t) for t in spec.get("tags") or []],
+        "shared_with": sharing.shared_with(spec, "", None),
+        "shared_users": sorted(sharing.shares(spec)),
         "resources": dict(spec.get("resources") or {}),
         "requests": dict((status.get("resources") or {}).get("requests") or {}),
         "persistent_home": bool(spec.get("persistentHome", True)),
@@ -169,7 +172,7 @@ def plugin_row(obj: Mapping[str, Any]) -> Row:
     }
 
 
-JSON_LISTS = frozenset({"permissions"})
+JSON_LISTS = frozenset({"permissions", "shared_with"})
 """Columns of type jsonb whose values are lists (a dict always goes as jsonb)."""
 
 

@@ -13,6 +13,12 @@ def _ts(column: str) -> str:
     return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
 
 
+ACCESS = """CASE WHEN user_id = %(caller)s THEN 'owner'
+    ELSE coalesce((SELECT s->>'access' FROM jsonb_array_elements(shared_with) s
+                   WHERE s->>'user' = %(caller)s), 'admin') END"""
+"""``session_access.caller_access`` in SQL: a row is listed for a user only when they own it or it
+is shared with them, for operators and admins also otherwise (``admin``)."""
+
 SESSION_JSON = f"""json_build_object(
     'id', id, 'name', id, 'namespace', namespace, 'user', user_id, 'template', template_name,
     'state', state, 'phase', coalesce(phase, 'Pending'), 'status', coalesce(phase, 'Pending'),
@@ -20,14 +26,16 @@ SESSION_JSON = f"""json_build_object(
     'activeConnections', active_connections, 'resources', resources,
     'persistentHome', persistent_home, 'idleTimeout', idle_timeout,
     'maxSessionDuration', max_session_duration, 'tags', to_json(tags),
+    'sharedWith', shared_with, 'access', {ACCESS},
     'lastActivity', {_ts("last_activity")}, 'idleDeadline', {_ts("idle_deadline")},
     'startedAt', {_ts("started_at")}, 'hibernatedAt', {_ts("hibernated_at")},
     'createdAt', {_ts("created_at")})"""
-"""``sessions.session_view`` in SQL, for lists (a test keeps the two identical)."""
+"""``sessions.caller_view`` in SQL, for lists (a test keeps the two identical)."""
 
 _FILTERS = {
     "ns": "namespace = %(ns)s",
     "user": "user_id = %(user)s",
+    "viewer": "(user_id = %(viewer)s OR %(viewer)s = ANY(shared_users))",
     "state": "state = %(state)s",
     "template": "template_name = %(template)s",
     "tag": "%(tag)s = ANY(tags)",
@@ -98,18 +106,24 @@ class SessionStore:
         state: str | None = None,
         template: str | None = None,
         tag: str | None = None,
+        viewer: str | None = None,
+        caller: str = "",
         limit: int = 100,
         offset: int = 0,
         after: tuple[str, str] | None = None,
     ) -> SessionList:
         """A page of the sessions matching every filter given (None: any), newest first:
-        ``limit`` of them after the one whose sort key is ``after`` (or from ``offset``)."""
+        ``limit`` of them after the one whose sort key is ``after`` (or from ``offset``).
+        ``viewer``: only sessions they own or that are shared with them; ``caller``: whose
+        ``access`` each item states."""
         params = {
             "ns": namespace,
             "user": user,
             "state": state,
             "template": template,
             "tag": tag,
+            "viewer": viewer,
+            "caller": caller,
             "limit": limit,
             "offset": offset,
             "after_at": None if after is None else after[0],
