@@ -187,6 +187,7 @@ def test_session_row_maps_a_full_session() -> None:
         ],
         "shared_users": ["bob", "carol"],
         "resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "1Gi"}},
+        "requests": {},  # status.resources.requests: what the running workload asked for
         "persistent_home": False,
         "idle_timeout": "30m",
         "max_session_duration": "8h",
@@ -219,6 +220,7 @@ def test_session_row_defaults_for_a_fresh_session() -> None:
         "shared_with": [],
         "shared_users": [],
         "resources": {},
+        "requests": {},
         "persistent_home": True,
         "idle_timeout": None,
         "max_session_duration": None,
