@@ -7,7 +7,8 @@ Profiles:
 * ``full`` — adds kube-controller-manager, kube-scheduler and kwok with fake Nodes, so that a
   Deployment gets a Pod that is scheduled and becomes Ready without a kubelet. kwok also plays
   the kubelet's log endpoint: ``pods/log`` (``kubectl logs -f``) serves the lines a test writes
-  with ``ControlPlane.write_pod_log`` (see ``podlogs``).
+  with ``ControlPlane.write_pod_log`` (see ``podlogs``), and its exec endpoint: ``pods/exec``
+  runs the command on this machine, unprivileged (see ``podexec``).
 
 Everything lives in one state directory (``.streamspace`` for the dev stack, a temporary one in
 tests): key material, etcd data, logs, ``cluster/state.json`` with the pids we started, and the
@@ -33,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from streamspace_dev import binaries, pki, planeargs, podlogs, process
+from streamspace_dev import binaries, pki, planeargs, podexec, podlogs, process
 from streamspace_dev.objects import (
     ADMISSION_FILE,
     KWOK_NODE_LABEL,
@@ -293,6 +294,8 @@ class ControlPlane:
         package = resources.files("streamspace_dev")
         stages = self.dir / "kwok-stages.yaml"
         stages.write_text(package.joinpath("kwok-stages.yaml").read_text())
+        execs = self.dir / "kwok-exec.yaml"  # pods/exec runs local commands (podexec)
+        execs.write_text(podexec.config_text())
         # kwok watches Logs objects (one per pod that prints, see podlogs), so its CRD comes first.
         kwok_crds = self.dir / "kwok-crds"
         kwok_crds.mkdir(exist_ok=True)
@@ -302,7 +305,7 @@ class ControlPlane:
         state.processes["kwok"] = process.start(
             "kwok",
             planeargs.kwok(
-                bins["kwok"], self.kubeconfig, stages, KWOK_NODE_LABEL, state.kubelet_port
+                bins["kwok"], self.kubeconfig, (stages, execs), KWOK_NODE_LABEL, state.kubelet_port
             ),
             self.dir / "logs" / "kwok.log",
         )
