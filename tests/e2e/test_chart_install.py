@@ -301,6 +301,7 @@ CAN = {
         ("get", "replicasets.apps"),
         ("get", "deployments.apps"),
         ("create", "pods/exec"),
+        ("get", "pods/exec"),
         ("create", "plugins.stream.space"),
         ("watch", "plugins.stream.space"),
         # a Plugin's Secret plugin-<name> on config changes, its owner uid checked first
