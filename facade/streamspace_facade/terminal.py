@@ -284,6 +284,10 @@ class Relay:
 
     async def from_client(self) -> None:
         async for msg in self.ws:
+            if msg.type is WSMsgType.ERROR:  # aiohttp closed it: 1009 for a message too big
+                too_big = getattr(msg.data, "code", None) == WSCloseCode.MESSAGE_TOO_BIG
+                self.end["reason"] = "message too big" if too_big else "client error"
+                return
             if msg.type is not WSMsgType.TEXT:
                 self.stop(WSCloseCode.UNSUPPORTED_DATA, "messages are JSON text", "bad message")
                 return
@@ -294,8 +298,6 @@ class Relay:
                 return
             self.heard.set()
             await self.upstream.send_bytes(termproto.upstream(said))
-        if self.ws.close_code == WSCloseCode.MESSAGE_TOO_BIG:
-            self.end["reason"] = "message too big"
 
     async def from_pod(self) -> None:
         outputs = {

@@ -273,6 +273,12 @@ def test_attack_terminals_only_for_owners_and_only_in_session_pods(
     assert odd.closed.wait(10)
     assert odd.close_code == 1003 and "stdin or resize" in (odd.close_reason or "")
 
+    # a message over 64 KiB closes it (1009): pastes that large are split by clients
+    big = when_free()
+    big.send({"type": "stdin", "data": "x" * (65 * 1024)})
+    assert big.closed.wait(10)
+    assert big.close_code == 1009
+
     with psycopg.connect(stack.database_url) as conn:
         refusals = conn.execute(
             "SELECT user_id, changes->>'status' FROM audit_log"
@@ -280,6 +286,11 @@ def test_attack_terminals_only_for_owners_and_only_in_session_pods(
             " AND changes->>'status' <> '101' ORDER BY id"
         ).fetchall()
     assert ("bob", "404") in refusals and ("alice", "429") in refusals, refusals
+
+    def ended() -> set[str]:  # close rows are written as each handler finishes
+        return {r[3].get("reason") for r in terminal_audit(stack.database_url, 1)}
+
+    assert wait_until(lambda: {"bad message", "message too big", "exited"} <= ended(), 20), ended()
 
 
 def test_an_idle_terminal_is_closed(
