@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 PROFILES = ("minimal", "full")
 FULL_ONLY = ("kube-controller-manager", "kube-scheduler", "kwok")
 DEFAULT_NAMESPACE = "streamspace"
+EXEC_CONFIG = "kwok-exec.yaml"
 # how long `check` keeps asking a running component that missed one health probe
 PROBE_GRACE = 10.0
 
@@ -233,7 +234,11 @@ class ControlPlane:
         return process.wait_until(lambda: self._api_ready(state), PROBE_GRACE, interval=0.5)
 
     def _full_running(self, state: ClusterState) -> bool:
-        return all(
+        """The full-profile components run, kwok with its exec configuration (a kwok started
+        by an older version without it is started afresh, so that terminals work)."""
+        kwok = state.processes.get("kwok")
+        configured = kwok is not None and f"--config={self.dir / EXEC_CONFIG}" in kwok.argv
+        return configured and all(
             n in state.processes and process.is_running(state.processes[n]) for n in FULL_ONLY
         )
 
@@ -294,14 +299,15 @@ class ControlPlane:
         package = resources.files("streamspace_dev")
         stages = self.dir / "kwok-stages.yaml"
         stages.write_text(package.joinpath("kwok-stages.yaml").read_text())
-        execs = self.dir / "kwok-exec.yaml"  # pods/exec runs local commands (podexec)
+        execs = self.dir / EXEC_CONFIG  # pods/exec runs local commands (podexec)
         execs.write_text(podexec.config_text())
         # kwok watches Logs objects (one per pod that prints, see podlogs), so its CRD comes first.
         kwok_crds = self.dir / "kwok-crds"
         kwok_crds.mkdir(exist_ok=True)
         (kwok_crds / "logs.yaml").write_text(package.joinpath("kwok-logs-crd.yaml").read_text())
         apply_crds(self.kubeconfig, kwok_crds, timeout)
-        state.kubelet_port = process.free_port()
+        # a kwok started afresh keeps its port: the fake nodes, Ready already, still name it
+        state.kubelet_port = state.kubelet_port or process.free_port()
         state.processes["kwok"] = process.start(
             "kwok",
             planeargs.kwok(
