@@ -33,7 +33,6 @@ from kubernetes_asyncio.stream import WsApiClient
 from streamspace import API_GROUP, API_VERSION
 from streamspace.config.terminal import TerminalSettings
 from streamspace.manifests import MANAGED_BY, SESSION_LABEL
-from streamspace.naming import is_dns_label, is_object_name
 from streamspace.ownership import controller_of_kind, object_uid
 from streamspace_facade import audit as audit_trail
 from streamspace_facade import metrics, termproto
@@ -42,7 +41,13 @@ from streamspace_facade.kube import CLIENT, Kube, connect
 from streamspace_facade.principal import Principal
 from streamspace_facade.state import Services, audit, principal, services
 from streamspace_facade.streamguard import StreamSlots, recheck
-from streamspace_facade.ws import PROTOCOL, authorization, origin_allowed
+from streamspace_facade.ws import (
+    PROTOCOL,
+    authorization,
+    origin_allowed,
+    requested_container,
+    requested_pod,
+)
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +175,8 @@ async def _get(kube: Kube, kind: str, namespace: str, name: str) -> dict[str, An
         raise
 
 
-def _options(request: web.Request, settings: TerminalSettings) -> tuple[str | None, str, bool]:
-    """(container or None for the first, shell, tty) from the query; 422 for bad values."""
+def _options(request: web.Request, settings: TerminalSettings) -> tuple[str, bool]:
+    """(shell, tty) from the query; 422 for values not allowed."""
     shell = request.query.get("command") or settings.shells[0]
     tty_raw = request.query.get("tty", "true").lower()
     problems = {}
@@ -181,27 +186,16 @@ def _options(request: web.Request, settings: TerminalSettings) -> tuple[str | No
         problems["query.tty"] = "must be true or false"
     if problems:
         raise invalid(problems)
-    return request.query.get("container") or None, shell, tty_raw == "true"
+    return shell, tty_raw == "true"
 
 
 async def _target(request: web.Request, who: Principal) -> tuple[dict[str, Any], dict[str, Any]]:
     """The pod and its Session, when ``who`` may open a terminal there; else 404."""
-    svc = services(request)
-    namespace, name = request.match_info["namespace"], request.match_info["pod"]
-    if not is_dns_label(namespace) or not is_object_name(name):
-        raise not_found("pod", name)
-    if svc.scope is not None and namespace != svc.scope:
-        raise not_found("pod", name)
-    try:
-        pod = await svc.kube.get_pod(namespace, name)
-    except ApiError as exc:
-        raise not_found("pod", name) if exc.status == 404 else exc from None
-    session = await session_of(svc.kube, pod)
-    if session is None:
-        raise not_found("pod", name)
-    owner = str((session.get("spec") or {}).get("user") or "")
-    if not (who.sees_everything or owner == who.user):
-        raise not_found("pod", name)
+    pod = await requested_pod(request)
+    session = await session_of(services(request).kube, pod)
+    owner = str(((session or {}).get("spec") or {}).get("user") or "")
+    if session is None or not (who.sees_everything or owner == who.user):
+        raise not_found("pod", request.match_info["pod"])
     return pod, session
 
 
@@ -217,12 +211,9 @@ async def terminal_stream(request: web.Request) -> web.StreamResponse:
     if not origin_allowed(request, svc.settings.http.cors_allowed_origins):
         metrics.WS_DROPPED.labels(STREAM, "origin").inc()
         raise forbidden("origin not allowed")
-    container, shell, tty = _options(request, terminals.settings)
+    shell, tty = _options(request, terminals.settings)
     pod, session = await _target(request, who)
-    containers = [str(c["name"]) for c in (pod.get("spec") or {}).get("containers") or []]
-    container = container or (containers[0] if containers else "")
-    if container not in containers:
-        raise invalid({"query.container": f"must be one of {containers}"})
+    container = requested_container(request, pod)
     described = {
         "session": session["metadata"]["name"],
         "container": container,
