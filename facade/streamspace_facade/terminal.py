@@ -206,8 +206,8 @@ async def terminal_stream(request: web.Request) -> web.StreamResponse:
     terminals, live = svc.terminals, svc.live
     if not isinstance(terminals, Terminals) or live is None:
         raise ApiError(503, "UNAVAILABLE", "streams are not running")
-    where = f"{request.match_info['namespace']}/{request.match_info['pod']}"
-    audit(request, "open", "terminal", where[:500])  # refusals are recorded with their status
+    where = f"{request.match_info['namespace']}/{request.match_info['pod']}"[:500]
+    audit(request, "open", "terminal", where)  # refusals are recorded with their status
     if not origin_allowed(request, svc.settings.http.cors_allowed_origins):
         metrics.WS_DROPPED.labels(STREAM, "origin").inc()
         raise forbidden("origin not allowed")
@@ -221,19 +221,19 @@ async def terminal_stream(request: web.Request) -> web.StreamResponse:
         "tty": tty,
     }
     audit(request, "open", "terminal", where, described)
+    ws = web.WebSocketResponse(
+        protocols=(PROTOCOL,),
+        compress=False,
+        heartbeat=svc.settings.http.ws_heartbeat.total_seconds(),
+        max_msg_size=MAX_MESSAGE,
+    )
+    if not ws.can_prepare(request).ok:  # before any exec: a plain GET opens no shell
+        raise ApiError(426, "UPGRADE_REQUIRED", "this is a WebSocket endpoint")
     with live.slots.slot(who.user, STREAM), terminals.slots.slot(who.user, STREAM):
         upstream = await terminals.exec(
             pod["metadata"]["namespace"], pod["metadata"]["name"], container, shell, tty
         )
         try:
-            ws = web.WebSocketResponse(
-                protocols=(PROTOCOL,),
-                compress=False,
-                heartbeat=svc.settings.http.ws_heartbeat.total_seconds(),
-                max_msg_size=MAX_MESSAGE,
-            )
-            if not ws.can_prepare(request).ok:
-                raise ApiError(426, "UPGRADE_REQUIRED", "this is a WebSocket endpoint")
             await ws.prepare(request)
             await svc.audit.write(audit_trail.record(request, 101, None))
             terminals.open.add(ws)

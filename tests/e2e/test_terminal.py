@@ -237,6 +237,8 @@ def test_attack_terminals_only_for_owners_and_only_in_session_pods(
     assert bad.status == 422 and "query.command" in bad.body["details"]["fields"], bad
     bad = alice.get(f"/api/v1/ws/exec/{stack.namespace}/{pod}?container=other", headers=UPGRADE)
     assert bad.status == 422 and "query.container" in bad.body["details"]["fields"], bad
+    plain = alice.get(f"/api/v1/ws/exec/{stack.namespace}/{pod}")  # no upgrade: no shell
+    assert plain.status == 426 and plain.body["code"] == "UPGRADE_REQUIRED", plain
 
     # two terminals per user (TERMINAL_MAX_PER_USER=2 here); a third is refused, naming it
     first = terminals(url, token=token("alice"))
