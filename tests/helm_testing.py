@@ -155,10 +155,13 @@ def available(apps: client.AppsV1Api) -> bool:
 
 
 def can_i(kubeconfig: Path, who: str, verb: str, resource: str, namespace: str) -> str:
-    """``kubectl auth can-i`` as ``who``: "yes" or "no"."""
+    """``kubectl auth can-i`` as ``who``: "yes" or "no". ``pods/exec`` is the subresource
+    (kubectl itself would read it as the pod named ``exec``)."""
+    kind, _, subresource = resource.partition("/")
     proc = subprocess.run(
         [
-            "kubectl", f"--kubeconfig={kubeconfig}", "auth", "can-i", verb, resource,
+            "kubectl", f"--kubeconfig={kubeconfig}", "auth", "can-i", verb, kind,
+            *([f"--subresource={subresource}"] if subresource else []),
             f"--as={who}", "-n", namespace,
         ],
         capture_output=True,

@@ -31,13 +31,30 @@ def controller_reference(kind: str, name: str, uid: str, *, block: bool = True) 
     return reference
 
 
-def controller_uid(obj: Mapping[str, Any]) -> str | None:
-    """The uid in ``obj``'s controller owner reference, None when nothing controls it."""
+def controller(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """``obj``'s controller owner reference, None when nothing controls it."""
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
     for ref in refs:
         if ref.get("controller"):
-            return str(ref.get("uid") or "") or None
+            return dict(ref)
     return None
+
+
+def controller_uid(obj: Mapping[str, Any]) -> str | None:
+    """The uid in ``obj``'s controller owner reference, None when nothing controls it."""
+    ref = controller(obj)
+    return None if ref is None else str(ref.get("uid") or "") or None
+
+
+def controller_of_kind(
+    obj: Mapping[str, Any], api_version: str, kind: str
+) -> tuple[str, str] | None:
+    """(name, uid) of ``obj``'s controller when it is a ``kind`` of ``api_version``, else None."""
+    ref = controller(obj)
+    if ref is None or ref.get("apiVersion") != api_version or ref.get("kind") != kind:
+        return None
+    name, uid = str(ref.get("name") or ""), str(ref.get("uid") or "")
+    return (name, uid) if name and uid else None
 
 
 def controlled_by(obj: Mapping[str, Any], owner_uid: str) -> bool:

@@ -7,7 +7,8 @@ Profiles:
 * ``full`` — adds kube-controller-manager, kube-scheduler and kwok with fake Nodes, so that a
   Deployment gets a Pod that is scheduled and becomes Ready without a kubelet. kwok also plays
   the kubelet's log endpoint: ``pods/log`` (``kubectl logs -f``) serves the lines a test writes
-  with ``ControlPlane.write_pod_log`` (see ``podlogs``).
+  with ``ControlPlane.write_pod_log`` (see ``podlogs``), and its exec endpoint: ``pods/exec``
+  runs the command on this machine, unprivileged (see ``podexec``).
 
 Everything lives in one state directory (``.streamspace`` for the dev stack, a temporary one in
 tests): key material, etcd data, logs, ``cluster/state.json`` with the pids we started, and the
@@ -33,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from streamspace_dev import binaries, pki, planeargs, podlogs, process
+from streamspace_dev import binaries, pki, planeargs, podexec, podlogs, process
 from streamspace_dev.objects import (
     ADMISSION_FILE,
     KWOK_NODE_LABEL,
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 PROFILES = ("minimal", "full")
 FULL_ONLY = ("kube-controller-manager", "kube-scheduler", "kwok")
 DEFAULT_NAMESPACE = "streamspace"
+EXEC_CONFIG = "kwok-exec.yaml"
 # how long `check` keeps asking a running component that missed one health probe
 PROBE_GRACE = 10.0
 
@@ -232,7 +234,11 @@ class ControlPlane:
         return process.wait_until(lambda: self._api_ready(state), PROBE_GRACE, interval=0.5)
 
     def _full_running(self, state: ClusterState) -> bool:
-        return all(
+        """The full-profile components run, kwok with its exec configuration (a kwok started
+        by an older version without it is started afresh, so that terminals work)."""
+        kwok = state.processes.get("kwok")
+        configured = kwok is not None and f"--config={self.dir / EXEC_CONFIG}" in kwok.argv
+        return configured and all(
             n in state.processes and process.is_running(state.processes[n]) for n in FULL_ONLY
         )
 
@@ -293,16 +299,19 @@ class ControlPlane:
         package = resources.files("streamspace_dev")
         stages = self.dir / "kwok-stages.yaml"
         stages.write_text(package.joinpath("kwok-stages.yaml").read_text())
+        execs = self.dir / EXEC_CONFIG  # pods/exec runs local commands (podexec)
+        execs.write_text(podexec.config_text())
         # kwok watches Logs objects (one per pod that prints, see podlogs), so its CRD comes first.
         kwok_crds = self.dir / "kwok-crds"
         kwok_crds.mkdir(exist_ok=True)
         (kwok_crds / "logs.yaml").write_text(package.joinpath("kwok-logs-crd.yaml").read_text())
         apply_crds(self.kubeconfig, kwok_crds, timeout)
-        state.kubelet_port = process.free_port()
+        # a kwok started afresh keeps its port: the fake nodes, Ready already, still name it
+        state.kubelet_port = state.kubelet_port or process.free_port()
         state.processes["kwok"] = process.start(
             "kwok",
             planeargs.kwok(
-                bins["kwok"], self.kubeconfig, stages, KWOK_NODE_LABEL, state.kubelet_port
+                bins["kwok"], self.kubeconfig, (stages, execs), KWOK_NODE_LABEL, state.kubelet_port
             ),
             self.dir / "logs" / "kwok.log",
         )

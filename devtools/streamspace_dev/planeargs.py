@@ -91,16 +91,21 @@ def controller(name: str, binary: Path, kubeconfig: Path, port: int, pki: Path) 
 
 
 def kwok(
-    binary: Path, kubeconfig: Path, stages: Path, node_label: str, kubelet_port: int
+    binary: Path,
+    kubeconfig: Path,
+    configs: tuple[Path, ...],
+    node_label: str,
+    kubelet_port: int,
 ) -> list[str]:
     """kwok plays the nodes labelled ``node_label`` and their kubelet endpoint: the nodes'
     InternalIP and kubelet port (set by the node-ready stage from --node-ip and --node-port)
     lead the API server to kwok's server, which serves HTTPS with a cert of its own (the API
-    server has no --kubelet-certificate-authority, so it does not verify it)."""
+    server has no --kubelet-certificate-authority, so it does not verify it). ``configs``: the
+    stages, and the exec configuration (``podexec``)."""
     return [
         str(binary),
         f"--kubeconfig={kubeconfig}",
-        f"--config={stages}",
+        *(f"--config={path}" for path in configs),
         "--manage-all-nodes=false",
         f"--manage-nodes-with-label-selector={node_label}=true",
         f"--server-address=127.0.0.1:{kubelet_port}",

@@ -55,6 +55,7 @@ from streamspace_facade import (
     sessions,
     shares,
     signin,
+    terminal,
     usage,
     users,
     webhook,
@@ -243,6 +244,7 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
                     await stack.enter_async_context(running(svc.mirror))
                 await stack.enter_async_context(audit.running(svc.audit))
                 svc.live = await stack.enter_async_context(ws.running(svc))
+                svc.terminals = await stack.enter_async_context(terminal.running(svc))
                 yield
         finally:
             if svc.storage is not None:
@@ -263,6 +265,8 @@ async def _close_streams(app: web.Application) -> None:
     svc.stopping = True
     if svc.live is not None:
         await ws.shutdown(svc.live)
+    if svc.terminals is not None:
+        await svc.terminals.shutdown()
 
 
 def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Application:
@@ -308,6 +312,7 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     oidc_signin.add_routes(app.router)
     plugin_deliveries.add_routes(app.router)
     ws.add_routes(app.router)
+    terminal.add_routes(app.router)
     metrics.add_routes(app.router)
     console.add_routes(app.router)
     add_openapi(app.router)

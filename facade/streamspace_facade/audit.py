@@ -139,10 +139,12 @@ async def audit_trail(request: web.Request, handler: Handler) -> web.StreamRespo
     finally:
         # every mutating request, and reads that changed something (connect makes a Connection)
         if (request.method in MUTATING and PRINCIPAL in request) or AUDIT in request:
-            await services(request).audit.write(_record(request, status, error))
+            await services(request).audit.write(record(request, status, error))
 
 
-def _record(request: web.Request, status: int, error: str | None) -> Record:
+def record(request: web.Request, status: int, error: str | None) -> Record:
+    """The audit record of ``request`` as described so far (``state.audit``), with its outcome;
+    a terminal stores one when it opens, before the middleware stores the closing one."""
     described = request.get(AUDIT) or {
         "action": request.method.lower(),
         "resource_type": "request",

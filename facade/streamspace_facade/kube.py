@@ -40,11 +40,17 @@ PLURALS = {
 }
 
 
-async def connect(kubeconfig: str | None, *, connections: int | None = None) -> client.ApiClient:
+async def connect(
+    kubeconfig: str | None,
+    *,
+    connections: int | None = None,
+    factory: Callable[[client.Configuration], client.ApiClient] | None = None,
+) -> client.ApiClient:
     """An API client for ``kubeconfig``, or the in-cluster service account when None.
 
     ``connections`` bounds its connection pool (the library's default is 100); requests
-    beyond it wait for a free connection of this client, never of another one.
+    beyond it wait for a free connection of this client, never of another one. ``factory``
+    makes another kind of client (the terminals' WebSocket one) from the configuration.
     """
     configuration = client.Configuration()
     if kubeconfig:
@@ -53,7 +59,7 @@ async def connect(kubeconfig: str | None, *, connections: int | None = None) -> 
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     if connections is not None:
         configuration.connection_pool_maxsize = connections
-    return CountedApiClient(configuration)
+    return (factory or CountedApiClient)(configuration)
 
 
 class CountedApiClient(client.ApiClient):
@@ -307,6 +313,16 @@ class Kube:
             "Pod", name, self.core.read_namespaced_pod, name, namespace
         )
         return pod
+
+    async def get_apps(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        """A ``Deployment`` or ``ReplicaSet`` (a session pod's owner chain, ``terminal``)."""
+        apps = client.AppsV1Api(self.api)
+        call = {
+            "Deployment": apps.read_namespaced_deployment,
+            "ReplicaSet": apps.read_namespaced_replica_set,
+        }[kind]
+        obj: dict[str, Any] = await self._call(kind, name, call, name, namespace)
+        return obj
 
     async def pod_log(
         self, namespace: str, name: str, container: str, tail_lines: int

@@ -233,6 +233,23 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
             _query("tailLines", "Lines of history first.",
                    integer(minimum=0, maximum=BACKLOG, default=100)),
             *STREAM_AUTH)),
+        Op("get", "/api/v1/ws/exec/{namespace}/{pod}", "terminalStream", "WebSocket: a shell "
+           "in a session container through pods/exec (the session's owner, operators, admins; "
+           "pods whose owner chain does not lead to a Session are 404 for everyone). Client "
+           'text messages: {"type": "stdin", "data": "<text>"}, {"type": "resize", "cols": n, '
+           '"rows": n}; server: {"type": "stdout"|"stderr", "data": "<text>"}, then once '
+           '{"type": "exit", "code": n} (null with "error" when the pod said no code) and a '
+           "normal close. Closes: 1003 a message not understood, 1009 one over 64 KiB, 4408 "
+           "no input for TERMINAL_IDLE_TIMEOUT, 4401 credentials no longer valid",
+           {101: None}, (403, 404, 409, 422, 426, 429, *KUBE),
+           (_named_path("namespace", "The pod's namespace."), _named_path("pod", "The pod."),
+            _query("container", "Default: the pod's first container."),
+            _query("command", "The program to run, one of TERMINAL_SHELLS (default its "
+                   "first, /bin/sh); a path, no arguments."),
+            _query("tty", "true (default): one output stream, a pty that resize messages "
+                   "size; false: stdout and stderr apart.",
+                   string(enum=["true", "false"], default="true")),
+            *STREAM_AUTH)),
     ),
     "gate": (
         Op("get", "/auth/session", "checkSessionAccess", "Forward auth for the ingress "

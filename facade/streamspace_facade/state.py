@@ -30,6 +30,7 @@ class Services:
     auth: Any = None  # streamspace_facade.auth.Authenticator
     http: aiohttp.ClientSession | None = None
     live: Any = None  # streamspace_facade.ws.Live: the WebSocket streams
+    terminals: Any = None  # streamspace_facade.terminal.Terminals: pods/exec sessions
     audit: Any = None  # streamspace_facade.audit.AuditLog
     access_key: bytes = field(default=b"", repr=False)  # signs session access credentials
     list_key: bytes = field(default=b"", repr=False)  # signs list continue tokens (paging)

@@ -44,9 +44,16 @@ def too_many(stream: str, limit: str, maximum: int, what: str) -> ApiError:
 class StreamSlots:
     """Open streams by user, bounded per user and in total."""
 
-    def __init__(self, per_user: int, total: int) -> None:
+    def __init__(
+        self,
+        per_user: int,
+        total: int,
+        names: tuple[str, str] = ("WS_MAX_STREAMS_PER_USER", "WS_MAX_STREAMS"),
+    ) -> None:
         self.per_user = per_user
         self.total = total
+        self.names = names
+        """The settings a refusal names: the per-user one, then the total one."""
         self.by_user: Counter[str] = Counter()
 
     @property
@@ -57,9 +64,9 @@ class StreamSlots:
     def slot(self, user: str, stream: str) -> Iterator[None]:
         """Hold one of ``user``'s slots for the ``with`` block; 429 when none is left."""
         if self.by_user[user] >= self.per_user:
-            raise too_many(stream, "WS_MAX_STREAMS_PER_USER", self.per_user, "per user")
+            raise too_many(stream, self.names[0], self.per_user, "per user")
         if self.used >= self.total:
-            raise too_many(stream, "WS_MAX_STREAMS", self.total, "on this server")
+            raise too_many(stream, self.names[1], self.total, "on this server")
         self.by_user[user] += 1
         try:
             yield

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -328,24 +328,37 @@ async def cluster_stream(request: web.Request) -> web.StreamResponse:
 # -- pod logs --------------------------------------------------------------------------------
 
 
-async def logs_stream(request: web.Request) -> web.StreamResponse:
-    """Follow a session container's log, a line per text message (``<RFC 3339 time> <line>``)."""
-    svc, who, live = services(request), principal(request), _live(request)
+async def requested_pod(request: web.Request) -> dict[str, Any]:
+    """The pod ``{namespace}/{pod}`` of a pod stream's path, in the facade's scope; else 404."""
+    svc = services(request)
     namespace, name = request.match_info["namespace"], request.match_info["pod"]
     if not is_dns_label(namespace) or not is_object_name(name):
         raise not_found("pod", name)
     if svc.scope is not None and namespace != svc.scope:
         raise not_found("pod", name)
     try:
-        pod = await svc.kube.get_pod(namespace, name)
+        pod: dict[str, Any] = await svc.kube.get_pod(namespace, name)
     except ApiError as exc:
         raise not_found("pod", name) if exc.status == 404 else exc from None
-    if not may_follow(who, pod):
-        raise not_found("pod", name)
+    return pod
+
+
+def requested_container(request: web.Request, pod: Mapping[str, Any]) -> str:
+    """``?container=`` (default the pod's first); 422 for one the pod does not have."""
     containers = [str(c["name"]) for c in (pod.get("spec") or {}).get("containers") or []]
     container = request.query.get("container") or (containers[0] if containers else "")
     if container not in containers:
         raise invalid({"query.container": f"must be one of {containers}"})
+    return container
+
+
+async def logs_stream(request: web.Request) -> web.StreamResponse:
+    """Follow a session container's log, a line per text message (``<RFC 3339 time> <line>``)."""
+    who, live = principal(request), _live(request)
+    pod = await requested_pod(request)
+    if not may_follow(who, pod):
+        raise not_found("pod", request.match_info["pod"])
+    container = requested_container(request, pod)
     tail = query_int(request, "tailLines", 100, 0, BACKLOG)
     with _slot(request, "logs"):
         # before the upgrade, so that "not started yet" and "too many" are HTTP answers

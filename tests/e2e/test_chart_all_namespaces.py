@@ -96,6 +96,8 @@ def test_a_tenant_session_runs_under_the_cluster_roles_with_no_403(
         (OPERATOR_SA, "delete", "secrets", "no"),
         (FACADE_SA, "list", "sessions.stream.space", "yes"),
         (FACADE_SA, "get", "pods/log", "yes"),
+        (FACADE_SA, "create", "pods/exec", "yes"),
+        (FACADE_SA, "get", "replicasets.apps", "yes"),
         # Sessions are created in the release namespace only; kubectl users make their own
         (FACADE_SA, "create", "sessions.stream.space", "no"),
         (FACADE_SA, "create", "secrets", "no"),

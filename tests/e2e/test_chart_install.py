@@ -155,6 +155,13 @@ def test_walkthrough_under_the_chart_service_accounts_meets_no_403(
     with WebSocket(f"{url}/api/v1/ws/logs/{NAMESPACE}/{pod}", token=token("alice")) as ws:
         assert ws.next().data.endswith(" desktop ready")
 
+    # a terminal in it: the owner chain read and pods/exec, with the facade's identity
+    terminal = f"{url}/api/v1/ws/exec/{NAMESPACE}/{pod}?tty=false"
+    with WebSocket(terminal, token=token("alice")) as ws:
+        ws.send({"type": "stdin", "data": "echo shell ready; exit 4\n"})
+        assert ws.next(lambda d: d.get("type") == "stdout").data["data"] == "shell ready\n"
+        assert ws.next(lambda d: d.get("type") == "exit").data["code"] == 4
+
     # hibernate, then a connect wakes it
     r = alice.patch(f"{SESSIONS}/{sid}", {"state": "hibernated"})
     assert r.status == 200, r
@@ -263,8 +270,9 @@ CANNOT = {
         ("list", "secrets"),
         ("watch", "secrets"),
         ("delete", "secrets"),
-        ("create", "pods/exec"),
         ("impersonate", "users"),
+        ("patch", "deployments.apps"),
+        ("list", "replicasets.apps"),
     ],
     OPERATOR_SA: [
         ("create", "roles.rbac.authorization.k8s.io"),
@@ -289,6 +297,11 @@ CAN = {
         ("create", "sessions.stream.space"),
         ("create", "secrets"),
         ("get", "pods/log"),
+        # terminals: the owner chain of a session pod read, then pods/exec (owner checked)
+        ("get", "replicasets.apps"),
+        ("get", "deployments.apps"),
+        ("create", "pods/exec"),
+        ("get", "pods/exec"),
         ("create", "plugins.stream.space"),
         ("watch", "plugins.stream.space"),
         # a Plugin's Secret plugin-<name> on config changes, its owner uid checked first
@@ -316,6 +329,7 @@ def test_the_service_accounts_can_do_no_more(release: Release, who: str) -> None
     # and nothing at all in another namespace (not allNamespaces)
     assert can("list", "sessions.stream.space", "default") == "no"
     assert can("create", "deployments.apps", "default") == "no"
+    assert can("create", "pods/exec", "default") == "no"
 
 
 # -- upgrade and uninstall ----------------------------------------------------------------------

@@ -38,6 +38,7 @@ from streamspace.config.settings import (
     SyncSettings,
     parse_rate,
 )
+from streamspace.config.terminal import TerminalSettings
 
 __all__ = [
     "BASE_RESOURCES",
@@ -66,6 +67,7 @@ __all__ = [
     "SessionSettings",
     "Settings",
     "SyncSettings",
+    "TerminalSettings",
     "load_runtime_settings",
     "load_settings",
     "parse_rate",

@@ -40,6 +40,7 @@ from streamspace.config.settings import (
     SyncSettings,
     parse_rate,
 )
+from streamspace.config.terminal import read_terminal
 from streamspace.durations import format_duration, parse_duration
 from streamspace.naming import is_dns_label
 from streamspace.podsecurity import capability_name
@@ -325,6 +326,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         limits=_limits(read),
         peering=_peering(read),
+        terminal=read_terminal(read),
     )
     if settings.auth.oidc_issuer and not settings.auth.oidc_audience:
         read.problems.append(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from streamspace.config.terminal import TerminalSettings
 from streamspace.durations import format_duration, parse_duration
 from streamspace.quantities import Quantity, parse_quantity
 
@@ -438,3 +439,4 @@ class Settings:
     metrics: MetricsSettings = MetricsSettings()
     limits: LimitSettings = LimitSettings()
     peering: PeeringSettings = PeeringSettings()
+    terminal: TerminalSettings = field(default_factory=TerminalSettings)
