@@ -54,8 +54,10 @@ def timer(
     id: str,
     interval: float,
     initial_delay: float | None = None,
+    when: Callable[..., bool] | None = None,
 ) -> Callable[[Any], Any]:
-    """``kopf.timer`` without the finalizer; the resource needs ``stop_timers_on_deletion``."""
+    """``kopf.timer`` without the finalizer; the resource needs ``stop_timers_on_deletion``.
+    ``when`` narrows the objects that get the timer (besides ``alive``)."""
 
     def decorate(fn: Any) -> Any:
         kopf.timer(
@@ -64,7 +66,7 @@ def timer(
             id=id,
             interval=interval,
             initial_delay=initial_delay,
-            when=alive,
+            when=alive if when is None else kopf.all_([alive, when]),
         )(fn)
         spawning = registry._spawning
         handler = spawning._handlers[-1]
