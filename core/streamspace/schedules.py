@@ -34,6 +34,7 @@ FIELDS = (START, STOP)
 # so that a fire is made once even when the status write after it is lost.
 FIRED_ANNOTATION = "stream.space/schedule-fired"
 
+MAX_CATCH_UP = 20_000  # fire times walked over after a long absence (two weeks of minutes)
 # Five fields, as crontab has them (cronsim also takes a sixth, seconds: not offered).
 _FIVE_FIELDS = re.compile(r"^\S+(\s+\S+){4}$")
 
@@ -117,14 +118,17 @@ def next_fire(cron: str, zone: ZoneInfo, after: datetime) -> datetime | None:
     return None
 
 
-def last_fire(cron: str, zone: ZoneInfo, at: datetime) -> datetime | None:
-    """The last fire time at or before ``at``, in UTC."""
-    local = at.astimezone(zone).replace(microsecond=0) + timedelta(seconds=1)
-    try:
-        previous = next(CronSim(cron, local, reverse=True)).astimezone(UTC)
-    except StopIteration:
-        return None
-    return previous if previous <= at else None
+def last_fire(cron: str, zone: ZoneInfo, since: datetime, at: datetime) -> datetime:
+    """The last fire time at or before ``at``, walking forward from the fire time ``since``
+    (cronsim's reverse walk names the wrong pass of a repeated hour). The walk is bounded:
+    after ``MAX_CATCH_UP`` fire times it stops at the latest it reached."""
+    latest = since
+    for _ in range(MAX_CATCH_UP):
+        following = next_fire(cron, zone, latest)
+        if following is None or following > at:
+            break
+        latest = following
+    return latest
 
 
 def is_fire_time(cron: str, zone: ZoneInfo, moment: datetime) -> bool:
@@ -169,7 +173,7 @@ def decide(
         recorded = parse_timestamp(status.get(key))
         if recorded is not None and is_fire_time(cron, zone, recorded):
             if recorded <= now:
-                latest = last_fire(cron, zone, now) or recorded
+                latest = last_fire(cron, zone, recorded, now)
                 if fired != f"{kind}:{timestamp(latest)}":
                     due.append((latest, kind))
                 pending[key] = next_fire(cron, zone, now)
