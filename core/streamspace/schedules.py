@@ -81,13 +81,15 @@ def schedule_problems(raw: Any) -> dict[str, str]:
         problems["schedule"] = "needs start, stop or both"
     zone = raw.get("timeZone", "UTC")
     if zone_of(zone) is None:
-        problems["schedule.timeZone"] = f"unknown time zone {zone!r}: an IANA name like Europe/Berlin"
+        problems["schedule.timeZone"] = (
+            f"unknown time zone {zone!r}: an IANA name like Europe/Berlin"
+        )
     return problems
 
 
 def cron_problem(value: Any) -> str | None:
     """Why ``value`` is no five-field cron expression, None when it is one."""
-    if not isinstance(value, str) or not _FIVE_FIELDS.match(value.strip()):
+    if not isinstance(value, str) or len(value) > 128 or not _FIVE_FIELDS.match(value):
         return "must be a cron expression of five fields: minute hour day-of-month month weekday"
     try:
         CronSim(value, datetime(2000, 1, 1, tzinfo=UTC))

@@ -119,8 +119,8 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     repositories.register(registry, settings)
     plugins.register(registry, settings)
     metrics.register(registry, settings)
-    # The kinds with timers (sessions: drift, stale, idle and schedule checks; repositories: due syncs;
-    # plugins: drift).
+    # The kinds with timers (sessions: drift, stale, idle and schedule checks; repositories:
+    # due syncs; plugins: drift).
     for plural in ("sessions", "templaterepositories", "plugins"):
         timers.stop_timers_on_deletion(registry, (API_GROUP, API_VERSION, plural))
     return registry

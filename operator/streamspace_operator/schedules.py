@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 import kopf
@@ -55,9 +56,7 @@ def scheduled(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
     )
 
 
-async def schedule_check(
-    *, memo: kopf.Memo, namespace: str | None, name: str, **_: Any
-) -> None:
+async def schedule_check(*, memo: kopf.Memo, namespace: str | None, name: str, **_: Any) -> None:
     ctx, ns = context(memo), namespaced(namespace)
     with ratelimit.priority(ratelimit.NORMAL):
         await check(ctx, ns, name)
@@ -79,19 +78,20 @@ async def check(ctx: Context, ns: str, name: str) -> None:
             if session is None or session["metadata"].get("deletionTimestamp"):
                 return
             decision = _decide(ctx, session)
-            if decision.transition is not None:
-                await _transition(ctx, ns, session, decision)
+            if decision.transition is not None and decision.fired_at is not None:
+                await _transition(ctx, ns, session, decision.transition, decision.fired_at)
                 session = ctx.cache.session(ns, name) or session
                 decision = _decide(ctx, session)
             try:
                 await _write_status(ctx, ns, session, decision)
-                return
             except ApiException as exc:
                 if exc.status != 409:
                     raise
                 session = await ctx.api.get_custom("Session", ns, name)
                 if session is not None:
                     ctx.cache.remember("Session", session)
+            else:
+                return
         raise kopf.TemporaryError(f"schedule of {ns}/{name}: status conflicts on every attempt")
 
 
@@ -101,10 +101,8 @@ def _decide(ctx: Context, session: dict[str, Any]) -> ScheduleDecision:
 
 
 async def _transition(
-    ctx: Context, ns: str, session: dict[str, Any], decision: ScheduleDecision
+    ctx: Context, ns: str, session: dict[str, Any], kind: str, fired_at: datetime
 ) -> None:
-    kind, fired_at = decision.transition, decision.fired_at
-    assert kind is not None and fired_at is not None
     wanted, state = ("hibernated", "running") if kind == START else ("running", "hibernated")
     fired = f"{kind}:{timestamp(fired_at)}"
     name = session["metadata"]["name"]
@@ -147,7 +145,7 @@ async def _write_status(
     if written is not None:
         ctx.cache.remember("Session", written)
     condition = decision.condition
-    before = next((c for c in existing if c.get("type") == SCHEDULED), {})
+    before: dict[str, Any] = next((c for c in existing if c.get("type") == SCHEDULED), {})
     if (
         condition is not None
         and condition.reason == INVALID

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -137,7 +137,10 @@ def test_after_missed_fire_times_only_the_latest_transition_is_made() -> None:
     status = {"nextStart": "2026-11-28T08:00:00Z", "nextStop": "2026-11-27T18:00:00Z"}
     decision = decide({"schedule": schedule}, status, at("2026-11-30T09:00:00Z"))
     assert (decision.transition, decision.fired_at) == ("start", at("2026-11-30T08:00:00Z"))
-    assert decision.status == {"nextStart": "2026-12-01T08:00:00Z", "nextStop": "2026-11-30T18:00:00Z"}
+    assert decision.status == {
+        "nextStart": "2026-12-01T08:00:00Z",
+        "nextStop": "2026-11-30T18:00:00Z",
+    }
 
 
 def test_a_changed_schedule_is_computed_again_from_now_without_firing() -> None:
