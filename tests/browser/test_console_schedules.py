@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from test_console_admin import refused
 from test_console_flows import ROWS, SESSIONS, choose_template, row_css, shown_rows, sign_in
 
 from browser_testing import find, shown, wait_for
@@ -63,5 +64,6 @@ def test_a_schedule_the_server_refuses_is_said_and_starts_nothing(
     find(browser, "button[data-testid=start]").click()
     alert = wait_for(browser, shown("[role=alert]"), message="the refusal")
     assert "schedule.start" in alert.text and "Bad hour" in alert.text, alert.text
+    refused(browser, 422)
     assert shown_rows(browser) == set()
     assert console.rest("alice").get(SESSIONS).body["total"] == 0

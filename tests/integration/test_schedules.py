@@ -64,7 +64,7 @@ def wait_status(objects: Objects, name: str, **wanted: Any) -> dict[str, Any]:
     return objects.status(name)
 
 
-def test_scheduled_start_and_stop_fire_on_the_moved_clock_across_spring_forward(
+def test_scheduled_start_and_stop_fire_on_the_moved_clock_and_leave_users_decisions_be(
     objects: Objects, start_operator: Callable[..., Any]
 ) -> None:
     # the night Berlin springs forward: 02:30 does not exist, the start fires at 03:00 CEST
@@ -94,10 +94,24 @@ def test_scheduled_start_and_stop_fire_on_the_moved_clock_across_spring_forward(
     [event] = objects.events("alice-lab", "ScheduledStart")
     assert "2026-03-29T01:00:00Z" in event.message and "running" in event.message
 
+    # the user's own decision stands until the next scheduled time: hibernated by hand, the
+    # session is not started again, and the stop finds nothing to do
+    objects.set_state("alice-lab", "hibernated")
     clock.set("2026-03-29T02:00:01Z")
-    assert wait_until(lambda: objects.spec("alice-lab")["state"] == "hibernated", TIMEOUT)
     wait_status(objects, "alice-lab", nextStop="2026-03-30T02:00:00Z")
+    assert objects.spec("alice-lab")["state"] == "hibernated"
+    assert objects.events("alice-lab", "ScheduledStop") == []
+    # woken by hand, it runs through the next start (nothing to do) until the next stop
+    objects.set_state("alice-lab", "running")
+    clock.set("2026-03-30T00:30:01Z")
+    wait_status(objects, "alice-lab", nextStart="2026-03-31T00:30:00Z")
+    assert objects.spec("alice-lab")["state"] == "running"
+    clock.set("2026-03-30T02:00:01Z")
+    assert wait_until(lambda: objects.spec("alice-lab")["state"] == "hibernated", TIMEOUT)
+    wait_status(objects, "alice-lab", nextStop="2026-03-31T02:00:00Z")
     assert wait_until(lambda: objects.events("alice-lab", "ScheduledStop"), TIMEOUT)
+    [stop] = objects.events("alice-lab", "ScheduledStop")
+    assert "2026-03-30T02:00:00Z" in stop.message
     assert len(objects.events("alice-lab", "ScheduledStart")) == 1  # each fire once
 
     # a schedule removed: its times and condition go with it
@@ -195,8 +209,13 @@ def test_schedules_over_rest(stack: Any, api: client.ApiClient) -> None:
     now = datetime.now(next_start.tzinfo)
     assert now < next_start <= now + timedelta(days=4) and now < next_stop
     assert next_start.minute == 0 and next_start.hour in (6, 7)  # 08:00 CEST or CET in UTC
-    listed = alice.get("/api/v1/sessions").body["sessions"]
-    assert [s["schedule"] for s in listed] == [schedule]
+    # a list (rendered by PostgreSQL) says what a GET says
+    [listed] = alice.get("/api/v1/sessions").body["sessions"]
+    single = alice.get(path).body
+    assert set(listed) == set(single)
+    scheduling = ("schedule", "nextStart", "nextStop")
+    assert [listed[k] for k in scheduling] == [single[k] for k in scheduling]
+    assert listed["schedule"] == schedule
 
     # bad input: 422 with the field path, nothing changed
     for bad, field in (
