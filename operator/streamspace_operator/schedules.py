@@ -8,7 +8,9 @@ patch of ``spec.state`` conditioned on the resourceVersion read, counted as a de
 normal lifecycle (a quota holds a scheduled start exactly as it holds any other). A start
 wakes only a hibernated session and a stop hibernates only a running one: a terminated session
 stays terminated, and whatever a user decides between two fire times stands until the next.
-Writes happen only when something changed; a fire due before the next tick is waited for.
+Every event of a scheduled session runs the same check, so a new or changed schedule has its
+times (or its ``ScheduleInvalid``) at once. Writes happen only when something changed; a fire
+due before the next tick is waited for.
 """
 
 from __future__ import annotations
@@ -68,6 +70,21 @@ async def schedule_check(*, memo: kopf.Memo, namespace: str | None, name: str, *
             # due before the next tick: on time rather than up to one interval late
             await asyncio.sleep((soon - now).total_seconds())
             await check(ctx, ns, name)
+
+
+async def schedule_changed(
+    *, memo: kopf.Memo, namespace: str | None, name: str, event: kopf.RawEvent, **_: Any
+) -> None:
+    """Any event of a scheduled session: a new or changed schedule gets its times (or its
+    ``ScheduleInvalid``) at once rather than at the next tick; an unchanged one writes nothing.
+    Not retried on failure (an event handler): the timer is the backstop."""
+    if event.get("type") == "DELETED":
+        return
+    ctx, ns = context(memo), namespaced(namespace)
+    try:
+        await check(ctx, ns, name)
+    except Exception as exc:  # the next tick tries again
+        log.warning("session %s/%s: schedule check failed: %s", ns, name, exc)
 
 
 async def check(ctx: Context, ns: str, name: str) -> None:
@@ -159,4 +176,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     interval = settings.sessions.schedule_check_interval.total_seconds()
     timers.timer(registry, sessions, id="schedule_check", interval=interval, when=scheduled)(
         timed("Session")(schedule_check)
+    )
+    kopf.on.event(*sessions, registry=registry, id="schedule_changed", when=scheduled)(
+        timed("Session", "schedule_changed")(schedule_changed)
     )
