@@ -6,14 +6,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from streamspace.decisions import decision_of
-from streamspace.schedules import FIRED_ANNOTATION
+from streamspace.schedules import FIRED_ANNOTATION, schedule_problems
 from streamspace_dev.process import wait_until
 from streamspace_testing import GROUP, TEMPLATE, VERSION, Objects
 
@@ -167,6 +169,17 @@ def test_a_kubectl_schedule_the_schema_cannot_judge_gets_a_condition_and_an_even
     assert wait_until(lambda: objects.events("alice-bad", "ScheduleInvalid"), TIMEOUT)
     status = objects.status("alice-bad")
     assert "nextStart" not in status and "nextStop" not in status
+
+
+def test_the_example_is_accepted_and_valid(objects: Objects) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "scheduled-session.yaml"
+    doc = yaml.safe_load(example.read_text())
+    doc["metadata"].pop("namespace")
+    created = objects.custom.create_namespaced_custom_object(
+        GROUP, VERSION, objects.ns, "sessions", doc
+    )
+    assert created["spec"]["schedule"] == doc["spec"]["schedule"]
+    assert schedule_problems(created["spec"]["schedule"]) == {}
 
 
 @pytest.mark.parametrize(
