@@ -80,6 +80,21 @@ def test_fall_back_a_repeated_start_fires_once() -> None:
     assert [fire for _, fire, _ in made] == [at("2026-10-24T23:30:00Z")]
 
 
+def test_fall_back_in_new_york_a_01_30_that_happens_twice_fires_once() -> None:
+    # 2026-11-01: 02:00 EDT becomes 01:00 EST; 01:30 is 05:30Z and again 06:30Z
+    made = drive(
+        {"start": "30 1 * * *", "stop": "45 1 * * *", "timeZone": "America/New_York"},
+        at("2026-10-31T20:00:00Z"),
+        at("2026-11-02T20:00:00Z"),
+    )
+    assert [(kind, fire) for kind, fire, _ in made] == [
+        ("start", at("2026-11-01T05:30:00Z")),  # its first pass, EDT
+        ("stop", at("2026-11-01T05:45:00Z")),
+        ("start", at("2026-11-02T06:30:00Z")),  # the next day, EST
+        ("stop", at("2026-11-02T06:45:00Z")),
+    ]
+
+
 def test_a_wildcard_hour_fires_in_every_real_hour_of_the_fall_back_day() -> None:
     made = drive(
         {"start": "30 * * * *", "timeZone": "Europe/Berlin"},
