@@ -12,6 +12,7 @@ import signal
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -151,10 +152,13 @@ def start_operator(cluster: Cluster, namespace: str) -> Iterator[Callable[..., O
     """Start the operator on the test's namespace; extra env like RECONCILE_INTERVAL="1s".
 
     Standalone unless a peering ``priority`` is given. Each serves /metrics on a port of its own.
+    ``clock`` replaces the schedules' clock (a test moves it instead of waiting for a minute).
     """
     started: list[OperatorThread] = []
 
-    def start(priority: int | None = None, **env: str) -> OperatorThread:
+    def start(
+        priority: int | None = None, clock: Callable[[], datetime] | None = None, **env: str
+    ) -> OperatorThread:
         settings = load_settings(
             {
                 "KUBECONFIG": str(cluster.kubeconfig),
@@ -165,7 +169,7 @@ def start_operator(cluster: Cluster, namespace: str) -> Iterator[Callable[..., O
                 **env,
             }
         )
-        operator = OperatorThread(settings, priority).start()
+        operator = OperatorThread(settings, priority, clock).start()
         started.append(operator)
         return operator
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from facade_testing import Client, FacadeThread, token
 from streamspace.config import Settings
@@ -20,9 +22,15 @@ from streamspace_testing import closing_finished
 class OperatorThread:
     """The real operator (our registry, Kopf, kubernetes_asyncio) in a thread of this process."""
 
-    def __init__(self, settings: Settings, priority: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        priority: int | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.settings = settings
         self.priority = priority
+        self.clock = clock  # the schedules' clock (None: the real one)
         self.stop_flag = threading.Event()
         self.ready_flag = threading.Event()
         self.error: BaseException | None = None
@@ -37,6 +45,7 @@ class OperatorThread:
             liveness_endpoint=None,
             standalone=self.priority is None,
             priority=self.priority or 0,
+            clock=self.clock,
         )
 
         async def main() -> None:

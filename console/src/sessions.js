@@ -75,10 +75,41 @@ async function act(spec, session) {
   return api("PATCH", path(session) + inNamespace(session), { state: spec.state });
 }
 
+// The browser's own time zone, offered as the schedule's (the server's default is UTC).
+const LOCAL_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+
+// The schedule the start form asks for, or null when neither cron was given.
+function scheduleOf({ start, stop, timeZone }) {
+  const wanted = { start: start.trim(), stop: stop.trim() };
+  if (!wanted.start && !wanted.stop) return null;
+  const schedule = { timeZone: timeZone.trim() || "UTC" };
+  for (const key of ["start", "stop"]) if (wanted[key]) schedule[key] = wanted[key];
+  return schedule;
+}
+
+function ScheduleFields({ value, onChange }) {
+  const field = (key, label, hint) => html`
+    <div>
+      <label for=${`schedule-${key}`}>${label}</label>
+      <input id=${`schedule-${key}`} data-testid=${`schedule-${key}`} value=${value[key]}
+        aria-describedby=${`schedule-${key}-hint`} spellcheck="false" autocomplete="off"
+        onInput=${(e) => onChange({ ...value, [key]: e.currentTarget.value })} />
+      <p class="help" id=${`schedule-${key}-hint`}>${hint}</p>
+    </div>`;
+  return html`
+    <details class="schedule" data-testid="schedule-fields">
+      <summary>Schedule (optional)</summary>
+      ${field("start", "Start at", "Cron of five fields, e.g. 0 8 * * 1-5 (weekdays 08:00).")}
+      ${field("stop", "Hibernate at", "Cron of five fields, e.g. 0 18 * * 1-5.")}
+      ${field("timeZone", "Time zone", "IANA name the crons are read in, e.g. Europe/Berlin.")}
+    </details>`;
+}
+
 function StartForm({ onError, onStarted }) {
   const [templates, setTemplates] = useState(null);
   const [chosen, setChosen] = useState("");
   const [busy, setBusy] = useState(false);
+  const [schedule, setSchedule] = useState({ start: "", stop: "", timeZone: LOCAL_ZONE });
   useEffect(() => {
     listAll("/api/v1/templates", "templates")
       .then((items) => {
@@ -96,7 +127,10 @@ function StartForm({ onError, onStarted }) {
     if (!chosen) return;
     setBusy(true);
     try {
-      const created = await api("POST", "/api/v1/sessions", { template: chosen }, {
+      const body = { template: chosen };
+      const timetable = scheduleOf(schedule);
+      if (timetable) body.schedule = timetable;
+      const created = await api("POST", "/api/v1/sessions", body, {
         "Idempotency-Key": crypto.randomUUID(),
       });
       onStarted(`Session ${created.id} is starting.`);
@@ -117,7 +151,25 @@ function StartForm({ onError, onStarted }) {
         ${(templates || []).map((name) => html`<option value=${name}>${name}</option>`)}
       </select>
       <button type="submit" data-testid="start" disabled=${busy || !chosen}>Start session</button>
+      <${ScheduleFields} value=${schedule} onChange=${setSchedule} />
     </form>`;
+}
+
+// A session's schedule and its next scheduled start and stop, in the reader's local time.
+function Schedule({ session }) {
+  const schedule = session.schedule;
+  if (!schedule) return html`<span data-testid="schedule"></span>`;
+  const crons = [schedule.start && `start ${schedule.start}`, schedule.stop && `stop ${schedule.stop}`]
+    .filter(Boolean)
+    .join(" · ");
+  const next = (key, label) =>
+    session[key] &&
+    html`<span class="next" data-testid=${key === "nextStart" ? "next-start" : "next-stop"}
+      data-at=${session[key]}>${label} <time datetime=${session[key]}>
+        ${new Date(session[key]).toLocaleString()}</time></span>`;
+  return html`
+    <span data-testid="schedule">${crons} (${schedule.timeZone || "UTC"})</span>
+    ${next("nextStart", "next start")} ${next("nextStop", "next stop")}`;
 }
 
 function Row({ session, warnedDeadline, now, onAction, busy, showUser }) {
@@ -137,6 +189,7 @@ function Row({ session, warnedDeadline, now, onAction, busy, showUser }) {
         ${warn && html`<span class="warning" data-testid="idle-warning" role="status">
           Hibernates soon unless used</span>`}
       </td>
+      <td class="schedule-cell"><${Schedule} session=${session} /></td>
       <${RowActions} specs=${ACTIONS} item=${session} name=${session.id} busy=${busy}
         onAction=${onAction} />
     </tr>`;
@@ -261,6 +314,7 @@ export function SessionsPage({ me, onSignedOut }) {
             <th scope="col">Name</th>${everyone && html`<th scope="col">User</th>`}
             <th scope="col">Template</th><th scope="col">State</th>
             <th scope="col">Phase</th><th scope="col">Access</th><th scope="col">Idle</th>
+            <th scope="col">Schedule</th>
             <th scope="col">Actions</th>
           </tr>
         </thead>

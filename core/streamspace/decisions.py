@@ -19,7 +19,7 @@ from typing import Any
 DECISION = "stream.space/state-decision"
 SEEN = "stream.space/session-seen"
 
-USER, IDLE, CONNECT = "user", "idle", "connect"
+USER, IDLE, CONNECT, SCHEDULE = "user", "idle", "connect", "schedule"
 
 
 @dataclass(frozen=True)

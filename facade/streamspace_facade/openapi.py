@@ -141,7 +141,7 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
            (IDEMPOTENCY_KEY,), body="SessionCreate"),
         Op("get", S, "getSession", "One session", {200: "Session"}, (404, 409, *KUBE),
            (SESSION, IN_NAMESPACE)),
-        Op("patch", S, "updateSession", "Change state, resources, timeouts or tags",
+        Op("patch", S, "updateSession", "Change state, resources, timeouts, tags or schedule",
            {200: "Session"}, (403, 404, 409, *KUBE), (SESSION, IN_NAMESPACE),
            body="SessionPatch"),
         Op("delete", S, "deleteSession", "Delete a session and its workload", {204: None},

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from streamspace.naming import DNS_LABEL, DNS_SUBDOMAIN
+from streamspace_facade.openapi_schedule import SCHEDULE_REQUEST, SCHEDULE_RESPONSE
 from streamspace_facade.sessions import TAG_PATTERN
 from streamspace_facade.state import DURATION
 
@@ -164,6 +165,7 @@ SESSION_SPEC: dict[str, Schema] = {
     "idleTimeout": {**DURATION_STRING, "description": "Hibernate after this long idle (30m)."},
     "maxSessionDuration": {**DURATION_STRING, "description": "Terminate after this long (8h)."},
     "tags": TAGS,
+    "schedule": SCHEDULE_REQUEST,
 }
 
 PORT = integer("A port number.", minimum=1, maximum=65535)
@@ -276,6 +278,9 @@ def schemas() -> dict[str, Schema]:
                 "idleDeadline": _time("When it hibernates if nothing happens.", nullable=True),
                 "startedAt": _time("When it last started running.", nullable=True),
                 "hibernatedAt": _time("When it last hibernated.", nullable=True),
+                "schedule": SCHEDULE_RESPONSE,
+                "nextStart": _time("The next scheduled start.", nullable=True),
+                "nextStop": _time("The next scheduled stop.", nullable=True),
                 "createdAt": _time("When it was created."),
             }
         ),

@@ -20,6 +20,7 @@ from streamspace.db.mirror import SESSIONS, session_row
 from streamspace.decisions import USER, next_decision
 from streamspace.lifecycle import revives
 from streamspace.naming import is_dns_label, is_object_name, label_value
+from streamspace.schedules import schedule_problems
 from streamspace.templates import normalize_resources
 from streamspace_facade import paging
 from streamspace_facade.errors import ApiError, forbidden, invalid
@@ -77,6 +78,9 @@ def session_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "idleDeadline": iso(row["idle_deadline"]),
         "startedAt": iso(row["started_at"]),
         "hibernatedAt": iso(row["hibernated_at"]),
+        "schedule": row["schedule"],
+        "nextStart": iso(row["next_start"]),
+        "nextStop": iso(row["next_stop"]),
         "createdAt": iso(row["created_at"]),
     }
 
@@ -117,10 +121,40 @@ def _resources(fields: Fields) -> dict[str, Any] | None:
     return dict(normalize_resources(raw))
 
 
-SPEC_FIELDS = ("persistentHome", "idleTimeout", "maxSessionDuration", "tags", "resources")
+SPEC_FIELDS = (
+    "persistentHome",
+    "idleTimeout",
+    "maxSessionDuration",
+    "tags",
+    "resources",
+    "schedule",
+)
 
 
-def _common_spec(fields: Fields) -> dict[str, Any]:
+def _schedule(fields: Fields, spec: dict[str, Any], *, patching: bool) -> None:
+    """``schedule`` into ``spec``: checked here (cron and time zone, which no schema can
+    check), replacing the whole schedule; on a PATCH, null removes it."""
+    if "schedule" not in fields.body:
+        return
+    raw = fields.body["schedule"]
+    if raw is None:
+        if patching:
+            spec["schedule"] = None
+        return
+    problems = schedule_problems(raw)
+    for path, problem in problems.items():
+        fields.fail(path, problem)
+    if not problems:
+        schedule = {
+            "start": raw.get("start"),
+            "stop": raw.get("stop"),
+            "timeZone": raw.get("timeZone") or "UTC",
+        }
+        # on a PATCH an absent cron goes as null: the merge patch replaces the schedule
+        spec["schedule"] = {k: v for k, v in schedule.items() if patching or v is not None}
+
+
+def _common_spec(fields: Fields, *, patching: bool = False) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     for key, kind, check in (
         ("persistentHome", bool, None),
@@ -135,6 +169,7 @@ def _common_spec(fields: Fields) -> dict[str, Any]:
     resources = _resources(fields)
     if resources is not None:
         spec["resources"] = resources
+    _schedule(fields, spec, patching=patching)
     return spec
 
 
@@ -270,7 +305,7 @@ async def patch_session(request: web.Request) -> web.Response:
     name = request.match_info["id"]
     body = await json_body(request)
     fields = Fields(body, {"state", *SPEC_FIELDS})
-    spec = _common_spec(fields)
+    spec = _common_spec(fields, patching=True)
     fields.done()
     enforce_caps(spec, svc.settings.limits)
     if not spec:

@@ -256,7 +256,7 @@ async def _wake(ctx: Context, ns: str, session: dict[str, Any], connection: dict
     """hibernated → running, if this connection still wakes the session; decided again on the
     session read after each conflict, so a user's hibernate landing meanwhile stands."""
     name = session["metadata"]["name"]
-    patched = await _change_state(
+    patched = await change_state(
         ctx,
         ns,
         session,
@@ -268,7 +268,7 @@ async def _wake(ctx: Context, ns: str, session: dict[str, Any], connection: dict
         log.info("session %s woken by a connection", name)
 
 
-async def _change_state(
+async def change_state(
     ctx: Context,
     ns: str,
     session: dict[str, Any] | None,
@@ -276,20 +276,23 @@ async def _change_state(
     still_wanted: Callable[[dict[str, Any]], bool],
     state: str,
     cause: str,
+    annotations: dict[str, str] | None = None,
 ) -> bool:
     """Set ``spec.state`` conditioned on the resourceVersion read, counting the decision
     (``decisions``); on a conflict read again and retry only while ``still_wanted`` holds. A
-    user's change in between therefore always wins. Raises when conflicts never end."""
+    user's change in between therefore always wins. Raises when conflicts never end.
+    ``annotations`` are written in the same patch (a scheduled transition's fire time)."""
     for _ in range(STATE_CHANGE_ATTEMPTS):
         if session is None or not still_wanted(session):
             return False
         meta = session["metadata"]
-        annotations = {
+        written = {
             CAUSE_ANNOTATION: f"{state}:{cause}",
-            **next_decision(session, cause.lower()),  # who: "idle" or "connect"
+            **next_decision(session, cause.lower()),  # who: "idle", "connect" or "schedule"
+            **(annotations or {}),
         }
         patch = {
-            "metadata": {"resourceVersion": meta["resourceVersion"], "annotations": annotations},
+            "metadata": {"resourceVersion": meta["resourceVersion"], "annotations": written},
             "spec": {"state": state},
         }
         try:
@@ -408,7 +411,7 @@ async def _hibernate_if_still_idle(
         # From the cache: the change is conditioned on its resourceVersion, and a conflict
         # reads the session again.
         session = await _session(ctx, ns, name)
-        if await _change_state(
+        if await change_state(
             ctx, ns, session, still_wanted=still_idle, state="hibernated", cause="Idle"
         ):
             ctx.warned.pop((ns, name), None)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import kopf
 from psycopg_pool import AsyncConnectionPool
@@ -36,6 +37,8 @@ class Context:
     cache: Cache = field(default_factory=Cache)  # what the watches hold (indexes bound at start)
     retries: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
     trimmer: asyncio.Task[None] | None = None  # memory.trim_forever, from start-up to clean-up
+    # The clock of the schedules (tests move it rather than waiting for a cron's minute).
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     @property
     def api(self) -> Kube:

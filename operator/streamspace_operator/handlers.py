@@ -24,6 +24,7 @@ from streamspace_operator import (
     metrics,
     plugins,
     repositories,
+    schedules,
     sessions,
     templates,
     timers,
@@ -114,11 +115,12 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     sessions.register(registry, settings)
     templates.register(registry, settings)
     connections.register(registry, settings)
+    schedules.register(registry, settings)
     repositories.register(registry, settings)
     plugins.register(registry, settings)
     metrics.register(registry, settings)
-    # The kinds with timers (sessions: drift, stale and idle checks; repositories: due syncs;
-    # plugins: drift).
+    # The kinds with timers (sessions: drift, stale, idle and schedule checks; repositories:
+    # due syncs; plugins: drift).
     for plural in ("sessions", "templaterepositories", "plugins"):
         timers.stop_timers_on_deletion(registry, (API_GROUP, API_VERSION, plural))
     return registry

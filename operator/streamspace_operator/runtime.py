@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import kopf
 
@@ -53,6 +55,7 @@ class RunOptions:
     liveness_endpoint: str | None = "http://0.0.0.0:8081/healthz"
     standalone: bool = False
     priority: int = 0
+    clock: Callable[[], datetime] | None = None  # the schedules' clock; None: the real one
 
 
 def operator_settings() -> kopf.OperatorSettings:
@@ -129,10 +132,17 @@ async def serve(
         priority=options.priority,
         peering_name=None if options.standalone else PEERING_NAME,  # a name makes it mandatory
         liveness_endpoint=options.liveness_endpoint,
-        memo=kopf.Memo(ctx=Context(settings, peering=None if options.standalone else PEERING_NAME)),
+        memo=kopf.Memo(ctx=_context(settings, options)),
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )
+
+
+def _context(settings: Settings, options: RunOptions) -> Context:
+    ctx = Context(settings, peering=None if options.standalone else PEERING_NAME)
+    if options.clock is not None:
+        ctx.clock = options.clock
+    return ctx
 
 
 def run(settings: Settings, options: RunOptions) -> int:

@@ -31,6 +31,21 @@ def alive(memo: kopf.Memo, **_: Any) -> bool:
     return not memo.get(GONE)
 
 
+def alive_and(when: Callable[..., bool]) -> Callable[..., bool]:
+    """``alive`` first, then a timer's own filter (``stops_on_deletion`` recognises it)."""
+
+    def filtered(memo: kopf.Memo, **kwargs: Any) -> bool:
+        return alive(memo) and when(memo=memo, **kwargs)
+
+    filtered.alive_first = True  # type: ignore[attr-defined]
+    return filtered
+
+
+def stops_on_deletion(when: Any) -> bool:
+    """Whether a timer's ``when`` filter is false once its object's deletion was seen."""
+    return when is alive or getattr(when, "alive_first", False) is True
+
+
 def deleted(type: str | None, **_: Any) -> bool:
     """The ``when`` filter of event handlers that only care for the ``DELETED`` event."""
     return type == "DELETED"
@@ -54,8 +69,10 @@ def timer(
     id: str,
     interval: float,
     initial_delay: float | None = None,
+    when: Callable[..., bool] | None = None,
 ) -> Callable[[Any], Any]:
-    """``kopf.timer`` without the finalizer; the resource needs ``stop_timers_on_deletion``."""
+    """``kopf.timer`` without the finalizer; the resource needs ``stop_timers_on_deletion``.
+    ``when`` narrows the objects that get the timer (besides ``alive``)."""
 
     def decorate(fn: Any) -> Any:
         kopf.timer(
@@ -64,7 +81,7 @@ def timer(
             id=id,
             interval=interval,
             initial_delay=initial_delay,
-            when=alive,
+            when=alive if when is None else alive_and(when),
         )(fn)
         spawning = registry._spawning
         handler = spawning._handlers[-1]

@@ -384,7 +384,11 @@ def test_printer_columns(api: client.ApiClient, namespace: str) -> None:
         "plugins": ["Name", "Plugin", "Version", "Type", "Enabled", "Phase", "Age"],
     }
     for plural, columns in expected.items():
-        assert [c["name"] for c in table(api, namespace, plural)["columnDefinitions"]] == columns
+        defined = table(api, namespace, plural)["columnDefinitions"]
+        # what `kubectl get` prints; `-o wide` adds the columns of a higher priority
+        assert [c["name"] for c in defined if not c.get("priority")] == columns
+    wide = [c["name"] for c in table(api, namespace, "sessions")["columnDefinitions"]]
+    assert wide[-3:] == ["Next Start", "Next Stop", "Age"]
     cells = table(api, namespace, "sessions")["rows"][0]["cells"]
     assert cells[:4] == ["s-table", "alice", "firefox-browser", "running"]
 

@@ -153,6 +153,7 @@ def test_session_row_maps_a_full_session() -> None:
                 {"user": "carol", "access": "control"},
                 {"user": "bob", "access": "view"},
             ],
+            "schedule": {"start": "0 8 * * 1-5", "timeZone": "Europe/Berlin"},
         },
         "status": {
             "phase": "Hibernated",
@@ -164,6 +165,7 @@ def test_session_row_maps_a_full_session() -> None:
             "idleDeadline": "2024-05-01T10:35:00Z",
             "startedAt": "2024-05-01T10:01:00Z",
             "hibernatedAt": "2024-05-01T10:40:00Z",
+            "nextStart": "2024-05-02T06:00:00Z",
             "conditions": [{"type": "Ready", "status": "False"}],
         },
     }
@@ -195,6 +197,9 @@ def test_session_row_maps_a_full_session() -> None:
         "idle_deadline": at + timedelta(minutes=35),
         "started_at": at + timedelta(minutes=1),
         "hibernated_at": at + timedelta(minutes=40),
+        "schedule": {"start": "0 8 * * 1-5", "timeZone": "Europe/Berlin"},
+        "next_start": at + timedelta(hours=20),
+        "next_stop": None,
         "resource_version": "4711",
         "created_at": at,
     }
@@ -228,6 +233,9 @@ def test_session_row_defaults_for_a_fresh_session() -> None:
         "idle_deadline": None,
         "started_at": None,
         "hibernated_at": None,
+        "schedule": None,
+        "next_start": None,
+        "next_stop": None,
         "resource_version": "",
     }
 

@@ -263,6 +263,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 "HEARTBEAT_CHECK_INTERVAL", defaults.heartbeat_check_interval
             ),
             idle_check_interval=read.duration("IDLE_CHECK_INTERVAL", defaults.idle_check_interval),
+            schedule_check_interval=read.duration(
+                "SCHEDULE_CHECK_INTERVAL", defaults.schedule_check_interval
+            ),
             hibernate_warning=read.duration("HIBERNATE_WARNING", defaults.hibernate_warning),
             reconcile_interval=read.duration("RECONCILE_INTERVAL", defaults.reconcile_interval),
         ),

@@ -81,6 +81,10 @@ class SessionSettings:
     idle_check_interval: timedelta = timedelta(seconds=30)
     """How often running sessions are checked for idleness (``IDLE_CHECK_INTERVAL``)."""
 
+    schedule_check_interval: timedelta = timedelta(seconds=30)
+    """How often sessions with a ``spec.schedule`` are checked for a due start or stop
+    (``SCHEDULE_CHECK_INTERVAL``); a fire due before the next check is waited for."""
+
     hibernate_warning: timedelta = timedelta(minutes=5)
     """How long before hibernation the idle warning goes out (``HIBERNATE_WARNING``)."""
 

@@ -62,6 +62,9 @@ def session_row(obj: Mapping[str, Any]) -> Row:
         "idle_deadline": parse_timestamp(status.get("idleDeadline")),
         "started_at": parse_timestamp(status.get("startedAt")),
         "hibernated_at": parse_timestamp(status.get("hibernatedAt")),
+        "schedule": dict(spec["schedule"]) if isinstance(spec.get("schedule"), Mapping) else None,
+        "next_start": parse_timestamp(status.get("nextStart")),
+        "next_stop": parse_timestamp(status.get("nextStop")),
         "resource_version": str(meta.get("resourceVersion", "")),
         "created_at": _created(meta),
     }

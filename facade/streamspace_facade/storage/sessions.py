@@ -29,6 +29,7 @@ SESSION_JSON = f"""json_build_object(
     'sharedWith', shared_with, 'access', {ACCESS},
     'lastActivity', {_ts("last_activity")}, 'idleDeadline', {_ts("idle_deadline")},
     'startedAt', {_ts("started_at")}, 'hibernatedAt', {_ts("hibernated_at")},
+    'schedule', schedule, 'nextStart', {_ts("next_start")}, 'nextStop', {_ts("next_stop")},
     'createdAt', {_ts("created_at")})"""
 """``sessions.caller_view`` in SQL, for lists (a test keeps the two identical)."""
 
