@@ -5,7 +5,7 @@
 // it comes from the API key or the identity provider alone (decision 196).
 import { useEffect, useState } from "preact/hooks";
 
-import { api, listAll, query } from "./api.js";
+import { api, listAll } from "./api.js";
 import { RowActions, html } from "./html.js";
 import { atLeast } from "./roles.js";
 
@@ -105,7 +105,7 @@ export function UsersPage({ me }) {
   }, []);
   useEffect(() => {
     let current = true;
-    listAll(USERS + query({ group }), "users").then(
+    listAll(USERS, "users", { group }).then(
       (found) => current && setUsers(found),
       (failure) => current && setError(`The users could not be loaded: ${failure.message}`),
     );
