@@ -7,6 +7,7 @@ import { useEffect, useState } from "preact/hooks";
 
 import { get, query } from "./api.js";
 import { html } from "./html.js";
+import { Field } from "./repositories.js";
 
 const USAGE = "/api/v1/analytics/usage";
 const DAY = 24 * 60 * 60 * 1000;
@@ -43,16 +44,6 @@ export function reportQuery(form) {
     groupBy: form.groupBy,
     ...Object.fromEntries(PRICES.map((p) => [p.param, form[p.param].trim()])),
   });
-}
-
-function Field({ id, label, problem, hint, children }) {
-  const described = [hint && `${id}-hint`, problem && `${id}-error`].filter(Boolean).join(" ");
-  return html`<div class="field">
-    <label for=${id}>${label}</label>
-    ${children(described || undefined)}
-    ${hint && html`<p class="help" id=${`${id}-hint`}>${hint}</p>`}
-    ${problem && html`<p class="error field-error" id=${`${id}-error`}>${problem}</p>`}
-  </div>`;
 }
 
 function Report({ report }) {
@@ -113,7 +104,7 @@ export function UsagePage() {
       current = false;
     };
   }, [asked]);
-  const set = (key) => (e) => setForm((f) => ({ ...f, [key]: e.currentTarget.value }));
+  const set = (key) => (value) => setForm((f) => ({ ...f, [key]: value }));
   const show = (event) => {
     event.preventDefault();
     setAsked(reportQuery(form));
@@ -128,31 +119,22 @@ export function UsagePage() {
       </div>
       <form class="add" onSubmit=${show} aria-label="Choose the usage report">
         <div class="fields">
-          <${Field} id="usage-from" label="From" problem=${problem("from")} hint="First day (UTC)">
-            ${(d) => html`<input id="usage-from" type="date" value=${form.from} required
-              aria-describedby=${d} aria-invalid=${problem("from") ? "true" : "false"}
-              onInput=${set("from")} />`}
-          <//>
-          <${Field} id="usage-to" label="To" problem=${problem("to")} hint="Last day (UTC), counted whole">
-            ${(d) => html`<input id="usage-to" type="date" value=${form.to} required
-              aria-describedby=${d} aria-invalid=${problem("to") ? "true" : "false"}
-              onInput=${set("to")} />`}
-          <//>
-          <${Field} id="usage-group-by" label="Group by" problem=${problem("groupBy")}>
-            ${(d) => html`<select id="usage-group-by" value=${form.groupBy} aria-describedby=${d}
-              onChange=${set("groupBy")}>
+          <${Field} id="usage-from" label="From" kind="date" required value=${form.from}
+            onInput=${set("from")} problem=${problem("from")} hint="First day (UTC)" />
+          <${Field} id="usage-to" label="To" kind="date" required value=${form.to}
+            onInput=${set("to")} problem=${problem("to")} hint="Last day (UTC), counted whole" />
+          <div class="field">
+            <label for="usage-group-by">Group by</label>
+            <select id="usage-group-by" value=${form.groupBy}
+              onChange=${(e) => set("groupBy")(e.currentTarget.value)}>
               ${GROUP_BY.map((g) => html`<option value=${g}>${g}</option>`)}
-            </select>`}
-          <//>
+            </select>
+          </div>
         </div>
         <div class="fields">
           ${PRICES.map(
-            (p) => html`<${Field} id=${p.id} label=${p.label} problem=${problem(p.param)}
-              hint="Optional">
-              ${(d) => html`<input id=${p.id} type="text" inputmode="decimal" value=${form[p.param]}
-                autocomplete="off" aria-describedby=${d}
-                aria-invalid=${problem(p.param) ? "true" : "false"} onInput=${set(p.param)} />`}
-            <//>`,
+            (p) => html`<${Field} id=${p.id} label=${p.label} value=${form[p.param]}
+              onInput=${set(p.param)} problem=${problem(p.param)} hint="Optional" />`,
           )}
         </div>
         <button type="submit" data-testid="usage-show">Show</button>

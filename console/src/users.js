@@ -7,6 +7,7 @@ import { useEffect, useState } from "preact/hooks";
 
 import { api, listAll } from "./api.js";
 import { RowActions, html } from "./html.js";
+import { Field } from "./repositories.js";
 import { atLeast } from "./roles.js";
 
 const USERS = "/api/v1/users";
@@ -38,6 +39,7 @@ function GroupsForm({ user, onSaved, onCancel }) {
   const [problem, setProblem] = useState("");
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
+  const idp = user.identityProviderGroups.join(", ") || "none";
   const save = async (event) => {
     event.preventDefault();
     setBusy(true);
@@ -54,16 +56,9 @@ function GroupsForm({ user, onSaved, onCancel }) {
   return html`
     <form class="add" data-testid="user-groups-form" onSubmit=${save}
       aria-label=${`Admin groups of ${user.id}`}>
-      <div class="field">
-        <label for="user-groups">Admin groups of ${user.id}</label>
-        <input id="user-groups" value=${text} autocomplete="off" spellcheck=${false}
-          aria-invalid=${problem ? "true" : "false"}
-          aria-describedby=${problem ? "user-groups-hint user-groups-error" : "user-groups-hint"}
-          onInput=${(e) => setText(e.currentTarget.value)} />
-        <p class="help" id="user-groups-hint">Comma-separated. The identity provider's groups
-          (${user.identityProviderGroups.join(", ") || "none"}) are kept apart and not edited here.</p>
-        ${problem && html`<p class="error field-error" id="user-groups-error">${problem}</p>`}
-      </div>
+      <${Field} id="user-groups" label=${`Admin groups of ${user.id}`} value=${text}
+        onInput=${setText} problem=${problem}
+        hint=${`Comma-separated. The identity provider's groups (${idp}) are kept apart.`} />
       ${error && html`<p class="error" role="alert">${error}</p>`}
       <div class="actions">
         <button type="submit" data-testid="user-groups-save" disabled=${busy}>Save groups</button>
