@@ -3,7 +3,8 @@
 Users (operators and admins): an admin gives alice a group (a bad one refused beside its field),
 disables and enables bob (who is refused by the API meanwhile) and deletes a user after the
 confirmation; the table tells the identity provider's groups from the admin's. A plain user is
-offered no Users page, by navigation or by address, and the API refuses them the list. Usage
+offered no Users page, by navigation or by address, and the API refuses them the list; an
+operator reads the page with no action, and the API refuses an operator's change. Usage
 (everyone): a session that really ran shows as the user's own row, by user and by template,
 with a cost when priced and the caller's groups in the header. Running hours grow while the
 test reads them, so only what is deterministic is asserted (who and what has a row, that the
@@ -21,7 +22,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.select import Select
-from test_console_admin import fill, open_page, refused, unlabelled
+from test_console_admin import OPERATOR, fill, open_page, refused, unlabelled, with_operator
 from test_console_flows import RUNNING, rest_session, sign_in
 
 from browser_testing import find, gone, shown, text_is, wait_for
@@ -143,6 +144,20 @@ def test_an_admin_edits_groups_disables_enables_and_deletes_users(
     browser.switch_to.alert.accept()
     wait_for(browser, gone(carol), message="carol deleted")
     assert console.rest("carol").get("/api/v1/me").status == 401  # her key went with her
+
+
+def test_an_operator_reads_the_users_but_changes_none(console: Console, browser: WebDriver) -> None:
+    seen(console, "alice")
+    sign_in(browser, with_operator(console), OPERATOR)
+    open_page(browser, "nav-users", "#/users", "users-heading")
+    wait_for(browser, shown(user_row("alice")), message="alice's row")
+    assert cell(browser, user_row(OPERATOR), "user-role") == "operator"
+    assert not browser.find_elements(By.CSS_SELECTOR, "table[data-testid=users] button")
+    # what the page does not offer, the API refuses
+    olga = console.rest(OPERATOR)
+    assert olga.patch(f"{USERS}/alice", {"disabled": True}).status == 403
+    assert olga.delete(f"{USERS}/alice").status == 403
+    assert console.rest("alice").get("/api/v1/me").status == 200
 
 
 def test_a_plain_user_has_usage_but_no_users_page(console: Console, browser: WebDriver) -> None:
