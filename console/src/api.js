@@ -60,12 +60,12 @@ export function query(params) {
   return text ? `?${text}` : "";
 }
 
-// Every item of a list that pages with `continue` tokens.
-export async function listAll(path, plural) {
+// Every item of a list that pages with `continue` tokens (`params`: its filters).
+export async function listAll(path, plural, params = {}) {
   const items = [];
   let token = null;
   do {
-    const page = await get(path + query({ limit: 1000, continue: token }));
+    const page = await get(path + query({ ...params, limit: 1000, continue: token }));
     items.push(...(page[plural] || []));
     token = page.continue;
   } while (token);

@@ -1,7 +1,7 @@
 // The console's shell: who is signed in (GET /api/v1/me on load), the sign-in form,
 // the header with the navigation, and hash routing (#/sessions, #/catalog, #/repositories,
-// #/plugins, #/admin): the facade serves only /, so every page is a hash of it. A page is
-// offered only to the roles that may use it (the facade refuses the others anyway).
+// #/plugins, #/usage, #/users, #/admin): the facade serves only /, so every page is a hash of
+// it. A page is offered only to the roles that may use it (the facade refuses the others anyway).
 import { useEffect, useState } from "preact/hooks";
 
 import { AdminPage } from "./admin.js";
@@ -12,6 +12,8 @@ import { PluginsPage } from "./plugins.js";
 import { RepositoriesPage } from "./repositories.js";
 import { atLeast } from "./roles.js";
 import { SessionsPage } from "./sessions.js";
+import { UsagePage } from "./usage.js";
+import { UsersPage } from "./users.js";
 
 const ROUTES = {
   "#/sessions": { label: "My sessions", testid: "nav-sessions", Page: SessionsPage, role: "user" },
@@ -20,6 +22,8 @@ const ROUTES = {
     label: "Repositories", testid: "nav-repositories", Page: RepositoriesPage, role: "operator",
   },
   "#/plugins": { label: "Plugins", testid: "nav-plugins", Page: PluginsPage, role: "user" },
+  "#/usage": { label: "Usage", testid: "nav-usage", Page: UsagePage, role: "user" },
+  "#/users": { label: "Users", testid: "nav-users", Page: UsersPage, role: "operator" },
   "#/admin": { label: "Admin", testid: "nav-admin", Page: AdminPage, role: "admin" },
 };
 const DEFAULT_ROUTE = "#/sessions";
