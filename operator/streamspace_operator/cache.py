@@ -34,6 +34,8 @@ from streamspace.naming import label_value, workload_name
 SESSIONS = "cache_sessions"
 TEMPLATES = "cache_templates"
 PODS = "cache_pods"
+QUOTAS = "cache_quotas"  # namespace → its SessionQuotas (``quotas``)
+USER_SESSIONS = "cache_user_sessions"  # (namespace, user) → names of the user's Sessions
 CHILDREN: dict[str, tuple[str, str, str, str]] = {
     # kind: (group, version, plural, index id)
     "NetworkPolicy": ("networking.k8s.io", "v1", "networkpolicies", "cache_networkpolicies"),
@@ -120,7 +122,7 @@ class Cache:
 
     def bind(self, kwargs: Mapping[str, Any]) -> None:
         """Take the indexes from a handler's keyword arguments (Kopf passes them to every one)."""
-        ids = [SESSIONS, TEMPLATES, PODS, *(index for *_, index in CHILDREN.values())]
+        ids = [SESSIONS, TEMPLATES, PODS, QUOTAS, USER_SESSIONS, *(index for *_, index in CHILDREN.values())]
         self.indexes = {i: kwargs[i] for i in ids if i in kwargs}
 
     def _indexed(self, index: str, key: Key) -> dict[str, Any] | None:
