@@ -181,6 +181,7 @@ def decide(
     observed: Observed,
     now: datetime,
     opts: WorkloadOptions,
+    *,
     hold: Excess | None = None,
 ) -> Plan:
     """The next step for ``session``; idempotent: the same inputs give the same plan.

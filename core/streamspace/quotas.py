@@ -94,7 +94,7 @@ class Usage:
     """What a user holds (or a session needs) of each limited resource."""
 
     sessions: int = 0
-    runningSessions: int = 0  # noqa: N815 (the limit's name)
+    runningSessions: int = 0
     cpu: Decimal = Decimal(0)
     memory: Decimal = Decimal(0)
     gpus: Decimal = Decimal(0)

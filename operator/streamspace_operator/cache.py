@@ -122,7 +122,8 @@ class Cache:
 
     def bind(self, kwargs: Mapping[str, Any]) -> None:
         """Take the indexes from a handler's keyword arguments (Kopf passes them to every one)."""
-        ids = [SESSIONS, TEMPLATES, PODS, QUOTAS, USER_SESSIONS, *(index for *_, index in CHILDREN.values())]
+        ids = [SESSIONS, TEMPLATES, PODS, QUOTAS, USER_SESSIONS]
+        ids += [index for *_, index in CHILDREN.values()]
         self.indexes = {i: kwargs[i] for i in ids if i in kwargs}
 
     def _indexed(self, index: str, key: Key) -> dict[str, Any] | None:

@@ -16,7 +16,6 @@ from streamspace_operator.cache import Cache
 from streamspace_operator.kube import Kube
 
 
-
 @dataclass
 class Context:
     settings: Settings

@@ -107,10 +107,10 @@ async def _reconcile(ctx: Context, namespace: str, name: str) -> None:
         else:
             observed = ctx.cache.observe(session, ingress=ingress)
         hold = await quotas.hold(ctx, body)
-        plan = decide(session, template, observed, now, ctx.workload_options, hold)
+        plan = decide(session, template, observed, now, ctx.workload_options, hold=hold)
         if await _names_taken(ctx, session, plan, observed):
             observed = await observe(ctx, session)
-            plan = decide(session, template, observed, now, ctx.workload_options, hold)
+            plan = decide(session, template, observed, now, ctx.workload_options, hold=hold)
         try:
             await _write_children(ctx, plan, namespace, name)
         except ApiException as exc:
@@ -122,7 +122,7 @@ async def _reconcile(ctx: Context, namespace: str, name: str) -> None:
                 "session %s/%s: %s on a child write, reading again", namespace, name, exc.status
             )
             observed = await observe(ctx, session)
-            plan = decide(session, template, observed, now, ctx.workload_options, hold)
+            plan = decide(session, template, observed, now, ctx.workload_options, hold=hold)
             await _write_children(ctx, plan, namespace, name)
         await _report(ctx, body, session, plan)
 

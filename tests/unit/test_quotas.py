@@ -157,16 +157,16 @@ HOLD = Excess("q", "runningSessions", 3, 2)
 
 
 def test_a_held_session_gets_no_workload_one_event_and_is_let_go() -> None:
-    first = decide(SessionInput.from_body(session("s")), TEMPLATE, Observed(), NOW, OPTS, HOLD)
+    first = decide(SessionInput.from_body(session("s")), TEMPLATE, Observed(), NOW, OPTS, hold=HOLD)
     assert first.apply == [] and first.ensure_home is None and first.scale_to is None
     assert first.status["phase"] == "Pending"
     cond = {c["type"]: c for c in first.status["conditions"]}[QUOTA_EXCEEDED]
     assert cond["status"] == "True" and "allowed 2" in cond["message"]
     assert [e.reason for e in first.events] == [QUOTA_EXCEEDED]
     held = {**session("s"), "status": first.status}
-    again = decide(SessionInput.from_body(held), TEMPLATE, Observed(), NOW, OPTS, HOLD)
+    again = decide(SessionInput.from_body(held), TEMPLATE, Observed(), NOW, OPTS, hold=HOLD)
     assert again.events == [] and again.status == first.status
-    freed = decide(SessionInput.from_body(held), TEMPLATE, Observed(), NOW, OPTS, None)
+    freed = decide(SessionInput.from_body(held), TEMPLATE, Observed(), NOW, OPTS, hold=None)
     assert any(m["kind"] == "Deployment" for m in freed.apply)
     cond = {c["type"]: c for c in freed.status["conditions"]}[QUOTA_EXCEEDED]
     assert cond["status"] == "False"
