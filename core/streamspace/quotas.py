@@ -270,8 +270,22 @@ def admit(quota: Quota | None, sessions: Sequence[Mapping[str, Any]], sizing: Si
             admitted.add(name)
             used = used + wanted
         else:
+            # held, it still exists: it counts for sessions (and its home), not for running
             refused[name] = over
+            used = used + need(body, sizing, running=False)
     return Admission(frozenset(admitted), refused, used)
+
+
+def refusal(
+    quota: Quota, others: Sequence[Mapping[str, Any]], wanted: Mapping[str, Any], sizing: Sizing
+) -> Excess | None:
+    """Why a request that leaves the user's sessions as ``others`` plus ``wanted`` (a session
+    created, or changed by the request) must be refused; None when ``wanted`` is admitted."""
+    name = str(wanted["metadata"]["name"])
+    rest = [s for s in others if s["metadata"]["name"] != name]
+    if wants_running(wanted):
+        return admit(quota, [*rest, wanted], sizing).held.get(name)
+    return excess(quota, admit(quota, rest, sizing).used, need(wanted, sizing, running=False))
 
 
 def as_wanted(body: Mapping[str, Any], state: str) -> dict[str, Any]:
@@ -281,9 +295,3 @@ def as_wanted(body: Mapping[str, Any], state: str) -> dict[str, Any]:
         return {**body, "spec": {**(body.get("spec") or {}), "state": state}}
     status = {**(body.get("status") or {}), "phase": "Hibernated"}
     return {**body, "spec": {**(body.get("spec") or {}), "state": state}, "status": status}
-
-
-def replaced(sessions: Iterable[Mapping[str, Any]], body: Mapping[str, Any]) -> list[Any]:
-    """``sessions`` with ``body`` in place of the one of the same name (or added)."""
-    name = body["metadata"]["name"]
-    return [s for s in sessions if s["metadata"]["name"] != name] + [body]

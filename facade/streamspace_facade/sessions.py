@@ -19,8 +19,9 @@ from streamspace.db.mirror import SESSIONS, is_deleted, session_row
 from streamspace.decisions import USER, next_decision
 from streamspace.lifecycle import revives
 from streamspace.naming import is_dns_label, is_object_name, label_value
+from streamspace.quotas import as_wanted, wants_running
 from streamspace.templates import normalize_resources
-from streamspace_facade import paging
+from streamspace_facade import paging, quotas
 from streamspace_facade.errors import ApiError, conflict, forbidden, invalid, not_found
 from streamspace_facade.idempotency import IDEMPOTENCY
 from streamspace_facade.limits import enforce_caps
@@ -231,7 +232,10 @@ async def create_session(request: web.Request) -> web.Response:
     if owner != who.user and not who.at_least("admin"):
         raise ApiError(403, "FORBIDDEN", "only admins may create sessions for another user")
     await _template_exists(svc, template)
-    obj = await _create_once(request, owner, template, spec)
+    wanted = {"metadata": {"name": ""}, "spec": {"user": owner, "template": template, **spec}}
+    async with quotas.admitting(request, svc.namespace, wanted) as wrote:
+        obj = await _create_once(request, owner, template, spec)
+        wrote(obj)
     name = obj["metadata"]["name"]
     await svc.mirror.observed(SESSIONS, obj)
     audit(request, "create", "session", name, {"user": owner, "template": template, **spec})
@@ -324,7 +328,7 @@ async def _patch_spec(request: web.Request, name: str, spec: dict[str, Any]) -> 
     read, so the count is exact and a termination landing in between (maxSessionDuration) is not
     undone by a non-admin: the conflict re-reads and re-checks.
     """
-    svc, who = services(request), principal(request)
+    who = principal(request)
     decides = "state" in spec
     guarded = decides and spec["state"] != "terminated" and not who.at_least("admin")
     attempts = PATCH_ATTEMPTS
@@ -342,9 +346,7 @@ async def _patch_spec(request: web.Request, name: str, spec: dict[str, Any]) -> 
                 "annotations": next_decision(session, USER),
             }
         try:
-            obj: dict[str, Any] = await svc.kube.patch(
-                "Session", object_namespace(session), name, patch
-            )
+            obj: dict[str, Any] = await _patch_within_quota(request, session, patch)
         except ApiError as exc:
             attempts -= 1
             if exc.status != 409 or attempts == 0:
@@ -353,11 +355,28 @@ async def _patch_spec(request: web.Request, name: str, spec: dict[str, Any]) -> 
         return obj
 
 
+async def _patch_within_quota(
+    request: web.Request, session: dict[str, Any], patch: dict[str, Any]
+) -> dict[str, Any]:
+    """Apply ``patch``; one that wakes the session (state running) only if its quota admits it
+    (403 ``QUOTA_EXCEEDED`` otherwise)."""
+    kube, ns, name = services(request).kube, object_namespace(session), session["metadata"]["name"]
+    if patch["spec"].get("state") != "running" or wants_running(session):
+        obj: dict[str, Any] = await kube.patch("Session", ns, name, patch)
+        return obj
+    wanted = as_wanted({**session, "spec": {**session["spec"], **patch["spec"]}}, "running")
+    async with quotas.admitting(request, ns, wanted) as wrote:
+        obj = await kube.patch("Session", ns, name, patch)
+        wrote(obj)
+    return obj
+
+
 async def delete_session(request: web.Request) -> web.Response:
     svc = services(request)
     name = request.match_info["id"]
     session = await own_session(request, name)
     await svc.kube.delete("Session", object_namespace(session), name)
+    quotas.forget(svc, object_namespace(session), name)
     await svc.mirror.forget(SESSIONS, session["metadata"]["uid"])
     audit(request, "delete", "session", name)
     return web.Response(status=204)

@@ -19,7 +19,7 @@ import kopf
 
 from streamspace import API_GROUP, API_VERSION
 from streamspace.db.users import groups_of
-from streamspace.quotas import Excess, Sizing, admit, consuming, held, select, wants_running
+from streamspace.quotas import Excess, Sizing, consuming, held, refusal, select, wants_running
 from streamspace.templates import Resources, normalize_resources
 from streamspace_operator.cache import QUOTAS, USER_SESSIONS
 from streamspace_operator.context import Context
@@ -86,8 +86,7 @@ async def hold(ctx: Context, body: Mapping[str, Any]) -> Excess | None:
     quota = select(found, user, await groups(ctx, user) if by_group else ())
     if quota is None:
         return None
-    mine = [s for s in user_sessions(ctx, namespace, user) if s["metadata"]["name"] != meta["name"]]
-    return admit(quota, [*mine, body], sizing(ctx, namespace)).held.get(str(meta["name"]))
+    return refusal(quota, user_sessions(ctx, namespace, user), body, sizing(ctx, namespace))
 
 
 def waiting(ctx: Context, namespace: str, user: str | None = None) -> list[str]:

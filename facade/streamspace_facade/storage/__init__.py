@@ -36,6 +36,7 @@ from streamspace_facade.storage.audit import AuditStore
 from streamspace_facade.storage.catalog import CatalogStore
 from streamspace_facade.storage.database import DB_WAIT, Database, StorageError, StorageUnavailable
 from streamspace_facade.storage.deliveries import DeliveryStore
+from streamspace_facade.storage.groups import GroupStore
 from streamspace_facade.storage.idempotency import IdempotencyStore
 from streamspace_facade.storage.plugins import PluginStore
 from streamspace_facade.storage.repositories import RepositoryStore
@@ -59,6 +60,7 @@ class Storage:
         self.webhooks = WebhookDeliveryStore(database)
         self.plugins = PluginStore(database)
         self.deliveries = DeliveryStore(database)
+        self.groups = GroupStore(database)
 
     @classmethod
     def for_url(cls, url: str, *, pool_size: int) -> Storage:
