@@ -87,6 +87,7 @@ class Objects:
             "connections": "Connection",
             "templaterepositories": "TemplateRepository",
             "plugins": "Plugin",
+            "sessionquotas": "SessionQuota",
         }[plural]
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}}
         self.custom.create_namespaced_custom_object(

@@ -276,16 +276,32 @@ def admit(quota: Quota | None, sessions: Sequence[Mapping[str, Any]], sizing: Si
     return Admission(frozenset(admitted), refused, used)
 
 
-def refusal(
-    quota: Quota, others: Sequence[Mapping[str, Any]], wanted: Mapping[str, Any], sizing: Sizing
+def held_back(
+    quota: Quota, sessions: Sequence[Mapping[str, Any]], body: Mapping[str, Any], sizing: Sizing
 ) -> Excess | None:
-    """Why a request that leaves the user's sessions as ``others`` plus ``wanted`` (a session
-    created, or changed by the request) must be refused; None when ``wanted`` is admitted."""
+    """The limit that keeps Session ``body`` from starting among the user's ``sessions`` (its
+    own older copy among them is replaced); None when the admission order admits it."""
+    name = str(body["metadata"]["name"])
+    rest = [s for s in sessions if s["metadata"]["name"] != name]
+    return admit(quota, [*rest, body], sizing).held.get(name)
+
+
+def refusal(
+    quota: Quota, sessions: Sequence[Mapping[str, Any]], wanted: Mapping[str, Any], sizing: Sizing
+) -> Excess | None:
+    """Why a request that leaves the user's ``sessions`` with ``wanted`` (a session created, or
+    changed by the request) must be refused; None when it may go ahead. It may only if
+    ``wanted`` is admitted and takes the place of no session admitted before it (a wake of an
+    older session never pushes back one that a request was already told may run)."""
     name = str(wanted["metadata"]["name"])
-    rest = [s for s in others if s["metadata"]["name"] != name]
-    if wants_running(wanted):
-        return admit(quota, [*rest, wanted], sizing).held.get(name)
-    return excess(quota, admit(quota, rest, sizing).used, need(wanted, sizing, running=False))
+    rest = [s for s in sessions if s["metadata"]["name"] != name]
+    before = admit(quota, rest, sizing)
+    if not wants_running(wanted):
+        return excess(quota, before.used, need(wanted, sizing, running=False))
+    after = admit(quota, [*rest, wanted], sizing)
+    if name in after.held:
+        return after.held[name]
+    return next((after.held[s] for s in sorted(before.admitted) if s in after.held), None)
 
 
 def as_wanted(body: Mapping[str, Any], state: str) -> dict[str, Any]:

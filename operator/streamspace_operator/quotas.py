@@ -19,7 +19,7 @@ import kopf
 
 from streamspace import API_GROUP, API_VERSION
 from streamspace.db.users import groups_of
-from streamspace.quotas import Excess, Sizing, consuming, held, refusal, select, wants_running
+from streamspace.quotas import Excess, Sizing, consuming, held, held_back, select, wants_running
 from streamspace.templates import Resources, normalize_resources
 from streamspace_operator.cache import QUOTAS, USER_SESSIONS
 from streamspace_operator.context import Context
@@ -86,7 +86,7 @@ async def hold(ctx: Context, body: Mapping[str, Any]) -> Excess | None:
     quota = select(found, user, await groups(ctx, user) if by_group else ())
     if quota is None:
         return None
-    return refusal(quota, user_sessions(ctx, namespace, user), body, sizing(ctx, namespace))
+    return held_back(quota, user_sessions(ctx, namespace, user), body, sizing(ctx, namespace))
 
 
 def waiting(ctx: Context, namespace: str, user: str | None = None) -> list[str]:
