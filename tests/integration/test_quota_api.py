@@ -170,3 +170,17 @@ def test_user_group_and_default_quotas_select_by_specificity(
     )
     assert facade.call(quota_view(request, Principal("frank", "user"))) is None
     assert frank.post(SESSIONS, FIREFOX).status == 201  # no quota selects frank any more
+
+
+def test_the_document_lists_the_quota_refusals(facade: FacadeThread) -> None:
+    doc = Client(facade.url).get("/api/v1/openapi.json").body
+    for path, method in (
+        (SESSIONS, "post"),
+        (f"{SESSIONS}/{{id}}", "patch"),
+        (f"{SESSIONS}/{{id}}/connect", "get"),
+    ):
+        operation = doc["paths"][path][method]
+        assert "QUOTA_EXCEEDED" in operation["summary"], operation
+        assert operation["responses"]["403"] == {"$ref": "#/components/responses/Forbidden"}
+    forbidden = doc["components"]["responses"]["Forbidden"]["description"]
+    assert "QUOTA_EXCEEDED" in forbidden and "details: quota, resource, used, allowed" in forbidden
