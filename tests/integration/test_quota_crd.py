@@ -4,9 +4,11 @@ paths), defaults and shows in ``kubectl get``."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from test_crds import table
@@ -83,3 +85,12 @@ def test_a_valid_quota_is_stored_defaulted_and_listed(
         "sessionquotas.stream.space"
     )
     assert crd.spec.names.short_names == ["sq"] and crd.spec.scope == "Namespaced"
+
+
+def test_the_example_quotas_are_accepted(api: client.ApiClient, namespace: str) -> None:
+    path = Path(__file__).resolve().parents[2] / "examples" / "sessionquota.yaml"
+    docs = list(yaml.safe_load_all(path.read_text()))
+    for doc in docs:
+        doc["metadata"]["namespace"] = namespace
+        create(api, namespace, doc)
+    assert [d["metadata"]["name"] for d in docs] == ["everyone", "staff", "alice"]
