@@ -265,6 +265,8 @@ CANNOT = {
         ("delete", "secrets"),
         ("create", "pods/exec"),
         ("impersonate", "users"),
+        ("create", "sessionquotas.stream.space"),  # quotas are an admin's, never written by us
+        ("patch", "sessionquotas.stream.space"),
     ],
     OPERATOR_SA: [
         ("create", "roles.rbac.authorization.k8s.io"),
@@ -282,11 +284,14 @@ CANNOT = {
         ("create", "pods/exec"),
         ("list", "nodes"),
         ("impersonate", "users"),
+        ("create", "sessionquotas.stream.space"),
+        ("delete", "sessionquotas.stream.space"),
     ],
 }
 CAN = {
     FACADE_SA: [
         ("create", "sessions.stream.space"),
+        ("watch", "sessionquotas.stream.space"),
         ("create", "secrets"),
         ("get", "pods/log"),
         ("create", "plugins.stream.space"),
@@ -300,6 +305,7 @@ CAN = {
         ("patch", "sessions.stream.space/status"),
         ("patch", "plugins.stream.space/status"),
         ("create", "secrets"),  # a kubectl-installed Plugin's Secret, owned by it
+        ("watch", "sessionquotas.stream.space"),
     ],
 }
 
