@@ -234,7 +234,8 @@ async def session_changed(
         ctx.warned.pop((ns, name), None)
     else:
         await reconcile_or_retry(ctx, ns, name)
-    await release(ctx, ns, str(spec.get("user", "")), but=name)
+    if quotas.quotas_in(ctx, ns):  # held sessions with no quota left were let go when it went
+        await release(ctx, ns, str(spec.get("user", "")), but=name)
 
 
 async def release(ctx: Context, namespace: str, user: str | None, but: str = "") -> None:

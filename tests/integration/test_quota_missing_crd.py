@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from facade_testing import Client, FacadeThread, token
 from streamspace import API_GROUP, API_VERSION
@@ -27,23 +26,17 @@ pytestmark = pytest.mark.integration
 CRD = "sessionquotas.stream.space"
 
 
-def _served(api: client.ApiClient, namespace: str) -> bool:
-    try:
-        client.CustomObjectsApi(api).list_namespaced_custom_object(
-            API_GROUP, API_VERSION, namespace, "sessionquotas"
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
+def _served(api: client.ApiClient) -> bool:
+    """Whether discovery lists SessionQuotas."""
+    found = client.CustomObjectsApi(api).get_api_resources(API_GROUP, API_VERSION).resources
+    return any(r.name == "sessionquotas" for r in found)
 
 
 @pytest.fixture
 def without_quota_crd(cluster: Any, api: client.ApiClient, namespace: str) -> Iterator[None]:
     client.ApiextensionsV1Api(api).delete_custom_resource_definition(CRD)
     try:
-        assert wait_until(lambda: not _served(api, namespace), 60)
+        assert wait_until(lambda: not _served(api), 60)
         yield
     finally:
         apply_crds(cluster.kubeconfig, REPO_CRDS)
@@ -70,7 +63,7 @@ def test_sessions_start_without_the_quota_crd_and_quotas_hold_once_it_is_applied
     assert alice.post("/api/v1/sessions", {"template": "firefox"}).status == 201
 
     apply_crds(cluster.kubeconfig, REPO_CRDS)
-    assert wait_until(lambda: _served(api, namespace), 60)
+    assert wait_until(lambda: _served(api), 60)
     objects.create("sessionquotas", "one", {"default": True, "limits": {"runningSessions": 1}})
     refused = alice.post("/api/v1/sessions", {"template": "firefox"})
     assert refused.status == 403 and refused.body["code"] == "QUOTA_EXCEEDED", refused
