@@ -246,7 +246,7 @@ def _quota_condition(session: SessionInput, plan: Plan, hold: Excess | None) -> 
     if hold is None:
         if before is None:
             return []
-        return [Condition(QUOTA_EXCEEDED, False, "WithinQuota", "the session fits its quota")]
+        return [Condition(QUOTA_EXCEEDED, False, "WithinQuota", "no quota holds the session back")]
     if before is None or before.get("status") != "True":
         plan.events.append(Event("Warning", QUOTA_EXCEEDED, hold.message))
     return [Condition(QUOTA_EXCEEDED, True, QUOTA_EXCEEDED, hold.message)]

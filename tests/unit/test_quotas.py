@@ -21,6 +21,7 @@ from streamspace.quotas import (
     as_wanted,
     consuming,
     need,
+    refusal,
     select,
 )
 
@@ -148,6 +149,21 @@ def test_a_wake_waits_behind_nothing_it_is_not_older_than() -> None:
     woken = as_wanted(sleeping, "running")
     assert admit(q, [running, woken], SIZING).held["sleeping"].resource == "runningSessions"
     assert admit(q, [woken], SIZING).admitted == {"sleeping"}
+
+
+def test_a_request_may_not_push_back_a_session_already_admitted() -> None:
+    q = Quota.from_body(quota("q", default=True, runningSessions=1))
+    older = session("older", state="hibernated", phase="Hibernated", created="2026-12-01T00:00:01Z")
+    younger = session("younger", created="2026-12-01T00:00:02Z")  # admitted, not started yet
+    # in the order the older one would come first, but the younger one was told it may run
+    assert admit(q, [as_wanted(older, "running"), younger], SIZING).admitted == {"older"}
+    over = refusal(q, [older, younger], as_wanted(older, "running"), SIZING)
+    assert over == Excess("q", "runningSessions", 2, 1)
+    new = {"metadata": {"name": ""}, "spec": {"user": "alice", "template": "small"}}
+    assert refusal(q, [older], new, SIZING) is None
+    hibernated = {**new, "spec": {**new["spec"], "state": "hibernated"}}
+    limited = Quota.from_body(quota("q", default=True, sessions=1))
+    assert refusal(limited, [older], hibernated, SIZING) == Excess("q", "sessions", 2, 1)
 
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
