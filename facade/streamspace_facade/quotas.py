@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from streamspace.ownership import resource_version
 from streamspace.quotas import ERROR_CODE, Excess, Quota, Sizing, admit, refusal, select
 from streamspace.templates import Resources, normalize_resources
 from streamspace_facade.errors import ApiError
@@ -70,11 +71,6 @@ async def governing(svc: Services, namespace: str, user: str) -> Quota | None:
     return select(found, user, await _groups(svc, user) if by_group else ())
 
 
-def _rv(obj: Mapping[str, Any]) -> int:
-    raw = str(obj["metadata"].get("resourceVersion") or "")
-    return int(raw) if raw.isdigit() else -1
-
-
 async def sessions_of(svc: Services, namespace: str, user: str) -> list[dict[str, Any]]:
     """``user``'s Sessions in ``namespace``: the watch's, each replaced by a newer copy this
     process wrote (dropped once the watch has caught up)."""
@@ -96,7 +92,7 @@ async def sessions_of(svc: Services, namespace: str, user: str) -> list[dict[str
         seen = mine.get(name)
         if ns != namespace or (obj.get("spec") or {}).get("user") != user:
             continue
-        if seen is not None and _rv(seen) >= _rv(obj):
+        if seen is not None and resource_version(seen) >= resource_version(obj):
             del book.written[(ns, name)]
         else:
             mine[name] = obj

@@ -30,6 +30,7 @@ from streamspace import API_GROUP, API_VERSION
 from streamspace.lifecycle import Observed, SessionInput, pods_from
 from streamspace.manifests import MANAGED_BY, SESSION_LABEL
 from streamspace.naming import label_value, workload_name
+from streamspace.ownership import resource_version
 
 SESSIONS = "cache_sessions"
 TEMPLATES = "cache_templates"
@@ -98,15 +99,8 @@ def reduce(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
     return reduced
 
 
-def _version(body: Mapping[str, Any]) -> int:
-    """The resourceVersion as a number (etcd's revision); -1 when it is not one, so that a
-    remembered copy never wins over the watch on an API server with other versions."""
-    raw = str((body.get("metadata") or {}).get("resourceVersion") or "")
-    return int(raw) if raw.isdigit() else -1
-
-
 def _newest(values: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
-    return max(values, key=_version, default=None)
+    return max(values, key=resource_version, default=None)
 
 
 class Cache:
@@ -137,7 +131,7 @@ class Cache:
         remembered = self.remembered.get((kind, ns, name))
         if remembered is None:
             return indexed
-        if indexed is not None and _version(indexed) >= _version(remembered):
+        if indexed is not None and resource_version(indexed) >= resource_version(remembered):
             del self.remembered[(kind, ns, name)]  # the watch has caught up
             return indexed
         return remembered
