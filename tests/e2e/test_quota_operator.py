@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 from kubernetes import client
 
@@ -112,3 +113,31 @@ def test_a_default_quota_holds_everyone_until_it_is_deleted(
         GROUP, VERSION, objects.ns, "sessionquotas", "nobody-runs"
     )
     objects.wait_phase("carol-1", "Running")
+
+
+def test_a_group_quota_holds_the_group_on_the_kubectl_path(
+    objects: Objects, start_operator: Callable[..., Any], database: str
+) -> None:
+    objects.create(
+        "sessionquotas", "staff", {"groups": ["staff"], "limits": {"runningSessions": 1}}
+    )
+    start_operator(DATABASE_URL=database)  # applies the migrations at start
+
+    def user_table() -> bool:
+        with psycopg.connect(database, autocommit=True) as conn:
+            return conn.execute("SELECT to_regclass('users') IS NOT NULL").fetchone() == (True,)
+
+    assert wait_until(user_table, TIMEOUT)
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("INSERT INTO users (id, idp_groups) VALUES ('dave', '{staff}')")
+    for name in ("dave-1", "dave-2"):
+        objects.create("sessions", name, {"user": "dave", "template": "firefox"})
+    objects.create("sessions", "erin-1", {"user": "erin", "template": "firefox"})
+    objects.create("sessions", "erin-2", {"user": "erin", "template": "firefox"})
+    objects.wait_phase("dave-1", "Running")
+    assert wait_until(lambda: is_held(objects, "dave-2"), TIMEOUT), objects.status("dave-2")
+    held = quota_condition(objects, "dave-2")
+    assert held is not None and "SessionQuota staff" in held["message"]
+    # erin is in no group: no quota selects her
+    objects.wait_phase("erin-1", "Running")
+    objects.wait_phase("erin-2", "Running")
