@@ -9,7 +9,7 @@ import queue
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -149,8 +149,8 @@ def _decode(raw: bytes) -> Any:
         return raw.decode(errors="replace")
 
 
-def token(user: str, role: str = "user") -> str:
-    return mint_hs256(JWT_SECRET, user, role, timedelta(hours=1))
+def token(user: str, role: str = "user", groups: Sequence[str] | None = None) -> str:
+    return mint_hs256(JWT_SECRET, user, role, timedelta(hours=1), groups=groups)
 
 
 ENDS = (

@@ -80,7 +80,8 @@ class Objects:
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
 
-    def create(self, plural: str, name: str, spec: dict[str, Any]) -> None:
+    def create(self, plural: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Create the object; the API server's answer."""
         kind = {
             "sessions": "Session",
             "templates": "Template",
@@ -90,9 +91,10 @@ class Objects:
             "sessionquotas": "SessionQuota",
         }[plural]
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}}
-        self.custom.create_namespaced_custom_object(
+        made: dict[str, Any] = self.custom.create_namespaced_custom_object(
             GROUP, VERSION, self.ns, plural, {**body, "spec": spec}
         )
+        return made
 
     def get(self, plural: str, name: str) -> dict[str, Any] | None:
         try:

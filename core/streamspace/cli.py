@@ -81,7 +81,12 @@ def _cmd_token_jwt(args: argparse.Namespace) -> int:
         raise UsageError("JWT_SECRET is not set: export the facade's JWT_SECRET to mint a token")
     print(
         tokens.mint_hs256(
-            auth.jwt_secret, args.user, args.role, args.ttl, audience=auth.jwt_audience
+            auth.jwt_secret,
+            args.user,
+            args.role,
+            args.ttl,
+            audience=auth.jwt_audience,
+            groups=args.group or None,
         )
     )
     print(
@@ -135,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("--user", required=True)
     mint.add_argument("--role", choices=tokens.ROLES, default="user")
     mint.add_argument("--ttl", type=_ttl, default=timedelta(hours=12), help="lifetime (12h)")
+    mint.add_argument(
+        "--group",
+        action="append",
+        help="a group the token names (repeat for more; quotas select by groups)",
+    )
     mint.set_defaults(func=_cmd_token_jwt)
 
     for ep in sorted(entry_points(group="streamspace.commands"), key=lambda e: e.name):

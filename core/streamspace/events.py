@@ -41,6 +41,10 @@ EVENT_TYPES = (
     "plugin.enabled",
     "plugin.disabled",
     "plugin.uninstalled",
+    "user.created",
+    "user.updated",
+    "user.deleted",
+    "user.login",
 )
 
 SUBJECTS = {
@@ -48,6 +52,7 @@ SUBJECTS = {
     "connections": "connections",
     "repositories": "repositories",
     "installed_plugins": "plugins",
+    "users": "users",
 }
 """Mirror table → the plural a subject starts with (``sessions/<name>``)."""
 
@@ -114,11 +119,29 @@ def _plugin(old: Row | None, new: Row | None) -> list[str]:
     return []
 
 
+USER_FIELDS = ("role", "email", "name", "idp_groups", "groups", "disabled")
+"""What a ``user.updated`` is about (a sign-in alone moves only ``last_login``)."""
+
+
+def _user(old: Row | None, new: Row | None) -> list[str]:
+    if new is None:
+        return ["user.deleted"] if old is not None else []
+    out = ["user.created"] if old is None else []
+    if old is not None and any(old.get(f) != new.get(f) for f in USER_FIELDS):
+        out.append("user.updated")
+    if new.get("last_login") is not None and (
+        old is None or old.get("last_login") != new.get("last_login")
+    ):
+        out.append("user.login")
+    return out
+
+
 _RULES: dict[str, Callable[[Row | None, Row | None], list[str]]] = {
     "sessions": _session,
     "connections": _connection,
     "repositories": _repository,
     "installed_plugins": _plugin,
+    "users": _user,
 }
 
 

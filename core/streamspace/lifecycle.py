@@ -356,10 +356,22 @@ def _run(
         )
     status["url"] = manifests.session_url(ref, view, opts)
     status["podName"] = ready_pod.name
+    resources = _workload_resources(observed.deployment)
+    if resources:
+        status["resources"] = resources
     if previous != "Running":
         status["startedAt"] = timestamp(now)
         plan.events.append(Event("Normal", "Started", f"session running in pod {ready_pod.name}"))
     return "Running", Condition(WORKLOAD_AVAILABLE, True, "Available", f"pod {ready_pod.name}")
+
+
+def _workload_resources(deployment: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The requests and limits the running workload was made with (a Template edited since
+    reaches it only at its next start): what usage reports and quotas count."""
+    pod = ((deployment or {}).get("spec") or {}).get("template") or {}
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    resources = containers[0].get("resources") or {}
+    return {k: dict(resources[k]) for k in ("requests", "limits") if resources.get(k)}
 
 
 def _existing(manifest: dict[str, Any], observed: Observed, kind: str) -> dict[str, Any]:

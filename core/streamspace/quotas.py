@@ -216,7 +216,13 @@ class Sizing:
     defaults: Resources = field(default_factory=lambda: DEFAULT_RESOURCES)
 
 
-def _requests(spec: Mapping[str, Any], sizing: Sizing) -> Mapping[str, str]:
+def _requests(body: Mapping[str, Any], sizing: Sizing) -> Mapping[str, Any]:
+    """The requests a session takes: what its workload was started with (``status.resources``)
+    while it runs, else what it would start with: session, Template, operator defaults."""
+    started = ((body.get("status") or {}).get("resources") or {}).get("requests")
+    if started and consuming(body):
+        return dict(started)
+    spec = body.get("spec") or {}
     own = normalize_resources(spec.get("resources"))
     template = sizing.template_resources(str(spec.get("template", "")))
     return merge_resources(own, template, sizing.defaults).get("requests") or {}
@@ -232,7 +238,7 @@ def need(body: Mapping[str, Any], sizing: Sizing, *, running: bool) -> Usage:
         storage = parse_quantity(sizing.home_size).value
     if not running:
         return Usage(sessions=1, storage=storage)
-    requests = _requests(spec, sizing)
+    requests = _requests(body, sizing)
 
     def amount(name: str) -> Decimal:
         return parse_quantity(requests[name]).value if name in requests else Decimal(0)

@@ -1,4 +1,4 @@
-"""Who am I, API key management for admins (the same keys as ``streamspace token``,
+"""API key management for admins (the same keys as ``streamspace token``,
 managed through the storage layer's ``ApiKeyStore`` on the facade's pool), and the audit log
 (admins; newest first, filtered by user and action, keyset-paged by row id)."""
 
@@ -15,7 +15,7 @@ from streamspace.conditions import timestamp
 from streamspace_facade import paging
 from streamspace_facade.errors import invalid, not_found
 from streamspace_facade.responses import json_response
-from streamspace_facade.state import Fields, audit, json_body, principal, require, services
+from streamspace_facade.state import Fields, audit, json_body, require, services
 from streamspace_facade.storage.audit import AuditRow
 
 
@@ -31,10 +31,6 @@ def _key_view(key: apikeys.ApiKey) -> dict[str, Any]:
         "lastUsedAt": key.last_used_at and timestamp(key.last_used_at),
         "revokedAt": key.revoked_at and timestamp(key.revoked_at),
     }
-
-
-async def me(request: web.Request) -> web.Response:
-    return json_response(principal(request).view)
 
 
 async def list_keys(request: web.Request) -> web.Response:
@@ -122,7 +118,6 @@ async def list_audit(request: web.Request) -> web.Response:
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/api/v1/me", me)
     router.add_get("/api/v1/admin/apikeys", list_keys)
     router.add_post("/api/v1/admin/apikeys", create_key)
     router.add_delete("/api/v1/admin/apikeys/{id}", revoke_key)

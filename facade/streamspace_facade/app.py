@@ -54,6 +54,8 @@ from streamspace_facade import (
     repositories,
     sessions,
     signin,
+    usage,
+    users,
     webhook,
     ws,
 )
@@ -67,6 +69,7 @@ from streamspace_facade.openapi import add_routes as add_openapi
 from streamspace_facade.responses import json_response
 from streamspace_facade.state import PRINCIPAL, SERVICES, Services, services
 from streamspace_facade.storage import Storage, StorageUnavailable
+from streamspace_facade.users import Directory
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +208,7 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
         svc.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         if settings.database.configured:
             svc.storage = Storage.for_url(
-                settings.database.url, pool_size=settings.http.db_pool_size
+                settings.database.url, pool_size=settings.http.db_pool_size, home=svc.namespace
             )
             await svc.storage.open()
             # the mirror writes through the same pool (its lock connection is its own)
@@ -226,7 +229,12 @@ def _resources(svc: Services) -> Callable[[web.Application], AsyncIterator[None]
         storage = svc.storage
         svc.audit = AuditLog(None if storage is None else storage.audit)
         svc.auth = Authenticator(
-            settings.auth, None if storage is None else storage.apikeys, svc.http
+            settings.auth,
+            None if storage is None else storage.apikeys,
+            svc.http,
+            users=None
+            if storage is None
+            else Directory(storage.users, settings.auth.api_key_cache_ttl.total_seconds()),
         )
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -290,6 +298,8 @@ def create_app(settings: Settings, *, kube: Kube | None = None) -> web.Applicati
     repositories.add_routes(app.router)
     plugins.add_routes(app.router)
     admin.add_routes(app.router)
+    users.add_routes(app.router)
+    usage.add_routes(app.router)
     webhook.add_routes(app.router)
     gate.add_routes(app.router)
     signin.add_routes(app.router)

@@ -36,6 +36,8 @@ from streamspace_facade.errors import unauthorized, unavailable
 from streamspace_facade.principal import Principal
 from streamspace_facade.storage import StorageUnavailable
 from streamspace_facade.storage.apikeys import ApiKeyStore, KeyOwner
+from streamspace_facade.storage.users import Seen
+from streamspace_facade.users import Directory
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,11 @@ class KeyCache:
                 del self._entries[next(iter(self._entries))]
         self._entries[digest] = (owner, self._clock() + lifetime)
 
+    def forget_user(self, user: str) -> None:
+        """Drop every key of ``user`` (deleted, with their keys)."""
+        self.generation += 1
+        self._entries = {d: e for d, e in self._entries.items() if e[0].user_id != user}
+
     def forget(self, key_id: int) -> None:
         """Drop the key of id ``key_id`` (just revoked)."""
         self.generation += 1
@@ -108,8 +115,11 @@ class Authenticator:
         keys: ApiKeyStore | None,
         http: aiohttp.ClientSession,
         *,
+        users: Directory | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.users = users
+        """The users table (None without a database): groups, disabled users, ``user.*``."""
         self._settings = settings
         self._keys = keys
         self._http = http
@@ -132,10 +142,12 @@ class Authenticator:
         if scheme.lower() != "bearer" or not credential:
             raise unauthorized("expected Authorization: Bearer <token or API key>")
         if credential.startswith(PREFIX):
-            return await self._api_key(credential)
-        return await self._jwt(credential)
+            who, seen = await self._api_key(credential)
+        else:
+            who, seen = await self._jwt(credential)
+        return who if self.users is None else await self.users.admit(who, seen)
 
-    async def _api_key(self, key: str) -> Principal:
+    async def _api_key(self, key: str) -> tuple[Principal, Seen]:
         if self._keys is None:
             raise unavailable("database unavailable")
         digest = hash_key(key)
@@ -150,9 +162,10 @@ class Authenticator:
             if owner is None:
                 raise unauthorized("API key revoked or unknown")
             self.keys.put(digest, owner, generation)
-        return Principal(user=owner.user_id, role=owner.role, via="apikey")
+        seen = Seen(owner.user_id, owner.role, groups=None)
+        return Principal(user=owner.user_id, role=owner.role, via="apikey"), seen
 
-    async def _jwt(self, token: str) -> Principal:
+    async def _jwt(self, token: str) -> tuple[Principal, Seen]:
         oidc = self._settings.oidc_issuer is not None
         try:
             if oidc and header_algorithm(token) in ASYMMETRIC_ALGORITHMS:
@@ -168,7 +181,8 @@ class Authenticator:
                 claims = self._verify(token, None)
         except TokenError as exc:
             raise unauthorized(str(exc)) from None
-        return Principal(user=claims.user, role=claims.role, via="jwt")
+        seen = Seen(claims.user, claims.role, claims.groups, claims.email, claims.display_name)
+        return Principal(user=claims.user, role=claims.role, via="jwt"), seen
 
     def _verify(self, token: str, keys: jwt.PyJWKSet | None) -> Claims:
         return verify(token, self._settings, keys)

@@ -160,6 +160,8 @@ async def callback(request: web.Request) -> web.Response:
     if _claims(id_token).get("nonce") != nonce:
         raise unauthorized("the ID token was not issued for this sign-in (nonce)")
     request[PRINCIPAL] = principal  # audited as this user's sign-in
+    if svc.auth.users is not None:
+        await svc.auth.users.logged_in(principal.user)
     response = web.Response(status=302, headers={"Location": "/"})
     response.del_cookie(STATE_COOKIE, path=STATE_PATH, secure=request.secure, httponly=True)
     set_session_cookie(request, response, id_token)

@@ -32,6 +32,7 @@ from streamspace_facade.openapi_schemas import (
     schemas,
     string,
 )
+from streamspace_facade.openapi_tenancy import USAGE_OPERATIONS, USER_OPERATIONS, tenancy_schemas
 from streamspace_facade.podlogs import BACKLOG
 from streamspace_facade.responses import json_response
 
@@ -262,6 +263,8 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
            (PLUGIN, _named_path("deliveryId", "The delivery's id (its webhook-id)."))),
     ),
     "plugins": PLUGIN_OPERATIONS,
+    "users": USER_OPERATIONS,
+    "analytics": USAGE_OPERATIONS,
     "webhooks": (
         Op("post", "/webhooks/repository/sync", "repositoryWebhook", "A signed Git push: sync "
            "the repositories it concerns (200: not a branch push, or a repeated delivery)",
@@ -302,7 +305,7 @@ def document(app: web.Application) -> dict[str, Any]:
                     "description": "A JWT (HS256, or RS256 from the OIDC issuer) or an API key.",
                 }
             },
-            "schemas": {**schemas(), **plugin_schemas()},
+            "schemas": {**schemas(), **plugin_schemas(), **tenancy_schemas()},
             "responses": {
                 name: {
                     "description": description,

@@ -487,7 +487,17 @@ def schemas() -> dict[str, Schema]:
                 ),
             },
         },
-        "Me": _response({"user": string(), "role": ROLE, "via": _enum("How.", "jwt", "apikey")}),
+        "Me": _response(
+            {
+                "user": string(),
+                "role": ROLE,
+                "via": _enum("How.", "jwt", "apikey"),
+                "groups": _array(string(), "The caller's groups (both sources)."),
+                "email": string("From the user's row, when there is a database.", nullable=True),
+                "name": string(nullable=True),
+                "lastLogin": _time("Last browser sign-in.", nullable=True),
+            }
+        ),
         "ApiKey": _response(
             {
                 "id": integer("Revoke it with this.", format="int64"),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 ROLE_RANK = {"user": 0, "operator": 1, "admin": 2}
 
@@ -15,6 +16,9 @@ class Principal:
     """``user``, ``operator`` or ``admin``."""
     via: str = "jwt"
     """How the caller authenticated: ``jwt`` or ``apikey``."""
+    groups: tuple[str, ...] = field(default=(), compare=False)
+    """The caller's groups: the identity provider's united with an admin's (``users``); not
+    part of who the caller is (a stream is not ended when an admin changes them)."""
 
     def at_least(self, role: str) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
@@ -25,6 +29,6 @@ class Principal:
         return self.at_least("operator")
 
     @property
-    def view(self) -> dict[str, str]:
+    def view(self) -> dict[str, Any]:
         """What ``GET /api/v1/me`` and a browser's sign-in answer."""
-        return {"user": self.user, "role": self.role, "via": self.via}
+        return {"user": self.user, "role": self.role, "via": self.via, "groups": list(self.groups)}

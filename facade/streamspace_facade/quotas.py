@@ -23,6 +23,7 @@ from aiohttp import web
 from streamspace.ownership import resource_version
 from streamspace.quotas import ERROR_CODE, Excess, Quota, Sizing, admit, refusal, select
 from streamspace.templates import Resources, normalize_resources
+from streamspace_facade import state
 from streamspace_facade.errors import ApiError
 from streamspace_facade.principal import Principal
 from streamspace_facade.state import Services, services
@@ -50,25 +51,29 @@ async def _quotas(svc: Services, namespace: str) -> list[dict[str, Any]]:
     return list(items)
 
 
-async def _groups(svc: Services, user: str) -> list[str]:
-    """The user's groups from the database; none without one (only user and default quotas
-    apply then, decision 171)."""
+async def _groups(svc: Services, caller: Principal, user: str) -> Sequence[str]:
+    """``user``'s groups: the caller's as authentication found them (``users``), another user's
+    (an admin creating for them) from their users row; none without a database (only user and
+    default quotas apply then, decision 171)."""
+    if caller.user == user:
+        return caller.groups
     if svc.storage is None:
-        return []
+        return ()
     try:
-        return await svc.storage.groups.of(user, wait=2.0)
+        row = await svc.storage.users.get(user)
     except StorageError as exc:
         log.warning("groups of %s unavailable, quota by user and default only: %s", user, exc)
-        return []
+        return ()
+    return () if row is None else row.all_groups
 
 
-async def governing(svc: Services, namespace: str, user: str) -> Quota | None:
-    """The SessionQuota of ``namespace`` that governs ``user``, if any."""
+async def governing(svc: Services, caller: Principal, namespace: str, user: str) -> Quota | None:
+    """The SessionQuota of ``namespace`` that governs ``user`` (``caller`` or another), if any."""
     found = await _quotas(svc, namespace)
     if not found:
         return None
     by_group = any((q.get("spec") or {}).get("groups") for q in found)
-    return select(found, user, await _groups(svc, user) if by_group else ())
+    return select(found, user, await _groups(svc, caller, user) if by_group else ())
 
 
 async def sessions_of(svc: Services, namespace: str, user: str) -> list[dict[str, Any]]:
@@ -135,7 +140,7 @@ async def admitting(
     svc = services(request)
     user = str(wanted["spec"]["user"])
     async with svc.quota_book.locks[(namespace, user)]:
-        quota = await governing(svc, namespace, user)
+        quota = await governing(svc, state.principal(request), namespace, user)
         if quota is not None:
             mine = await sessions_of(svc, namespace, user)
             over = refusal(quota, mine, wanted, await sizing(svc, namespace, [*mine, wanted]))
@@ -158,7 +163,7 @@ async def quota_view(request: web.Request, principal: Principal) -> dict[str, An
     ``GET /api/v1/me``: ``{quota, namespace, limits, used}``; None when no quota governs them."""
     svc = services(request)
     namespace = svc.namespace
-    quota = await governing(svc, namespace, principal.user)
+    quota = await governing(svc, principal, namespace, principal.user)
     if quota is None:
         return None
     mine = await sessions_of(svc, namespace, principal.user)

@@ -66,8 +66,11 @@ async def sign_in(request: web.Request) -> web.Response:
         ),
     )
     fields.done()
-    principal = await services(request).auth.authenticate(f"Bearer {token}")
+    auth = services(request).auth
+    principal = await auth.authenticate(f"Bearer {token}")
     request[PRINCIPAL] = principal  # the sign-in is audited as this user's
+    if auth.users is not None:
+        await auth.users.logged_in(principal.user)
     response = json_response(principal.view)
     set_session_cookie(request, response, token)
     return response

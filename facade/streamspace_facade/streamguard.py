@@ -86,7 +86,8 @@ async def recheck(
         try:
             now = await authenticate(authorization)
         except ApiError as exc:
-            if exc.status != 401:  # 503: cannot tell now; the stream keeps its last verdict
+            if exc.status != 401 and exc.code != "USER_DISABLED":
+                # 503: cannot tell now; the stream keeps its last verdict
                 log.warning("cannot re-check the credential of %s: %s", who.user, exc.message)
                 continue
             close(CLOSE_UNAUTHORIZED, f"credentials no longer valid: {exc.message}")

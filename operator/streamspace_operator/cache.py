@@ -88,7 +88,11 @@ def reduce(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
     reduced: dict[str, Any] = {"kind": kind, "metadata": _metadata(meta)}
     if kind == "Deployment":
         spec, status = body.get("spec") or {}, body.get("status") or {}
+        containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or [{}]
+        resources = containers[0].get("resources") or {}  # status.resources (usage, quotas)
         reduced["spec"] = {"replicas": spec.get("replicas")}
+        if resources:
+            reduced["spec"]["template"] = {"spec": {"containers": [{"resources": resources}]}}
         reduced["status"] = {"availableReplicas": status.get("availableReplicas")}
     elif kind == "Pod":
         conditions = (body.get("status") or {}).get("conditions") or []

@@ -31,6 +31,7 @@ SPEC_TABLES = {
     "idempotency_keys",
     "plugin_events",  # the event outbox (0005, docs/PLUGINS.md §4)
     "plugin_deliveries",
+    "session_transitions",  # usage history (0009, issue 19)
 }
 
 

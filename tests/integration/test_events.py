@@ -270,3 +270,33 @@ def test_an_uninstalled_plugins_pending_deliveries_end_at_once(
         ).fetchone()
     assert pending == (0,)
     assert receiver.events() == []
+
+
+def test_user_events_go_to_the_plugins_of_the_facades_namespace(
+    facade: Callable[..., FacadeThread],
+    receiver: Receiver,
+    objects: Objects,
+    api: client.ApiClient,
+    database: str,
+) -> None:
+    url = facade().url
+    install_plugin(api, objects.ns, "people", receiver.url, receiver.secret, events=("user.*",))
+    assert wait_until(lambda: plugin_ready(database, "people"), 30)
+    root = Client(url, token("root", "admin"))
+    assert root.get("/api/v1/me").status == 200  # root: user.created
+    signed_in = Client(url).post(
+        "/api/v1/auth/session",
+        {"token": token("alice", groups=["staff"])},
+        headers={"X-Requested-With": "streamspace"},
+    )
+    assert signed_in.status == 200, signed_in
+    assert root.patch("/api/v1/users/alice", {"groups": ["gpu"]}).status == 200
+    assert root.delete("/api/v1/users/alice").status == 204
+    expected = ["user.created", "user.login", "user.updated", "user.deleted"]
+    assert wait_until(lambda: of(receiver.events(), "users/alice") == expected, 30), (
+        receiver.events()
+    )
+    created = next(g for g in receiver.events() if g.subject == "users/alice")
+    assert created.event["data"]["idpGroups"] == ["staff"]
+    assert created.event["source"] == f"/streamspace/{objects.ns}"
+    assert receiver.refused == []

@@ -166,6 +166,24 @@ def test_attack_jwt_expiring_mid_stream_closes_it(
 # --- item 14: session pods only -----------------------------------------------------------------
 
 
+def test_attack_a_user_disabled_mid_stream_is_cut_off(
+    start_facade: Callable[..., FacadeThread], database: str, streams: Callable[..., WebSocket]
+) -> None:
+    migrate(database)
+    facade = start_facade(DATABASE_URL=database, WS_REAUTH_INTERVAL="1s")
+    alice = streams(facade.url + WS, token("alice"))
+    alice.next()
+    root = Client(facade.url, token("root", "admin"))
+    assert root.patch("/api/v1/users/alice", {"disabled": True}).status == 200
+    assert alice.closed.wait(15), "the stream outlived its user"
+    assert alice.close_code == 4401
+    assert (
+        alice.close_reason
+        == "credentials no longer valid: this user is disabled; ask an administrator"
+    )
+    assert upgrade(facade, WS, token("alice")).status == 403
+
+
 def create_pod(core: client.CoreV1Api, namespace: str, name: str, labels: dict[str, str]) -> Any:
     return core.create_namespaced_pod(
         namespace,

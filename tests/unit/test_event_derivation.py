@@ -45,6 +45,13 @@ def plugin(enabled: bool) -> dict[str, Any]:
 
 
 # (table, old row, new row) → events, in order
+def user(
+    login: datetime | None = None, groups: list[str] | None = None, disabled: bool = False
+) -> dict[str, Any]:
+    return {"id": "alice", "namespace": "ns", "role": "user", "email": None, "name": None,
+            "idp_groups": [], "groups": groups or [], "disabled": disabled, "last_login": login}  # fmt: skip
+
+
 CASES: list[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None, list[str]]] = [
     ("new session", "sessions", None, session(None), ["session.created"]),
     ("pending → running", "sessions", session("Pending"), session("Running"), ["session.started"]),
@@ -91,7 +98,15 @@ CASES: list[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None, list[s
     ("disabled", "installed_plugins", plugin(True), plugin(False), ["plugin.disabled"]),
     ("enabled", "installed_plugins", plugin(False), plugin(True), ["plugin.enabled"]),
     ("uninstalled", "installed_plugins", plugin(True), None, ["plugin.uninstalled"]),
-    ("unknown table", "users", None, {"id": "u"}, []),
+    ("user first seen", "users", None, user(), ["user.created"]),
+    ("user first seen at a sign-in", "users", None, user(login=T1),
+     ["user.created", "user.login"]),
+    ("user signs in", "users", user(login=T1), user(login=T2), ["user.login"]),
+    ("user's groups change", "users", user(), user(groups=["a"]), ["user.updated"]),
+    ("user disabled", "users", user(), user(disabled=True), ["user.updated"]),
+    ("user seen again, nothing new", "users", user(login=T1), user(login=T1), []),
+    ("user deleted", "users", user(), None, ["user.deleted"]),
+    ("unknown table", "teams", None, {"id": "u"}, []),
 ]  # fmt: skip
 
 

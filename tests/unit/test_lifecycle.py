@@ -428,3 +428,13 @@ def test_only_a_controller_reference_makes_a_child() -> None:
 )
 def test_revival_is_leaving_terminated(current: str, change: dict[str, Any], revival: bool) -> None:
     assert revives({"state": current}, change) is revival
+
+
+def test_a_running_session_reports_the_resources_its_workload_was_started_with() -> None:
+    sized = deployment(1, 1)
+    requests = {"cpu": "750m", "memory": "3Gi"}
+    sized["spec"]["template"] = {"spec": {"containers": [{"resources": {"requests": requests}}]}}
+    observed = seen(sized, service=True, network_policy=True, pods=(POD,))
+    plan = decide(session(phase="Pending"), TEMPLATE, observed, NOW, OPTS)
+    assert plan.status["phase"] == "Running"
+    assert plan.status["resources"] == {"requests": requests}

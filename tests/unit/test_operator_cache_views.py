@@ -58,6 +58,13 @@ def test_reduce_keeps_what_the_decision_reads_and_drops_the_rest() -> None:
     )
     assert reduce("Deployment", deployment)["spec"] == {"replicas": 1}
     assert reduce("Deployment", deployment)["status"] == {"availableReplicas": 1}
+    # the container's resources stay: the Session's status.resources is read from them
+    sized = {"requests": {"cpu": "500m"}, "limits": {"memory": "1Gi"}}
+    deployment["spec"]["template"]["spec"]["containers"][0]["resources"] = sized
+    assert reduce("Deployment", deployment)["spec"] == {
+        "replicas": 1,
+        "template": {"spec": {"containers": [{"resources": sized}]}},
+    }
     pod = obj("Pod", "p", "1", status={"conditions": [{"type": "Ready", "status": "True"}]})
     assert reduce("Pod", pod)["status"] == {"conditions": [{"type": "Ready", "status": "True"}]}
 

@@ -99,6 +99,15 @@ def test_need_resolves_resources_as_the_operator_does() -> None:
     assert need(session("s", state="terminated"), SIZING, running=True) == Usage()
 
 
+def test_a_running_session_counts_what_its_workload_started_with() -> None:
+    running = session("s", phase="Running", template="big")
+    running["status"]["resources"] = {"requests": {"cpu": "3", "memory": "1Gi"}}
+    started = need(running, SIZING, running=True)
+    assert (started.cpu, started.memory, started.gpus) == (3, 1024**3, 0)
+    woken = {**running, "status": {**running["status"], "phase": "Hibernated"}}
+    assert need(woken, SIZING, running=True).cpu == 2  # starts again from the template
+
+
 def test_storage_is_one_home_volume_per_user() -> None:
     two = need(session("a"), SIZING, running=False) + need(session("b"), SIZING, running=False)
     assert two.sessions == 2 and two.storage == 10 * 1024**3

@@ -157,9 +157,9 @@ def test_hs256_user_is_sub_and_role_is_role() -> None:
     token = hs256({"iss": "streamspace", "sub": "mallory", "preferred_username": "alice"})
     assert check(token) == Claims("mallory", "user")
     assert check(hs256({"iss": "streamspace", "sub": "ops", "role": "operator"})).role == "operator"
-    # groups mean nothing in our own tokens
+    # groups never make a role in our own tokens; they are only carried (quotas, issue 19)
     assert check(hs256({"iss": "streamspace", "sub": "x", "groups": ["streamspace-admins"]})) == (
-        Claims("x", "user")
+        Claims("x", "user", groups=("streamspace-admins",))
     )
     rejected(hs256({"iss": "streamspace", "sub": "x", "role": "root"}), "unknown role")
 
@@ -355,6 +355,8 @@ def test_cli_mints_a_token(
     out, err = capsys.readouterr()
     assert check(out.strip()) == Claims(user="alice", role="admin")
     assert "valid for 1m30s" in err
+    assert main(["token", "jwt", "--user", "bob", "--group", "gpu", "--group", "staff"]) == 0
+    assert check(capsys.readouterr()[0].strip()).groups == ("gpu", "staff")
     monkeypatch.delenv("JWT_SECRET")
     assert main(["token", "jwt", "--user", "alice"]) == 2
     assert "JWT_SECRET is not set" in capsys.readouterr().err

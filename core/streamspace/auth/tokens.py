@@ -24,6 +24,7 @@ never repeats the token or anything read from it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -61,6 +62,11 @@ class Claims:
     """The user name, a DNS label."""
     role: str
     """``user``, ``operator`` or ``admin``."""
+    groups: tuple[str, ...] | None = None
+    """The identity provider's groups (``OIDC_GROUPS_CLAIM``; ``groups`` of our own tokens);
+    None when the token says nothing of groups (they are then left as they were)."""
+    email: str | None = None
+    display_name: str | None = None
 
 
 def mint_hs256(
@@ -71,8 +77,10 @@ def mint_hs256(
     *,
     audience: str | None = None,
     now: datetime | None = None,
+    groups: Sequence[str] | None = None,
 ) -> str:
-    """An HS256 token for ``user`` with ``role``, valid for ``ttl`` from ``now``."""
+    """An HS256 token for ``user`` with ``role`` (and ``groups``, when given), valid for
+    ``ttl`` from ``now``."""
     if not is_dns_label(user):
         raise ValueError(f"user {user!r} must be a DNS label (lower-case letters, digits, '-')")
     if role not in ROLES:
@@ -89,6 +97,8 @@ def mint_hs256(
     }
     if audience is not None:
         claims["aud"] = audience
+    if groups is not None:
+        claims["groups"] = list(groups)
     return jwt.encode(claims, secret, algorithm=HMAC_ALGORITHM)
 
 
@@ -133,7 +143,13 @@ def verify(
         )
         if audience is None and "aud" in payload:
             raise TokenError("invalid token: wrong audience")
-        return Claims(user=_name(payload, "sub"), role=_own_role(payload))
+        return Claims(
+            user=_name(payload, "sub"),
+            role=_own_role(payload),
+            groups=_groups(payload, "groups"),
+            email=_text(payload, "email"),
+            display_name=_text(payload, "name"),
+        )
     if alg in ASYMMETRIC_ALGORITHMS and jwks is not None:
         if settings.oidc_issuer is None or settings.oidc_audience is None:
             raise TokenError("invalid token: OIDC issuer and audience are not configured")
@@ -150,6 +166,9 @@ def verify(
         return Claims(
             user=_name(payload, settings.oidc_username_claim),
             role=_mapped_role(payload, settings),
+            groups=_groups(payload, settings.oidc_groups_claim) or (),
+            email=_text(payload, "email"),
+            display_name=_text(payload, "name"),
         )
     if alg == HMAC_ALGORITHM or alg in ASYMMETRIC_ALGORITHMS:
         raise TokenError(f"invalid token: {alg} tokens are not accepted")
@@ -229,15 +248,34 @@ def _own_role(payload: dict[str, Any]) -> str:
     return str(role)
 
 
+MAX_GROUPS = 100
+"""Groups kept of one token (an identity provider listing more is cut, sorted, to this many)."""
+MAX_GROUP_LENGTH = 128
+
+
+def _groups(payload: dict[str, Any], claim: str) -> tuple[str, ...] | None:
+    """The group names of ``claim`` (a list of strings, or one string), sorted; None when the
+    token has no such claim. Names that are empty or too long are left out."""
+    value = payload.get(claim)
+    if value is None:
+        return None
+    listed = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    names = {g for g in listed if isinstance(g, str) and 0 < len(g) <= MAX_GROUP_LENGTH}
+    return tuple(sorted(names)[:MAX_GROUPS])
+
+
+def _text(payload: dict[str, Any], claim: str, limit: int = 256) -> str | None:
+    value = payload.get(claim)
+    return value[:limit] if isinstance(value, str) and value else None
+
+
 def _mapped_role(payload: dict[str, Any], settings: AuthSettings) -> str:
     """The highest role a group of the caller is mapped to; ``user`` by default.
 
     Group names are compared exactly; a group called ``admin`` is just a group unless the
     mapping names it.
     """
-    value = payload.get(settings.oidc_groups_claim)
-    listed = [value] if isinstance(value, str) else value if isinstance(value, list) else []
-    groups = {group for group in listed if isinstance(group, str)}
+    groups = set(_groups(payload, settings.oidc_groups_claim) or ())
     found = {"user"}
     found.update(role for group, role in settings.oidc_role_groups if group in groups)
     return max(found, key=ROLES.index)

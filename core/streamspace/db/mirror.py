@@ -23,7 +23,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from streamspace.conditions import parse_timestamp
-from streamspace.db import outbox
+from streamspace.db import outbox, usage
 
 STATUS_WORDS = {"Pending": "pending", "Syncing": "syncing", "Ready": "synced", "Failed": "failed"}
 """TemplateRepository ``status.phase`` → the API's repository status word."""
@@ -51,6 +51,7 @@ def session_row(obj: Mapping[str, Any]) -> Row:
         "pod_name": status.get("podName"),
         "tags": [str(t) for t in spec.get("tags") or []],
         "resources": dict(spec.get("resources") or {}),
+        "requests": dict((status.get("resources") or {}).get("requests") or {}),
         "persistent_home": bool(spec.get("persistentHome", True)),
         "idle_timeout": spec.get("idleTimeout"),
         "max_session_duration": spec.get("maxSessionDuration"),
@@ -293,7 +294,7 @@ async def _apply(
         new = await cur.fetchone()
         if new is not None:  # None: an older version than the stored row, ignored
             changes.append((old, new))
-        return await outbox.record(conn, table.name, changes, audience)
+        return await _record(conn, table, changes, audience)
 
 
 async def _remove(
@@ -306,7 +307,20 @@ async def _remove(
             (uid,),
         )
         gone = await cur.fetchall()
-        return await outbox.record(conn, table.name, [(row, None) for row in gone], audience)
+        return await _record(conn, table, [(row, None) for row in gone], audience)
+
+
+async def _record(
+    conn: AsyncConnection[Any],
+    table: Table,
+    changes: list[outbox.Change],
+    audience: outbox.Audience,
+) -> int:
+    """What row changes leave behind besides the rows: plugin events, and for sessions the
+    usage history. Returns deliveries queued."""
+    if table is SESSIONS:
+        await usage.record(conn, changes)
+    return await outbox.record(conn, table.name, changes, audience)
 
 
 async def resync(
@@ -353,5 +367,5 @@ async def resync(
                     changes.append((before.get(str(new["uid"])), new))
                 if not cur.nextset():
                     break
-        await outbox.record(conn, table.name, changes, audience)
+        await _record(conn, table, changes, audience)
         return len(gone)

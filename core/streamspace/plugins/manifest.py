@@ -13,23 +13,14 @@ from typing import Any
 from jsonschema import SchemaError
 from jsonschema.validators import Draft202012Validator, validator_for
 
+from streamspace import events
 from streamspace.naming import is_dns_label
 from streamspace.plugins.fields import secret_properties
 from streamspace.quantities import parse_quantity
 
 PLUGIN_TYPES = frozenset({"extension", "webhook", "api", "ui", "theme"})
 RISKS = ("low", "medium", "high")
-EVENT_TYPES = frozenset(
-    {
-        *(f"session.{e}" for e in ("created", "started", "stopped", "hibernated", "woken")),
-        "session.deleted",
-        "connection.opened",
-        "connection.closed",
-        "repository.synced",
-        "repository.failed",
-        *(f"plugin.{e}" for e in ("installed", "enabled", "disabled", "uninstalled")),
-    }
-)
+EVENT_TYPES = frozenset(events.EVENT_TYPES)
 """The event types of docs/PLUGINS.md §5 a plugin may subscribe to."""
 
 _STRING_FIELDS = ("displayName", "description", "category", "icon", "image")

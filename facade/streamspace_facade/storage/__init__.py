@@ -31,16 +31,18 @@ The pattern, for every area (follow it when adding one, e.g. ``plugins.py``, ``o
 
 from __future__ import annotations
 
+from streamspace.db.outbox import Audience
 from streamspace_facade.storage.apikeys import ApiKeyStore
 from streamspace_facade.storage.audit import AuditStore
 from streamspace_facade.storage.catalog import CatalogStore
 from streamspace_facade.storage.database import DB_WAIT, Database, StorageError, StorageUnavailable
 from streamspace_facade.storage.deliveries import DeliveryStore
-from streamspace_facade.storage.groups import GroupStore
 from streamspace_facade.storage.idempotency import IdempotencyStore
 from streamspace_facade.storage.plugins import PluginStore
 from streamspace_facade.storage.repositories import RepositoryStore
 from streamspace_facade.storage.sessions import SessionStore
+from streamspace_facade.storage.usage import UsageStore
+from streamspace_facade.storage.users import UserStore
 from streamspace_facade.storage.webhooks import WebhookDeliveryStore
 
 __all__ = ["DB_WAIT", "Database", "Storage", "StorageError", "StorageUnavailable"]
@@ -49,7 +51,7 @@ __all__ = ["DB_WAIT", "Database", "Storage", "StorageError", "StorageUnavailable
 class Storage:
     """The facade's database: the pool and one store per area, built once per application."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, home: str | None = None) -> None:
         self.database = database
         self.sessions = SessionStore(database)
         self.catalog = CatalogStore(database)
@@ -60,11 +62,13 @@ class Storage:
         self.webhooks = WebhookDeliveryStore(database)
         self.plugins = PluginStore(database)
         self.deliveries = DeliveryStore(database)
-        self.groups = GroupStore(database)
+        self.usage = UsageStore(database)
+        self.users = UserStore(database, Audience(home=home))
+        """``home``: the facade's namespace, whose plugins hear of users (``user.*``)."""
 
     @classmethod
-    def for_url(cls, url: str, *, pool_size: int) -> Storage:
-        return cls(Database.for_url(url, size=pool_size))
+    def for_url(cls, url: str, *, pool_size: int, home: str | None = None) -> Storage:
+        return cls(Database.for_url(url, size=pool_size), home)
 
     async def open(self) -> None:
         await self.database.open()
