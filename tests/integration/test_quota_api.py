@@ -138,6 +138,9 @@ def test_user_group_and_default_quotas_select_by_specificity(
         for _ in range(allowed):
             assert caller.post(SESSIONS, FIREFOX).status == 201
         assert_quota(caller.post(SESSIONS, FIREFOX), quota, "sessions", allowed + 1, allowed)
+    # an admin creating for dave: dave's quota, by dave's groups (read from his users row)
+    admin = Client(facade.url, token("root", "admin"))
+    assert_quota(admin.post(SESSIONS, {**FIREFOX, "user": "dave"}), "staff", "sessions", 3, 2)
     # the default quota's cpu: the Template's default resources count (1000m each)
     frank = Client(facade.url, token("frank"))
     assert_quota(
