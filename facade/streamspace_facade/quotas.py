@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 TEMPLATE_TTL = 10.0
 """Seconds a Template's default resources are trusted (they count for cpu and memory)."""
+WRITTEN_TTL = 30.0
+"""Seconds a Session this process wrote counts before its watch shows it: far beyond any watch
+delay, and then a copy the watch no longer shows (deleted meanwhile) stops counting."""
 SYNC_WAIT = 5.0
 """Seconds a check waits for the Session watch's first listing before answering 503."""
 
@@ -92,15 +95,17 @@ async def sessions_of(svc: Services, namespace: str, user: str) -> list[dict[str
         for o in watched
         if o["metadata"].get("namespace") == namespace and (o.get("spec") or {}).get("user") == user
     }
-    book = svc.quota_book
-    for (ns, name), obj in list(book.written.items()):
-        seen = mine.get(name)
-        if ns != namespace or (obj.get("spec") or {}).get("user") != user:
+    book, now = svc.quota_book, time.monotonic()
+    for key, (when, obj) in list(book.written.items()):
+        seen = mine.get(key[1])
+        if now - when > WRITTEN_TTL:  # the watch has shown it long since, or it is gone
+            del book.written[key]
+        elif key[0] != namespace or (obj.get("spec") or {}).get("user") != user:
             continue
-        if seen is not None and resource_version(seen) >= resource_version(obj):
-            del book.written[(ns, name)]
+        elif seen is not None and resource_version(seen) >= resource_version(obj):
+            del book.written[key]
         else:
-            mine[name] = obj
+            mine[key[1]] = obj
     return list(mine.values())
 
 
@@ -151,7 +156,8 @@ async def admitting(
 
 def remember(svc: Services, obj: Mapping[str, Any]) -> None:
     meta = obj["metadata"]
-    svc.quota_book.written[(str(meta["namespace"]), str(meta["name"]))] = dict(obj)
+    key = (str(meta["namespace"]), str(meta["name"]))
+    svc.quota_book.written[key] = (time.monotonic(), dict(obj))
 
 
 def forget(svc: Services, namespace: str, name: str) -> None:

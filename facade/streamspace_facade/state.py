@@ -29,7 +29,7 @@ class QuotaBook:
     locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
-    written: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    written: dict[tuple[str, str], tuple[float, dict[str, Any]]] = field(default_factory=dict)
     templates: dict[tuple[str, str], tuple[float, dict[str, dict[str, str]]]] = field(
         default_factory=dict
     )
