@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 TEMPLATE_TTL = 10.0
 """Seconds a Template's default resources are trusted (they count for cpu and memory)."""
+clock = time.monotonic
+"""The clock of the TTLs below (a test sets another)."""
 WRITTEN_TTL = 30.0
 """Seconds a Session this process wrote counts before its watch shows it: far beyond any watch
 delay, and then a copy the watch no longer shows (deleted meanwhile) stops counting."""
@@ -95,7 +97,7 @@ async def sessions_of(svc: Services, namespace: str, user: str) -> list[dict[str
         for o in watched
         if o["metadata"].get("namespace") == namespace and (o.get("spec") or {}).get("user") == user
     }
-    book, now = svc.quota_book, time.monotonic()
+    book, now = svc.quota_book, clock()
     for key, (when, obj) in list(book.written.items()):
         seen = mine.get(key[1])
         if now - when > WRITTEN_TTL:  # the watch has shown it long since, or it is gone
@@ -111,7 +113,7 @@ async def sessions_of(svc: Services, namespace: str, user: str) -> list[dict[str
 
 async def sizing(svc: Services, namespace: str, sessions: Sequence[Mapping[str, Any]]) -> Sizing:
     """Sizing for ``sessions``: their Templates' default resources read first (cached)."""
-    book, now = svc.quota_book, time.monotonic()
+    book, now = svc.quota_book, clock()
     names = {str((s.get("spec") or {}).get("template", "")) for s in sessions}
     for name in names:
         kept = book.templates.get((namespace, name))
@@ -157,7 +159,7 @@ async def admitting(
 def remember(svc: Services, obj: Mapping[str, Any]) -> None:
     meta = obj["metadata"]
     key = (str(meta["namespace"]), str(meta["name"]))
-    svc.quota_book.written[key] = (time.monotonic(), dict(obj))
+    svc.quota_book.written[key] = (clock(), dict(obj))
 
 
 def forget(svc: Services, namespace: str, name: str) -> None:
