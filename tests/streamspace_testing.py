@@ -88,6 +88,7 @@ class Objects:
             "connections": "Connection",
             "templaterepositories": "TemplateRepository",
             "plugins": "Plugin",
+            "sessionquotas": "SessionQuota",
         }[plural]
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}}
         made: dict[str, Any] = self.custom.create_namespaced_custom_object(

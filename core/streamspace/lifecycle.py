@@ -25,6 +25,7 @@ from streamspace.durations import parse_duration
 from streamspace.manifests import SessionRef, WorkloadOptions
 from streamspace.naming import workload_name
 from streamspace.ownership import NAME_CONFLICT, controlled_by, object_uid
+from streamspace.quotas import QUOTA_EXCEEDED, Excess
 from streamspace.templates import template_problems, view_template
 
 # Set by the operator together with a state change it makes itself ("hibernated:Idle",
@@ -180,10 +181,16 @@ def decide(
     observed: Observed,
     now: datetime,
     opts: WorkloadOptions,
+    *,
+    hold: Excess | None = None,
 ) -> Plan:
-    """The next step for ``session``; idempotent: the same inputs give the same plan."""
+    """The next step for ``session``; idempotent: the same inputs give the same plan.
+
+    ``hold``: the limit of the session's SessionQuota that a start would break (``quotas``);
+    a session wanted running that is held gets no workload and waits, ``Pending``."""
     state = session.spec.get("state", "running")
     plan = Plan()
+    held: Excess | None = None
     tpl_cond, tpl_problems = _template_condition(session.ref.template, template)
     status: dict[str, Any] = {
         "observedGeneration": session.generation,
@@ -208,20 +215,41 @@ def decide(
         workload = Condition(WORKLOAD_AVAILABLE, False, tpl_cond.reason, tpl_cond.message)
         if session.status.get("phase") != phase or not session.status.get("conditions"):
             plan.events.append(Event("Warning", tpl_cond.reason, tpl_cond.message))
+    elif hold is not None:
+        phase, held = "Pending", hold
+        workload = Condition(WORKLOAD_AVAILABLE, False, QUOTA_EXCEEDED, hold.message)
     else:
         phase, workload = _run(
             session, template, observed=observed, plan=plan, status=status, now=now, opts=opts
         )
+    quota = _quota_condition(session, plan, held)
 
     ready = Condition(READY, phase == "Running", phase, _phase_message(phase, state))
     if observed.conflicts:
         ready = Condition(READY, False, NAME_CONFLICT, workload.message)
     status["phase"] = phase
     status["conditions"] = merge_conditions(
-        session.status.get("conditions"), [tpl_cond, workload, ready], session.generation, now
+        session.status.get("conditions"),
+        [tpl_cond, workload, ready, *quota],
+        session.generation,
+        now,
     )
     plan.status = status
     return plan
+
+
+def _quota_condition(session: SessionInput, plan: Plan, hold: Excess | None) -> list[Condition]:
+    """``QuotaExceeded`` True while held (one Event when it becomes so),
+    False once a held session is let go; absent on sessions never held."""
+    conditions: list[Mapping[str, Any]] = session.status.get("conditions") or []
+    before = next((c for c in conditions if c.get("type") == QUOTA_EXCEEDED), None)
+    if hold is None:
+        if before is None:
+            return []
+        return [Condition(QUOTA_EXCEEDED, False, "WithinQuota", "no quota holds the session back")]
+    if before is None or before.get("status") != "True":
+        plan.events.append(Event("Warning", QUOTA_EXCEEDED, hold.message))
+    return [Condition(QUOTA_EXCEEDED, True, QUOTA_EXCEEDED, hold.message)]
 
 
 def _conflict(session: SessionInput, observed: Observed, plan: Plan) -> Condition:

@@ -38,6 +38,13 @@ NGINX_AUTH_RESPONSE_HEADERS = "nginx.ingress.kubernetes.io/auth-response-headers
 TRAEFIK_MIDDLEWARES = "traefik.ingress.kubernetes.io/router.middlewares"
 
 
+DEFAULT_RESOURCES: Resources = {
+    "requests": {"cpu": "250m", "memory": "512Mi"},
+    "limits": {"cpu": "2", "memory": "4Gi"},
+}
+"""The operator's defaults, the last layer under session and Template resources."""
+
+
 @dataclass(frozen=True)
 class SessionRef:
     """The parts of a Session that its children are built from."""

@@ -63,3 +63,10 @@ def controlled_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
 
 def object_uid(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("uid") or "")
+
+
+def resource_version(obj: Mapping[str, Any]) -> int:
+    """The resourceVersion as a number (etcd's revision), to tell the newer of two copies of one
+    object; -1 when it is not one, so that such a copy never counts as the newer."""
+    raw = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    return int(raw) if raw.isdigit() else -1

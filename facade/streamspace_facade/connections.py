@@ -18,7 +18,8 @@ from streamspace.config import SessionSettings
 from streamspace.db.mirror import CONNECTIONS, connection_row
 from streamspace.decisions import seen
 from streamspace.naming import label_value
-from streamspace_facade import gate, paging
+from streamspace.quotas import as_wanted, wants_running
+from streamspace_facade import gate, paging, quotas
 from streamspace_facade.errors import ApiError, conflict, invalid, not_found
 from streamspace_facade.principal import Principal
 from streamspace_facade.responses import json_response
@@ -66,20 +67,12 @@ async def connect(request: web.Request) -> web.Response:
     agent = request.headers.get("User-Agent")
     if agent:
         conn_spec["userAgent"] = agent[:1024]
-    obj = await svc.kube.create(
-        "Connection",
-        object_namespace(session),  # beside its session: the session owns it
-        {
-            "metadata": {
-                "name": _connection_name(name),
-                "labels": {"stream.space/session": label_value(name)},
-                # what this connect saw: the operator wakes the session for it only if no
-                # decision of the user came after (decisions.connect_wakes)
-                "annotations": seen(session),
-            },
-            "spec": conn_spec,
-        },
-    )
+    if wants_running(session):
+        obj = await _create_connection(svc, session, conn_spec)
+    else:  # the connection wakes it (the operator does): only within the running quota
+        waking = as_wanted(session, "running")
+        async with quotas.admitting(request, object_namespace(session), waking):
+            obj = await _create_connection(svc, session, conn_spec)
     await svc.mirror.observed(CONNECTIONS, obj)
     connection_id = obj["metadata"]["name"]
     audit(request, "connect", "session", name, {"connectionId": connection_id})
@@ -94,6 +87,27 @@ async def connect(request: web.Request) -> web.Response:
             **gate.credential(request, session, who.user, status.get("url")),
         }
     )
+
+
+async def _create_connection(
+    svc: Services, session: dict[str, Any], conn_spec: dict[str, Any]
+) -> dict[str, Any]:
+    name = session["metadata"]["name"]
+    obj: dict[str, Any] = await svc.kube.create(
+        "Connection",
+        object_namespace(session),  # beside its session: the session owns it
+        {
+            "metadata": {
+                "name": _connection_name(name),
+                "labels": {"stream.space/session": label_value(name)},
+                # what this connect saw: the operator wakes the session for it only if no
+                # decision of the user came after (decisions.connect_wakes)
+                "annotations": seen(session),
+            },
+            "spec": conn_spec,
+        },
+    )
+    return obj
 
 
 def heartbeat_interval(sessions: SessionSettings) -> int:

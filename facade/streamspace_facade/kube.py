@@ -37,6 +37,7 @@ PLURALS = {
     "Connection": "connections",
     "TemplateRepository": "templaterepositories",
     "Plugin": "plugins",
+    "SessionQuota": "sessionquotas",
 }
 
 

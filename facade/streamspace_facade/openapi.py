@@ -137,11 +137,13 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
            (_query("user", "Only this owner's."), _query("state", "Only in this state.", STATE),
             _query("template", "Only of this Template."), TAG, *paged(numbered=True))),
         Op("post", "/api/v1/sessions", "createSession", "Create a session (owner: the caller; "
-           "admins may name another user)", {201: "Session"}, (403, 409, 429, *KUBE),
+           "admins may name another user; 403 QUOTA_EXCEEDED over the owner's SessionQuota)",
+           {201: "Session"}, (403, 409, 429, *KUBE),
            (IDEMPOTENCY_KEY,), body="SessionCreate"),
         Op("get", S, "getSession", "One session", {200: "Session"}, (404, 409, *KUBE),
            (SESSION, IN_NAMESPACE)),
-        Op("patch", S, "updateSession", "Change state, resources, timeouts, tags or schedule",
+        Op("patch", S, "updateSession", "Change state, resources, timeouts, tags or schedule (a "
+           "wake, state running, answers 403 QUOTA_EXCEEDED over the owner's SessionQuota)",
            {200: "Session"}, (403, 404, 409, *KUBE), (SESSION, IN_NAMESPACE),
            body="SessionPatch"),
         Op("delete", S, "deleteSession", "Delete a session and its workload", {204: None},
@@ -149,7 +151,8 @@ OPERATIONS: dict[str, tuple[Op, ...]] = {
     ),
     "connections": (
         Op("get", S + "/connect", "connectSession", "Open a connection (wakes a hibernated "
-           "session)", {200: "ConnectResult"}, (404, 409, 422, 429, *KUBE),
+           "session; 403 QUOTA_EXCEEDED instead when its owner's SessionQuota does not admit "
+           "it running)", {200: "ConnectResult"}, (403, 404, 409, 422, 429, *KUBE),
            (SESSION, IN_NAMESPACE)),
         Op("delete", S + "/disconnect", "disconnectSession", "Close a connection",
            {200: "DisconnectResult"}, (404, 409, 422, *KUBE), (SESSION, IN_NAMESPACE, CONNECTION)),

@@ -16,7 +16,9 @@ ERRORS: dict[int, tuple[str, str]] = {
     403: (
         "Forbidden",
         "The caller's role does not allow this, or (code LIMIT_EXCEEDED) it asks for more than "
-        "an admin-set limit allows; details.limit names the setting.",
+        "an admin-set limit allows; details.limit names the setting; or (code QUOTA_EXCEEDED: "
+        "create, wake, connect to a hibernated session) the caller's SessionQuota does not "
+        "admit it; details: quota, resource, used, allowed.",
     ),
     404: ("NotFound", "No such object, or one the caller may not see."),
     409: ("Conflict", "It exists already, or its state does not allow this."),

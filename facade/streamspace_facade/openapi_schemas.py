@@ -242,7 +242,8 @@ TEMPLATE_SPEC: dict[str, Schema] = {
 
 ERROR_CODES = (
     "BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, METHOD_NOT_ALLOWED, CONFLICT, TOO_LARGE, "
-    "VALIDATION_FAILED, KUBERNETES_ERROR, UNAVAILABLE"
+    "VALIDATION_FAILED, KUBERNETES_ERROR, UNAVAILABLE, LIMIT_EXCEEDED, QUOTA_EXCEEDED, "
+    "RATE_LIMITED"
 )
 
 
@@ -252,7 +253,12 @@ def schemas() -> dict[str, Schema]:
             {
                 "error": string("What went wrong, for people."),
                 "code": string(f"A stable code: {ERROR_CODES}."),
-                "details": {"type": "object", "description": "e.g. fields: path → problem"},
+                "details": {
+                    "type": "object",
+                    "description": "e.g. fields: path → problem; for QUOTA_EXCEEDED quota (the "
+                    "SessionQuota's name), resource (sessions, runningSessions, cpu, memory, "
+                    "gpus or storage), used (what the user would hold) and allowed",
+                },
             },
             "Every failure.",
         ),

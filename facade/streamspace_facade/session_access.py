@@ -8,7 +8,7 @@ asks for more than their share allows gets 403 (they know the session exists).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -101,18 +101,25 @@ async def rewrite(
     name: str,
     need: str,
     build: Callable[[dict[str, Any]], dict[str, Any]],
+    apply: Callable[[dict[str, Any], dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read session ``name`` (``need`` access), merge-patch it with ``build(session)`` (which
     may refuse by raising, and conditions the write by putting the resourceVersion read in the
-    patch's metadata), and on a 409 read and build again; the Session before and after."""
+    patch's metadata), and on a 409 read and build again; the Session before and after.
+    ``apply(session, patch)`` writes the patch instead of a plain merge patch (a wake checks
+    the quota around its write)."""
     svc = services(request)
     attempts = PATCH_ATTEMPTS
     while True:
         before = await session_for(request, name, need)
         try:
-            after: dict[str, Any] = await svc.kube.patch(
-                "Session", object_namespace(before), name, build(before)
-            )
+            patch = build(before)
+            if apply is None:
+                after: dict[str, Any] = await svc.kube.patch(
+                    "Session", object_namespace(before), name, patch
+                )
+            else:
+                after = await apply(before, patch)
         except ApiError as exc:
             attempts -= 1
             if exc.status != 409 or attempts == 0:

@@ -20,9 +20,10 @@ from streamspace.db.mirror import SESSIONS, session_row
 from streamspace.decisions import USER, next_decision
 from streamspace.lifecycle import revives
 from streamspace.naming import is_dns_label, is_object_name, label_value
+from streamspace.quotas import as_wanted, wants_running
 from streamspace.schedules import schedule_problems
 from streamspace.templates import normalize_resources
-from streamspace_facade import paging
+from streamspace_facade import paging, quotas
 from streamspace_facade.errors import ApiError, forbidden, invalid
 from streamspace_facade.idempotency import IDEMPOTENCY
 from streamspace_facade.limits import enforce_caps
@@ -231,7 +232,10 @@ async def create_session(request: web.Request) -> web.Response:
     if owner != who.user and not who.at_least("admin"):
         raise ApiError(403, "FORBIDDEN", "only admins may create sessions for another user")
     await _template_exists(svc, template)
-    obj = await _create_once(request, owner, template, spec)
+    wanted = {"metadata": {"name": ""}, "spec": {"user": owner, "template": template, **spec}}
+    async with quotas.admitting(request, svc.namespace, wanted) as wrote:
+        obj = await _create_once(request, owner, template, spec)
+        wrote(obj)
     name = obj["metadata"]["name"]
     await svc.mirror.observed(SESSIONS, obj)
     audit(request, "create", "session", name, {"user": owner, "template": template, **spec})
@@ -342,7 +346,26 @@ async def _patch_spec(request: web.Request, name: str, spec: dict[str, Any]) -> 
             }
         return patch
 
-    _, obj = await rewrite(request, name, sharing.OWNER, build)
+    async def apply(session: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+        return await _patch_within_quota(request, session, patch)
+
+    _, obj = await rewrite(request, name, sharing.OWNER, build, apply)
+    return obj
+
+
+async def _patch_within_quota(
+    request: web.Request, session: dict[str, Any], patch: dict[str, Any]
+) -> dict[str, Any]:
+    """Apply ``patch``; one that wakes the session (state running) only if its quota admits it
+    (403 ``QUOTA_EXCEEDED`` otherwise)."""
+    kube, ns, name = services(request).kube, object_namespace(session), session["metadata"]["name"]
+    if patch["spec"].get("state") != "running" or wants_running(session):
+        obj: dict[str, Any] = await kube.patch("Session", ns, name, patch)
+        return obj
+    wanted = as_wanted({**session, "spec": {**session["spec"], **patch["spec"]}}, "running")
+    async with quotas.admitting(request, ns, wanted) as wrote:
+        obj = await kube.patch("Session", ns, name, patch)
+        wrote(obj)
     return obj
 
 
@@ -351,6 +374,7 @@ async def delete_session(request: web.Request) -> web.Response:
     name = request.match_info["id"]
     session = await own_session(request, name)
     await svc.kube.delete("Session", object_namespace(session), name)
+    quotas.forget(svc, object_namespace(session), name)
     await svc.mirror.forget(SESSIONS, session["metadata"]["uid"])
     audit(request, "delete", "session", name)
     return web.Response(status=204)

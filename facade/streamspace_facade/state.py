@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +19,20 @@ from streamspace.config import Settings
 from streamspace_facade.errors import bad_request, forbidden, invalid, unavailable
 from streamspace_facade.principal import Principal
 from streamspace_facade.storage import Storage
+
+
+@dataclass
+class QuotaBook:
+    """What quota checks keep between requests (``quotas``): a lock per (namespace, user), the
+    Sessions this process wrote that its watch may not show yet, Templates' default resources."""
+
+    locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
+        default_factory=lambda: defaultdict(asyncio.Lock)
+    )
+    written: dict[tuple[str, str], tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    templates: dict[tuple[str, str], tuple[float, dict[str, dict[str, str]]]] = field(
+        default_factory=dict
+    )
 
 
 @dataclass
@@ -36,6 +52,7 @@ class Services:
     list_key: bytes = field(default=b"", repr=False)  # signs list continue tokens (paging)
     templates_seen: dict[str, float] = field(default_factory=dict)
     """Template name → monotonic time a session create last found it (``sessions``)."""
+    quota_book: QuotaBook = field(default_factory=QuotaBook)
     stopping: bool = False  # SIGTERM arrived: readiness fails while requests finish
 
     @property

@@ -30,10 +30,13 @@ from streamspace import API_GROUP, API_VERSION
 from streamspace.lifecycle import Observed, SessionInput, pods_from
 from streamspace.manifests import MANAGED_BY, SESSION_LABEL
 from streamspace.naming import label_value, workload_name
+from streamspace.ownership import resource_version
 
 SESSIONS = "cache_sessions"
 TEMPLATES = "cache_templates"
 PODS = "cache_pods"
+QUOTAS = "cache_quotas"  # namespace → its SessionQuotas (``quotas``)
+USER_SESSIONS = "cache_user_sessions"  # (namespace, user) → names of the user's Sessions
 CHILDREN: dict[str, tuple[str, str, str, str]] = {
     # kind: (group, version, plural, index id)
     "NetworkPolicy": ("networking.k8s.io", "v1", "networkpolicies", "cache_networkpolicies"),
@@ -100,15 +103,8 @@ def reduce(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
     return reduced
 
 
-def _version(body: Mapping[str, Any]) -> int:
-    """The resourceVersion as a number (etcd's revision); -1 when it is not one, so that a
-    remembered copy never wins over the watch on an API server with other versions."""
-    raw = str((body.get("metadata") or {}).get("resourceVersion") or "")
-    return int(raw) if raw.isdigit() else -1
-
-
 def _newest(values: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
-    return max(values, key=_version, default=None)
+    return max(values, key=resource_version, default=None)
 
 
 class Cache:
@@ -124,7 +120,8 @@ class Cache:
 
     def bind(self, kwargs: Mapping[str, Any]) -> None:
         """Take the indexes from a handler's keyword arguments (Kopf passes them to every one)."""
-        ids = [SESSIONS, TEMPLATES, PODS, *(index for *_, index in CHILDREN.values())]
+        ids = [SESSIONS, TEMPLATES, PODS, QUOTAS, USER_SESSIONS]
+        ids += [index for *_, index in CHILDREN.values()]
         self.indexes = {i: kwargs[i] for i in ids if i in kwargs}
 
     def _indexed(self, index: str, key: Key) -> dict[str, Any] | None:
@@ -138,7 +135,7 @@ class Cache:
         remembered = self.remembered.get((kind, ns, name))
         if remembered is None:
             return indexed
-        if indexed is not None and _version(indexed) >= _version(remembered):
+        if indexed is not None and resource_version(indexed) >= resource_version(remembered):
             del self.remembered[(kind, ns, name)]  # the watch has caught up
             return indexed
         return remembered

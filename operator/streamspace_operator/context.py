@@ -12,15 +12,9 @@ import kopf
 from psycopg_pool import AsyncConnectionPool
 
 from streamspace.config import Settings
-from streamspace.manifests import WorkloadOptions
+from streamspace.manifests import DEFAULT_RESOURCES, WorkloadOptions
 from streamspace_operator.cache import Cache
 from streamspace_operator.kube import Kube
-
-# Operator defaults, the last layer under session and template resources.
-DEFAULT_RESOURCES = {
-    "requests": {"cpu": "250m", "memory": "512Mi"},
-    "limits": {"cpu": "2", "memory": "4Gi"},
-}
 
 
 @dataclass
@@ -36,6 +30,7 @@ class Context:
     warned: dict[tuple[str, str], datetime] = field(default_factory=dict)
     cache: Cache = field(default_factory=Cache)  # what the watches hold (indexes bound at start)
     retries: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
+    groups: dict[str, tuple[float, list[str]]] = field(default_factory=dict)  # user → (when, …)
     trimmer: asyncio.Task[None] | None = None  # memory.trim_forever, from start-up to clean-up
     # The clock of the schedules (tests move it rather than waiting for a cron's minute).
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))

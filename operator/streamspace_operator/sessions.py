@@ -33,7 +33,7 @@ from streamspace.lifecycle import (
 from streamspace.manifests import MANAGED_BY, SESSION_ANNOTATION, selector
 from streamspace.naming import workload_name
 from streamspace.ownership import NAME_CONFLICT
-from streamspace_operator import cache, ratelimit, timers
+from streamspace_operator import cache, quotas, ratelimit, timers
 from streamspace_operator.context import Context, context, namespaced
 from streamspace_operator.metrics import RECONCILE_ERRORS, timed, transitioned
 
@@ -106,10 +106,11 @@ async def _reconcile(ctx: Context, namespace: str, name: str) -> None:
             observed = await observe(ctx, session)
         else:
             observed = ctx.cache.observe(session, ingress=ingress)
-        plan = decide(session, template, observed, now, ctx.workload_options)
+        hold = await quotas.hold(ctx, body)
+        plan = decide(session, template, observed, now, ctx.workload_options, hold=hold)
         if await _names_taken(ctx, session, plan, observed):
             observed = await observe(ctx, session)
-            plan = decide(session, template, observed, now, ctx.workload_options)
+            plan = decide(session, template, observed, now, ctx.workload_options, hold=hold)
         try:
             await _write_children(ctx, plan, namespace, name)
         except ApiException as exc:
@@ -121,7 +122,7 @@ async def _reconcile(ctx: Context, namespace: str, name: str) -> None:
                 "session %s/%s: %s on a child write, reading again", namespace, name, exc.status
             )
             observed = await observe(ctx, session)
-            plan = decide(session, template, observed, now, ctx.workload_options)
+            plan = decide(session, template, observed, now, ctx.workload_options, hold=hold)
             await _write_children(ctx, plan, namespace, name)
         await _report(ctx, body, session, plan)
 
@@ -217,16 +218,37 @@ async def _later(ctx: Context, namespace: str, name: str) -> None:
 
 
 async def session_changed(
-    memo: kopf.Memo, namespace: str | None, name: str, event: kopf.RawEvent, **_: Any
+    memo: kopf.Memo,
+    namespace: str | None,
+    name: str,
+    event: kopf.RawEvent,
+    spec: kopf.Spec,
+    **_: Any,
 ) -> None:
     """Any event of a Session (the initial listing too): Kopf keeps no state of its own for
-    this (no annotations); an unchanged session costs no request (decision 134)."""
+    this (no annotations); an unchanged session costs no request (decision 134). Sessions of
+    the same user that their quota holds are looked at again: this one may have made room."""
     ctx, ns = context(memo), namespaced(namespace)
     if event.get("type") == "DELETED":
         ctx.cache.forget("Session", ns, name)
         ctx.warned.pop((ns, name), None)
-        return
-    await reconcile_or_retry(ctx, ns, name)
+    else:
+        await reconcile_or_retry(ctx, ns, name)
+    if quotas.quotas_in(ctx, ns):  # held sessions with no quota left were let go when it went
+        await release(ctx, ns, str(spec.get("user", "")), but=name)
+
+
+async def release(ctx: Context, namespace: str, user: str | None, but: str = "") -> None:
+    """Reconcile the held sessions (of ``user``, or all) in ``namespace``, oldest first: the
+    admission order starts the ones that fit now (decision 170)."""
+    for name in quotas.waiting(ctx, namespace, user):
+        if name != but:
+            await reconcile_or_retry(ctx, namespace, name)
+
+
+async def quota_changed(memo: kopf.Memo, namespace: str | None, **_: Any) -> None:
+    """A SessionQuota was created, changed or deleted: held sessions may fit now."""
+    await release(context(memo), namespaced(namespace), None)
 
 
 async def session_drift(memo: kopf.Memo, namespace: str | None, name: str, **_: Any) -> None:
@@ -253,6 +275,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     sessions = (API_GROUP, API_VERSION, "sessions")
     ingress = bool(settings.sessions.ingress_domain)
     cache.register(registry, ingress=ingress)
+    quotas.register(registry)
+    kopf.on.event(API_GROUP, API_VERSION, "sessionquotas", registry=registry)(
+        timed("SessionQuota")(quota_changed)
+    )
     kopf.on.event(*sessions, registry=registry)(timed("Session")(session_changed))
     interval = settings.sessions.reconcile_interval.total_seconds()
     # The drift timer: catches up with anything a missed event left behind, and enforces

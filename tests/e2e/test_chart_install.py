@@ -273,6 +273,8 @@ CANNOT = {
         ("impersonate", "users"),
         ("patch", "deployments.apps"),
         ("list", "replicasets.apps"),
+        ("create", "sessionquotas.stream.space"),  # quotas are an admin's, never written by us
+        ("patch", "sessionquotas.stream.space"),
     ],
     OPERATOR_SA: [
         ("create", "roles.rbac.authorization.k8s.io"),
@@ -290,11 +292,14 @@ CANNOT = {
         ("create", "pods/exec"),
         ("list", "nodes"),
         ("impersonate", "users"),
+        ("create", "sessionquotas.stream.space"),
+        ("delete", "sessionquotas.stream.space"),
     ],
 }
 CAN = {
     FACADE_SA: [
         ("create", "sessions.stream.space"),
+        ("watch", "sessionquotas.stream.space"),
         ("create", "secrets"),
         ("get", "pods/log"),
         # terminals: the owner chain of a session pod read, then pods/exec (owner checked)
@@ -313,6 +318,7 @@ CAN = {
         ("patch", "sessions.stream.space/status"),
         ("patch", "plugins.stream.space/status"),
         ("create", "secrets"),  # a kubectl-installed Plugin's Secret, owned by it
+        ("watch", "sessionquotas.stream.space"),
     ],
 }
 

@@ -24,6 +24,7 @@ KINDS = {
     "Connection": "connections",
     "TemplateRepository": "templaterepositories",
     "Plugin": "plugins",
+    "SessionQuota": "sessionquotas",
 }
 
 
@@ -402,6 +403,7 @@ def test_discovery_names_short_names_and_category(api: client.ApiClient) -> None
         "connections": ["conn"],
         "templaterepositories": ["repo"],
         "plugins": ["plg"],
+        "sessionquotas": ["sq"],
     }
     assert all(r.categories == ["streamspace"] for r in by_name.values())
     assert all(r.namespaced for r in by_name.values())

@@ -97,9 +97,16 @@ STREAMSPACE_CRDS = sorted(
 )
 
 
-def test_the_five_crds_exist() -> None:
+def test_the_six_crds_exist() -> None:
     kinds = {yaml.safe_load(p.read_text())["spec"]["names"]["kind"] for p in STREAMSPACE_CRDS}
-    assert kinds == {"Session", "Template", "Connection", "TemplateRepository", "Plugin"}
+    assert kinds == {
+        "Session",
+        "Template",
+        "Connection",
+        "TemplateRepository",
+        "Plugin",
+        "SessionQuota",
+    }
 
 
 @pytest.mark.parametrize("path", STREAMSPACE_CRDS, ids=lambda p: p.stem)
