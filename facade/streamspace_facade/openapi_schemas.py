@@ -502,6 +502,13 @@ def schemas() -> dict[str, Schema]:
                 "email": string("From the user's row, when there is a database.", nullable=True),
                 "name": string(nullable=True),
                 "lastLogin": _time("Last browser sign-in.", nullable=True),
+                "quota": {
+                    "type": "object",
+                    "nullable": True,
+                    "description": "The SessionQuota that governs the caller in the facade's "
+                    "namespace: {quota, namespace, limits, used} (limits and use by resource: "
+                    "counts as numbers, quantities as text); null when none does.",
+                },
             }
         ),
         "ApiKey": _response(

@@ -28,7 +28,7 @@ from aiohttp import web
 
 from streamspace.conditions import timestamp
 from streamspace.naming import is_dns_label
-from streamspace_facade import paging
+from streamspace_facade import paging, quotas
 from streamspace_facade.errors import ApiError, invalid, not_found, unavailable
 from streamspace_facade.principal import Principal
 from streamspace_facade.responses import json_response
@@ -195,7 +195,8 @@ async def delete_user(request: web.Request) -> web.Response:
 
 
 async def me(request: web.Request) -> web.Response:
-    """Who the caller is, their groups and what their user row says."""
+    """Who the caller is, their groups, what their user row says, and the SessionQuota that
+    governs them in the facade's namespace with what they use of it (null: none)."""
     who = principal(request)
     svc = services(request)
     body: dict[str, Any] = dict(who.view)
@@ -207,6 +208,7 @@ async def me(request: web.Request) -> web.Response:
                 name=row.name,
                 lastLogin=row.last_login and timestamp(row.last_login),
             )
+    body["quota"] = await quotas.quota_view(request, who)
     return json_response(body)
 
 

@@ -151,10 +151,11 @@ def test_user_group_and_default_quotas_select_by_specificity(
         "1",
     )
 
-    # what GET /api/v1/me will show (the lead's route calls this)
+    # what GET /api/v1/me shows
     assert facade.app is not None
     request = make_mocked_request("GET", "/api/v1/me", app=facade.app)
     view = facade.call(quota_view(request, Principal("erin", "user")))
+    assert Client(facade.url, token("erin")).get("/api/v1/me").body["quota"] == view
     assert view == {
         "quota": "everyone",
         "namespace": objects.ns,
@@ -172,6 +173,7 @@ def test_user_group_and_default_quotas_select_by_specificity(
         GROUP, VERSION, objects.ns, "sessionquotas", "everyone"
     )
     assert facade.call(quota_view(request, Principal("frank", "user"))) is None
+    assert frank.get("/api/v1/me").body["quota"] is None
     assert frank.post(SESSIONS, FIREFOX).status == 201  # no quota selects frank any more
 
 
