@@ -9,8 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from test_schedules import FAST, TIMEOUT, Clock, condition, objects
+from test_schedules import FAST, TIMEOUT, condition, objects
 
+from clock_testing import Clock
 from streamspace_dev.process import wait_until
 from streamspace_testing import Objects
 

@@ -3,7 +3,6 @@ the test moves instead of waiting for a cron's minute), the CRD's validation, an
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,6 +13,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from clock_testing import Clock, at
 from streamspace.decisions import decision_of
 from streamspace.schedules import FIRED_ANNOTATION, schedule_problems
 from streamspace_dev.process import wait_until
@@ -23,26 +23,6 @@ pytestmark = pytest.mark.integration
 
 TIMEOUT = 30
 FAST = {"SCHEDULE_CHECK_INTERVAL": "1s", "RECONCILE_INTERVAL": "2s"}
-
-
-class Clock:
-    """A clock that stands still until the test moves it."""
-
-    def __init__(self, moment: str) -> None:
-        self._lock = threading.Lock()
-        self._now = at(moment)
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def set(self, moment: str) -> None:
-        with self._lock:
-            self._now = at(moment)
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @pytest.fixture
