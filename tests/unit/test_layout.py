@@ -150,3 +150,13 @@ def test_product_code_never_reaches_into_the_repository() -> None:
     for root in ("core", "operator", "facade"):
         for path in (REPO / root).rglob("*.py"):
             assert "parents[" not in path.read_text(), path
+
+
+def test_test_modules_have_unique_names() -> None:
+    """pytest imports test modules by their file name (rootdir ``prepend``): two directories'
+    files of one name make the whole run fail at collection."""
+    names: dict[str, list[str]] = {}
+    for path in (REPO / "tests").rglob("*.py"):
+        if path.name not in ("conftest.py", "__init__.py"):
+            names.setdefault(path.name, []).append(str(path.relative_to(REPO)))
+    assert {name: paths for name, paths in names.items() if len(paths) > 1} == {}
