@@ -225,6 +225,7 @@ def run_stack(settings: Settings, dev: DevSettings, port: int | None = None) -> 
             database=db_url,
             kubeconfig=kubeconfig,
             logs=logs,
+            namespace=namespace,
         )
         print(welcome(about), flush=True)
         while not stop.wait(1.0):
@@ -263,6 +264,8 @@ class Welcome:
     """The database's URL, for ``streamspace token`` (which never guesses one)."""
     kubeconfig: Path
     logs: Path
+    namespace: str = "streamspace"
+    """Where the sessions go (the quota of the many-users steps is applied there)."""
 
 
 def _command() -> str:
@@ -372,6 +375,39 @@ Paste into a shell to try the REST API; every /api/v1 call needs the Authorizati
   curl -s -H "Authorization: Bearer $BOB" $API/api/v1/sessions/$SID; echo
   ALICE=$({cli} token jwt --user alice)
   curl -s -H "Authorization: Bearer $ALICE" $API/api/v1/sessions/$SID; echo
+
+  # many users: a quota of two running sessions for alice holds over REST and kubectl
+  export KUBECONFIG={q(str(w.kubeconfig))}
+  printf '%s\\n' 'apiVersion: stream.space/v1alpha1' 'kind: SessionQuota' \\
+    'metadata: {{name: alice, namespace: {w.namespace}}}' \\
+    'spec: {{users: [alice], limits: {{runningSessions: 2}}}}' | kubectl apply -f -
+  A2=$(curl -s -H "Authorization: Bearer $ALICE" {js} -d '{{"template": "{w.template}"}}' \\
+    $API/api/v1/sessions | field id); echo $A2   # her second running session
+  curl -s -H "Authorization: Bearer $ALICE" {js} -d '{{"template": "{w.template}"}}' \\
+    $API/api/v1/sessions; echo   # a third: 403 QUOTA_EXCEEDED, with used and allowed
+  curl -s -H "Authorization: Bearer $ALICE" $API/api/v1/me; echo   # her quota and its use
+
+  # sharing: bob sees and connects to the session alice shares with him, not after she revokes
+  curl -s -H "Authorization: Bearer $ALICE" {js} -d '{{"user": "bob", "access": "control"}}' \\
+    $API/api/v1/sessions/$SID/shares; echo
+  curl -s -H "Authorization: Bearer $BOB" $API/api/v1/sessions; echo   # "access": "control"
+  curl -s -H "Authorization: Bearer $BOB" $API/api/v1/sessions/$SID/connect; echo
+  curl -s -o /dev/null -w '%{{http_code}}\\n' -X DELETE -H "Authorization: Bearer $ALICE" \\
+    $API/api/v1/sessions/$SID/shares/bob   # 204
+  curl -s -H "Authorization: Bearer $BOB" $API/api/v1/sessions/$SID/connect; echo   # 404
+
+  # a session of bob's scheduled to start in two minutes and to stop two minutes later
+  START=$(date -u -d '+2 min' '+%M %H'); STOP=$(date -u -d '+4 min' '+%M %H')
+  SCHEDULE=$(printf '{{"start": "%s * * *", "stop": "%s * * *", "timeZone": "UTC"}}' \\
+    "$START" "$STOP")
+  PLANNED=$(curl -s -H "Authorization: Bearer $BOB" {js} -d "$(printf \\
+    '{{"template": "%s", "state": "hibernated", "schedule": %s}}' {w.template} "$SCHEDULE")" \\
+    $API/api/v1/sessions | field id); echo $PLANNED
+  kubectl get session $PLANNED -n {w.namespace} -o wide   # Next Start, Next Stop; then watch it
+
+  # a terminal: the console's Terminal button on a running session (WebSocket
+  # /api/v1/ws/exec/{w.namespace}/<podName>); the usage report of all this, with a price
+  curl -s {auth} "$API/api/v1/analytics/usage?groupBy=user&cpuHourPrice=0.04"; echo
 
   # disconnect, then delete the session: 204
   curl -s -X DELETE {auth} "$API/api/v1/sessions/$SID/disconnect?connectionId=$CONN"; echo
