@@ -19,8 +19,9 @@ from aiohttp import web
 
 from streamspace.auth.tokens import mint_hs256
 from streamspace.config import Settings
-from streamspace_dev.process import free_port
+from streamspace_dev.process import free_port, wait_until
 from streamspace_facade.app import AccessLog, create_app
+from streamspace_facade.state import SERVICES
 
 JWT_SECRET = "test-jwt-secret-of-enough-length-for-hs256"
 WEBHOOK_SECRET = "test-webhook-secret"
@@ -73,6 +74,13 @@ class FacadeThread:
         self.thread.start()
         assert self.ready.wait(60), "facade did not start"
         assert self.error is None, self.error
+        return self
+
+    def mirrored(self, timeout: float = 60) -> FacadeThread:
+        """This facade once its mirror holds the lock and has listed every table."""
+        assert self.app is not None
+        mirror = self.app[SERVICES].mirror
+        assert wait_until(mirror.ready.is_set, timeout), "the mirror did not become ready"
         return self
 
     def call(self, coro: Any, timeout: float = 30) -> Any:

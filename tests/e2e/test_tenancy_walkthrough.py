@@ -20,7 +20,6 @@ from facade_testing import FacadeThread, WebSocket, token
 from stack_testing import OperatorThread, Stack
 from streamspace.conditions import timestamp
 from streamspace_dev.process import wait_until
-from streamspace_facade.state import SERVICES
 from streamspace_testing import TEMPLATE, Objects
 
 pytestmark = pytest.mark.e2e
@@ -45,9 +44,7 @@ def clocked_stack(
 ) -> Stack:
     env = {"DATABASE_URL": database, "SCHEDULE_CHECK_INTERVAL": "1s"}
     operator = start_operator(clock=clock, **env)
-    facade = start_facade(**env)
-    assert facade.app is not None
-    assert wait_until(facade.app[SERVICES].mirror.ready.is_set, 60)
+    facade = start_facade(**env).mirrored()
     return Stack(facade.url, namespace, database, facade, facade.settings, operator)
 
 

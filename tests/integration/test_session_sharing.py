@@ -15,7 +15,6 @@ from kubernetes import client
 from facade_testing import JWT_SECRET, Client, FacadeThread, WebSocket, token
 from streamspace.auth.access import PARAMETER, Grant, issue, session_host, signing_key
 from streamspace_dev.process import wait_until
-from streamspace_facade.state import SERVICES
 from streamspace_testing import TEMPLATE, Objects
 
 pytestmark = pytest.mark.integration
@@ -42,9 +41,7 @@ def facade(
         INGRESS_DOMAIN=DOMAIN,
         SESSION_AUTH_URL="http://127.0.0.1:1/auth/session",  # the operator's concern, unused here
     )
-    assert facade.app is not None
-    assert wait_until(facade.app[SERVICES].mirror.ready.is_set, 60), "mirror not ready"
-    return facade
+    return facade.mirrored()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import pytest
 from facade_testing import Client, FacadeThread, token
 from streamspace.conditions import timestamp
 from streamspace_dev.process import wait_until
-from streamspace_facade.state import SERVICES
 from streamspace_testing import GROUP, VERSION, Objects
 
 pytestmark = pytest.mark.integration
@@ -25,10 +24,7 @@ USAGE = "/api/v1/analytics/usage"
 
 @pytest.fixture
 def url(start_facade: Callable[..., FacadeThread], database: str) -> str:
-    facade = start_facade(DATABASE_URL=database)
-    assert facade.app is not None
-    assert wait_until(facade.app[SERVICES].mirror.ready.is_set, 60)
-    return facade.url
+    return start_facade(DATABASE_URL=database).mirrored().url
 
 
 def set_status(objects: Objects, name: str, status: dict[str, Any]) -> None:
