@@ -1,4 +1,4 @@
-// A shell in a session's pod, in LINE MODE (issue 19 item 7; decision 204): the facade's
+// A shell in a session's pod, in LINE MODE (issue 19 item 7; decisions 204, 205): the facade's
 // WS /api/v1/ws/exec/{namespace}/{pod}?tty=false, without a pty, so stdout and stderr come
 // apart and nothing needs a terminal emulator (xterm.js injects <style> elements, which the
 // console's CSP refuses). The user types a line; Enter sends it with "\n" as `stdin`; what the

@@ -115,9 +115,14 @@ def test_a_line_mode_shell_in_alices_session(
     )
     assert stderr_colour != stdout_colour, "stderr is styled apart"
 
+    # what the pod prints is text, never markup
+    type_line(browser, "echo '<b id=pwned>bold?</b>'")
+    wait_for(browser, holds("stdout", "<b id=pwned>bold?</b>"), message="markup shown as text")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#pwned")
+
     # Up recalls the last line typed
     find(browser, INPUT).send_keys(Keys.ARROW_UP)
-    wait_for(browser, lambda d: "echo oops" in str(find(d, INPUT).get_attribute("value")))
+    wait_for(browser, lambda d: "pwned" in str(find(d, INPUT).get_attribute("value")))
     find(browser, INPUT).clear()
 
     type_line(browser, "exit 3")
