@@ -21,7 +21,7 @@ from test_console_flows import RUNNING, SESSIONS, act, cell_is, rest_session, si
 from test_console_sharing import enabled, sign_out
 
 from browser_testing import console_errors, find, gone, shown, text_is, wait_for
-from console_testing import TEMPLATE_NAME, Console
+from console_testing import FAST, TEMPLATE_NAME, Console
 from streamspace_dev.process import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -29,6 +29,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 OUTPUT = "pre[data-testid=terminal-output]"
 STATE = "[data-testid=terminal-state]"
 INPUT = "#terminal-input"
+
+
+@pytest.fixture
+def stack_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The console's short idle checks (``FAST``), plus what a test asks for by indirect
+    parametrization."""
+    return {**FAST, **getattr(request, "param", {})}
 
 
 def running_session(console: Console, api: client.ApiClient) -> str:
@@ -120,10 +127,11 @@ def test_a_line_mode_shell_in_alices_session(
     wait_for(browser, holds("stdout", "<b id=pwned>bold?</b>"), message="markup shown as text")
     assert not browser.find_elements(By.CSS_SELECTOR, "#pwned")
 
-    # Up recalls the last line typed
+    # Up recalls the last line typed, Down goes back to an empty line
     find(browser, INPUT).send_keys(Keys.ARROW_UP)
     wait_for(browser, lambda d: "pwned" in str(find(d, INPUT).get_attribute("value")))
-    find(browser, INPUT).clear()
+    find(browser, INPUT).send_keys(Keys.ARROW_DOWN)
+    wait_for(browser, lambda d: find(d, INPUT).get_attribute("value") == "", message="Down")
 
     type_line(browser, "exit 3")
     wait_for(browser, text_is(STATE, "exited (3)"), message="the exit code")
@@ -182,3 +190,25 @@ def test_ctrl_d_ends_an_admins_terminal_and_a_share_gives_none(
     assert outcome == {"opened": False, "code": 1006}, outcome
     errors = console_errors(browser)
     assert errors and all("404" in e.get("message", "") for e in errors), errors
+
+
+@pytest.mark.parametrize("stack_env", [{"TERMINAL_IDLE_TIMEOUT": "3s"}], indirect=True)
+def test_an_idle_terminal_says_why_it_closed(
+    console: Console, browser: WebDriver, api: client.ApiClient
+) -> None:
+    name = running_session(console, api)
+    sign_in(browser, console, "alice")
+    open_terminal(browser, name)
+    type_line(browser, "echo still-here")
+    wait_for(browser, holds("stdout", "still-here"))
+    # no more input: the facade closes it with 4408 after TERMINAL_IDLE_TIMEOUT
+    wait_for(
+        browser,
+        text_is(STATE, "closed: no input for too long (TERMINAL_IDLE_TIMEOUT)"),
+        30,
+        "the idle close explained",
+    )
+    assert not find(browser, INPUT).is_enabled()
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid=terminal-exit]")
+    find(browser, "[data-testid=terminal-reopen]").click()
+    wait_for(browser, text_is(STATE, "live"), message="opened again after the idle close")
