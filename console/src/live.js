@@ -85,7 +85,8 @@ export function useSocket(path, { onMessage, onCredentialsFailed, reconnect = tr
   return { ...status, send };
 }
 
-const parsed = (data) => {
+// A message's JSON, or null when it is not JSON.
+export const parsed = (data) => {
   try {
     return JSON.parse(data);
   } catch {

@@ -8,7 +8,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 
 import { query } from "./api.js";
 import { html, useFollowEnd } from "./html.js";
-import { CREDENTIALS_FAILED, useSocket } from "./live.js";
+import { CREDENTIALS_FAILED, parsed, useSocket } from "./live.js";
 
 export const MAX_LINES = 2000; // the newest lines of output kept
 const HISTORY = 100; // lines typed that Up and Down recall
@@ -89,14 +89,6 @@ export function closeExplained({ code, reason, opened }) {
   if (code === 1006) return "the connection was lost";
   return `closed (${code}${reason ? `: ${reason}` : ""})`;
 }
-
-const parsed = (data) => {
-  try {
-    return JSON.parse(data);
-  } catch {
-    return null;
-  }
-};
 
 function stateOf(socket, hungUp, exit) {
   if (exit) return exit.code === null ? "ended" : `exited (${exit.code})`;

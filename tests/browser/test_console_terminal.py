@@ -133,6 +133,13 @@ def test_a_line_mode_shell_in_alices_session(
     find(browser, INPUT).send_keys(Keys.ARROW_DOWN)
     wait_for(browser, lambda d: find(d, INPUT).get_attribute("value") == "", message="Down")
 
+    # the newest MAX_LINES (2000) lines are kept
+    type_line(browser, "seq 2500")
+    wait_for(browser, holds("stdout", "\n2500\n"), message="seq's last line")
+    shown_text = str(find(browser, OUTPUT).get_attribute("textContent"))
+    assert shown_text.count("\n") == 2000, shown_text.count("\n")
+    assert shown_text.startswith("501\n"), shown_text[:40]
+
     type_line(browser, "exit 3")
     wait_for(browser, text_is(STATE, "exited (3)"), message="the exit code")
     assert "code 3" in find(browser, "[data-testid=terminal-exit]").text
