@@ -10,10 +10,12 @@ decision 204: a ``Terminal`` button on the row, ``terminal-panel`` with ``termin
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
 from kubernetes import client
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -74,6 +76,14 @@ def holds(kind: str, part: str) -> Any:
 
     condition.__name__ = f"{kind} holds {part!r}"
     return condition
+
+
+def state_text(driver: WebDriver) -> str:
+    """The terminal's state badge ("" while the panel is being re-rendered)."""
+    try:
+        return str(find(driver, STATE).text).strip()
+    except WebDriverException:
+        return ""
 
 
 def open_terminal(driver: WebDriver, name: str) -> None:
@@ -219,3 +229,51 @@ def test_an_idle_terminal_says_why_it_closed(
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid=terminal-exit]")
     find(browser, "[data-testid=terminal-reopen]").click()
     wait_for(browser, text_is(STATE, "live"), message="opened again after the idle close")
+
+
+@pytest.mark.parametrize("stack_env", [{"TERMINAL_MAX_PER_USER": "1"}], indirect=True)
+def test_a_terminal_past_the_users_limit_is_refused_and_says_why(
+    console: Console, browser: WebDriver, api: client.ApiClient
+) -> None:
+    name = running_session(console, api)
+    pod = console.rest("alice").get(f"{SESSIONS}/{name}").body["podName"]
+    sign_in(browser, console, "alice")
+    # alice's one terminal, held open in the page by hand
+    held = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        const url = `ws://${location.host}/api/v1/ws/exec/${arguments[0]}/${arguments[1]}?tty=false`;
+        window.__held = new WebSocket(url);
+        window.__held.onopen = () => done("open");
+        window.__held.onclose = (e) => done(`closed ${e.code}`);
+        """,
+        console.stack.namespace,
+        pod,
+    )
+    assert held == "open", held
+    wait_for(browser, cell_is(name, "phase", "Running"), RUNNING, f"{name} Running")
+    act(browser, name, "terminal")
+    wait_for(
+        browser,
+        lambda d: (
+            state_text(d).startswith("refused: ") and "TERMINAL_MAX_PER_USER" in state_text(d)
+        ),
+        message="the refusal explained",
+    )
+    errors = console_errors(browser)
+    assert errors and all("429" in e.get("message", "") for e in errors), errors
+
+    # the slot back once the facade has let the other go (a moment after its close): opened
+    # again until it is live
+    browser.execute_script("window.__held.close()")
+
+    def live_after_reopening(driver: WebDriver) -> bool:
+        state = state_text(driver)
+        if state.startswith("refused: "):
+            with contextlib.suppress(WebDriverException):  # re-rendered meanwhile: next poll
+                find(driver, "[data-testid=terminal-reopen]").click()
+        return state == "live"
+
+    wait_for(browser, live_after_reopening, message="a terminal once the other closed")
+    late = console_errors(browser)  # refusals while the slot was still held
+    assert all("429" in e.get("message", "") for e in late), late
