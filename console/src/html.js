@@ -19,7 +19,6 @@ export function RowActions({ specs, item, name, busy, onAction }) {
   </td>`;
 }
 
-
 // Keeps the scrollable `box` (a ref) at its end as `content` grows, while the reader is there
 // (not when they scrolled up to read).
 export function useFollowEnd(box, content) {

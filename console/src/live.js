@@ -50,7 +50,7 @@ export function useSocket(path, { onMessage, onCredentialsFailed, reconnect = tr
       socket.onmessage = (event) => handlers.current.onMessage(event.data);
       socket.onclose = (event) => {
         socket = null;
-        live.current = null;
+        if (live.current === event.target) live.current = null; // (not a newer path's socket)
         if (stopped) return;
         if (event.code === CREDENTIALS_FAILED && handlers.current.onCredentialsFailed) {
           handlers.current.onCredentialsFailed();

@@ -71,7 +71,7 @@ function keepAlive(session, connectionId, tab, seconds) {
 
 async function act(spec, session) {
   if (spec.action === "connect") return connect(session);
-  if (["logs", "share", "terminal"].includes(spec.action)) return null; // the page opens a panel
+  if (spec.action === "logs" || spec.action === "share") return null; // the page opens a panel
   if (spec.action === "delete") return api("DELETE", path(session) + inNamespace(session));
   return api("PATCH", path(session) + inNamespace(session), { state: spec.state });
 }
