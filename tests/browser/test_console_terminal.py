@@ -78,6 +78,23 @@ def holds(kind: str, part: str) -> Any:
     return condition
 
 
+OPEN_BY_HAND = """
+const done = arguments[arguments.length - 1];
+const url = `ws://${location.host}/api/v1/ws/exec/${arguments[0]}/${arguments[1]}?tty=false`;
+window.__byHand = new WebSocket(url);
+window.__byHand.onopen = () => done({ opened: true, code: null });
+window.__byHand.onclose = (e) => done({ opened: false, code: e.code });
+"""
+
+
+def open_by_hand(driver: WebDriver, namespace: str, pod: str) -> dict[str, Any]:
+    """A terminal socket opened by the page's script (the caller's cookie), outside the
+    console's controls, kept in ``window.__byHand``: how it went first (opened, or its close
+    code)."""
+    outcome: dict[str, Any] = driver.execute_async_script(OPEN_BY_HAND, namespace, pod)
+    return outcome
+
+
 def state_text(driver: WebDriver) -> str:
     """The terminal's state badge ("" while the panel is being re-rendered)."""
     try:
@@ -192,18 +209,7 @@ def test_ctrl_d_ends_an_admins_terminal_and_a_share_gives_none(
     assert enabled(browser, name, "connect")
     assert not enabled(browser, name, "terminal")
     pod = console.rest("bob").get(f"{SESSIONS}/{name}").body["podName"]
-    outcome = browser.execute_async_script(
-        """
-        const done = arguments[arguments.length - 1];
-        const url = `ws://${location.host}/api/v1/ws/exec/${arguments[0]}/${arguments[1]}?tty=false`;
-        const socket = new WebSocket(url);
-        let opened = false;
-        socket.onopen = () => { opened = true; };
-        socket.onclose = (e) => done({ opened, code: e.code });
-        """,
-        console.stack.namespace,
-        pod,
-    )
+    outcome = open_by_hand(browser, console.stack.namespace, pod)
     assert outcome == {"opened": False, "code": 1006}, outcome
     errors = console_errors(browser)
     assert errors and all("404" in e.get("message", "") for e in errors), errors
@@ -239,18 +245,8 @@ def test_a_terminal_past_the_users_limit_is_refused_and_says_why(
     pod = console.rest("alice").get(f"{SESSIONS}/{name}").body["podName"]
     sign_in(browser, console, "alice")
     # alice's one terminal, held open in the page by hand
-    held = browser.execute_async_script(
-        """
-        const done = arguments[arguments.length - 1];
-        const url = `ws://${location.host}/api/v1/ws/exec/${arguments[0]}/${arguments[1]}?tty=false`;
-        window.__held = new WebSocket(url);
-        window.__held.onopen = () => done("open");
-        window.__held.onclose = (e) => done(`closed ${e.code}`);
-        """,
-        console.stack.namespace,
-        pod,
-    )
-    assert held == "open", held
+    held = open_by_hand(browser, console.stack.namespace, pod)
+    assert held == {"opened": True, "code": None}, held
     wait_for(browser, cell_is(name, "phase", "Running"), RUNNING, f"{name} Running")
     act(browser, name, "terminal")
     wait_for(
@@ -265,7 +261,7 @@ def test_a_terminal_past_the_users_limit_is_refused_and_says_why(
 
     # the slot back once the facade has let the other go (a moment after its close): opened
     # again until it is live
-    browser.execute_script("window.__held.close()")
+    browser.execute_script("window.__byHand.close()")
 
     def live_after_reopening(driver: WebDriver) -> bool:
         state = state_text(driver)
