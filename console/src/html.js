@@ -1,6 +1,7 @@
 // htm bound to Preact's h: tagged templates instead of JSX, so the sources need no transform.
 import htm from "htm";
 import { h } from "preact";
+import { useEffect } from "preact/hooks";
 
 export const html = htm.bind(h);
 
@@ -18,3 +19,13 @@ export function RowActions({ specs, item, name, busy, onAction }) {
   </td>`;
 }
 
+// Keeps the scrollable `box` (a ref) at its end as `content` grows, while the reader is there
+// (not when they scrolled up to read).
+export function useFollowEnd(box, content) {
+  useEffect(() => {
+    const element = box.current;
+    if (element && element.scrollHeight - element.scrollTop - element.clientHeight < 80) {
+      element.scrollTop = element.scrollHeight;
+    }
+  }, [content]);
+}

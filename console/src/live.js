@@ -21,11 +21,13 @@ export const keyOf = (s) => `${s.namespace}/${s.id}`;
 
 // A WebSocket to the facade's `path` while mounted (none while `path` is null; a new one when it
 // changes). Each message's data goes to `onMessage`. With `reconnect` a closed socket is opened
-// again after the backoff; without, the close is reported in `ended` ({code, reason}).
-// Returns {open, ended}.
+// again after the backoff; without, the close is reported in `ended` ({code, reason, opened:
+// whether it had opened, so a refused upgrade is told from a dropped socket}). `send(text)`
+// sends on the open socket (false when there is none). Returns {open, ended, send}.
 export function useSocket(path, { onMessage, onCredentialsFailed, reconnect = true }) {
   const handlers = useRef({});
   handlers.current = { onMessage, onCredentialsFailed };
+  const live = useRef(null);
   const [status, setStatus] = useState({ open: false, ended: null });
   useEffect(() => {
     if (!path) return undefined;
@@ -37,20 +39,24 @@ export function useSocket(path, { onMessage, onCredentialsFailed, reconnect = tr
 
     const connect = () => {
       timer = null;
+      let opened = false;
       socket = new WebSocket(socketUrl(window.location, path));
+      live.current = socket;
       socket.onopen = () => {
+        opened = true;
         delay = FIRST_RETRY;
         setStatus({ open: true, ended: null });
       };
       socket.onmessage = (event) => handlers.current.onMessage(event.data);
       socket.onclose = (event) => {
         socket = null;
+        if (live.current === event.target) live.current = null; // (not a newer path's socket)
         if (stopped) return;
         if (event.code === CREDENTIALS_FAILED && handlers.current.onCredentialsFailed) {
           handlers.current.onCredentialsFailed();
         }
         if (!reconnect) {
-          setStatus({ open: false, ended: { code: event.code, reason: event.reason } });
+          setStatus({ open: false, ended: { code: event.code, reason: event.reason, opened } });
           return;
         }
         setStatus({ open: false, ended: null });
@@ -62,6 +68,7 @@ export function useSocket(path, { onMessage, onCredentialsFailed, reconnect = tr
     connect();
     return () => {
       stopped = true;
+      live.current = null;
       if (timer !== null) clearTimeout(timer);
       if (socket === null) return;
       // closing a socket still connecting makes browsers log a warning: close it once open
@@ -69,10 +76,17 @@ export function useSocket(path, { onMessage, onCredentialsFailed, reconnect = tr
       else socket.close(1000, "leaving");
     };
   }, [path]);
-  return status;
+  const send = (text) => {
+    const socket = live.current;
+    if (!socket || socket.readyState !== WebSocket.OPEN) return false;
+    socket.send(text);
+    return true;
+  };
+  return { ...status, send };
 }
 
-const parsed = (data) => {
+// A message's JSON, or null when it is not JSON.
+export const parsed = (data) => {
   try {
     return JSON.parse(data);
   } catch {

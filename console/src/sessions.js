@@ -1,14 +1,15 @@
 // "My sessions": the caller's sessions and those shared with them (everyone's for operators and
 // admins, with a filter by user), live over the sessions WebSocket, their actions (REST) as far
-// as the caller's access allows, a session's pod log (its WebSocket), its shares, and a form
-// that starts a new one from a Template.
+// as the caller's access allows, a session's pod log (its WebSocket), a shell in its pod
+// (terminal.js), its shares, and a form that starts a new one from a Template.
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import { api, get, listAll, query } from "./api.js";
-import { html, RowActions } from "./html.js";
+import { html, RowActions, useFollowEnd } from "./html.js";
 import { countdown, keyOf, useNow, useSessionsFeed, useSocket } from "./live.js";
 import { atLeast } from "./roles.js";
 import { SharePanel } from "./shares.js";
+import { TerminalPanel, terminalAction } from "./terminal.js";
 
 const LOG_LINES = 2000; // the newest lines kept of a pod's log
 const LOG_TAIL = 200; // lines of history asked for when the log opens
@@ -172,7 +173,7 @@ function Schedule({ session }) {
     ${next("nextStart", "next start")} ${next("nextStop", "next stop")}`;
 }
 
-function Row({ session, warnedDeadline, now, onAction, busy, showUser }) {
+function Row({ session, specs, warnedDeadline, now, onAction, busy, showUser }) {
   const idle = running(session) ? countdown(session.idleDeadline, now) : "";
   const warn =
     idle !== "" && warnedDeadline === session.idleDeadline && Date.parse(session.idleDeadline) > now;
@@ -190,7 +191,7 @@ function Row({ session, warnedDeadline, now, onAction, busy, showUser }) {
           Hibernates soon unless used</span>`}
       </td>
       <td class="schedule-cell"><${Schedule} session=${session} /></td>
-      <${RowActions} specs=${ACTIONS} item=${session} name=${session.id} busy=${busy}
+      <${RowActions} specs=${specs} item=${session} name=${session.id} busy=${busy}
         onAction=${onAction} />
     </tr>`;
 }
@@ -212,11 +213,7 @@ function PodLog({ session, onClose, onReopen, onSignedOut }) {
   useEffect(() => {
     if (heading.current) heading.current.focus();
   }, []);
-  useEffect(() => {
-    // follow the end while the reader is there
-    const box = pre.current;
-    if (box && box.scrollHeight - box.scrollTop - box.clientHeight < 80) box.scrollTop = box.scrollHeight;
-  }, [lines]);
+  useFollowEnd(pre, lines);
   let state = socket.open ? "live" : "connecting";
   if (socket.ended && socket.ended.code === 1000) {
     state = `ended: ${socket.ended.reason || "the log closed"}`;
@@ -248,15 +245,21 @@ export function SessionsPage({ me, onSignedOut }) {
   const [busy, setBusy] = useState({});
   const [blocked, setBlocked] = useState(null); // {id, url}: a tab the browser would not open
   const [logOf, setLogOf] = useState(null); // {session, opened}: the pod log shown
+  const [termOf, setTermOf] = useState(null); // {session, opened}: the terminal shown
   const [userFilter, setUserFilter] = useState("");
   const [shareOf, setShareOf] = useState(null); // the key of the session whose shares are shown
   const everyone = atLeast(me, "operator");
+  const specs = [...ACTIONS, terminalAction(everyone)];
   useEffect(() => {
     document.title = "My sessions · StreamSpace";
   }, []);
   const onAction = async (spec, session) => {
     if (spec.action === "logs") {
       setLogOf({ session, opened: Date.now() });
+      return;
+    }
+    if (spec.action === "terminal") {
+      setTermOf({ session, opened: Date.now() });
       return;
     }
     if (spec.action === "share") {
@@ -321,7 +324,7 @@ export function SessionsPage({ me, onSignedOut }) {
         <tbody>
           ${(sessions || []).map(
             (s) => html`<${Row} key=${keyOf(s)} session=${s} now=${now}
-              warnedDeadline=${feed.warnings[keyOf(s)]} busy=${!!busy[keyOf(s)]} onAction=${onAction}
+              specs=${specs} warnedDeadline=${feed.warnings[keyOf(s)]} busy=${!!busy[keyOf(s)]} onAction=${onAction}
               showUser=${everyone} />`,
           )}
         </tbody>
@@ -336,5 +339,9 @@ export function SessionsPage({ me, onSignedOut }) {
       html`<${PodLog} key=${`${keyOf(logOf.session)}@${logOf.opened}`} session=${logOf.session}
         onClose=${() => setLogOf(null)} onSignedOut=${onSignedOut}
         onReopen=${() => setLogOf({ session: logOf.session, opened: Date.now() })} />`}
+      ${termOf &&
+      html`<${TerminalPanel} key=${`${keyOf(termOf.session)}@${termOf.opened}`}
+        session=${termOf.session} onClose=${() => setTermOf(null)} onSignedOut=${onSignedOut}
+        onReopen=${() => setTermOf({ session: termOf.session, opened: Date.now() })} />`}
     </section>`;
 }
