@@ -6,8 +6,9 @@ role or groups differ from the row updates it (``user.updated``), a browser sign
 ``last_login`` (``user.login``), and a user an admin disabled is refused (403 ``USER_DISABLED``).
 What it read is kept for ``API_KEY_CACHE_TTL`` per user, so a busy user costs one query per
 interval, not one per request; a change made through this process is seen by it at once, by
-other replicas within that interval. When PostgreSQL is down, users seen in the interval go on;
-others get 503 (their disabled flag cannot be checked).
+other replicas within that interval. When PostgreSQL cannot answer, the caller goes on with the
+groups their credential names and without the disabled check (an outage must not stop the routes
+that need only the Kubernetes API).
 
 Routes: ``GET /api/v1/users`` (operators and admins; ``?group=``), ``GET /api/v1/users/{id}``
 (the user themself, operators and admins), ``PATCH`` and ``DELETE`` (admins). An admin sets
@@ -29,7 +30,7 @@ from aiohttp import web
 from streamspace.conditions import timestamp
 from streamspace.naming import is_dns_label
 from streamspace_facade import paging, quotas
-from streamspace_facade.errors import ApiError, invalid, not_found, unavailable
+from streamspace_facade.errors import ApiError, invalid, not_found
 from streamspace_facade.principal import Principal
 from streamspace_facade.responses import json_response
 from streamspace_facade.state import Fields, audit, json_body, principal, require, services
@@ -66,8 +67,10 @@ class Directory:
             try:
                 row = await self._store.seen(seen, wait=DB_TIMEOUT)
             except StorageError as exc:  # an outage, or the schema not migrated yet
-                log.warning("cannot read user %s: %s", who.user, exc)
-                raise unavailable("database unavailable") from None
+                # routes that need only the Kubernetes API keep working through an outage: the
+                # caller goes on with the groups their credential names (decision 195)
+                log.warning("cannot read user %s, admitted unchecked: %s", who.user, exc)
+                return dataclasses.replace(who, groups=tuple(seen.groups or ()))
             self._keep(row, seen)
         if row.disabled:
             raise disabled_error()
